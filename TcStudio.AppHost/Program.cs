@@ -1,0 +1,2 @@
+Console.Error.WriteLine("The AppHost is not wired yet.");
+return 1;

@@ -1,0 +1,35 @@
+namespace TcStudio.Data;
+
+/// <summary>
+/// The configuration section <c>Database</c>. Pool and timeout values are applied to the Npgsql connection string
+/// builder in one place (<see cref="SystemDatabaseConnection"/>): a value set here wins; an unset one fills in only
+/// where the connection string itself says nothing.
+/// </summary>
+public sealed class DatabaseOptions
+{
+    public const string SectionName = "Database";
+
+    /// <summary><c>DB_TYPE</c> or <c>Database:Provider</c>; PostgreSQL is the only system-database provider.</summary>
+    public string Provider { get; set; } = "postgres";
+
+    public int MinPoolSize { get; set; } = 2;
+    public int MaxPoolSize { get; set; } = 10;
+    public int IdleLifetimeSeconds { get; set; } = 30;
+    public int ConnectTimeoutSeconds { get; set; } = 2;
+    public int CommandTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>Npgsql SslMode: Disable, Allow, Prefer, Require, VerifyCA, VerifyFull. Production: VerifyFull.</summary>
+    public string SslMode { get; set; } = "Prefer";
+
+    /// <summary>How long the worker and the API wait for the database at start before giving up.</summary>
+    public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Commands slower than this are counted and logged as slow queries.</summary>
+    public int SlowQueryThresholdMs { get; set; } = 200;
+
+    /// <summary>How often the database size is sampled for growth figures.</summary>
+    public TimeSpan SizeSampleInterval { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Lets the API apply pending migrations itself at start, under the worker's lock. Off by default.</summary>
+    public bool MigrateOnStartup { get; set; }
+}

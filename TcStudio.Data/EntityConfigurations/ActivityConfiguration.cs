@@ -1,0 +1,34 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using TcStudio.Data.Entities;
+
+namespace TcStudio.Data.EntityConfigurations;
+
+internal sealed class ActivityConfiguration : IEntityTypeConfiguration<Activity>
+{
+    public void Configure(EntityTypeBuilder<Activity> activity)
+    {
+        activity.ToTable("activities", t =>
+        {
+            t.HasCheckConstraint("ck_activities_action_format", "action ~ '^[a-z][a-z_]*(\\.[a-z][a-z_]*)+$'");
+            t.HasCheckConstraint("ck_activities_entity_type", Sql.InList("entity_type", EntityTypes.All));
+            t.HasCheckConstraint("ck_activities_details_object", "details IS NULL OR jsonb_typeof(details) = 'object'");
+        });
+        activity.HasKey(a => a.Id).HasName("pk_activities");
+        activity.Property(a => a.Action).HasMaxLength(Activity.ActionMaxLength);
+        activity.Property(a => a.EntityType).HasMaxLength(32);
+        activity.Property(a => a.Details).HasColumnType("jsonb");
+        activity.Property(a => a.CreatedAt).HasDefaultValueSql("now()");
+
+        // A purge removes a workspace's whole history; a user's hard deletion (rare: the API soft-deletes) keeps
+        // what they did, unattributed. No user_id index: workspace-scoped indexes lead with workspace_id.
+        activity.HasOne<Workspace>().WithMany().HasForeignKey(a => a.WorkspaceId)
+            .OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_activities_workspaces");
+        activity.HasOne<User>().WithMany().HasForeignKey(a => a.UserId)
+            .OnDelete(DeleteBehavior.SetNull).HasConstraintName("fk_activities_users");
+
+        // Newest-first keyset paging per workspace; id breaks ties between rows of one instant.
+        activity.HasIndex(a => new { a.WorkspaceId, a.CreatedAt, a.Id }).IsDescending(false, true, true)
+            .HasDatabaseName("ix_activities_workspace_id_created_at");
+    }
+}

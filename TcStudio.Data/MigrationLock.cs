@@ -1,0 +1,96 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace TcStudio.Data;
+
+/// <summary>
+/// A session-level PostgreSQL advisory lock taken around migrate, seed and reset, so two workers (or a worker and an
+/// API with Database:MigrateOnStartup) started together never both migrate or both seed: the second waits, then
+/// finds nothing left to do. The lock lives on its own connection and is released when it closes, even if the
+/// process dies.
+/// </summary>
+public sealed class MigrationLock : IAsyncDisposable
+{
+    /// <summary>"tcstudio" in ASCII: the key every TC Studio process uses for schema changes.</summary>
+    public const long Key = 0x7463_7374_7564_696F;
+
+    private readonly NpgsqlConnection _connection;
+
+    private MigrationLock(NpgsqlConnection connection) => _connection = connection;
+
+    public static async Task<MigrationLock> AcquireAsync(
+        NpgsqlConnectionStringBuilder target, ILogger logger, CancellationToken cancellationToken)
+    {
+        // A dedicated, unpooled connection: returning a pooled one would not end the session, nor the lock.
+        var lockConnectionString = new NpgsqlConnectionStringBuilder(target.ConnectionString)
+        {
+            Pooling = false,
+            ApplicationName = "tcstudio-migration-lock",
+        };
+        await EnsureDatabaseExistsAsync(lockConnectionString, logger, cancellationToken);
+
+        var connection = new NpgsqlConnection(lockConnectionString.ConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken);
+            await using (var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection))
+            {
+                tryLock.Parameters.AddWithValue("key", Key);
+                if ((bool)(await tryLock.ExecuteScalarAsync(cancellationToken))!)
+                {
+                    return new MigrationLock(connection);
+                }
+            }
+
+            logger.LogInformation("Another process is migrating or seeding {Database}; waiting for it to finish", target.Database);
+            await using (var waitLock = new NpgsqlCommand("SELECT pg_advisory_lock(@key)", connection))
+            {
+                waitLock.CommandTimeout = 0;
+                waitLock.Parameters.AddWithValue("key", Key);
+                await waitLock.ExecuteNonQueryAsync(cancellationToken);
+            }
+            return new MigrationLock(connection);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await _connection.DisposeAsync();
+
+    /// <summary>
+    /// Creates the database when it does not exist yet (a fresh server), through the server's maintenance database.
+    /// Two processes racing here are fine: the loser sees 42P04 and moves on.
+    /// </summary>
+    private static async Task EnsureDatabaseExistsAsync(
+        NpgsqlConnectionStringBuilder target, ILogger logger, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var probe = new NpgsqlConnection(target.ConnectionString);
+            await probe.OpenAsync(cancellationToken);
+            return;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+        {
+            // Falls through to create it.
+        }
+
+        var maintenance = new NpgsqlConnectionStringBuilder(target.ConnectionString) { Database = "postgres" };
+        await using var connection = new NpgsqlConnection(maintenance.ConnectionString);
+        await connection.OpenAsync(cancellationToken);
+        var quotedName = "\"" + target.Database!.Replace("\"", "\"\"") + "\"";
+        try
+        {
+            await using var create = new NpgsqlCommand($"CREATE DATABASE {quotedName}", connection);
+            await create.ExecuteNonQueryAsync(cancellationToken);
+            logger.LogInformation("Created database {Database}", target.Database);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.DuplicateDatabase or PostgresErrorCodes.UniqueViolation)
+        {
+            // Another process created it first.
+        }
+    }
+}

@@ -1,0 +1,109 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using TcStudio.Data.Entities;
+
+namespace TcStudio.Data.Seeding;
+
+/// <summary>
+/// The idempotent seed: roles Admin and User, users admin and user, workspace TWSBP (slug twsbp) owned by admin with
+/// user as a Member. Creates only what is missing and never changes what exists (ids, hashes, timestamps).
+/// Callers hold <see cref="MigrationLock"/> so two workers never seed at once.
+/// </summary>
+public sealed class SystemSeeder(
+    TcStudioDbContext db, IOptions<SeedOptions> seedOptions, IHostEnvironment environment)
+{
+    public const string AdminUsername = "admin";
+    public const string UserUsername = "user";
+    public const string WorkspaceSlug = "twsbp";
+    public const string WorkspaceName = "TWSBP";
+
+    /// <summary>Seeds what is missing and returns a line for each thing it created.</summary>
+    public async Task<IReadOnlyList<string>> SeedAsync(CancellationToken cancellationToken = default)
+    {
+        var strategy = db.Database.CreateExecutionStrategy();
+        return await strategy.ExecuteAsync(async ct =>
+        {
+            db.ChangeTracker.Clear();
+            var created = new List<string>();
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+
+            var adminRole = await EnsureRoleAsync(Role.Admin, "Administers the whole system.", created, ct);
+            var userRole = await EnsureRoleAsync(Role.User, "Works in the workspaces they belong to.", created, ct);
+
+            var admin = await EnsureUserAsync(AdminUsername, "Administrator", adminRole,
+                seedOptions.Value.AdminPassword, SeedOptions.DevelopmentAdminPassword, "Seed:AdminPassword", created, ct);
+            var user = await EnsureUserAsync(UserUsername, "User", userRole,
+                seedOptions.Value.UserPassword, SeedOptions.DevelopmentUserPassword, "Seed:UserPassword", created, ct);
+
+            var workspace = await db.Workspaces.IgnoreQueryFilters().SingleOrDefaultAsync(w => w.Slug == WorkspaceSlug, ct);
+            if (workspace is null)
+            {
+                workspace = new Workspace { Name = WorkspaceName, Slug = WorkspaceSlug, CreatedBy = admin.Id };
+                db.Workspaces.Add(workspace);
+                await db.SaveChangesAsync(ct);
+                created.Add($"workspace {WorkspaceSlug}");
+            }
+
+            await EnsureMemberAsync(workspace, admin, WorkspaceRoles.Owner, created, ct);
+            await EnsureMemberAsync(workspace, user, WorkspaceRoles.Member, created, ct);
+
+            await transaction.CommitAsync(ct);
+            return (IReadOnlyList<string>)created;
+        }, cancellationToken);
+    }
+
+    private async Task<Role> EnsureRoleAsync(string name, string description, List<string> created, CancellationToken ct)
+    {
+        var role = await db.Roles.SingleOrDefaultAsync(r => r.Name == name, ct);
+        if (role is not null) return role;
+        role = new Role { Name = name, Description = description };
+        db.Roles.Add(role);
+        await db.SaveChangesAsync(ct);
+        created.Add($"role {name}");
+        return role;
+    }
+
+    private async Task<User> EnsureUserAsync(string username, string displayName, Role role, string? configuredPassword,
+        string developmentPassword, string passwordKey, List<string> created, CancellationToken ct)
+    {
+        var user = await db.Users.IgnoreQueryFilters()
+            .SingleOrDefaultAsync(u => u.Username.ToLower() == username, ct);
+        if (user is not null) return user;
+
+        var password = configuredPassword;
+        if (string.IsNullOrEmpty(password))
+        {
+            if (!environment.IsDevelopment())
+            {
+                throw new SeedRefusedException(
+                    $"Refusing to seed user '{username}' without a password in the {environment.EnvironmentName} "
+                    + $"environment: set {passwordKey} (environment variable {passwordKey.Replace(":", "__")}).");
+            }
+            password = developmentPassword;
+        }
+
+        user = new User
+        {
+            Username = username,
+            DisplayName = displayName,
+            PasswordHash = PasswordHashing.Hash(password),
+            RoleId = role.Id,
+        };
+        db.Users.Add(user);
+        await db.SaveChangesAsync(ct);
+        created.Add($"user {username}");
+        return user;
+    }
+
+    private async Task EnsureMemberAsync(Workspace workspace, User user, string role, List<string> created, CancellationToken ct)
+    {
+        if (await db.WorkspaceMembers.AnyAsync(m => m.WorkspaceId == workspace.Id && m.UserId == user.Id, ct)) return;
+        db.WorkspaceMembers.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = user.Id, Role = role });
+        await db.SaveChangesAsync(ct);
+        created.Add($"membership {user.Username} as {role} of {workspace.Slug}");
+    }
+}
+
+/// <summary>Seeding cannot proceed as configured; the message says what to set.</summary>
+public sealed class SeedRefusedException(string message) : Exception(message);

@@ -1,0 +1,136 @@
+using Microsoft.Extensions.Configuration;
+using Npgsql;
+
+namespace TcStudio.Data;
+
+/// <summary>
+/// Reads and checks the system database's connection settings. This is the one place where configuration
+/// becomes an Npgsql connection string, so every process connects the same way.
+/// </summary>
+public static class SystemDatabaseConnection
+{
+    /// <summary>The Aspire resource name: <c>ConnectionStrings:tcstudio</c> / <c>ConnectionStrings__tcstudio</c>.</summary>
+    public const string ConnectionName = "tcstudio";
+
+    public const string ConnectionStringKey = "ConnectionStrings:" + ConnectionName;
+
+    /// <summary>Where an Aspire client integration would look, honoured so an Aspire user's configuration works.</summary>
+    public const string AspireSettingsSection = "Aspire:Npgsql:EntityFrameworkCore:PostgreSQL";
+
+    public const string ExampleConnectionString =
+        "Host=localhost;Port=5432;Database=tc_studio;Username=tcstudio;Password=<secret>";
+
+    private static readonly string[] SupportedProviders = ["postgres", "postgresql"];
+
+    /// <summary>
+    /// Returns one line saying what is wrong with the configuration, or null when it can be used.
+    /// The line names keys and never echoes a value (a connection string may hold a password).
+    /// </summary>
+    public static string? FindConfigurationError(IConfiguration configuration)
+    {
+        var provider = ReadProvider(configuration);
+        if (!SupportedProviders.Contains(provider, StringComparer.OrdinalIgnoreCase))
+        {
+            return $"Database provider '{provider}' (from DB_TYPE or Database:Provider) is not supported: "
+                + "the system database runs on PostgreSQL only; set DB_TYPE=postgres or leave it unset.";
+        }
+
+        var connectionString = ReadConnectionString(configuration);
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            return $"Connection string '{ConnectionStringKey}' is not set (environment variable "
+                + $"ConnectionStrings__{ConnectionName}). Example: {ExampleConnectionString}";
+        }
+
+        NpgsqlConnectionStringBuilder builder;
+        try
+        {
+            builder = new NpgsqlConnectionStringBuilder(connectionString);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidCastException)
+        {
+            return $"Connection string '{ConnectionStringKey}' is malformed ({KeywordOnly(e)}). "
+                + $"Example: {ExampleConnectionString}";
+        }
+
+        if (string.IsNullOrWhiteSpace(builder.Host))
+        {
+            return $"Connection string '{ConnectionStringKey}' has no Host. Example: {ExampleConnectionString}";
+        }
+
+        try
+        {
+            Build(configuration, "validation");
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
+        {
+            return $"Section '{DatabaseOptions.SectionName}' holds an invalid value: {e.Message}";
+        }
+        return null;
+    }
+
+    public static string ReadProvider(IConfiguration configuration) =>
+        configuration["DB_TYPE"] is { Length: > 0 } dbType ? dbType
+        : configuration[$"{DatabaseOptions.SectionName}:Provider"] is { Length: > 0 } provider ? provider
+        : "postgres";
+
+    public static string? ReadConnectionString(IConfiguration configuration) =>
+        configuration.GetConnectionString(ConnectionName) is { Length: > 0 } connectionString
+            ? connectionString
+            : configuration[$"{AspireSettingsSection}:ConnectionString"];
+
+    /// <summary>
+    /// The connection string with the <c>Database</c> section applied: explicit settings win; defaults only fill
+    /// in what the connection string leaves unset.
+    /// </summary>
+    public static NpgsqlConnectionStringBuilder Build(IConfiguration configuration, string applicationName)
+    {
+        var connectionString = ReadConnectionString(configuration)
+            ?? throw new InvalidOperationException(
+                $"Connection string '{ConnectionStringKey}' is not set. Example: {ExampleConnectionString}");
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var section = configuration.GetSection(DatabaseOptions.SectionName);
+        var options = ReadOptions(configuration);
+
+        void Apply(string key, string connectionStringKeyword, Action set)
+        {
+            if (section[key] is not null || !builder.ContainsKey(connectionStringKeyword)) set();
+        }
+
+        Apply(nameof(DatabaseOptions.MinPoolSize), "Minimum Pool Size", () => builder.MinPoolSize = options.MinPoolSize);
+        Apply(nameof(DatabaseOptions.MaxPoolSize), "Maximum Pool Size", () => builder.MaxPoolSize = options.MaxPoolSize);
+        Apply(nameof(DatabaseOptions.IdleLifetimeSeconds), "Connection Idle Lifetime",
+            () => builder.ConnectionIdleLifetime = options.IdleLifetimeSeconds);
+        Apply(nameof(DatabaseOptions.ConnectTimeoutSeconds), "Timeout", () => builder.Timeout = options.ConnectTimeoutSeconds);
+        Apply(nameof(DatabaseOptions.CommandTimeoutSeconds), "Command Timeout",
+            () => builder.CommandTimeout = options.CommandTimeoutSeconds);
+        Apply(nameof(DatabaseOptions.SslMode), "SSL Mode",
+            () => builder.SslMode = Enum.Parse<SslMode>(options.SslMode, ignoreCase: true));
+
+        if (builder.MinPoolSize > builder.MaxPoolSize)
+        {
+            throw new ArgumentException(
+                $"Database:MinPoolSize ({builder.MinPoolSize}) is larger than Database:MaxPoolSize ({builder.MaxPoolSize}).");
+        }
+
+        // Hot queries are prepared server-side after two uses: the cheapest speed-up there is.
+        if (!builder.ContainsKey("Max Auto Prepare")) builder.MaxAutoPrepare = 64;
+        if (!builder.ContainsKey("Application Name")) builder.ApplicationName = applicationName;
+        return builder;
+    }
+
+    public static DatabaseOptions ReadOptions(IConfiguration configuration)
+    {
+        var options = new DatabaseOptions();
+        configuration.GetSection(DatabaseOptions.SectionName).Bind(options);
+        options.Provider = ReadProvider(configuration);
+        return options;
+    }
+
+    /// <summary>host:port/database as user, for logs. Never the password.</summary>
+    public static string Describe(NpgsqlConnectionStringBuilder builder) =>
+        $"{builder.Host}:{builder.Port}/{builder.Database} as {builder.Username}";
+
+    private static string KeywordOnly(Exception e) =>
+        e.Message.StartsWith("Keyword not supported", StringComparison.Ordinal) ? e.Message : "a value could not be read";
+}

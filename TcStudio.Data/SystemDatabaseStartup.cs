@@ -1,0 +1,104 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Polly;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace TcStudio.Data;
+
+/// <summary>
+/// Waits at start until the system database answers, retrying with exponential backoff and jitter and logging each
+/// attempt (server, database, user; never the password), and gives up after Database:StartupTimeout.
+/// </summary>
+public static class SystemDatabaseStartup
+{
+    /// <param name="databaseMayBeMissing">
+    /// True for the worker: a reachable server without the database yet is enough, since migrating creates it.
+    /// </param>
+    public static async Task WaitUntilReachableAsync(
+        IConfiguration configuration, ILogger logger, bool databaseMayBeMissing, CancellationToken cancellationToken)
+    {
+        var options = SystemDatabaseConnection.ReadOptions(configuration);
+        var target = SystemDatabaseConnection.Build(configuration, "tcstudio-startup-check");
+        target.Pooling = false;
+        var where = SystemDatabaseConnection.Describe(target);
+        var attempt = 0;
+
+        var pipeline = new ResiliencePipelineBuilder()
+            .AddTimeout(new TimeoutStrategyOptions { Timeout = options.StartupTimeout })
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsWorthRetrying),
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                Delay = TimeSpan.FromMilliseconds(250),
+                MaxDelay = TimeSpan.FromSeconds(5),
+                MaxRetryAttempts = int.MaxValue,
+                OnRetry = args =>
+                {
+                    logger.LogWarning("PostgreSQL at {Where} is not reachable yet (attempt {Attempt}): {Reason}; retrying in {Delay:0.0} s",
+                        where, args.AttemptNumber + 1, Reason(args.Outcome.Exception), args.RetryDelay.TotalSeconds);
+                    return ValueTask.CompletedTask;
+                },
+            })
+            .Build();
+
+        try
+        {
+            await pipeline.ExecuteAsync(async ct =>
+            {
+                attempt++;
+                logger.LogInformation("Connecting to PostgreSQL at {Where} (attempt {Attempt})", where, attempt);
+                await ProbeAsync(target, databaseMayBeMissing, ct);
+            }, cancellationToken);
+            logger.LogInformation("PostgreSQL at {Where} is reachable", where);
+        }
+        catch (TimeoutRejectedException)
+        {
+            throw new DatabaseUnavailableException(
+                $"PostgreSQL at {where} did not become reachable within {options.StartupTimeout.TotalSeconds:0} s (Database:StartupTimeout).");
+        }
+        catch (PostgresException e) when (!IsWorthRetrying(e))
+        {
+            throw new DatabaseUnavailableException($"PostgreSQL at {where} refused the connection: {e.SqlState} {e.MessageText}");
+        }
+    }
+
+    private static async Task ProbeAsync(NpgsqlConnectionStringBuilder target, bool databaseMayBeMissing, CancellationToken ct)
+    {
+        try
+        {
+            await using var connection = new NpgsqlConnection(target.ConnectionString);
+            await connection.OpenAsync(ct);
+            await using var command = new NpgsqlCommand("SELECT 1", connection);
+            await command.ExecuteScalarAsync(ct);
+        }
+        catch (PostgresException e) when (databaseMayBeMissing && e.SqlState == PostgresErrorCodes.InvalidCatalogName)
+        {
+            var server = new NpgsqlConnectionStringBuilder(target.ConnectionString) { Database = "postgres" };
+            await using var connection = new NpgsqlConnection(server.ConnectionString);
+            await connection.OpenAsync(ct);
+        }
+    }
+
+    /// <summary>Wrong passwords and refused logins do not fix themselves; everything else might (a server starting).</summary>
+    private static bool IsWorthRetrying(Exception e) => e switch
+    {
+        PostgresException pg => pg.SqlState is not (PostgresErrorCodes.InvalidPassword
+            or PostgresErrorCodes.InvalidAuthorizationSpecification),
+        OperationCanceledException => false,
+        _ => true,
+    };
+
+    private static string Reason(Exception? e) => e switch
+    {
+        null => "unknown",
+        PostgresException pg => $"{pg.SqlState} {pg.MessageText}",
+        NpgsqlException { InnerException: { } inner } => inner.Message,
+        _ => e.Message,
+    };
+}
+
+/// <summary>The system database could not be reached at start; the message is the one line to print.</summary>
+public sealed class DatabaseUnavailableException(string message) : Exception(message);

@@ -1,0 +1,31 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Conventions;
+using TcStudio.Data.Entities;
+
+namespace TcStudio.Data;
+
+/// <summary>The system database: users, roles, workspaces, memberships, environments, procedures, activity.</summary>
+public sealed class TcStudioDbContext(DbContextOptions<TcStudioDbContext> options) : DbContext(options)
+{
+    /// <summary>EF's history table, renamed as the design asks.</summary>
+    public const string MigrationsHistoryTable = "migrations";
+
+    public DbSet<Role> Roles => Set<Role>();
+    public DbSet<User> Users => Set<User>();
+    public DbSet<Workspace> Workspaces => Set<Workspace>();
+    public DbSet<WorkspaceMember> WorkspaceMembers => Set<WorkspaceMember>();
+    public DbSet<WorkspaceEnvironment> WorkspaceEnvironments => Set<WorkspaceEnvironment>();
+    public DbSet<StoredProcedure> StoredProcedures => Set<StoredProcedure>();
+    public DbSet<Activity> Activities => Set<Activity>();
+    public DbSet<DatabaseSizeSample> DatabaseSizeSamples => Set<DatabaseSizeSample>();
+
+    /// <summary>
+    /// Every index is declared on purpose: workspace-scoped tables lead their indexes with workspace_id, and a
+    /// foreign key gets its own index only where a lookup needs one (EF would otherwise add one per key).
+    /// </summary>
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder) =>
+        configurationBuilder.Conventions.Remove<ForeignKeyIndexConvention>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.ApplyConfigurationsFromAssembly(typeof(TcStudioDbContext).Assembly);
+}

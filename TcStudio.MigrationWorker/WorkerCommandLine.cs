@@ -1,0 +1,82 @@
+using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using TcStudio.Data;
+using TcStudio.Data.Seeding;
+
+namespace TcStudio.MigrationWorker;
+
+/// <summary>
+/// The worker's command line. Exit codes: 0 done, 1 failed (one line why), 2 bad usage or configuration.
+/// Every verb that changes the schema or seeds holds <see cref="MigrationLock"/>.
+/// </summary>
+public static class WorkerCommandLine
+{
+    public static RootCommand Create()
+    {
+        var root = new RootCommand("TC Studio migration worker: applies, reverts and reports the system database's "
+            + "migrations and seeds it. With no verb: migrate, then seed.");
+        root.SetAction((_, ct) => WorkerHost.RunAsync("migrate+seed", async (verbs, ct2) =>
+            await verbs.MigrateAndSeedAsync(ct2), ct));
+
+        var migrateTo = new Option<string?>("--to") { Description = "Apply pending migrations up to and including this one." };
+        var migrate = new Command("migrate", "Apply pending migrations in order.") { migrateTo };
+        migrate.SetAction((parse, ct) => WorkerHost.RunAsync("migrate", (verbs, ct2) =>
+            verbs.MigrateAsync(parse.GetValue(migrateTo), ct2), ct));
+
+        var revertTo = new Option<string?>("--to")
+        {
+            Description = "Revert until this migration is the last applied one; 0 reverts all.",
+        };
+        var revert = new Command("revert", "Revert the last applied migration (or down to --to).") { revertTo };
+        revert.SetAction((parse, ct) => WorkerHost.RunAsync("revert", (verbs, ct2) =>
+            verbs.RevertAsync(parse.GetValue(revertTo), ct2), ct));
+
+        var status = new Command("status", "List every migration as applied or pending.");
+        status.SetAction((_, ct) => WorkerHost.RunAsync("status", (verbs, ct2) => verbs.StatusAsync(ct2), ct));
+
+        var seed = new Command("seed", "Seed roles, users and the TWSBP workspace; creates only what is missing.");
+        seed.SetAction((_, ct) => WorkerHost.RunAsync("seed", (verbs, ct2) => verbs.SeedAsync(ct2), ct));
+
+        var force = new Option<bool>("--force") { Description = "Allow reset in the Production environment." };
+        var reset = new Command("reset", "Drop everything, re-apply all migrations and seed (development).") { force };
+        reset.SetAction((parse, ct) => WorkerHost.RunAsync("reset", (verbs, ct2) =>
+            verbs.ResetAsync(parse.GetValue(force), ct2), ct));
+
+        var idempotent = new Option<bool>("--idempotent")
+        {
+            Description = "The whole history as a script that runs on a database in any state (needs no database).",
+        };
+        var script = new Command("script", "Print the SQL that migrate would run.") { idempotent };
+        script.SetAction((parse, ct) => WorkerHost.RunAsync("script", (verbs, ct2) =>
+            verbs.ScriptAsync(parse.GetValue(idempotent), ct2), ct, needsDatabase: !parse.GetValue(idempotent)));
+
+        root.Subcommands.Add(migrate);
+        root.Subcommands.Add(revert);
+        root.Subcommands.Add(status);
+        root.Subcommands.Add(seed);
+        root.Subcommands.Add(reset);
+        root.Subcommands.Add(script);
+        return root;
+    }
+
+    /// <summary>Parses and runs; usage errors exit 2 (System.CommandLine's own default would be 1).</summary>
+    public static async Task<int> RunAsync(this RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors) Console.Error.WriteLine(error.Message);
+            Console.Error.WriteLine("Run with --help for usage.");
+            return WorkerExitCodes.BadUsage;
+        }
+        return await parse.InvokeAsync();
+    }
+}
+
+public static class WorkerExitCodes
+{
+    public const int Done = 0;
+    public const int Failed = 1;
+    public const int BadUsage = 2;
+}

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TcStudio.Data;
+using TcStudio.Data.Seeding;
+
+namespace TcStudio.MigrationWorker;
+
+/// <summary>
+/// Builds the worker's host (service defaults, the system database), checks configuration, waits for the database,
+/// runs one verb inside a trace span, and turns every failure into one line and an exit code.
+/// </summary>
+public static class WorkerHost
+{
+    public static readonly ActivitySource ActivitySource = new("TcStudio.MigrationWorker");
+
+    public static async Task<int> RunAsync(string verb, Func<WorkerVerbs, CancellationToken, Task<int>> run,
+        CancellationToken cancellationToken, bool needsDatabase = true)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        if (!needsDatabase && SystemDatabaseConnection.ReadConnectionString(builder.Configuration) is null)
+        {
+            // Verbs that never connect (script --idempotent) still build the model through a data source.
+            builder.Configuration[SystemDatabaseConnection.ConnectionStringKey] = "Host=localhost;Database=tc_studio";
+        }
+        builder.Services.AddLogging(logging => logging.AddConsole(console =>
+            // Verb output (and `script`'s SQL) owns stdout; diagnostics go to stderr.
+            console.LogToStandardErrorThreshold = LogLevel.Trace));
+        builder.AddServiceDefaults();
+        builder.AddTcStudioData();
+        builder.Services.AddOpenTelemetry().WithTracing(tracing => tracing
+            .AddSource(ActivitySource.Name)
+            .AddSource(SystemDatabaseMigrator.ActivitySource.Name));
+        builder.Services.AddScoped<WorkerVerbs>();
+
+        using var host = builder.Build();
+        var configuration = host.Services.GetRequiredService<IConfiguration>();
+        if (needsDatabase && SystemDatabaseConnection.FindConfigurationError(configuration) is { } configurationError)
+        {
+            Console.Error.WriteLine(configurationError);
+            return WorkerExitCodes.BadUsage;
+        }
+
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TcStudio.MigrationWorker");
+        await host.StartAsync(cancellationToken);
+        try
+        {
+            if (needsDatabase)
+            {
+                await SystemDatabaseStartup.WaitUntilReachableAsync(configuration, logger, databaseMayBeMissing: true, cancellationToken);
+            }
+            using var activity = ActivitySource.StartActivity(verb);
+            await using var scope = host.Services.CreateAsyncScope();
+            var exitCode = await run(scope.ServiceProvider.GetRequiredService<WorkerVerbs>(), cancellationToken);
+            activity?.SetTag("exit_code", exitCode);
+            return exitCode;
+        }
+        catch (Exception e) when (e is MigrationCommandException or SeedRefusedException)
+        {
+            Console.Error.WriteLine($"{verb}: {e.Message}");
+            return WorkerExitCodes.BadUsage;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"{verb}: cancelled.");
+            return WorkerExitCodes.Failed;
+        }
+        catch (Exception e)
+        {
+            logger.LogDebug(e, "{Verb} failed", verb);
+            Console.Error.WriteLine($"{verb} failed: {OneLine(e)}");
+            return WorkerExitCodes.Failed;
+        }
+        finally
+        {
+            await host.StopAsync(CancellationToken.None);
+        }
+    }
+
+    /// <summary>The innermost useful message, on one line, without connection strings.</summary>
+    public static string OneLine(Exception e)
+    {
+        var inner = e;
+        while (inner.InnerException is not null && inner is not PostgresException) inner = inner.InnerException;
+        var message = inner switch
+        {
+            DatabaseUnavailableException => inner.Message,
+            PostgresException pg => $"PostgreSQL {pg.SqlState}: {pg.MessageText}",
+            DbUpdateException => inner.Message,
+            _ => inner.Message,
+        };
+        return message.ReplaceLineEndings(" ");
+    }
+}

@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using TcStudio.Data;
+using TcStudio.Data.Seeding;
+
+namespace TcStudio.MigrationWorker;
+
+/// <summary>The worker's verbs. Each prints what it does as it goes and ends with a one-line summary.</summary>
+public sealed class WorkerVerbs(
+    SystemDatabaseMigrator migrator,
+    SystemSeeder seeder,
+    IConfiguration configuration,
+    IHostEnvironment environment,
+    ILogger<WorkerVerbs> logger)
+{
+    private readonly TextWriter _out = Console.Out;
+
+    public async Task<int> MigrateAndSeedAsync(CancellationToken ct)
+    {
+        await using var migrationLock = await AcquireLockAsync(ct);
+        await ApplyAsync(target: null, ct);
+        await SeedUnlockedAsync(ct);
+        return WorkerExitCodes.Done;
+    }
+
+    public async Task<int> MigrateAsync(string? target, CancellationToken ct)
+    {
+        await using var migrationLock = await AcquireLockAsync(ct);
+        await ApplyAsync(target, ct);
+        return WorkerExitCodes.Done;
+    }
+
+    public async Task<int> RevertAsync(string? target, CancellationToken ct)
+    {
+        await using var migrationLock = await AcquireLockAsync(ct);
+        var stopwatch = Stopwatch.StartNew();
+        var steps = await migrator.RevertAsync(target, step =>
+            _out.WriteLine($"  reverted {step.Id} ({step.Duration.TotalMilliseconds:0} ms)"), ct);
+        var last = (await migrator.GetStatusAsync(ct)).LastOrDefault(m => m.Applied)?.Id ?? "no migrations (empty)";
+        _out.WriteLine(steps.Count == 0
+            ? "revert: nothing to revert; no migration is applied."
+            : $"revert: reverted {Plural(steps.Count, "migration")} in {stopwatch.Elapsed.TotalSeconds:0.0} s; database is at {last}.");
+        return WorkerExitCodes.Done;
+    }
+
+    public async Task<int> StatusAsync(CancellationToken ct)
+    {
+        var states = await migrator.GetStatusAsync(ct);
+        foreach (var state in states)
+        {
+            var label = !state.KnownToCode ? "applied (unknown to this build)" : state.Applied ? "applied" : "pending";
+            _out.WriteLine($"  {label,-8} {state.Id}");
+        }
+        var applied = states.Count(s => s.Applied);
+        var pending = states.Count(s => !s.Applied);
+        _out.WriteLine($"status: {applied} applied, {pending} pending.");
+        return WorkerExitCodes.Done;
+    }
+
+    public async Task<int> SeedAsync(CancellationToken ct)
+    {
+        await using var migrationLock = await AcquireLockAsync(ct);
+        await SeedUnlockedAsync(ct);
+        return WorkerExitCodes.Done;
+    }
+
+    public async Task<int> ResetAsync(bool force, CancellationToken ct)
+    {
+        if (environment.IsProduction() && !force)
+        {
+            throw new MigrationCommandException(
+                "reset drops every table and is refused in the Production environment; pass --force if you mean it.");
+        }
+        await using var migrationLock = await AcquireLockAsync(ct);
+        _out.WriteLine($"reset: dropping every object in {Describe()} ({environment.EnvironmentName})");
+        await migrator.DropEverythingAsync(ct);
+        await ApplyAsync(target: null, ct);
+        await SeedUnlockedAsync(ct);
+        _out.WriteLine("reset: done.");
+        return WorkerExitCodes.Done;
+    }
+
+    public async Task<int> ScriptAsync(bool idempotent, CancellationToken ct)
+    {
+        _out.Write(await migrator.ScriptAsync(idempotent, ct));
+        return WorkerExitCodes.Done;
+    }
+
+    private async Task ApplyAsync(string? target, CancellationToken ct)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var pending = await migrator.GetPendingAsync(ct);
+        if (pending.Count > 0) _out.WriteLine($"migrate: {Plural(pending.Count, "pending migration")}");
+        var steps = await migrator.MigrateAsync(target, step =>
+            _out.WriteLine($"  applied {step.Id} ({step.Duration.TotalMilliseconds:0} ms)"), ct);
+        var last = (await migrator.GetStatusAsync(ct)).LastOrDefault(m => m.Applied)?.Id ?? "no migrations";
+        _out.WriteLine(steps.Count == 0
+            ? $"migrate: up to date at {last}."
+            : $"migrate: applied {Plural(steps.Count, "migration")} in {stopwatch.Elapsed.TotalSeconds:0.0} s; database is at {last}.");
+    }
+
+    private async Task SeedUnlockedAsync(CancellationToken ct)
+    {
+        var created = await seeder.SeedAsync(ct);
+        foreach (var line in created) _out.WriteLine($"  created {line}");
+        _out.WriteLine(created.Count == 0
+            ? "seed: nothing to do; everything is already there."
+            : $"seed: created {Plural(created.Count, "item")}.");
+    }
+
+    private Task<MigrationLock> AcquireLockAsync(CancellationToken ct) =>
+        MigrationLock.AcquireAsync(SystemDatabaseConnection.Build(configuration, "tcstudio-migration-worker"), logger, ct);
+
+    private string Describe() =>
+        SystemDatabaseConnection.Describe(SystemDatabaseConnection.Build(configuration, "tcstudio-migration-worker"));
+
+    private static string Plural(int count, string noun) => $"{count} {noun}{(count == 1 ? "" : "s")}";
+}

@@ -1,0 +1,20 @@
+namespace TcStudio.Tests.Infrastructure;
+
+/// <summary>Runs the migration worker as a real process against a test database.</summary>
+public static class MigrationWorkerRunner
+{
+    public static string Dll => RepositoryPaths.ProjectOutput("TcStudio.MigrationWorker");
+
+    public static Dictionary<string, string?> Environment(string? connectionString, string environment = "Development") => new()
+    {
+        ["ConnectionStrings__tcstudio"] = connectionString,
+        ["DOTNET_ENVIRONMENT"] = environment,
+        ["Database__StartupTimeout"] = "00:00:30",
+    };
+
+    public static Task<ProcessResult> RunAsync(string? connectionString, params string[] arguments) =>
+        ProcessRunner.RunDotnetAsync(Dll, arguments, Environment(connectionString));
+
+    public static Task<ProcessResult> RunAsync(IDictionary<string, string?> environment, params string[] arguments) =>
+        ProcessRunner.RunDotnetAsync(Dll, arguments, environment);
+}
