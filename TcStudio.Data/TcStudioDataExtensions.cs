@@ -75,6 +75,7 @@ public static class TcStudioDataExtensions
             options.AddInterceptors(sp.GetRequiredService<AuditTimestampsInterceptor>());
         });
 
+        builder.Services.TryAddSingleton<SchemaReadiness>();
         builder.Services.TryAddScoped<SystemDatabaseMigrator>();
         builder.Services.TryAddScoped<SystemSeeder>();
 
