@@ -1,8 +1,36 @@
+using Scalar.AspNetCore;
+using TcStudio.Api.Auth;
+using TcStudio.Api.Roles;
+using TcStudio.Api.Users;
+using TcStudio.Api.Workspaces;
+
 var builder = WebApplication.CreateBuilder(args);
+
 builder.AddServiceDefaults();
+builder.AddTcStudioData();
+builder.AddApiDefaults();
+builder.AddTcStudioAuthentication();
+builder.AddWorkspaceScope();
 
 var app = builder.Build();
+if (await app.RunStartupChecksAsync() is { } exitCode) return exitCode;
+
+app.UseApiDefaults();
+app.UseAuthentication();
+app.UseAuthorization();
+app.UseSchemaReadinessGate();
+
 app.MapDefaultEndpoints();
-app.Run();
+app.MapOpenApi();
+app.MapScalarApiReference();
+
+app.MapGroup("/api").RequireAuthorization()
+    .MapAuthApi()
+    .MapMeApi()
+    .MapRolesApi()
+    .MapWorkspacesApi();
+
+await app.RunAsync();
+return 0;
 
 public partial class Program;

@@ -1,2 +1,10 @@
-Console.Error.WriteLine("The AppHost is not wired yet.");
-return 1;
+namespace TcStudio.AppHost;
+
+public static class Program
+{
+    public static int Main()
+    {
+        Console.Error.WriteLine("The AppHost is not wired yet.");
+        return 1;
+    }
+}

@@ -1,4 +1,8 @@
-using TcStudio.MigrationWorker;
+namespace TcStudio.MigrationWorker;
 
-// Verbs: migrate, revert, status, seed, reset, script (and, with none, migrate then seed: what the AppHost runs).
-return await WorkerCommandLine.Create().RunAsync(args);
+// A namespaced entry point: the API's Program is the global one (WebApplicationFactory<Program> in the tests).
+public static class Program
+{
+    /// <summary>Verbs: migrate, revert, status, seed, reset, script; with none, migrate then seed (what the AppHost runs).</summary>
+    public static Task<int> Main(string[] args) => WorkerCommandLine.Create().RunAsync(args);
+}

@@ -1,0 +1,57 @@
+using System.ComponentModel;
+
+namespace TcStudio.Api.Auth;
+
+public sealed record TokenRequest(string Username, string Password);
+
+public sealed record TokenResponse(string AccessToken, DateTimeOffset ExpiresAt, string TokenType = "Bearer");
+
+public static class AuthApi
+{
+    /// <summary>Verified against when the username is unknown, so a miss costs what a hit costs (no timing hint).</summary>
+    private static readonly string DecoyHash = PasswordHashing.Hash(Guid.NewGuid().ToString());
+
+    public static RouteGroupBuilder MapAuthApi(this RouteGroupBuilder api)
+    {
+        var auth = api.MapGroup("/auth").WithTags("Auth");
+        auth.MapPost("/token", IssueToken).AllowAnonymous()
+            .WithSummary("Exchange a username and password for a bearer token.");
+        return api;
+    }
+
+    [Description("Wrong credentials answer 401 without saying which part was wrong; repeated failures answer 429.")]
+    public static async Task<Results<Ok<TokenResponse>, ProblemHttpResult, ValidationProblem>> IssueToken(
+        TokenRequest request, HttpContext http, TcStudioDbContext db, TokenIssuer tokens, LoginThrottle throttle)
+    {
+        var errors = new FieldErrors()
+            .Text("username", request.Username, User.UsernameMaxLength, required: true)
+            .Text("password", request.Password, 1024, required: true);
+        if (errors.Any) return errors.ToProblem();
+
+        var address = http.Connection.RemoteIpAddress?.ToString();
+        if (throttle.RetryAfter(request.Username, address) is { } wait)
+        {
+            http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString("0");
+            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
+                title: "Too many failed logins.", detail: "Wait before trying again.");
+        }
+
+        var username = request.Username.ToLowerInvariant();
+        var user = await db.Users.AsNoTracking()
+            .Where(u => u.Username.ToLower() == username)
+            .Select(u => new { u.Id, u.Username, u.PasswordHash, u.IsActive, u.SecurityStamp, Role = u.Role!.Name })
+            .FirstOrDefaultAsync(http.RequestAborted);
+
+        var passwordMatches = PasswordHashing.Verify(user?.PasswordHash ?? DecoyHash, request.Password, out _);
+        if (user is null || !passwordMatches || !user.IsActive)
+        {
+            throttle.RecordFailure(request.Username, address);
+            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized,
+                title: "Invalid credentials.", detail: "The username or password is wrong, or the account cannot sign in.");
+        }
+
+        throttle.RecordSuccess(request.Username);
+        var (token, expiresAt) = tokens.Issue(user.Id, user.Username, user.Role, user.SecurityStamp);
+        return TypedResults.Ok(new TokenResponse(token, expiresAt));
+    }
+}

@@ -1,0 +1,53 @@
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.Tokens;
+
+namespace TcStudio.Api.Auth;
+
+public static class AuthenticationSetup
+{
+    public const string SystemAdminPolicy = "SystemAdmin";
+
+    /// <summary>JWT bearer authentication with revocation (<see cref="UserSessions"/>) and the SystemAdmin policy.</summary>
+    public static WebApplicationBuilder AddTcStudioAuthentication(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.SectionName);
+        builder.Services.AddSingleton(sp => SigningKeys.Resolve(
+            sp.GetRequiredService<IConfiguration>(), sp.GetRequiredService<IHostEnvironment>()));
+        builder.Services.AddSingleton<TokenIssuer>();
+        builder.Services.AddSingleton<UserSessions>();
+        builder.Services.AddSingleton<LoginThrottle>();
+
+        builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
+        builder.Services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+            .Configure<SymmetricSecurityKey>((jwt, key) =>
+            {
+                jwt.MapInboundClaims = false;
+                jwt.TokenValidationParameters = new TokenValidationParameters
+                {
+                    ValidIssuer = AuthOptions.Issuer,
+                    ValidAudience = AuthOptions.Audience,
+                    IssuerSigningKey = key,
+                    ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
+                    ClockSkew = TimeSpan.FromSeconds(30),
+                    NameClaimType = TcStudioClaims.Username,
+                    RoleClaimType = TcStudioClaims.Role,
+                };
+                jwt.Events = new JwtBearerEvents
+                {
+                    OnTokenValidated = async context =>
+                    {
+                        var sessions = context.HttpContext.RequestServices.GetRequiredService<UserSessions>();
+                        if (!await sessions.ValidateAsync(context.Principal!, context.HttpContext.RequestAborted))
+                        {
+                            context.Fail("The token was revoked.");
+                        }
+                    },
+                };
+            });
+
+        builder.Services.AddAuthorizationBuilder()
+            .AddPolicy(SystemAdminPolicy, policy => policy.RequireRole(Role.Admin));
+        return builder;
+    }
+}

@@ -1,0 +1,70 @@
+
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Http.Json;
+
+namespace TcStudio.Api.Infrastructure;
+
+/// <summary>How every endpoint of the API reads requests and reports errors.</summary>
+public static class ApiDefaults
+{
+    /// <summary>Bodies above 1 MiB are refused with 413 before they are read.</summary>
+    public const long MaxRequestBodyBytes = 1024 * 1024;
+
+    public static WebApplicationBuilder AddApiDefaults(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
+        {
+            context.ProblemDetails.Instance ??= context.HttpContext.Request.Path;
+            context.ProblemDetails.Extensions["traceId"] = System.Diagnostics.Activity.Current?.TraceId.ToString() ?? context.HttpContext.TraceIdentifier;
+        });
+        builder.Services.AddExceptionHandler<ApiExceptionHandler>();
+
+        builder.Services.Configure<JsonOptions>(options =>
+        {
+            // Strict input: unknown fields, nulls where a value is required and missing required fields are 400s.
+            options.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+            options.SerializerOptions.RespectNullableAnnotations = true;
+            options.SerializerOptions.RespectRequiredConstructorParameters = true;
+            options.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
+        });
+        // Binding failures throw, so ApiExceptionHandler answers them with problem details naming the field.
+        builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+
+        builder.Services.AddOpenApi();
+        builder.Services.AddHostedService<MigrateOnStartup>();
+        return builder;
+    }
+
+    public static WebApplication UseApiDefaults(this WebApplication app)
+    {
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.Use(RefuseOversizedBodies);
+        return app;
+    }
+
+    /// <summary>
+    /// Kestrel enforces the limit on the wire; this also refuses a declared oversized body up front (and under the
+    /// in-memory test server, which has no Kestrel limits).
+    /// </summary>
+    private static async Task RefuseOversizedBodies(HttpContext context, Func<Task> next)
+    {
+        if (context.Request.ContentLength > MaxRequestBodyBytes)
+        {
+            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+            await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+            {
+                HttpContext = context,
+                ProblemDetails =
+                {
+                    Status = StatusCodes.Status413PayloadTooLarge,
+                    Title = "The request body is too large.",
+                    Detail = $"Request bodies are limited to {MaxRequestBodyBytes / 1024} KiB.",
+                },
+            });
+            return;
+        }
+        await next();
+    }
+}

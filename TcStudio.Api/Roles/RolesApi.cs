@@ -1,0 +1,16 @@
+namespace TcStudio.Api.Roles;
+
+public sealed record RoleResponse(string Name, string? Description);
+
+public static class RolesApi
+{
+    public static RouteGroupBuilder MapRolesApi(this RouteGroupBuilder api)
+    {
+        api.MapGet("/roles", ListRoles).WithTags("Roles").WithSummary("The system roles.");
+        return api;
+    }
+
+    public static async Task<Ok<List<RoleResponse>>> ListRoles(TcStudioDbContext db, CancellationToken cancellationToken) =>
+        TypedResults.Ok(await db.Roles.AsNoTracking().OrderBy(r => r.Name)
+            .Select(r => new RoleResponse(r.Name, r.Description)).ToListAsync(cancellationToken));
+}

@@ -1,0 +1,94 @@
+using TcStudio.Api.Auth;
+
+namespace TcStudio.Api.Workspaces;
+
+/// <summary>Declares the permission an endpoint in the workspace scope needs.</summary>
+public sealed record RequiresWorkspacePermission(WorkspacePermission Permission);
+
+/// <summary>
+/// The one place where a workspace-scoped request starts its database work:
+/// <list type="number">
+/// <item>resolves {slug} and the caller's membership in one query; a non-member (or unknown slug) gets 404, so
+/// existence does not leak; a member without the endpoint's permission gets 403;</item>
+/// <item>runs the handler inside the execution strategy and, for writes, one transaction that commits only when
+/// the handler succeeds — the place where the row-level-security setting (tcstudio.workspace_id) will be applied.</item>
+/// </list>
+/// Handlers never call BeginTransaction themselves.
+/// </summary>
+public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var permission = http.GetEndpoint()?.Metadata.GetMetadata<RequiresWorkspacePermission>()?.Permission
+            ?? throw new InvalidOperationException($"{http.GetEndpoint()?.DisplayName} declares no workspace permission.");
+        var slug = http.Request.RouteValues["slug"] as string ?? "";
+        var isWrite = !HttpMethods.IsGet(http.Request.Method) && !HttpMethods.IsHead(http.Request.Method);
+
+        if (!FieldErrors.Slug().IsMatch(slug)) return NotFound(slug);
+
+        var strategy = db.Database.CreateExecutionStrategy();
+        return await strategy.ExecuteAsync(async cancellationToken =>
+        {
+            db.ChangeTracker.Clear();
+            await using var transaction = isWrite ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
+
+            var userId = http.User.UserId();
+            var isSystemAdmin = http.User.IsSystemAdmin();
+            var found = await FindAccess(db, slug, userId);
+            if (found is null && isSystemAdmin && HttpMethods.IsDelete(http.Request.Method) && http.Request.Query["purge"] == "true")
+            {
+                // A system Admin may purge a workspace that is already soft-deleted.
+                found = await FindAccessIncludingDeleted(db, slug, userId);
+            }
+            if (found is null || (found.MemberRole is null && !isSystemAdmin)) return NotFound(slug);
+
+            current.Set(new WorkspaceAccess(found.Id, slug, userId, found.MemberRole, isSystemAdmin));
+            if (!current.Can(permission))
+            {
+                return Problems.Forbidden($"Your role in workspace '{slug}' ({found.MemberRole}) does not allow this.");
+            }
+
+            var result = await next(context);
+            if (transaction is not null)
+            {
+                if (IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
+                else await transaction.RollbackAsync(cancellationToken);
+            }
+            return result;
+        }, http.RequestAborted);
+    }
+
+    private static ProblemHttpResult NotFound(string slug) => Problems.NotFound($"Workspace '{slug}'");
+
+    private static bool IsSuccess(object? result)
+    {
+        while (result is INestedHttpResult nested) result = nested.Result;
+        return result is not IStatusCodeHttpResult { StatusCode: >= 400 };
+    }
+
+    private sealed record AccessRow(Guid Id, string? MemberRole);
+
+    private static readonly Func<TcStudioDbContext, string, Guid, Task<AccessRow?>> FindAccess =
+        EF.CompileAsyncQuery((TcStudioDbContext db, string slug, Guid userId) => db.Workspaces
+            .Where(w => w.Slug == slug)
+            .Select(w => new AccessRow(w.Id, w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault()))
+            .FirstOrDefault());
+
+    private static readonly Func<TcStudioDbContext, string, Guid, Task<AccessRow?>> FindAccessIncludingDeleted =
+        EF.CompileAsyncQuery((TcStudioDbContext db, string slug, Guid userId) => db.Workspaces.IgnoreQueryFilters()
+            .Where(w => w.Slug == slug)
+            .Select(w => new AccessRow(w.Id, w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault()))
+            .FirstOrDefault());
+}
+
+public static class WorkspaceScope
+{
+    /// <summary>/api/workspaces/{slug}/…: every endpoint in it runs through <see cref="WorkspaceScopeFilter"/>.</summary>
+    public static RouteGroupBuilder MapWorkspaceScope(this RouteGroupBuilder api) =>
+        api.MapGroup("/workspaces/{slug}").AddEndpointFilter<WorkspaceScopeFilter>();
+
+    public static TBuilder RequireWorkspacePermission<TBuilder>(this TBuilder endpoint, WorkspacePermission permission)
+        where TBuilder : IEndpointConventionBuilder =>
+        endpoint.WithMetadata(new RequiresWorkspacePermission(permission));
+}

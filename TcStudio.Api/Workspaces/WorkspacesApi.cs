@@ -1,0 +1,157 @@
+using System.Text.Json;
+using TcStudio.Api.Activities;
+using TcStudio.Api.Auth;
+
+namespace TcStudio.Api.Workspaces;
+
+public sealed record WorkspaceSummary(Guid Id, string Name, string Slug, string? Description, int MemberCount,
+    string? Role, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+
+public sealed record WorkspaceDetails(Guid Id, string Name, string Slug, string? Description, JsonElement Settings,
+    int MemberCount, string? Role, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+
+public sealed record CreateWorkspaceRequest(string Name, string Slug, string? Description = null);
+
+/// <summary>PATCH: absent (or null) fields stay as they are; an empty description clears it.</summary>
+public sealed record UpdateWorkspaceRequest(string? Name = null, string? Description = null, JsonElement? Settings = null);
+
+public static class WorkspacesApi
+{
+    public static RouteGroupBuilder MapWorkspacesApi(this RouteGroupBuilder api)
+    {
+        var workspaces = api.MapGroup("/workspaces").WithTags("Workspaces");
+        workspaces.MapGet("/", ListWorkspaces).WithSummary("The caller's workspaces (every workspace for a system Admin).");
+        workspaces.MapPost("/", CreateWorkspace).WithSummary("Create a workspace; the caller becomes its Owner.");
+
+        var workspace = api.MapWorkspaceScope().WithTags("Workspaces");
+        workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read);
+        workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace);
+        workspace.MapDelete("/", DeleteWorkspace).RequireWorkspacePermission(WorkspacePermission.DeleteWorkspace)
+            .WithSummary("Soft-delete (hidden, slug stays reserved); ?purge=true (system Admin) removes it and everything under it.");
+        return api;
+    }
+
+    public static async Task<Results<Ok<PagedList<WorkspaceSummary>>, ValidationProblem>> ListWorkspaces(
+        [AsParameters] PageRequest paging, HttpContext http, TcStudioDbContext db)
+    {
+        if (paging.Validate() is { Any: true } errors) return errors.ToProblem();
+
+        var userId = http.User.UserId();
+        var visible = http.User.IsSystemAdmin() ? db.Workspaces : db.Workspaces.Where(w => w.Members.Any(m => m.UserId == userId));
+        var total = await visible.CountAsync(http.RequestAborted);
+        var items = await visible.OrderBy(w => w.Slug).Skip(paging.Skip).Take(paging.Size)
+            .Select(w => new WorkspaceSummary(w.Id, w.Name, w.Slug, w.Description, w.MemberCount,
+                w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault(), w.CreatedAt, w.UpdatedAt))
+            .ToListAsync(http.RequestAborted);
+        return TypedResults.Ok(new PagedList<WorkspaceSummary>(items, paging.PageNumber, paging.Size, total));
+    }
+
+    public static async Task<Results<Created<WorkspaceDetails>, ValidationProblem, ProblemHttpResult>> CreateWorkspace(
+        CreateWorkspaceRequest request, HttpContext http, TcStudioDbContext db)
+    {
+        var errors = new FieldErrors()
+            .Text("name", request.Name, Workspace.NameMaxLength, required: true)
+            .Pattern("slug", request.Slug, FieldErrors.Slug(), "2–63 lowercase letters, digits or hyphens, not starting or ending with a hyphen")
+            .Text("description", request.Description, Workspace.DescriptionMaxLength);
+        if (errors.Any) return errors.ToProblem();
+
+        var userId = http.User.UserId();
+        var workspace = new Workspace
+        {
+            Name = request.Name.Trim(),
+            Slug = request.Slug,
+            Description = string.IsNullOrEmpty(request.Description) ? null : request.Description,
+            CreatedBy = userId,
+        };
+        db.Workspaces.Add(workspace);
+        db.WorkspaceMembers.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = userId, Role = WorkspaceRoles.Owner });
+        db.AddActivity(workspace.Id, userId, "workspace.created", EntityTypes.Workspace, workspace.Id,
+            new { workspace.Name, workspace.Slug });
+        await db.SaveChangesAsync(http.RequestAborted); // a taken slug → 23505 → 409 naming "slug"
+
+        // The membership trigger bumped member_count (and so the row version) after the insert returned.
+        var details = await LoadDetails(db, workspace.Id, userId, http.RequestAborted);
+        http.Response.Headers.ETag = ETags.From(details.Version);
+        return TypedResults.Created($"/api/workspaces/{workspace.Slug}", details.Details);
+    }
+
+    public static async Task<Ok<WorkspaceDetails>> GetWorkspace(CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
+    {
+        var details = await LoadDetails(db, workspace.Id, workspace.UserId, http.RequestAborted);
+        http.Response.Headers.ETag = ETags.From(details.Version);
+        return TypedResults.Ok(details.Details);
+    }
+
+    public static async Task<Results<Ok<WorkspaceDetails>, ValidationProblem, ProblemHttpResult>> UpdateWorkspace(
+        UpdateWorkspaceRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
+    {
+        var errors = new FieldErrors()
+            .Text("name", request.Name, Workspace.NameMaxLength, required: false)
+            .Text("description", request.Description, Workspace.DescriptionMaxLength);
+        if (request.Name is not null && string.IsNullOrWhiteSpace(request.Name)) errors.Add("name", "'name' must not be empty.");
+        if (request.Settings is { ValueKind: not JsonValueKind.Object }) errors.Add("settings", "'settings' must be a JSON object.");
+        if (errors.Any) return errors.ToProblem();
+
+        var entity = await db.Workspaces.SingleAsync(w => w.Id == workspace.Id, http.RequestAborted);
+        if (!ETags.IfMatchAllows(http.Request, entity.Version)) return ETags.PreconditionFailed("workspace");
+
+        var changed = new List<string>();
+        if (request.Name is not null && request.Name.Trim() != entity.Name) { entity.Name = request.Name.Trim(); changed.Add("name"); }
+        if (request.Description is not null)
+        {
+            var description = request.Description.Length == 0 ? null : request.Description;
+            if (description != entity.Description) { entity.Description = description; changed.Add("description"); }
+        }
+        if (request.Settings is { } settings)
+        {
+            entity.Settings = JsonDocument.Parse(settings.GetRawText());
+            changed.Add("settings");
+        }
+        if (changed.Count > 0)
+        {
+            db.AddActivity(workspace.Id, workspace.UserId, "workspace.updated", EntityTypes.Workspace, workspace.Id, new { changed });
+            await db.SaveChangesAsync(http.RequestAborted);
+        }
+
+        var details = await LoadDetails(db, workspace.Id, workspace.UserId, http.RequestAborted);
+        http.Response.Headers.ETag = ETags.From(details.Version);
+        return TypedResults.Ok(details.Details);
+    }
+
+    public static async Task<Results<NoContent, ProblemHttpResult>> DeleteWorkspace(
+        bool? purge, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, TimeProvider clock)
+    {
+        if (purge == true)
+        {
+            if (!http.User.IsSystemAdmin()) return Problems.Forbidden("Only a system Admin may purge a workspace.");
+            // Everything under it goes by ON DELETE CASCADE, its own activity included; the purge itself is recorded
+            // as a system action.
+            await db.Workspaces.IgnoreQueryFilters().Where(w => w.Id == workspace.Id).ExecuteDeleteAsync(http.RequestAborted);
+            db.AddActivity(null, workspace.UserId, "workspace.purged", EntityTypes.Workspace, workspace.Id, new { workspace.Slug });
+            await db.SaveChangesAsync(http.RequestAborted);
+            return TypedResults.NoContent();
+        }
+
+        var entity = await db.Workspaces.SingleAsync(w => w.Id == workspace.Id, http.RequestAborted);
+        if (!ETags.IfMatchAllows(http.Request, entity.Version)) return ETags.PreconditionFailed("workspace");
+        entity.DeletedAt = clock.GetUtcNow();
+        db.AddActivity(workspace.Id, workspace.UserId, "workspace.deleted", EntityTypes.Workspace, workspace.Id, new { workspace.Slug });
+        await db.SaveChangesAsync(http.RequestAborted);
+        return TypedResults.NoContent();
+    }
+
+    private sealed record DetailsRow(WorkspaceDetails Details, uint Version);
+
+    private static async Task<DetailsRow> LoadDetails(TcStudioDbContext db, Guid workspaceId, Guid userId, CancellationToken ct)
+    {
+        var row = await db.Workspaces.AsNoTracking().IgnoreQueryFilters().Where(w => w.Id == workspaceId)
+            .Select(w => new
+            {
+                w.Id, w.Name, w.Slug, w.Description, w.Settings, w.MemberCount, w.CreatedAt, w.UpdatedAt, w.Version,
+                Role = w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault(),
+            })
+            .SingleAsync(ct);
+        return new DetailsRow(new WorkspaceDetails(row.Id, row.Name, row.Slug, row.Description, row.Settings.RootElement.Clone(),
+            row.MemberCount, row.Role, row.CreatedAt, row.UpdatedAt), row.Version);
+    }
+}

@@ -1,0 +1,82 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using TcStudio.Data.Seeding;
+
+namespace TcStudio.Tests.Infrastructure;
+
+/// <summary>
+/// The real API (its whole HTTP pipeline, through WebApplicationFactory) over a fresh, migrated and seeded system
+/// database of its own, for one test class. Clients log in through POST /api/auth/token like any consumer.
+/// </summary>
+public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
+{
+    public const string AdminPassword = "admin-test-password";
+    public const string UserPassword = "user-test-password";
+
+    private WebApplicationFactory<Program>? _factory;
+
+    public WebApplicationFactory<Program> Factory => _factory ?? throw new InvalidOperationException("Not initialized.");
+
+    /// <summary>Extra settings a derived fixture wants (e.g. lower rate limits).</summary>
+    protected virtual IEnumerable<KeyValuePair<string, string?>> Settings => [];
+
+    public override async ValueTask InitializeAsync()
+    {
+        await base.InitializeAsync();
+        _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+        {
+            web.UseEnvironment("Test");
+            web.UseSetting("ConnectionStrings:tcstudio", ConnectionString);
+            web.UseSetting("Auth:SigningKey", Convert.ToBase64String(RandomNumberGenerator.GetBytes(48)));
+            web.UseSetting("Seed:AdminPassword", AdminPassword);
+            web.UseSetting("Seed:UserPassword", UserPassword);
+            web.UseSetting("Database:StartupTimeout", "00:00:20");
+            foreach (var (key, value) in Settings) web.UseSetting(key, value);
+        });
+        await using var scope = _factory.Services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<SystemSeeder>().SeedAsync();
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        if (_factory is not null) await _factory.DisposeAsync();
+        await base.DisposeAsync();
+    }
+
+    public HttpClient CreateAnonymousClient() => Factory.CreateClient();
+
+    public async Task<string> LoginAsync(string username, string password)
+    {
+        using var client = CreateAnonymousClient();
+        var response = await client.PostAsJsonAsync("/api/auth/token", new { username, password });
+        response.EnsureSuccessStatusCode();
+        return (await response.Content.ReadFromJsonAsync<TokenBody>())!.AccessToken;
+    }
+
+    public async Task<HttpClient> CreateClientAsync(string username, string password)
+    {
+        var client = CreateAnonymousClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await LoginAsync(username, password));
+        return client;
+    }
+
+    public Task<HttpClient> AdminAsync() => CreateClientAsync(SystemSeeder.AdminUsername, AdminPassword);
+    public Task<HttpClient> UserAsync() => CreateClientAsync(SystemSeeder.UserUsername, UserPassword);
+
+    /// <summary>Creates a user through the database (the users API has tests of its own) and returns a client for them.</summary>
+    public async Task<HttpClient> NewUserClientAsync(string username, string role = "User", string password = "a-password-123")
+    {
+        await using var db = CreateDbContext();
+        var roleId = await Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.SingleAsync(
+            db.Roles.Where(r => r.Name == role).Select(r => r.Id));
+        db.Users.Add(new Data.Entities.User { Username = username, PasswordHash = Data.PasswordHashing.Hash(password), RoleId = roleId });
+        await db.SaveChangesAsync();
+        return await CreateClientAsync(username, password);
+    }
+
+    private sealed record TokenBody(string AccessToken, DateTimeOffset ExpiresAt);
+}
