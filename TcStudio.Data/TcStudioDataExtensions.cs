@@ -76,6 +76,7 @@ public static class TcStudioDataExtensions
         });
 
         builder.Services.TryAddSingleton<SchemaReadiness>();
+        builder.Services.TryAddSingleton<Activities.ActivityBulkWriter>();
         builder.Services.TryAddScoped<SystemDatabaseMigrator>();
         builder.Services.TryAddScoped<SystemSeeder>();
 

@@ -1,0 +1,51 @@
+using Npgsql;
+using TcStudio.Data.Activities;
+using TcStudio.Tests.Infrastructure;
+
+namespace TcStudio.Tests.SystemDatabase;
+
+public sealed class ActivityBulkWriterTests(SystemDatabaseFixture database) : IClassFixture<SystemDatabaseFixture>
+{
+    private ActivityBulkWriter CreateWriter(out NpgsqlDataSource dataSource)
+    {
+        dataSource = NpgsqlDataSource.Create(database.ConnectionString);
+        return new ActivityBulkWriter(dataSource, TimeProvider.System);
+    }
+
+    [Fact]
+    public async Task Many_rows_arrive_with_every_column_and_progress_is_reported()
+    {
+        var writer = CreateWriter(out var dataSource);
+        await using var _ = dataSource;
+        var at = new DateTimeOffset(2026, 3, 4, 5, 6, 7, TimeSpan.Zero);
+        var entity = Guid.CreateVersion7();
+        var reports = new List<long>();
+
+        var written = await writer.AppendAsync(
+            Enumerable.Range(0, 25_000).Select(i => new ActivityRecord(null, null, "system.bulk_tested", "system",
+                i == 0 ? entity : null, i == 0 ? """{"n": 1}""" : null, i == 0 ? at : null)),
+            new Progress<long>(reports.Add), progressEvery: 10_000);
+
+        Assert.Equal(25_000UL, written);
+        Assert.Equal(25_000L, await database.ScalarAsync<long>("SELECT count(*) FROM activities WHERE action = 'system.bulk_tested'"));
+        Assert.Equal(1L, await database.ScalarAsync<long>(
+            "SELECT count(*) FROM activities WHERE entity_id = @e AND details->>'n' = '1' AND created_at = @at",
+            ("e", entity), ("at", at)));
+        await Task.Delay(100); // Progress<T> reports on the thread pool
+        Assert.Contains(25_000L, reports);
+    }
+
+    [Fact]
+    public async Task A_bad_row_fails_the_whole_load_and_writes_nothing()
+    {
+        var writer = CreateWriter(out var dataSource);
+        await using var _ = dataSource;
+        var rows = Enumerable.Range(0, 1000).Select(i =>
+            new ActivityRecord(null, null, i == 500 ? "Not A Valid Action" : "system.all_or_nothing", "system"));
+
+        var error = await Assert.ThrowsAsync<PostgresException>(() => writer.AppendAsync(rows));
+
+        Assert.Equal(PostgresErrorCodes.CheckViolation, error.SqlState);
+        Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM activities WHERE action = 'system.all_or_nothing'"));
+    }
+}
