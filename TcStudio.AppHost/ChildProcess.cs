@@ -14,7 +14,6 @@ public sealed partial class ChildProcess : IDisposable
     private readonly string _prefix;
     private string? _lastErrorLine;
     private string? _lastReasonLine;
-    private string? _lastOutputLine;
 
     private ChildProcess(string prefix, Process process)
     {
@@ -30,13 +29,14 @@ public sealed partial class ChildProcess : IDisposable
 
     /// <summary>
     /// The line that says why the process failed: its last stderr line that is not part of a log entry (the services
-    /// print their one-line reason on stderr, next to their logs), else its last line of any kind.
+    /// print their one-line reason, or the runtime its unhandled exception, on stderr next to their logs), else its
+    /// last stderr line.
     /// </summary>
-    public string? Reason => _lastReasonLine ?? _lastErrorLine ?? _lastOutputLine;
+    public string? Reason => _lastReasonLine ?? _lastErrorLine;
 
     public static ChildProcess Start(string prefix, ServiceProject project, IReadOnlyDictionary<string, string?> environment)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(DotnetHost)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -74,18 +74,27 @@ public sealed partial class ChildProcess : IDisposable
     private void OnLine(string? line, bool isError)
     {
         if (line is null) return;
-        (isError ? Console.Error : Console.Out).WriteLine($"[{_prefix}] {line}");
+        try
+        {
+            (isError ? Console.Error : Console.Out).WriteLine($"[{_prefix}] {line}");
+        }
+        catch (IOException)
+        {
+            // The terminal is gone (SIGHUP); keep reading, or the service would block on a full pipe.
+        }
         if (line.Length == 0) return;
-        if (isError)
-        {
-            _lastErrorLine = line;
-            if (!IsPartOfLogEntry().IsMatch(line)) _lastReasonLine = line;
-        }
-        else
-        {
-            _lastOutputLine = line;
-        }
+        if (!isError) return;
+        _lastErrorLine = line;
+        if (!IsPartOfLogEntry().IsMatch(line)) _lastReasonLine = line;
     }
+
+    /// <summary>"137 (killed by signal 9)": on Unix an exit code above 128 is how a signal's death is reported.</summary>
+    public static string Describe(int exitCode) =>
+        exitCode > 128 && !OperatingSystem.IsWindows() ? $"{exitCode} (killed by signal {exitCode - 128})" : $"{exitCode}";
+
+    /// <summary>The dotnet host running the AppHost itself when there is one, so the services run on the same install.</summary>
+    private static string DotnetHost =>
+        Environment.ProcessPath is { } host && Path.GetFileNameWithoutExtension(host) == "dotnet" ? host : "dotnet";
 
     /// <summary>
     /// Sends SIGTERM (the .NET host stops gracefully), waits up to <paramref name="timeout"/>, then kills the process
@@ -110,7 +119,10 @@ public sealed partial class ChildProcess : IDisposable
 
     public void Dispose() => _process.Dispose();
 
-    /// <summary>Microsoft.Extensions.Logging's console format: "info: Category[0]" then indented message lines.</summary>
-    [GeneratedRegex(@"^(\s|(trce|dbug|info|warn|fail|crit): )")]
+    /// <summary>
+    /// Microsoft.Extensions.Logging's console format ("info: Category[0]" then indented message lines), and the
+    /// runtime's stack traces ("   at ...", "--- End of stack trace ... ---") under an unhandled exception's line.
+    /// </summary>
+    [GeneratedRegex(@"^(\s|(trce|dbug|info|warn|fail|crit): |--- )")]
     private static partial Regex IsPartOfLogEntry();
 }

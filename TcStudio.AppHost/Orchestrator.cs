@@ -35,6 +35,12 @@ public sealed class Orchestrator(AppHostOptions options, ServiceProjects service
             Console.Error.WriteLine(e.Message);
             return AppHostExitCodes.Failed;
         }
+        catch (Exception e) when (e is InvalidOperationException or IOException or System.ComponentModel.Win32Exception)
+        {
+            // PostgreSQL's tools failing (initdb, pg_ctl), a process that cannot be started: one line, then clean up.
+            Console.Error.WriteLine($"TC Studio could not start: {e.Message}");
+            return AppHostExitCodes.Failed;
+        }
         finally
         {
             await StopEverythingAsync();
@@ -59,7 +65,7 @@ public sealed class Orchestrator(AppHostOptions options, ServiceProjects service
         {
             if (await StopRequestedSoonAsync(stopRequested)) return AppHostExitCodes.Stopped;
             throw new StepFailedException(
-                $"The API exited unexpectedly with code {await apiExited}{Because(_api)}. Stopping TC Studio.");
+                $"The API exited unexpectedly with code {ChildProcess.Describe(await apiExited)}{Because(_api)}. Stopping TC Studio.");
         }
         throw new StepFailedException("PostgreSQL stopped unexpectedly (see its log in the state directory). Stopping TC Studio.");
     }
@@ -74,7 +80,8 @@ public sealed class Orchestrator(AppHostOptions options, ServiceProjects service
         {
             if (await StopRequestedSoonAsync(stopRequested)) throw new OperationCanceledException(stopRequested);
             throw new StepFailedException(
-                $"The migration worker failed with exit code {exitCode}{Because(_worker)}. Not starting the API; stopping TC Studio.");
+                $"The migration worker failed with exit code {ChildProcess.Describe(exitCode)}{Because(_worker)}. "
+                + "Not starting the API; stopping TC Studio.");
         }
         Console.WriteLine($"Migration worker: done in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
     }
@@ -96,7 +103,8 @@ public sealed class Orchestrator(AppHostOptions options, ServiceProjects service
             {
                 if (await StopRequestedSoonAsync(stopRequested)) throw new OperationCanceledException(stopRequested);
                 throw new StepFailedException(
-                    $"The API exited with code {await _api.Exited} before it became healthy{Because(_api)}. Stopping TC Studio.");
+                    $"The API exited with code {ChildProcess.Describe(await _api.Exited)} before it became healthy{Because(_api)}. "
+                    + "Stopping TC Studio.");
             }
             try
             {
@@ -123,7 +131,7 @@ public sealed class Orchestrator(AppHostOptions options, ServiceProjects service
                 Console.WriteLine($"API: still waiting for {HealthUrl} ({stopwatch.Elapsed.TotalSeconds:0} s; last answer: {lastAnswer}).");
                 nextProgressReport += TimeSpan.FromSeconds(15);
             }
-            await Task.Delay(TimeSpan.FromMilliseconds(200), deadline.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+            await Task.WhenAny(_api.Exited, Task.Delay(TimeSpan.FromMilliseconds(200)));
         }
         Console.WriteLine($"API: healthy in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
     }
@@ -184,30 +192,59 @@ public sealed class Orchestrator(AppHostOptions options, ServiceProjects service
                 ? $"{key} is not set, so the documented Development default (README, Configuration; SeedOptions.{developmentDefault})"
                 : $"{key} is not set here; the value it had when the user was first seeded";
 
-    private static string Because(ChildProcess child) => child.Reason is { } reason ? $": {reason}" : "";
+    private static string Because(ChildProcess child) => child.Reason is { } reason ? $": {reason.TrimEnd('.')}" : "";
 
     private static async Task<bool> StopRequestedSoonAsync(CancellationToken stopRequested)
     {
         if (stopRequested.IsCancellationRequested) return true;
-        await Task.Delay(StopRequestGrace, stopRequested).ContinueWith(_ => { }, TaskScheduler.Default);
+        await Task.WhenAny(Task.Delay(StopRequestGrace, stopRequested)); // ends early, without throwing, on a stop request
         return stopRequested.IsCancellationRequested;
     }
 
-    /// <summary>The API first (it holds connections), then a worker still running, then PostgreSQL.</summary>
+    /// <summary>
+    /// The API first (it holds connections), then a worker still running, then PostgreSQL. A step that fails is
+    /// reported and the next one still runs, so a stuck service never leaves the cluster running.
+    /// </summary>
     private async Task StopEverythingAsync()
     {
         foreach (var child in new[] { _api, _worker })
         {
             if (child is null) continue;
-            if (!child.Exited.IsCompleted)
+            await AttemptAsync($"stop the {child.Prefix}", async () =>
             {
-                Console.WriteLine($"Stopping the {child.Prefix} (pid {child.Id})...");
-                await child.StopAsync(options.StopTimeout);
-            }
-            child.Dispose();
+                if (!child.Exited.IsCompleted)
+                {
+                    Console.WriteLine($"Stopping the {child.Prefix} (pid {child.Id})...");
+                    await child.StopAsync(options.StopTimeout);
+                }
+                child.Dispose();
+            });
         }
-        if (_postgres is not null) await _postgres.StopAsync();
-        Console.WriteLine("TC Studio stopped.");
+        if (_postgres is not null) await AttemptAsync("stop PostgreSQL", _postgres.StopAsync);
+        await AttemptAsync("report", () =>
+        {
+            Console.WriteLine("TC Studio stopped.");
+            return Task.CompletedTask;
+        });
+    }
+
+    private static async Task AttemptAsync(string what, Func<Task> step)
+    {
+        try
+        {
+            await step();
+        }
+        catch (Exception e)
+        {
+            try
+            {
+                Console.Error.WriteLine($"Could not {what}: {e.Message}");
+            }
+            catch (IOException)
+            {
+                // The terminal is gone (SIGHUP): nobody to tell.
+            }
+        }
     }
 
     private sealed class StepFailedException(string message) : Exception(message);

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using Npgsql;
 using TcStudio.AppHost;
 using TcStudio.Tests.Infrastructure;
@@ -36,6 +38,28 @@ public sealed class AppHostFailureTests(PostgresServer server, ITestOutputHelper
         Assert.DoesNotContain(wrongPassword, appHost.Output);
         Assert.False(Directory.Exists(state.Path), "an existing server was configured: no local cluster should be created");
         await AppHostScenario.AssertNothingLeftAsync(appHost);
+    }
+
+    [Fact]
+    public async Task An_api_that_cannot_start_is_reported_with_its_reason()
+    {
+        using var occupied = new TcpListener(IPAddress.Loopback, 0);
+        occupied.Start();
+        var port = ((IPEndPoint)occupied.LocalEndpoint).Port;
+        await using var state = new AppHostStateDirectory();
+        await using var appHost = AppHostProcess.Start(state.Path, new Dictionary<string, string?>
+        {
+            ["AppHost__ApiUrl"] = $"http://127.0.0.1:{port}",
+        });
+
+        var exitCode = await appHost.WaitForExitAsync(TimeSpan.FromMinutes(1));
+        output.WriteLine(appHost.Output);
+
+        Assert.Equal(AppHostExitCodes.Failed, exitCode);
+        Assert.Matches(@"The API exited with code \d+.* before it became healthy: .*address already in use", appHost.Output);
+        Assert.Contains("PostgreSQL: stopped", appHost.Output);
+        Assert.DoesNotContain(AppHostProcess.RunningLine, appHost.Output);
+        await AppHostScenario.AssertNothingLeftAsync(appHost, apiPortMayBeInUse: true);
     }
 
     [Fact]

@@ -43,6 +43,24 @@ public sealed class AppHostPostgresTests(PostgresServer server, ITestOutputHelpe
     }
 
     [Fact]
+    public async Task A_second_apphost_on_the_same_state_directory_is_refused_and_the_first_keeps_running()
+    {
+        await using var state = new AppHostStateDirectory();
+        await using var first = AppHostProcess.Start(state.Path);
+        var api = await first.WaitUntilRunningAsync();
+
+        await using var second = AppHostProcess.Start(state.Path);
+        var exitCode = await second.WaitForExitAsync(TimeSpan.FromMinutes(1));
+        output.WriteLine(second.Output);
+
+        Assert.Equal(TcStudio.AppHost.AppHostExitCodes.BadConfiguration, exitCode);
+        Assert.Contains($"Another AppHost is running with the PostgreSQL state directory {state.Path}", second.Output);
+        await AppHostScenario.AssertHealthyAsync(api);
+        Assert.Equal(0, (await AppHostScenario.InterruptAsync(first)).ExitCode);
+        await AppHostScenario.AssertNothingLeftAsync(first);
+    }
+
+    [Fact]
     public async Task An_existing_server_in_ConnectionStrings_postgres_is_used_and_left_running()
     {
         var database = $"tcstudio_apphost_{Guid.NewGuid():N}"[..30];
