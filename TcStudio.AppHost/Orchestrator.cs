@@ -35,6 +35,11 @@ public sealed class Orchestrator(AppHostOptions options, ServiceProjects service
             Console.Error.WriteLine(e.Message);
             return AppHostExitCodes.Failed;
         }
+        catch (AppHostConfigurationException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return AppHostExitCodes.BadConfiguration;
+        }
         catch (Exception e) when (e is InvalidOperationException or IOException or System.ComponentModel.Win32Exception)
         {
             // PostgreSQL's tools failing (initdb, pg_ctl), a process that cannot be started: one line, then clean up.

@@ -61,6 +61,28 @@ public sealed class AppHostPostgresTests(PostgresServer server, ITestOutputHelpe
     }
 
     [Fact]
+    public async Task A_cluster_left_running_by_a_killed_apphost_is_adopted_and_stopped_by_the_next_run()
+    {
+        await using var state = new AppHostStateDirectory();
+        await using var killed = AppHostProcess.Start(state.Path);
+        await killed.WaitUntilRunningAsync();
+        // SIGKILL leaves no chance to clean up: the API and PostgreSQL outlive the AppHost.
+        var apiPid = killed.ServicePid("API");
+        Assert.True(TcStudio.AppHost.Posix.SendSignal(killed.Id, 9) && TcStudio.AppHost.Posix.SendSignal(apiPid, 9));
+        Assert.NotNull(await killed.WaitForExitAsync(AppHostScenario.StopLimit));
+        Assert.NotNull(await state.Cluster.ReadRunningPortAsync());
+
+        await using var next = AppHostProcess.Start(state.Path);
+        await next.WaitUntilRunningAsync();
+        Assert.Contains("the private cluster was still running", next.Output);
+
+        Assert.Equal(0, (await AppHostScenario.InterruptAsync(next)).ExitCode);
+        Assert.Contains("PostgreSQL: stopped", next.Output);
+        await AppHostScenario.AssertNothingLeftAsync(next);
+        await AppHostScenario.AssertNothingLeftAsync(killed);
+    }
+
+    [Fact]
     public async Task An_existing_server_in_ConnectionStrings_postgres_is_used_and_left_running()
     {
         var database = $"tcstudio_apphost_{Guid.NewGuid():N}"[..30];
