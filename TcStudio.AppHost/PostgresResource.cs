@@ -55,7 +55,6 @@ public sealed class PostgresResource
 
     private static async Task<PostgresResource> StartLocalClusterAsync(AppHostOptions options, FileStream stateDirectoryLock)
     {
-
         var cluster = new LocalPostgresCluster(new LocalPostgresOptions
         {
             StateDirectory = options.PostgresStateDirectory,
