@@ -1,3 +1,4 @@
+using System.Text;
 using Npgsql;
 using TcStudio.Tests.Infrastructure;
 
@@ -29,14 +30,26 @@ public sealed class ConcurrencyAndStartupTests(EmptyDatabaseFixture database) : 
         try
         {
             var connectionString = new NpgsqlConnectionStringBuilder(cluster.ConnectionString("tc_studio")).ConnectionString;
-            var worker = MigrationWorkerRunner.RunAsync(connectionString);
-            await Task.Delay(TimeSpan.FromSeconds(3));
-            Assert.False(worker.IsCompleted, "the worker should still be waiting for the server");
+            var stdout = new StringBuilder();
+            var stderr = new StringBuilder();
+            using var worker = ProcessRunner.StartDotnet(MigrationWorkerRunner.Dll, [],
+                MigrationWorkerRunner.Environment(connectionString), stdout, stderr);
+
+            // Start the server only once the worker has tried and failed at least once.
+            var waitedSince = DateTime.UtcNow;
+            while (!Contains(stderr, "is not reachable yet"))
+            {
+                Assert.False(worker.HasExited, $"the worker gave up early:\n{stdout}\n{stderr}");
+                Assert.True(DateTime.UtcNow - waitedSince < TimeSpan.FromSeconds(60), "the worker never reported a failed attempt");
+                await Task.Delay(200);
+            }
             await cluster.StartAsync();
 
-            var result = await worker;
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            await worker.WaitForExitAsync(timeout.Token);
+            worker.WaitForExit();
+            var result = new ProcessResult(worker.ExitCode, stdout.ToString(), stderr.ToString());
             Assert.True(result.ExitCode == 0, result.ToString());
-            Assert.Contains("is not reachable yet", result.StandardError);
             Assert.Contains("seed: created", result.StandardOutput);
             Assert.DoesNotContain(cluster.Password, result.AllOutput);
         }
@@ -44,6 +57,11 @@ public sealed class ConcurrencyAndStartupTests(EmptyDatabaseFixture database) : 
         {
             await cluster.DestroyAsync();
         }
+    }
+
+    private static bool Contains(StringBuilder text, string value)
+    {
+        lock (text) return text.ToString().Contains(value);
     }
 
     private static int LocalPostgresPort() => TcStudio.AppHost.LocalPostgres.LocalPostgresCluster.FindFreePort();
