@@ -157,6 +157,25 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 
         Assert.Equal(users, await RowsAsync("users"));
         Assert.Equal(0L, await RowsAsync("activities WHERE details->>'username' = 'unique-two'"));
+
+        // Taking someone's email by a change is refused the same way, and the change is not half-applied.
+        var created = await CreateAsync(admin, new { username = "unique-three", password = "password-123", role = "User" });
+        var id = created.Body.GetProperty("id").GetGuid();
+        var taken = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{id}",
+            new { displayName = "Three", email = "UNIQUE@example.com" }), HttpStatusCode.Conflict);
+        Assert.Equal("email", taken.GetProperty("field").GetString());
+        Assert.Equal(0L, await RowsAsync($"users WHERE id = '{id}' AND (display_name IS NOT NULL OR email IS NOT NULL)"));
+        Assert.Equal(0L, await RowsAsync($"activities WHERE action = 'user.updated' AND entity_id = '{id}'"));
+    }
+
+    [Fact]
+    public async Task A_body_over_one_mebibyte_is_413_and_writes_nothing()
+    {
+        using var admin = await api.AdminAsync();
+        var users = await RowsAsync("users");
+        var huge = $$"""{"username":"huge-body","password":"password-123","role":"User","displayName":"{{new string('d', 1024 * 1024)}}"}""";
+        await HttpAssert.ProblemAsync(await admin.PostAsync("/api/users", Json(huge)), HttpStatusCode.RequestEntityTooLarge);
+        Assert.Equal(users, await RowsAsync("users"));
     }
 
     public static TheoryData<string, string> BadCreateBodies => new()
