@@ -1,5 +1,7 @@
 using Scalar.AspNetCore;
+using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
+using TcStudio.Api.Members;
 using TcStudio.Api.Roles;
 using TcStudio.Api.Users;
 using TcStudio.Api.Workspaces;
@@ -16,9 +18,10 @@ var app = builder.Build();
 if (await app.RunStartupChecksAsync() is { } exitCode) return exitCode;
 
 app.UseApiDefaults();
+// Before authentication: checking a token's session reads the users table, which a half-migrated schema may lack.
+app.UseSchemaReadinessGate();
 app.UseAuthentication();
 app.UseAuthorization();
-app.UseSchemaReadinessGate();
 
 app.MapDefaultEndpoints();
 app.MapOpenApi();
@@ -28,7 +31,10 @@ app.MapGroup("/api").RequireAuthorization()
     .MapAuthApi()
     .MapMeApi()
     .MapRolesApi()
-    .MapWorkspacesApi();
+    .MapUsersApi()
+    .MapWorkspacesApi()
+    .MapMembersApi()
+    .MapActivitiesApi();
 
 await app.RunAsync();
 return 0;

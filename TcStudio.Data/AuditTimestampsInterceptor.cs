@@ -26,7 +26,10 @@ public sealed class AuditTimestampsInterceptor(TimeProvider clock) : SaveChanges
     private void Stamp(DbContext? context)
     {
         if (context is null) return;
+        // timestamptz keeps microseconds: stamping at that precision makes what a handler returns right after
+        // SaveChanges equal to what a later read returns (Npgsql would truncate the extra ticks on the way in).
         var now = clock.GetUtcNow();
+        now = now.AddTicks(-(now.Ticks % 10));
         foreach (var entry in context.ChangeTracker.Entries())
         {
             switch (entry.State)

@@ -21,6 +21,15 @@ public sealed class DatabaseOptions
     /// <summary>Npgsql SslMode: Disable, Allow, Prefer, Require, VerifyCA, VerifyFull. Production: VerifyFull.</summary>
     public string SslMode { get; set; } = "Prefer";
 
+    /// <summary>
+    /// Retries of an operation that failed transiently (EF's retrying execution strategy, delays 0, 1, 3, 7 s … capped
+    /// at <see cref="MaxRetryDelay"/>). Kept short so that while the database is down a request answers 503 within
+    /// seconds instead of hanging for a minute (EF's defaults: 6 retries, 30 s cap, about 56 s in all).
+    /// </summary>
+    public int MaxRetryCount { get; set; } = 3;
+
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long the worker and the API wait for the database at start before giving up.</summary>
     public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromSeconds(60);
 

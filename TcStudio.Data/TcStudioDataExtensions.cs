@@ -65,11 +65,15 @@ public static class TcStudioDataExtensions
 
         builder.Services.AddDbContextPool<TcStudioDbContext>((sp, options) =>
         {
+            var database = sp.GetRequiredService<IOptions<DatabaseOptions>>().Value;
             options.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>(), npgsql =>
             {
                 npgsql.MigrationsHistoryTable(TcStudioDbContext.MigrationsHistoryTable);
                 if (aspire.CommandTimeout is { } timeout) npgsql.CommandTimeout(timeout);
-                if (!aspire.DisableRetry) npgsql.EnableRetryOnFailure();
+                if (!aspire.DisableRetry)
+                {
+                    npgsql.EnableRetryOnFailure(Math.Max(0, database.MaxRetryCount), database.MaxRetryDelay, errorCodesToAdd: null);
+                }
             });
             ConfigureContext(options);
             options.AddInterceptors(sp.GetRequiredService<AuditTimestampsInterceptor>());
