@@ -25,7 +25,7 @@ public sealed class AppHostFailureTests(PostgresServer server, ITestOutputHelper
             ["ConnectionStrings__postgres"] = unusable.ConnectionString,
         });
 
-        var exitCode = await appHost.WaitForExitAsync(TimeSpan.FromMinutes(1));
+        var exitCode = await appHost.WaitForExitAsync(TimeSpan.FromMinutes(3));
         output.WriteLine(appHost.Output);
 
         Assert.Equal(AppHostExitCodes.Failed, exitCode);
@@ -52,7 +52,7 @@ public sealed class AppHostFailureTests(PostgresServer server, ITestOutputHelper
             ["AppHost__ApiUrl"] = $"http://127.0.0.1:{port}",
         });
 
-        var exitCode = await appHost.WaitForExitAsync(TimeSpan.FromMinutes(1));
+        var exitCode = await appHost.WaitForExitAsync(TimeSpan.FromMinutes(3));
         output.WriteLine(appHost.Output);
 
         Assert.Equal(AppHostExitCodes.Failed, exitCode);
