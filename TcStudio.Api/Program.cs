@@ -1,5 +1,9 @@
+using TcStudio.Data;
+
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults();
+builder.AddTcStudioData();
+builder.AddDatabaseInsights();
 
 var app = builder.Build();
 app.MapDefaultEndpoints();
