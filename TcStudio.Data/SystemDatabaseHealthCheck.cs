@@ -43,6 +43,8 @@ public sealed class SystemDatabaseHealthCheck(
         }
         catch (PostgresException e)
         {
+            // 57P01-57P03: the server is shutting down or starting; its other sessions in the pool are gone too.
+            if (e.SqlState.StartsWith("57P", StringComparison.Ordinal)) dataSource.Clear();
             return HealthCheckResult.Unhealthy($"PostgreSQL refused the round trip: {e.SqlState} {e.MessageText}");
         }
         catch (NpgsqlException e)

@@ -19,7 +19,7 @@ public sealed class PoolAndSizeMetricsTests(SystemDatabaseFixture database) : IC
         var poolName = $"pool-test-{Guid.NewGuid():N}"[..20];
         using var recorder = new MeasurementRecorder(i => i.Meter.Name == NpgsqlPoolMetrics.MeterName);
         using var poolMetrics = new NpgsqlPoolMetrics();
-        var settings = new NpgsqlConnectionStringBuilder(database.ConnectionString) { MaxPoolSize = 3, Timeout = 1 };
+        var settings = new NpgsqlConnectionStringBuilder(database.ConnectionString) { MaxPoolSize = 3, Timeout = 3 };
         await using var dataSource = new NpgsqlDataSourceBuilder(settings.ConnectionString) { Name = poolName }.Build();
 
         // Eight concurrent workers on a pool of three: five wait.
