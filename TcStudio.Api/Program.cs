@@ -1,5 +1,6 @@
 using Scalar.AspNetCore;
 using TcStudio.Api.Activities;
+using TcStudio.Api.Admin;
 using TcStudio.Api.Auth;
 using TcStudio.Api.Members;
 using TcStudio.Api.Roles;
@@ -10,6 +11,7 @@ var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.AddTcStudioData();
+builder.AddDatabaseInsights();
 builder.AddApiDefaults();
 builder.AddTcStudioAuthentication();
 builder.AddWorkspaceScope();
@@ -34,7 +36,8 @@ app.MapGroup("/api").RequireAuthorization()
     .MapUsersApi()
     .MapWorkspacesApi()
     .MapMembersApi()
-    .MapActivitiesApi();
+    .MapActivitiesApi()
+    .MapDatabaseInsightsApi();
 
 await app.RunAsync();
 return 0;

@@ -33,11 +33,30 @@ public sealed class DatabaseOptions
     /// <summary>How long the worker and the API wait for the database at start before giving up.</summary>
     public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Commands slower than this are counted and logged as slow queries.</summary>
+    /// <summary>Commands slower than this are counted and logged as slow queries; 0 or less turns that off.</summary>
     public int SlowQueryThresholdMs { get; set; } = 200;
 
-    /// <summary>How often the database size is sampled for growth figures.</summary>
+    /// <summary>How many recent slow queries are kept in memory for the insights API.</summary>
+    public int SlowQueryLogCapacity { get; set; } = 200;
+
+    /// <summary>How long /health waits for the system database's round trip before calling it unhealthy.</summary>
+    public TimeSpan HealthCheckTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>How often the database size is sampled for growth figures (the API samples once at start too).</summary>
     public TimeSpan SizeSampleInterval { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Size samples older than this are deleted.</summary>
+    public TimeSpan SizeSampleRetention { get; set; } = TimeSpan.FromDays(90);
+
+    /// <summary>Queries running longer than this are listed as long-running by the insights API (unless it asks otherwise).</summary>
+    public TimeSpan LongRunningQueryThreshold { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Lets the insights API run <c>CREATE EXTENSION IF NOT EXISTS pg_stat_statements</c> when the server preloads the
+    /// library and the API's role is allowed to (a superuser, in practice: a least-privilege role never is, and the
+    /// in-memory slow-query log is used instead). False keeps the API from attempting that one piece of DDL.
+    /// </summary>
+    public bool CreateStatStatementsExtension { get; set; } = true;
 
     /// <summary>Lets the API apply pending migrations itself at start, under the worker's lock. Off by default.</summary>
     public bool MigrateOnStartup { get; set; }

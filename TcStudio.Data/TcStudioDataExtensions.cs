@@ -10,13 +10,16 @@ using Npgsql;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
 using TcStudio.Data.Seeding;
+using TcStudio.Data.Telemetry;
 
 namespace TcStudio.Data;
 
 /// <summary>
 /// Registers the system database the way Aspire's Npgsql EF client integration would: a pooled DbContext over one
-/// NpgsqlDataSource, retry on transient failures, an EF health check named after the context, Npgsql traces and
-/// metrics, with the connection string read and validated on first use (so <c>dotnet ef</c> works without one).
+/// NpgsqlDataSource, retry on transient failures, a health check named after the context (a real round trip plus
+/// "no migrations pending"), Npgsql traces and metrics, with the connection string read and validated on first use
+/// (so <c>dotnet ef</c> works without one). Also the database telemetry every service has: the command monitor
+/// (query durations, slow queries, connection logs) and the meter <c>TcStudio.Database</c>.
 /// </summary>
 public static class TcStudioDataExtensions
 {
@@ -45,6 +48,7 @@ public static class TcStudioDataExtensions
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<AuditTimestampsInterceptor>();
+        AddDatabaseTelemetry(builder);
 
         var applicationName = builder.Environment.ApplicationName;
         builder.Services.TryAddSingleton(sp =>
@@ -60,6 +64,8 @@ public static class TcStudioDataExtensions
                 Name = SystemDatabaseConnection.ConnectionName,
             };
             dataSource.UseLoggerFactory(sp.GetRequiredService<ILoggerFactory>());
+            sp.GetRequiredService<NpgsqlActivityMonitor>()
+                .DescribeDataSource(SystemDatabaseConnection.ConnectionName, dataSource.ConnectionStringBuilder);
             return dataSource.Build();
         });
 
@@ -86,7 +92,8 @@ public static class TcStudioDataExtensions
 
         if (!aspire.DisableHealthChecks)
         {
-            builder.Services.AddHealthChecks().AddDbContextCheck<TcStudioDbContext>(nameof(TcStudioDbContext));
+            // Only the system database: a dead workspace database must not take the service out of rotation.
+            builder.Services.AddHealthChecks().AddCheck<SystemDatabaseHealthCheck>(SystemDatabaseHealthCheck.Name);
         }
         if (!aspire.DisableTracing)
         {
@@ -97,6 +104,21 @@ public static class TcStudioDataExtensions
             builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter("Npgsql"));
         }
         return builder;
+    }
+
+    /// <summary>
+    /// The command monitor starts with the host (before any verb or request runs) and sees every Npgsql command of
+    /// the process. Its meter is ours, not the client integration's, so DisableMetrics leaves it on.
+    /// </summary>
+    private static void AddDatabaseTelemetry(IHostApplicationBuilder builder)
+    {
+        builder.Services.TryAddSingleton<DatabaseMetrics>();
+        builder.Services.TryAddSingleton(sp =>
+            new SlowQueryLog(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.SlowQueryLogCapacity));
+        builder.Services.TryAddSingleton<NpgsqlActivityMonitor>();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, NpgsqlActivityMonitor>(
+            sp => sp.GetRequiredService<NpgsqlActivityMonitor>()));
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(DatabaseMetrics.MeterName));
     }
 
     /// <summary>Options shared by the runtime registration and the design-time factory.</summary>

@@ -1,24 +1,33 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
+using TcStudio.ServiceDefaults;
 
 namespace Microsoft.Extensions.Hosting;
 
 /// <summary>
 /// What every TC Studio service gets, following the Aspire service-defaults template: OpenTelemetry (logs, traces,
-/// metrics; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set), health checks, service discovery and resilience.
+/// metrics; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; a Prometheus scrape endpoint when Telemetry:Prometheus is
+/// true), health checks, service discovery and resilience.
 /// </summary>
 public static class ServiceDefaultsExtensions
 {
     public const string HealthEndpointPath = "/health";
     public const string AlivenessEndpointPath = "/alive";
+    public const string PrometheusEndpointPath = "/metrics";
     public const string LiveTag = "live";
+
+    /// <summary>Configuration key turning the Prometheus scrape endpoint on or off (default: on in Development only).</summary>
+    public const string PrometheusSettingKey = "Telemetry:Prometheus";
 
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -42,26 +51,35 @@ public static class ServiceDefaultsExtensions
             logging.IncludeScopes = true;
         });
 
+        var prometheus = IsPrometheusEnabled(builder.Configuration, builder.Environment);
         builder.Services.AddOpenTelemetry()
-            .WithMetrics(metrics => metrics
-                .AddAspNetCoreInstrumentation()
-                .AddHttpClientInstrumentation()
-                .AddRuntimeInstrumentation())
+            .ConfigureResource(resource => resource.AddService(ServiceName(builder.Configuration, builder.Environment)))
+            .WithMetrics(metrics =>
+            {
+                metrics
+                    .AddAspNetCoreInstrumentation()
+                    .AddHttpClientInstrumentation()
+                    .AddRuntimeInstrumentation()
+                    .AddSqlClientInstrumentation();
+                if (prometheus) metrics.AddPrometheusExporter();
+            })
             .WithTracing(tracing => tracing
                 .AddSource(builder.Environment.ApplicationName)
                 .AddAspNetCoreInstrumentation(aspnet =>
                     // Health probes and scrapes would drown the traces that matter.
-                    aspnet.Filter = context =>
-                        !context.Request.Path.StartsWithSegments(HealthEndpointPath)
-                        && !context.Request.Path.StartsWithSegments(AlivenessEndpointPath)
-                        && !context.Request.Path.StartsWithSegments("/metrics"))
+                    aspnet.Filter = context => !IsInfrastructureRequest(context.Request.Path))
                 .AddHttpClientInstrumentation()
                 .AddSqlClientInstrumentation());
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
+            // Endpoint, protocol and headers come from the standard OTEL_EXPORTER_OTLP_* settings.
             builder.Services.AddOpenTelemetry().UseOtlpExporter();
         }
+
+        // Lets the database layer say which endpoint issued a slow query while the request is still running
+        // (the ASP.NET Core instrumentation only tags the route when the request ends).
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, HttpRouteActivityTagger>());
         return builder;
     }
 
@@ -71,11 +89,35 @@ public static class ServiceDefaultsExtensions
         return builder;
     }
 
-    /// <summary>/health runs every check; /alive only those tagged live.</summary>
+    /// <summary>
+    /// /health runs every check and answers 503 when one fails; /alive only those tagged live; /metrics is the
+    /// Prometheus scrape endpoint when enabled. Both health endpoints answer with a small JSON report.
+    /// </summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
-        app.MapHealthChecks(HealthEndpointPath);
-        app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions { Predicate = r => r.Tags.Contains(LiveTag) });
+        app.MapHealthChecks(HealthEndpointPath, new HealthCheckOptions { ResponseWriter = HealthReportWriter.WriteAsync });
+        app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions
+        {
+            Predicate = r => r.Tags.Contains(LiveTag),
+            ResponseWriter = HealthReportWriter.WriteAsync,
+        });
+        if (IsPrometheusEnabled(app.Configuration, app.Environment))
+        {
+            app.MapPrometheusScrapingEndpoint(PrometheusEndpointPath);
+        }
         return app;
     }
+
+    /// <summary>OTEL_SERVICE_NAME when set, else the application (assembly) name.</summary>
+    public static string ServiceName(IConfiguration configuration, IHostEnvironment environment) =>
+        configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } name ? name : environment.ApplicationName;
+
+    public static bool IsPrometheusEnabled(IConfiguration configuration, IHostEnvironment environment) =>
+        configuration.GetValue<bool?>(PrometheusSettingKey) ?? environment.IsDevelopment();
+
+    /// <summary>Probe and scrape requests: kept out of traces.</summary>
+    public static bool IsInfrastructureRequest(PathString path) =>
+        path.StartsWithSegments(HealthEndpointPath)
+        || path.StartsWithSegments(AlivenessEndpointPath)
+        || path.StartsWithSegments(PrometheusEndpointPath);
 }

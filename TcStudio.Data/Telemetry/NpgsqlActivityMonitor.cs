@@ -1,0 +1,202 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace TcStudio.Data.Telemetry;
+
+/// <summary>
+/// The one place that sees every PostgreSQL command of the process, EF Core's and raw Npgsql's alike, for the system
+/// database and workspace databases: an <see cref="ActivityListener"/> on Npgsql's ActivitySource. It works with or
+/// without an OpenTelemetry exporter (Npgsql creates its activities only because some listener asks for them, and
+/// this one always does). For each command it records <c>tcstudio.db.query.duration</c>; above
+/// Database:SlowQueryThresholdMs it counts <c>tcstudio.db.slow_queries</c>, logs the command once as a warning (SQL
+/// text, never parameter values; duration; the endpoint or worker verb that issued it) and keeps it in the
+/// <see cref="SlowQueryLog"/>. It also logs each physical connection Npgsql opens or fails to open (server,
+/// database, user; never the password).
+/// </summary>
+/// <remarks>
+/// This runs on the hot path of every query, so the common case (a command under the threshold) does a tag lookup,
+/// a keyword scan of the SQL in place and one histogram record, and allocates nothing of its own.
+/// </remarks>
+public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
+{
+    public const string NpgsqlSourceName = "Npgsql";
+    public const string QueryTextTag = "db.query.text";
+    public const string DatabaseNameTag = "db.namespace";
+    public const string DataSourceTag = "db.npgsql.data_source";
+    public const string WorkerSourceName = "TcStudio.MigrationWorker";
+
+    /// <summary>Longer SQL is cut in logs and in the slow-query log (a generated IN list can be megabytes).</summary>
+    public const int MaxSqlLength = 4000;
+
+    private const string AspNetCoreRequestActivity = "Microsoft.AspNetCore.Hosting.HttpRequestIn";
+
+    private readonly DatabaseMetrics _metrics;
+    private readonly SlowQueryLog _slowQueries;
+    private readonly ILogger _slowQueryLogger;
+    private readonly ILogger _connectionLogger;
+    private readonly ActivityListener _listener;
+    private readonly ConcurrentDictionary<string, string> _dataSourceDescriptions = new(StringComparer.Ordinal);
+    private readonly IDisposable? _optionsSubscription;
+    private long _thresholdTicks;
+    private int _started;
+
+    public NpgsqlActivityMonitor(DatabaseMetrics metrics, SlowQueryLog slowQueries, IOptionsMonitor<DatabaseOptions> options,
+        ILoggerFactory loggers)
+    {
+        _metrics = metrics;
+        _slowQueries = slowQueries;
+        _slowQueryLogger = loggers.CreateLogger("TcStudio.Database.SlowQueries");
+        _connectionLogger = loggers.CreateLogger("TcStudio.Database.Connections");
+        SetThreshold(options.CurrentValue);
+        _optionsSubscription = options.OnChange(SetThreshold);
+        _listener = new ActivityListener
+        {
+            ShouldListenTo = static source => source.Name == NpgsqlSourceName,
+            // Every command is measured; Recorded is left to the tracing pipeline's own sampler.
+            Sample = static (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData,
+            SampleUsingParentId = static (ref ActivityCreationOptions<string> _) => ActivitySamplingResult.AllData,
+            ActivityStopped = OnActivityStopped,
+        };
+    }
+
+    /// <summary>The current threshold; 0 means slow-query detection is off.</summary>
+    public TimeSpan SlowQueryThreshold => TimeSpan.FromTicks(Interlocked.Read(ref _thresholdTicks));
+
+    /// <summary>
+    /// Tells the connection log how to describe a named data source (Npgsql tags activities with the data source's
+    /// name, which for a named source says nothing about where it connects).
+    /// </summary>
+    public void DescribeDataSource(string name, NpgsqlConnectionStringBuilder settings) =>
+        _dataSourceDescriptions[name] = SystemDatabaseConnection.Describe(settings);
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Start();
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Starts listening (idempotent); the host does this at start.</summary>
+    public void Start()
+    {
+        if (Interlocked.Exchange(ref _started, 1) == 0) ActivitySource.AddActivityListener(_listener);
+    }
+
+    public void Dispose()
+    {
+        _listener.Dispose();
+        _optionsSubscription?.Dispose();
+    }
+
+    private void SetThreshold(DatabaseOptions options) =>
+        Interlocked.Exchange(ref _thresholdTicks,
+            options.SlowQueryThresholdMs > 0 ? TimeSpan.FromMilliseconds(options.SlowQueryThresholdMs).Ticks : 0);
+
+    private void OnActivityStopped(Activity activity)
+    {
+        if (activity.GetTagItem(QueryTextTag) is not string sql)
+        {
+            // Npgsql's other activities: physical connection opens ("CONNECT <database>").
+            if (activity.OperationName.StartsWith("CONNECT", StringComparison.Ordinal)) OnConnectionOpened(activity);
+            return;
+        }
+
+        var duration = activity.Duration;
+        var kind = SqlOperationKind.Of(sql);
+        _metrics.QueryDuration.Record(duration.TotalSeconds, new KeyValuePair<string, object?>(DatabaseMetrics.OperationKindTag, kind));
+
+        var threshold = Interlocked.Read(ref _thresholdTicks);
+        if (threshold > 0 && duration.Ticks >= threshold) OnSlowQuery(activity, sql, kind, duration);
+    }
+
+    private void OnSlowQuery(Activity activity, string sql, string kind, TimeSpan duration)
+    {
+        var query = new SlowQuery(
+            StartedAt: new DateTimeOffset(activity.StartTimeUtc, TimeSpan.Zero),
+            DurationMs: Math.Round(duration.TotalMilliseconds, 1),
+            Sql: sql.Length > MaxSqlLength ? string.Concat(sql.AsSpan(0, MaxSqlLength), " …") : sql,
+            OperationKind: kind,
+            Database: activity.GetTagItem(DatabaseNameTag) as string,
+            Caller: DescribeCaller(activity),
+            Failed: activity.Status == ActivityStatusCode.Error);
+        _slowQueries.Add(query);
+        _metrics.SlowQueries.Add(1, new KeyValuePair<string, object?>(DatabaseMetrics.OperationKindTag, kind));
+        LogSlowQuery(_slowQueryLogger, query.DurationMs, SlowQueryThreshold.TotalMilliseconds, query.Caller,
+            query.Database ?? "?", query.Sql);
+    }
+
+    /// <summary>
+    /// Who issued the command: the HTTP endpoint ("GET /api/workspaces/{id}") of the request it runs under, the
+    /// worker verb ("worker migrate"), else the root activity's name, else "background".
+    /// </summary>
+    public static string DescribeCaller(Activity command)
+    {
+        Activity? root = null;
+        for (var parent = command.Parent; parent is not null; parent = parent.Parent)
+        {
+            if (parent.OperationName == AspNetCoreRequestActivity)
+            {
+                var method = parent.GetTagItem("http.request.method") as string;
+                var target = parent.GetTagItem("http.route") as string ?? parent.GetTagItem("url.path") as string;
+                return target is null ? parent.DisplayName : method is null ? target : $"{method} {target}";
+            }
+            if (parent.Source.Name == WorkerSourceName) return "worker " + parent.OperationName;
+            root = parent;
+        }
+        return root?.DisplayName ?? "background";
+    }
+
+    private void OnConnectionOpened(Activity activity)
+    {
+        var where = DescribeTarget(activity);
+        var elapsedMs = Math.Round(activity.Duration.TotalMilliseconds, 1);
+        if (activity.Status == ActivityStatusCode.Error)
+        {
+            LogConnectionFailed(_connectionLogger, where, activity.StatusDescription ?? "unknown error", elapsedMs);
+        }
+        else
+        {
+            LogConnectionOpened(_connectionLogger, where, elapsedMs);
+        }
+    }
+
+    /// <summary>host:port/database as user. Npgsql names an unnamed data source by its connection string without the password.</summary>
+    private string DescribeTarget(Activity activity)
+    {
+        var dataSource = activity.GetTagItem(DataSourceTag) as string ?? "";
+        if (_dataSourceDescriptions.TryGetValue(dataSource, out var described)) return described;
+        if (dataSource.Contains('='))
+        {
+            try
+            {
+                var settings = new NpgsqlConnectionStringBuilder(dataSource);
+                settings.Remove("Password"); // never logged, even if a future Npgsql kept it in the name
+                return SystemDatabaseConnection.Describe(settings);
+            }
+            catch (ArgumentException)
+            {
+                // Not a connection string after all: fall through to the tags.
+            }
+        }
+        return $"{activity.GetTagItem("server.address") ?? "?"}:{activity.GetTagItem("server.port") ?? "?"}/"
+            + $"{activity.GetTagItem(DatabaseNameTag) ?? "?"} (data source {dataSource})";
+    }
+
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Warning,
+        Message = "Slow query: {DurationMs} ms (threshold {ThresholdMs} ms) from {Caller} in database {Database}: {Sql}")]
+    private static partial void LogSlowQuery(ILogger logger, double durationMs, double thresholdMs, string caller,
+        string database, string sql);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Information,
+        Message = "Opened a connection to PostgreSQL at {Where} in {ElapsedMs} ms")]
+    private static partial void LogConnectionOpened(ILogger logger, string where, double elapsedMs);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Warning,
+        Message = "Could not open a connection to PostgreSQL at {Where}: {Reason} (after {ElapsedMs} ms)")]
+    private static partial void LogConnectionFailed(ILogger logger, string where, string reason, double elapsedMs);
+}
