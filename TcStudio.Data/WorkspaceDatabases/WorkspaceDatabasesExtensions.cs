@@ -1,0 +1,30 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using OpenTelemetry.Metrics;
+using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.Data.WorkspaceDatabases.SqlServer;
+
+namespace TcStudio.Data.WorkspaceDatabases;
+
+public static class WorkspaceDatabasesExtensions
+{
+    /// <summary>
+    /// The workspace-database layer: registered servers, both providers, the connection cache, the service the API
+    /// and worker use, and its metrics (meter <see cref="WorkspaceDatabaseMetrics.MeterName"/>).
+    /// </summary>
+    public static IHostApplicationBuilder AddWorkspaceDatabases(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<WorkspacesOptions>().BindConfiguration(WorkspacesOptions.SectionName);
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddMetrics();
+        builder.Services.TryAddSingleton<WorkspaceServerRegistry>();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, PostgresWorkspaceProvider>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, SqlServerWorkspaceProvider>());
+        builder.Services.TryAddSingleton<WorkspaceDatabaseMetrics>();
+        builder.Services.TryAddSingleton<WorkspaceConnectionCache>();
+        builder.Services.TryAddSingleton<WorkspaceDatabaseService>();
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(WorkspaceDatabaseMetrics.MeterName));
+        return builder;
+    }
+}
