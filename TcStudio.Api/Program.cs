@@ -1,7 +1,10 @@
 using Scalar.AspNetCore;
 using TcStudio.Api.Auth;
+using TcStudio.Api.Environments;
+using TcStudio.Api.Procedures;
 using TcStudio.Api.Roles;
 using TcStudio.Api.Users;
+using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -11,6 +14,7 @@ builder.AddTcStudioData();
 builder.AddApiDefaults();
 builder.AddTcStudioAuthentication();
 builder.AddWorkspaceScope();
+builder.AddWorkspaceDatabases();
 
 var app = builder.Build();
 if (await app.RunStartupChecksAsync() is { } exitCode) return exitCode;
@@ -28,7 +32,9 @@ app.MapGroup("/api").RequireAuthorization()
     .MapAuthApi()
     .MapMeApi()
     .MapRolesApi()
-    .MapWorkspacesApi();
+    .MapWorkspacesApi()
+    .MapEnvironmentsApi()
+    .MapProceduresApi();
 
 await app.RunAsync();
 return 0;
