@@ -215,11 +215,23 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     public SqlValidation ValidateStatically(string procedureName, string sql) => Check(procedureName, sql).Validation;
 
-    private sealed record DraftShape(SqlValidation Validation, int StatementStart, int StatementEnd, string Kind, string? Schema);
+    /// <param name="Statement">The draft's statement as run: CREATE turned into CREATE OR REPLACE where needed.</param>
+    /// <param name="Inserted">Where " OR REPLACE" was inserted into <paramref name="Statement"/> (-1: not), to map error positions back.</param>
+    private sealed record DraftShape(SqlValidation Validation, int StatementStart, string Statement, int Inserted, string? Schema)
+    {
+        public int OffsetInDraft(int position)
+        {
+            var offset = position - 1; // PostgreSQL positions are 1-based
+            if (Inserted >= 0 && offset > Inserted) offset = Math.Max(Inserted, offset - OrReplace.Length);
+            return StatementStart + Math.Max(0, offset);
+        }
+    }
+
+    private const string OrReplace = " OR REPLACE";
 
     private static DraftShape Check(string procedureName, string sql)
     {
-        static DraftShape Invalid(SqlProblem problem) => new(new SqlValidation([problem]), 0, 0, "", null);
+        static DraftShape Invalid(SqlProblem problem) => new(new SqlValidation([problem]), 0, "", -1, null);
 
         var statements = Statements(sql, out var lexError);
         if (lexError is not null) return Invalid(lexError);
@@ -236,8 +248,10 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
             && string.Equals(tokens[i].Text, word, StringComparison.OrdinalIgnoreCase);
 
         if (!Word("CREATE")) return Invalid(Problem(sql, tokens[0].Start, "Expected CREATE [OR REPLACE] FUNCTION|PROCEDURE."));
+        var create = tokens[i];
         i++;
-        if (Word("OR"))
+        var replaces = Word("OR");
+        if (replaces)
         {
             i++;
             if (!Word("REPLACE")) return Invalid(Problem(sql, tokens[Math.Min(i, tokens.Count - 1)].Start, "Expected REPLACE after CREATE OR."));
@@ -275,7 +289,11 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         }
 
         var last = tokens[^1];
-        return new DraftShape(SqlValidation.Valid, tokens[0].Start, last.Start + last.Length, kind, expected.Schema);
+        var statement = sql[tokens[0].Start..(last.Start + last.Length)];
+        if (replaces) return new DraftShape(SqlValidation.Valid, tokens[0].Start, statement, -1, expected.Schema);
+        // Deploys are CREATE OR REPLACE, so publishing a changed draft (or publishing twice) works.
+        var at = create.Start - tokens[0].Start + create.Length;
+        return new DraftShape(SqlValidation.Valid, tokens[0].Start, statement[..at] + OrReplace + statement[at..], at, expected.Schema);
     }
 
     public async Task<SqlValidation> ValidateAsync(DbConnection connection, string procedureName, string sql, CancellationToken cancellationToken)
@@ -292,12 +310,12 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
             {
                 await ExecuteAsync(npgsql, $"CREATE SCHEMA IF NOT EXISTS {Quote(schema.ToLowerInvariant())}", cancellationToken);
             }
-            await ExecuteAsync(npgsql, sql[shape.StatementStart..shape.StatementEnd], cancellationToken);
+            await CreateOrReplaceAsync(npgsql, shape, ProcedureName.Parse(procedureName), cancellationToken);
             return SqlValidation.Valid;
         }
         catch (PostgresException e) when (!WorkspaceFailures.IsConnectionFailure(e) && e.SqlState != PostgresErrorCodes.QueryCanceled)
         {
-            var offset = e.Position > 0 ? shape.StatementStart + e.Position - 1 : shape.StatementStart;
+            var offset = e.Position > 0 ? shape.OffsetInDraft(e.Position) : shape.StatementStart;
             var message = $"{e.SqlState}: {e.MessageText}" + (e.Detail is { Length: > 0 } d ? $" ({d})" : "") + (e.Hint is { Length: > 0 } h ? $" Hint: {h}" : "");
             return new SqlValidation([Problem(sql, offset, message)]);
         }
@@ -333,7 +351,9 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     }
 
     private const string RoutinesNamed = """
-        SELECT p.oid::regprocedure::text, p.prokind::text, pg_get_functiondef(p.oid), p.xmin = pg_current_xact_id()::xid
+        SELECT p.oid::regprocedure::text, p.prokind::text, pg_get_functiondef(p.oid),
+               -- written by this transaction or one of its subtransactions (their ids are newer than its own)
+               age(p.xmin) <= age(pg_current_xact_id()::xid)
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE lower(n.nspname) = lower($1) AND lower(p.proname) = lower($2) AND p.prokind IN ('f', 'p')
         ORDER BY p.oid
@@ -384,7 +404,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
                 ALTER DEFAULT PRIVILEGES IN SCHEMA {quoted} GRANT USAGE, SELECT ON SEQUENCES TO {Quote(exec)};
                 """, cancellationToken);
         }
-        await ExecuteAsync(npgsql, sql[shape.StatementStart..shape.StatementEnd], cancellationToken);
+        await CreateOrReplaceAsync(npgsql, shape, name, cancellationToken);
 
         // One name, one routine: a changed signature would otherwise leave the old overload behind.
         var now = await RoutinesAsync(npgsql, name, cancellationToken);
@@ -409,6 +429,26 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         }
         await transaction.CommitAsync(cancellationToken);
         return new ProcedureDeployment(id, procedureName, Checksums.Of(sql), deployedAt, deployedBy, previousDefinition);
+    }
+
+    /// <summary>
+    /// Runs the draft's CREATE OR REPLACE. PostgreSQL cannot replace a routine whose return type or parameter names
+    /// change; then the routines of that name are dropped and it is created afresh (inside the caller's transaction).
+    /// </summary>
+    private static async Task CreateOrReplaceAsync(NpgsqlConnection connection, DraftShape shape, ProcedureName name, CancellationToken ct)
+    {
+        await ExecuteAsync(connection, "SAVEPOINT tcstudio_create", ct);
+        try
+        {
+            await ExecuteAsync(connection, shape.Statement, ct);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InvalidFunctionDefinition or PostgresErrorCodes.WrongObjectType)
+        {
+            await ExecuteAsync(connection, "ROLLBACK TO SAVEPOINT tcstudio_create", ct);
+            await DropRoutinesAsync(connection, await RoutinesAsync(connection, name, ct), ct);
+            await ExecuteAsync(connection, shape.Statement, ct);
+        }
+        await ExecuteAsync(connection, "RELEASE SAVEPOINT tcstudio_create", ct);
     }
 
     public async Task UndeployAsync(DbConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
