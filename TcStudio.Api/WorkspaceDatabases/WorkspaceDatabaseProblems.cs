@@ -41,7 +41,7 @@ public sealed class WorkspaceDatabaseProblems : IEndpointFilter
                 extensions["circuit"] = unavailable.CircuitOpen ? "open" : "closed";
                 break;
             case WorkspaceSqlException sql:
-                extensions["number"] = int.TryParse(sql.Number, out var number) ? number : sql.Number;
+                extensions["number"] = sql.Number;
                 if (sql.Line is { } line) extensions["line"] = line;
                 break;
         }

@@ -44,11 +44,11 @@ public sealed class WorkspaceSchemaException(string message, string environment)
 }
 
 /// <summary>The workspace database refused a statement (a procedure raised, a constraint failed...): 422 with its number and message.</summary>
-public sealed class WorkspaceSqlException(string message, string environment, string number, int? line, Exception inner)
+public sealed class WorkspaceSqlException(string message, string environment, object number, int? line, Exception inner)
     : WorkspaceDatabaseException(message, environment, inner)
 {
-    /// <summary>SQL Server's error number, or PostgreSQL's SQLSTATE.</summary>
-    public string Number { get; } = number;
+    /// <summary>SQL Server's error number (an int), or PostgreSQL's SQLSTATE (a string such as "P0001" or "42501").</summary>
+    public object Number { get; } = number;
     public int? Line { get; } = line;
     public override int StatusCode => 422;
     public override string Title => "The workspace database reported an error.";

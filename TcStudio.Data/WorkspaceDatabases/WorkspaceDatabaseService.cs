@@ -237,8 +237,7 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         {
             PostgresException pg => new WorkspaceSqlException(
                 pg.MessageText + (pg.Detail is { Length: > 0 } detail ? $" ({detail})" : ""), environment, pg.SqlState, line: null, pg),
-            SqlException sql => new WorkspaceSqlException(sql.Message, environment, sql.Number.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                sql.LineNumber, sql),
+            SqlException sql => new WorkspaceSqlException(sql.Message, environment, sql.Number, sql.LineNumber, sql),
             _ => null,
         };
     }
