@@ -165,4 +165,24 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         await HttpAssert.ProblemAsync(await owner.GetAsync($"/api/workspaces/{slug}/procedures/missing"), HttpStatusCode.NotFound);
         await HttpAssert.ProblemAsync(await owner.GetAsync($"/api/workspaces/{slug}/procedures/not%20a%20name"), HttpStatusCode.NotFound);
     }
+
+    [Fact]
+    public async Task A_tsql_draft_is_validated_statically_without_any_database()
+    {
+        using var user = await api.UserAsync();
+        var slug = await NewWorkspaceAsync(user, "tsql-static");
+        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "dbo.Report", sql = "CREATE PROCEDURE dbo.Report AS\nBEGIN\n  SELECT 1;\n  EXEC xp_cmdshell 'dir';\nEND" });
+        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "dbo.Fine", sql = "CREATE PROCEDURE dbo.Fine @Id int AS SELECT @Id AS Id;" });
+
+        var refused = await HttpAssert.JsonAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Report/validate?dialect=tsql", null));
+        Assert.False(refused.GetProperty("valid").GetBoolean());
+        Assert.Equal("tsql", refused.GetProperty("dialect").GetString());
+        var error = Assert.Single(refused.GetProperty("errors").EnumerateArray());
+        Assert.Equal(4, error.GetProperty("line").GetInt32());
+        Assert.Contains("xp_cmdshell", error.GetProperty("message").GetString());
+
+        var fine = await HttpAssert.JsonAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Fine/validate?dialect=tsql", null));
+        Assert.True(fine.GetProperty("valid").GetBoolean());
+        Assert.Equal(0, fine.GetProperty("errors").GetArrayLength());
+    }
 }

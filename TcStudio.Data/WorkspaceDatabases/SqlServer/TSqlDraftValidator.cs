@@ -83,7 +83,7 @@ public static class TSqlDraftValidator
         return new Result(SqlValidation.Valid, ToCreateOrAlter(script, procedure, sql), procedure);
 
         static Result Invalid(List<SqlProblem> found) =>
-            new(new SqlValidation(found.OrderBy(p => p.Line).ThenBy(p => p.Column).ToList()), null, null);
+            new(new SqlValidation(found.Distinct().OrderBy(p => p.Line).ThenBy(p => p.Column).ToList()), null, null);
     }
 
     /// <summary>The statement's own text, with CREATE turned into CREATE OR ALTER (comments and layout kept).</summary>
