@@ -333,7 +333,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
     {
         var shouldHandle = new PredicateBuilder().Handle<Exception>(WorkspaceFailures.IsConnectionFailure);
         var circuit = new CircuitBreakerStateProvider();
-        var pipeline = new ResiliencePipelineBuilder()
+        var builder = new ResiliencePipelineBuilder()
             .AddCircuitBreaker(new CircuitBreakerStrategyOptions
             {
                 ShouldHandle = shouldHandle,
@@ -358,19 +358,21 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
                     _logger.LogInformation("Circuit closed for workspace database {Workspace}/{Environment}", target.WorkspaceSlug, target.Environment);
                     return ValueTask.CompletedTask;
                 },
-            })
-            .AddRetry(new RetryStrategyOptions
+            });
+        if (_options.RetryAttempts > 0)
+        {
+            builder.AddRetry(new RetryStrategyOptions
             {
                 ShouldHandle = shouldHandle,
-                MaxRetryAttempts = Math.Max(0, _options.RetryAttempts),
+                MaxRetryAttempts = _options.RetryAttempts,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
                 Delay = TimeSpan.FromMilliseconds(Math.Max(1, _options.RetryBaseDelayMilliseconds)),
                 MaxDelay = TimeSpan.FromSeconds(5),
-            })
-            // A server that accepts TCP but never answers must not hold the caller longer than the connect timeout.
-            .AddTimeout(TimeSpan.FromSeconds(Math.Max(1, _options.ConnectTimeoutSeconds) + 1))
-            .Build();
+            });
+        }
+        // A server that accepts TCP but never answers must not hold the caller longer than the connect timeout.
+        var pipeline = builder.AddTimeout(TimeSpan.FromSeconds(Math.Max(1, _options.ConnectTimeoutSeconds) + 1)).Build();
         return (pipeline, circuit);
     }
 

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 using TcStudio.Data.WorkspaceDatabases.Postgres;
 using TcStudio.Data.WorkspaceDatabases.SqlServer;
@@ -25,6 +26,20 @@ public static class WorkspaceDatabasesExtensions
         builder.Services.TryAddSingleton<WorkspaceConnectionCache>();
         builder.Services.TryAddSingleton<WorkspaceDatabaseService>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(WorkspaceDatabaseMetrics.MeterName));
+        builder.Services.AddHostedService<WorkspaceServersReport>();
         return builder;
+    }
+
+    /// <summary>Says at start which servers are registered and which entries are wrong (names keys, never secrets).</summary>
+    private sealed class WorkspaceServersReport(WorkspaceServerRegistry servers, ILogger<WorkspaceServersReport> logger) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            foreach (var error in servers.ConfigurationErrors) logger.LogError("Workspace server ignored: {Error}", error);
+            logger.LogDebug("Workspace servers: {Servers}", string.Join(", ", servers.Servers));
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }
