@@ -6,8 +6,6 @@ using TcStudio.Api.Environments;
 using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
 using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
-using TcStudio.Data.WorkspaceDatabases.SqlServer;
 
 namespace TcStudio.Api.Procedures;
 
@@ -220,8 +218,7 @@ public static class ProceduresApi
     // ---- Validate, publish, execute ----
 
     public static async Task<Results<Ok<ValidationResponse>, ValidationProblem, ProblemHttpResult>> ValidateProcedure(string name, string? env,
-        string? dialect, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases,
-        IServiceProvider services)
+        string? dialect, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
     {
         var errors = new FieldErrors();
         if ((env is null) == (dialect is null)) errors.Add("env", "Give either ?env=<environment> or ?dialect=tsql|postgres.");
@@ -234,10 +231,8 @@ public static class ProceduresApi
         if (dialect is not null)
         {
             // Static: no database at all, so editors and CI can check drafts anywhere.
-            var validation = dialect == "tsql"
-                ? TSqlDraftValidator.Check(procedure.Name, procedure.SqlDraft).Validation
-                : services.GetServices<IWorkspaceDatabaseProvider>().OfType<PostgresWorkspaceProvider>().Single()
-                    .ValidateStatically(procedure.Name, procedure.SqlDraft);
+            var validation = databases.Cache.ProviderFor(dialect == "tsql" ? WorkspaceProviders.SqlServer : WorkspaceProviders.Postgres)
+                .ValidateStatically(procedure.Name, procedure.SqlDraft);
             return TypedResults.Ok(new ValidationResponse(validation.IsValid, dialect, null, validation.Errors));
         }
 
@@ -316,8 +311,9 @@ public static class ProceduresApi
     }
 
     public static async Task<Results<Ok<ExecutionResult>, ValidationProblem, ProblemHttpResult>> ExecuteProcedure(string name, string? env,
-        ExecuteRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
+        ExecuteRequest? request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
     {
+        request ??= new ExecuteRequest(); // no body: no parameters, default limits
         var limits = databases.Options;
         var errors = new FieldErrors()
             .Range("timeoutSeconds", request.TimeoutSeconds, 1, limits.MaxExecuteTimeoutSeconds)

@@ -202,8 +202,9 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         {
             throw new WorkspaceTimeoutException(TimeoutMessage(target, limits), target.Environment, e);
         }
-        catch (WorkspaceTimeoutException e) when (!e.Message.Contains("timeoutSeconds", StringComparison.Ordinal))
+        catch (WorkspaceTimeoutException e)
         {
+            // The server's statement timeout fired: say which limit it was.
             throw new WorkspaceTimeoutException(TimeoutMessage(target, limits), target.Environment, e);
         }
     }

@@ -183,7 +183,10 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
             HttpStatusCode.GatewayTimeout);
         Assert.InRange(started.Elapsed.TotalSeconds, 0.9, 10);
         Assert.Contains("timeout", timeout.GetProperty("detail").GetString());
-        Assert.Equal("ok", (await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"))).GetProperty("status").GetString() == "ready" ? "ok" : "no");
+        // A timeout is the statement's, not the environment's: it stays healthy.
+        Assert.Equal("ready", (await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"))).GetProperty("status").GetString());
+        Assert.Contains("\"outcome\": \"timed_out\"", await api.ScalarAsync<string>(
+            "SELECT details::text FROM activities WHERE action = 'procedure.executed' AND details->>'name' = 'slow'"));
     }
 
     [Fact]
@@ -366,5 +369,7 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         await HttpAssert.ProblemAsync(await member.PostAsync($"/api/workspaces/{slug}/procedures/one/publish?env=prod", null), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await ExecuteAsync(admin, slug, "one", new { }, env: "staging"), HttpStatusCode.NotFound);
         await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "one", new { }, env: "prod"));
+        var noBody = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/one/execute?env=prod", null));
+        Assert.Equal(1, noBody.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt32());
     }
 }
