@@ -68,7 +68,7 @@ public sealed class FailingServersFixture(PostgresServer server) : WorkspaceApiF
     }
 }
 
-public sealed class ConnectionCacheTests(FailingServersFixture api) : IClassFixture<FailingServersFixture>
+public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputHelper output) : IClassFixture<FailingServersFixture>
 {
     private WorkspaceConnectionCache Cache => api.Factory.Services.GetRequiredService<WorkspaceConnectionCache>();
 
@@ -107,6 +107,7 @@ public sealed class ConnectionCacheTests(FailingServersFixture api) : IClassFixt
             var stopwatch = Stopwatch.StartNew();
             var fast = await HttpAssert.ProblemAsync(await Ping(), HttpStatusCode.ServiceUnavailable);
             Assert.True(fast.GetProperty("circuit").GetString() == "open" && stopwatch.ElapsedMilliseconds < 500, $"{stopwatch.ElapsedMilliseconds} ms: {fast}");
+            output.WriteLine($"503 while the circuit is open: {stopwatch.Elapsed.TotalMilliseconds:0.0} ms");
 
             var status = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
             Assert.False(status.GetProperty("reachable").GetBoolean());
@@ -183,7 +184,9 @@ public sealed class ConnectionCacheTests(FailingServersFixture api) : IClassFixt
         }
         Assert.True(slowest < TimeSpan.FromSeconds(1), string.Join("\n", timings));
 
+        output.WriteLine($"slowest system/healthy request while 24 requests hang: {slowest.TotalMilliseconds:0} ms");
         var responses = await Task.WhenAll(hanging);
+        output.WriteLine($"all hanging requests answered 503 after {stopwatch.Elapsed.TotalSeconds:0.0} s");
         Assert.All(responses, r => Assert.Equal(HttpStatusCode.ServiceUnavailable, r.StatusCode));
         Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(20), $"the hanging workspace held callers for {stopwatch.Elapsed.TotalSeconds:0.0} s");
     }
