@@ -33,6 +33,12 @@ public sealed class EnvironmentsApiTests(EnvironmentsApiFixture api) : IClassFix
         Assert.All(servers.EnumerateArray(), s => Assert.Equal(2, s.EnumerateObject().Count()));
         Assert.DoesNotContain("secret-never-shown", body);
         Assert.DoesNotContain("127.0.0.1", body);
+
+        var openApi = await (await api.CreateAnonymousClient().GetAsync("/openapi/v1.json")).Content.ReadAsStringAsync();
+        foreach (var path in new[] { "/api/workspace-servers", "/api/workspaces/{slug}/environments/{env}/status", "/api/workspaces/{slug}/procedures/{name}/execute" })
+        {
+            Assert.Contains($"\"{path}\"", openApi);
+        }
     }
 
     [Fact]

@@ -831,7 +831,9 @@ internal sealed class PostgresConnectionSource(WorkspaceServer server, string da
             MaxAutoPrepare = 0,
         };
         builder.Remove("Passfile");
-        return new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"tcstudio-workspace:{applicationName}:{purpose}" }.Build();
+        // One bounded name for every workspace pool: Npgsql tags its metrics with it, and workspace names would be
+        // unbounded tag values. The server still tells the pools apart by their Application Name.
+        return new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"tcstudio-workspaces-{purpose}" }.Build();
     }
 
     public void ClearPools()
