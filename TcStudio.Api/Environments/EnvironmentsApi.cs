@@ -189,13 +189,17 @@ public static partial class EnvironmentsApi
         }
 
         var version = (await databases.GetSchemaStatusAsync(target, http.RequestAborted)).Version;
-        await WorkspaceEnvironmentState.RecordAsync(db, environment.Id, version, EnvironmentStatus.Ready, null, clock, CancellationToken.None);
+        // The row's new state and its activity in one SaveChanges: one transaction.
+        var row = await db.WorkspaceEnvironments.SingleAsync(e => e.Id == environment.Id, CancellationToken.None);
+        row.SchemaVersion = version;
+        row.Status = EnvironmentStatus.Ready;
+        row.LastError = null;
         if (steps.Count > 0)
         {
             db.AddActivity(workspace.Id, workspace.UserId, "environment.migrated", EntityTypes.Environment, environment.Id,
                 new { environment.Name, applied = steps.Select(s => s.Migration.Id).ToList(), schemaVersion = version });
-            await db.SaveChangesAsync(CancellationToken.None);
         }
+        await db.SaveChangesAsync(CancellationToken.None);
         return TypedResults.Ok(new MigrateEnvironmentResponse(environment.Name,
             steps.Select(s => new AppliedMigrationSummary(s.Migration.Version, s.Migration.Name, Math.Round(s.Duration.TotalMilliseconds, 1))).ToList(),
             version, EnvironmentStatus.Ready));

@@ -274,6 +274,28 @@ public sealed class IdleCleanupTests(IdleCacheFixture api) : IClassFixture<IdleC
     }
 }
 
+public sealed class IdleHealthCheckTests(IdleCacheFixture api) : IClassFixture<IdleCacheFixture>
+{
+    [Fact]
+    public async Task A_connection_killed_while_pooled_is_found_by_the_health_check_and_replaced()
+    {
+        using var admin = await api.AdminAsync();
+        var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "health");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "one", "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/one/publish?env=dev", null));
+        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/one/execute?env=dev", new { }));
+
+        // Every pooled connection of the workspace dies (as in a server restart); the pool does not know.
+        var killed = await api.WorkspaceScalarAsync<long>("postgres",
+            $"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'tcstudio/{slug}/dev:%'");
+        Assert.True(killed >= 1);
+
+        // IdleHealthCheckSeconds is 0 here: every reuse is pinged, the dead connection is found and replaced.
+        var result = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/one/execute?env=dev", new { }));
+        Assert.Equal(1, result.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt32());
+    }
+}
+
 /// <summary>
 /// Records one API instance's workspace meter measurements (and their tag keys) while alive. Meters made by an
 /// IMeterFactory carry it as their scope, which keeps other test classes' instances out.
