@@ -9,7 +9,7 @@ namespace TcStudio.MigrationWorker;
 /// <summary>
 /// <c>workspaces migrate|status|revert [--workspace &lt;slug&gt;] [--env &lt;name&gt;]</c>: the workspace base schema, over every
 /// environment (or those selected), one after another. Each environment prints its progress; a failing one prints a
-/// one-line reason and the run goes on to the next; a summary line ends the run. The environment rows'
+/// one-line reason and the run goes on to the next; a summary line (naming the failed ones) ends the run. The environment rows'
 /// schema_version, status and last_error are kept current.
 /// </summary>
 public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseService databases, TimeProvider clock)
@@ -37,31 +37,34 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
         }
 
         output.WriteLine($"workspaces {verb}: {Plural(selected.Count, "environment")}");
-        var failed = 0;
+        var failures = new List<string>();
         foreach (var item in selected)
         {
+            output.WriteLine($"  {item.Label}");
             var target = WorkspaceDatabaseService.TargetOf(item.Environment, item.Slug);
             try
             {
-                var line = verb switch
+                var (ok, line) = verb switch
                 {
-                    "migrate" => await MigrateAsync(item, target, output, cancellationToken),
+                    "migrate" => (true, await MigrateAsync(item, target, output, cancellationToken)),
                     "status" => await StatusAsync(item, target, cancellationToken),
-                    "revert" => await RevertAsync(item, target, toVersion, output, cancellationToken),
+                    "revert" => (true, await RevertAsync(item, target, toVersion, output, cancellationToken)),
                     _ => throw new MigrationCommandException($"Unknown workspaces verb '{verb}'."),
                 };
-                if (line.StartsWith("FAILED", StringComparison.Ordinal)) failed++;
-                output.WriteLine($"  {item.Label}: {line}");
+                if (!ok) failures.Add($"{item.Slug}/{item.Environment.Name}");
+                output.WriteLine($"    {(ok ? "" : "FAILED: ")}{line}");
             }
             catch (Exception e) when (e is WorkspaceDatabaseException or System.Data.Common.DbException or TimeoutException)
             {
-                failed++;
+                failures.Add($"{item.Slug}/{item.Environment.Name}");
                 var (status, error) = WorkspaceEnvironmentState.From(e);
                 await RecordAsync(item, null, status, error);
-                output.WriteLine($"  {item.Label}: FAILED: {WorkerHost.OneLine(e)}");
+                output.WriteLine($"    FAILED: {(e is WorkspaceDatabaseException ? e.Message.ReplaceLineEndings(" ") : WorkerHost.OneLine(e))}");
             }
         }
-        output.WriteLine($"workspaces {verb}: {selected.Count - failed} ok, {failed} failed, in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
+        var failed = failures.Count;
+        output.WriteLine($"workspaces {verb}: {selected.Count - failed} ok, {failed} failed{(failed == 0 ? "" : $" ({string.Join(", ", failures)})")}, "
+            + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
         return new Summary(selected.Count, selected.Count - failed, failed);
     }
 
@@ -80,16 +83,16 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
         return steps.Count == 0 ? $"up to date at version {version}" : $"applied {Plural(steps.Count, "migration")}, now at version {version}";
     }
 
-    private async Task<string> StatusAsync(Selected item, WorkspaceTarget target, CancellationToken ct)
+    private async Task<(bool Ok, string Line)> StatusAsync(Selected item, WorkspaceTarget target, CancellationToken ct)
     {
         var schema = await databases.GetSchemaStatusAsync(target, ct, refresh: true);
         var (status, error) = WorkspaceEnvironmentState.From(schema);
         await RecordAsync(item, schema.Version, status, error);
         return schema.State switch
         {
-            WorkspaceSchemaState.Current => $"current at version {schema.Version}",
-            WorkspaceSchemaState.Behind => $"behind at version {schema.Version} of {schema.ExpectedVersion}; pending: {string.Join(", ", schema.Pending)}",
-            _ => $"FAILED: {schema.Problem}",
+            WorkspaceSchemaState.Current => (true, $"current at version {schema.Version}"),
+            WorkspaceSchemaState.Behind => (true, $"behind at version {schema.Version} of {schema.ExpectedVersion}; pending: {string.Join(", ", schema.Pending)}"),
+            _ => (false, schema.Problem!),
         };
     }
 
