@@ -30,7 +30,9 @@ for trx in "$results_dir"/*.trx; do
   value() { echo "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*' || echo 0; }
   passed=$((passed + $(value passed)))
   failed=$((failed + $(value failed) + $(value error) + $(value timeout) + $(value aborted)))
-  skipped=$((skipped + $(value notExecuted)))
+  # The trx Counters leave skipped tests out of notExecuted; their UnitTestResult rows say NotExecuted.
+  not_executed=$(grep -o '<UnitTestResult [^>]*outcome="NotExecuted"' "$trx" | wc -l)
+  skipped=$((skipped + not_executed))
 done
 
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then

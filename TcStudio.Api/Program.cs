@@ -2,9 +2,12 @@ using Scalar.AspNetCore;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Admin;
 using TcStudio.Api.Auth;
+using TcStudio.Api.Environments;
 using TcStudio.Api.Members;
+using TcStudio.Api.Procedures;
 using TcStudio.Api.Roles;
 using TcStudio.Api.Users;
+using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -15,6 +18,7 @@ builder.AddDatabaseInsights();
 builder.AddApiDefaults();
 builder.AddTcStudioAuthentication();
 builder.AddWorkspaceScope();
+builder.AddWorkspaceDatabases();
 
 var app = builder.Build();
 if (await app.RunStartupChecksAsync() is { } exitCode) return exitCode;
@@ -36,6 +40,8 @@ app.MapGroup("/api").RequireAuthorization()
     .MapUsersApi()
     .MapWorkspacesApi()
     .MapMembersApi()
+    .MapEnvironmentsApi()
+    .MapProceduresApi()
     .MapActivitiesApi()
     .MapDatabaseInsightsApi();
 

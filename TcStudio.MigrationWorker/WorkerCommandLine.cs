@@ -15,7 +15,7 @@ public static class WorkerCommandLine
     public static RootCommand Create()
     {
         var root = new RootCommand("TC Studio migration worker: applies, reverts and reports the system database's "
-            + "migrations and seeds it. With no verb: migrate, then seed.");
+            + "migrations and seeds it. With no verb: migrate, seed, then migrate every workspace environment.");
         root.SetAction((_, ct) => WorkerHost.RunAsync("migrate+seed", async (verbs, ct2) =>
             await verbs.MigrateAndSeedAsync(ct2), ct));
 
@@ -51,6 +51,7 @@ public static class WorkerCommandLine
         script.SetAction((parse, ct) => WorkerHost.RunAsync("script", (verbs, ct2) =>
             verbs.ScriptAsync(parse.GetValue(idempotent), ct2), ct, needsDatabase: !parse.GetValue(idempotent)));
 
+        root.Subcommands.Add(CreateWorkspacesCommand());
         root.Subcommands.Add(migrate);
         root.Subcommands.Add(revert);
         root.Subcommands.Add(status);
@@ -58,6 +59,29 @@ public static class WorkerCommandLine
         root.Subcommands.Add(reset);
         root.Subcommands.Add(script);
         return root;
+    }
+
+    /// <summary>workspaces migrate|status|revert [--workspace &lt;slug&gt;] [--env &lt;name&gt;]: the workspace databases' base schema.</summary>
+    private static Command CreateWorkspacesCommand()
+    {
+        var workspaces = new Command("workspaces", "The workspace databases' base schema, over every environment (or those selected).");
+        foreach (var (verb, description) in new[]
+                 {
+                     ("migrate", "Apply pending base-schema migrations to each environment's database (creating a seeded one's database)."),
+                     ("status", "Show each environment's base-schema version and what is pending."),
+                     ("revert", "Revert each environment's last base-schema migration (or down to --to)."),
+                 })
+        {
+            var workspace = new Option<string?>("--workspace") { Description = "Only this workspace (slug)." };
+            var environment = new Option<string?>("--env") { Description = "Only environments with this name." };
+            var to = new Option<int?>("--to") { Description = "revert: the version to go back to (0: everything)." };
+            var command = new Command(verb, description) { workspace, environment };
+            if (verb == "revert") command.Options.Add(to);
+            command.SetAction((parse, ct) => WorkerHost.RunAsync($"workspaces {verb}", (verbs, ct2) =>
+                verbs.WorkspacesAsync(verb, parse.GetValue(workspace), parse.GetValue(environment), parse.GetValue(to), ct2), ct));
+            workspaces.Subcommands.Add(command);
+        }
+        return workspaces;
     }
 
     /// <summary>Parses and runs; usage errors exit 2 (System.CommandLine's own default would be 1).</summary>

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Npgsql;
 using TcStudio.Data;
 using TcStudio.Data.Seeding;
+using TcStudio.Data.WorkspaceDatabases;
 
 namespace TcStudio.MigrationWorker;
 
@@ -32,10 +33,12 @@ public static class WorkerHost
             console.LogToStandardErrorThreshold = LogLevel.Trace));
         builder.AddServiceDefaults();
         builder.AddTcStudioData();
+        builder.AddWorkspaceDatabases();
         builder.Services.AddOpenTelemetry().WithTracing(tracing => tracing
             .AddSource(ActivitySource.Name)
             .AddSource(SystemDatabaseMigrator.ActivitySource.Name));
         builder.Services.AddScoped<WorkerVerbs>();
+        builder.Services.AddScoped<WorkspaceVerbs>();
 
         using var host = builder.Build();
         var configuration = host.Services.GetRequiredService<IConfiguration>();

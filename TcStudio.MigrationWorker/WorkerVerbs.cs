@@ -11,18 +11,38 @@ namespace TcStudio.MigrationWorker;
 public sealed class WorkerVerbs(
     SystemDatabaseMigrator migrator,
     SystemSeeder seeder,
+    WorkspaceVerbs workspaces,
     IConfiguration configuration,
     IHostEnvironment environment,
     ILogger<WorkerVerbs> logger)
 {
     private readonly TextWriter _out = Console.Out;
 
+    /// <summary>
+    /// What the AppHost runs: migrate, seed, then every workspace environment's base schema. A failing workspace
+    /// database is reported but does not fail the run: it must not keep the API (and every other workspace) down.
+    /// </summary>
     public async Task<int> MigrateAndSeedAsync(CancellationToken ct)
     {
         await using var migrationLock = await AcquireLockAsync(ct);
         await ApplyAsync(target: null, ct);
         await SeedUnlockedAsync(ct);
+        var summary = await workspaces.RunAsync("migrate", workspace: null, environment: null, toVersion: null, _out, ct);
+        if (summary.Failed > 0)
+        {
+            logger.LogWarning("{Failed} workspace environment(s) could not be migrated; see above. Run 'workspaces migrate' once they are reachable.",
+                summary.Failed);
+        }
         return WorkerExitCodes.Done;
+    }
+
+    /// <summary>workspaces migrate|status|revert: exit 1 when any environment failed.</summary>
+    public async Task<int> WorkspacesAsync(string verb, string? workspace, string? environment, int? toVersion, CancellationToken ct)
+    {
+        // Under the system lock: two workers never migrate one workspace database at once.
+        await using var migrationLock = verb == "status" ? null : await AcquireLockAsync(ct);
+        var summary = await workspaces.RunAsync(verb, workspace, environment, toVersion, _out, ct);
+        return summary.Failed > 0 ? WorkerExitCodes.Failed : WorkerExitCodes.Done;
     }
 
     public async Task<int> MigrateAsync(string? target, CancellationToken ct)

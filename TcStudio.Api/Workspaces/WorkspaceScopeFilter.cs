@@ -6,6 +6,12 @@ namespace TcStudio.Api.Workspaces;
 public sealed record RequiresWorkspacePermission(WorkspacePermission Permission);
 
 /// <summary>
+/// Marks an endpoint that waits on a workspace database: <see cref="WorkspaceScopeFilter"/> then checks access but
+/// opens no transaction around it (its handler saves with SaveChanges, one transaction per save).
+/// </summary>
+public sealed record WaitsOnWorkspaceDatabase;
+
+/// <summary>
 /// The one place where a workspace-scoped request starts its database work:
 /// <list type="number">
 /// <item>resolves {slug} and the caller's membership in one query; a non-member (or unknown slug) gets 404, so
@@ -13,7 +19,8 @@ public sealed record RequiresWorkspacePermission(WorkspacePermission Permission)
 /// <item>runs the handler inside the execution strategy and, for writes, one transaction that commits only when
 /// the handler succeeds — the place where the row-level-security setting (tcstudio.workspace_id) will be applied.</item>
 /// </list>
-/// Handlers never call BeginTransaction themselves.
+/// Handlers never call BeginTransaction themselves. Endpoints marked <see cref="WaitsOnWorkspaceDatabase"/> get the
+/// first step only (see there).
 /// </summary>
 public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current) : IEndpointFilter
 {
@@ -27,27 +34,23 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
 
         if (!FieldErrors.Slug().IsMatch(slug)) return NotFound(slug);
 
+        if (http.GetEndpoint()?.Metadata.GetMetadata<WaitsOnWorkspaceDatabase>() is not null)
+        {
+            // Endpoints that wait on a workspace database hold no system-database connection or transaction while
+            // they wait (a hanging workspace must not drain the system pool), and are never re-run whole by the
+            // retry strategy (executing a procedure twice is not a retry). Their handlers save with SaveChanges:
+            // one transaction each.
+            db.ChangeTracker.Clear();
+            return await AuthorizeAsync(http, slug, permission) ?? await next(context);
+        }
+
         var strategy = db.Database.CreateExecutionStrategy();
         return await strategy.ExecuteAsync(async cancellationToken =>
         {
             db.ChangeTracker.Clear();
             await using var transaction = isWrite ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
 
-            var userId = http.User.UserId();
-            var isSystemAdmin = http.User.IsSystemAdmin();
-            var found = await FindAccess(db, slug, userId);
-            if (found is null && isSystemAdmin && HttpMethods.IsDelete(http.Request.Method) && http.Request.Query["purge"] == "true")
-            {
-                // A system Admin may purge a workspace that is already soft-deleted.
-                found = await FindAccessIncludingDeleted(db, slug, userId);
-            }
-            if (found is null || (found.MemberRole is null && !isSystemAdmin)) return NotFound(slug);
-
-            current.Set(new WorkspaceAccess(found.Id, slug, userId, found.MemberRole, isSystemAdmin));
-            if (!current.Can(permission))
-            {
-                return Problems.Forbidden($"Your role in workspace '{slug}' ({found.MemberRole}) does not allow this.");
-            }
+            if (await AuthorizeAsync(http, slug, permission) is { } refused) return refused;
 
             var result = await next(context);
             if (transaction is not null)
@@ -57,6 +60,24 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
             }
             return result;
         }, http.RequestAborted);
+    }
+
+    /// <summary>Resolves the workspace and the caller's access; returns the 404/403 to answer, or null to go on.</summary>
+    private async Task<ProblemHttpResult?> AuthorizeAsync(HttpContext http, string slug, WorkspacePermission permission)
+    {
+        var userId = http.User.UserId();
+        var isSystemAdmin = http.User.IsSystemAdmin();
+        var found = await FindAccess(db, slug, userId);
+        if (found is null && isSystemAdmin && HttpMethods.IsDelete(http.Request.Method) && http.Request.Query["purge"] == "true")
+        {
+            // A system Admin may purge a workspace that is already soft-deleted.
+            found = await FindAccessIncludingDeleted(db, slug, userId);
+        }
+        if (found is null || (found.MemberRole is null && !isSystemAdmin)) return NotFound(slug);
+
+        current.Set(new WorkspaceAccess(found.Id, slug, userId, found.MemberRole, isSystemAdmin));
+        return current.Can(permission) ? null
+            : Problems.Forbidden($"Your role in workspace '{slug}' ({found.MemberRole}) does not allow this.");
     }
 
     private static ProblemHttpResult NotFound(string slug) => Problems.NotFound($"Workspace '{slug}'");
@@ -87,6 +108,10 @@ public static class WorkspaceScope
     /// <summary>/api/workspaces/{slug}/…: every endpoint in it runs through <see cref="WorkspaceScopeFilter"/>.</summary>
     public static RouteGroupBuilder MapWorkspaceScope(this RouteGroupBuilder api) =>
         api.MapGroup("/workspaces/{slug}").AddEndpointFilter<WorkspaceScopeFilter>();
+
+    /// <summary>See <see cref="WaitsOnWorkspaceDatabase"/>.</summary>
+    public static TBuilder WaitsOnWorkspaceDatabase<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder =>
+        endpoint.WithMetadata(new WaitsOnWorkspaceDatabase());
 
     public static TBuilder RequireWorkspacePermission<TBuilder>(this TBuilder endpoint, WorkspacePermission permission)
         where TBuilder : IEndpointConventionBuilder =>

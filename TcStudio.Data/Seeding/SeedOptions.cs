@@ -12,6 +12,11 @@ public sealed class SeedOptions
     public const string DevelopmentAdminPassword = "admin-dev-password";
     public const string DevelopmentUserPassword = "user-dev-password";
 
+    public const string DefaultDevDatabaseName = "twsbp_dev";
+
     public string? AdminPassword { get; set; }
+
+    /// <summary>The database of the seeded twsbp/dev environment (default twsbp_dev); tests give each run its own.</summary>
+    public string? DevDatabaseName { get; set; }
     public string? UserPassword { get; set; }
 }

@@ -1,22 +1,28 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using TcStudio.Data.Entities;
+using TcStudio.Data.WorkspaceDatabases;
 
 namespace TcStudio.Data.Seeding;
 
 /// <summary>
 /// The idempotent seed: roles Admin and User, users admin and user, workspace TWSBP (slug twsbp) owned by admin with
-/// user as a Member. Creates only what is missing and never changes what exists (ids, hashes, timestamps).
+/// user as a Member, and TWSBP's environment <c>dev</c> on the default workspace server (SQL Server <c>sql</c> when
+/// ConnectionStrings:sql is set, else the local PostgreSQL) with database Seed:DevDatabaseName (twsbp_dev), left
+/// pending: the worker's default run creates and migrates it. Creates only what is missing and never changes what
+/// exists (ids, hashes, timestamps).
 /// Callers hold <see cref="MigrationLock"/> so two workers never seed at once.
 /// </summary>
 public sealed class SystemSeeder(
-    TcStudioDbContext db, IOptions<SeedOptions> seedOptions, IHostEnvironment environment)
+    TcStudioDbContext db, IOptions<SeedOptions> seedOptions, IHostEnvironment environment, IConfiguration configuration)
 {
     public const string AdminUsername = "admin";
     public const string UserUsername = "user";
     public const string WorkspaceSlug = "twsbp";
     public const string WorkspaceName = "TWSBP";
+    public const string DevEnvironment = "dev";
 
     /// <summary>Seeds what is missing and returns a line for each thing it created.</summary>
     public async Task<IReadOnlyList<string>> SeedAsync(CancellationToken cancellationToken = default)
@@ -47,6 +53,7 @@ public sealed class SystemSeeder(
 
             await EnsureMemberAsync(workspace, admin, WorkspaceRoles.Owner, created, ct);
             await EnsureMemberAsync(workspace, user, WorkspaceRoles.Member, created, ct);
+            await EnsureDevEnvironmentAsync(workspace, created, ct);
 
             await transaction.CommitAsync(ct);
             return (IReadOnlyList<string>)created;
@@ -94,6 +101,24 @@ public sealed class SystemSeeder(
         await db.SaveChangesAsync(ct);
         created.Add($"user {username}");
         return user;
+    }
+
+    private async Task EnsureDevEnvironmentAsync(Workspace workspace, List<string> created, CancellationToken ct)
+    {
+        if (await db.WorkspaceEnvironments.AnyAsync(e => e.WorkspaceId == workspace.Id, ct)) return; // the workspace chose its own
+        var server = new WorkspaceServerRegistry(configuration).DefaultServer;
+        if (server is null) return;
+        var database = seedOptions.Value.DevDatabaseName ?? SeedOptions.DefaultDevDatabaseName;
+        db.WorkspaceEnvironments.Add(new WorkspaceEnvironment
+        {
+            WorkspaceId = workspace.Id,
+            Name = DevEnvironment,
+            Provider = server.Provider,
+            Server = server.Name,
+            DatabaseName = database,
+        });
+        await db.SaveChangesAsync(ct);
+        created.Add($"environment {workspace.Slug}/{DevEnvironment} on server {server.Name} (database {database})");
     }
 
     private async Task EnsureMemberAsync(Workspace workspace, User user, string role, List<string> created, CancellationToken ct)

@@ -10,7 +10,22 @@ public static class MigrationWorkerRunner
         ["ConnectionStrings__tcstudio"] = connectionString,
         ["DOTNET_ENVIRONMENT"] = environment,
         ["Database__StartupTimeout"] = "00:00:30",
+        // The seeded twsbp/dev environment's database, one per system database (tests share a server).
+        ["Seed__DevDatabaseName"] = DevDatabaseName(connectionString),
+        ["Workspaces__ConnectTimeoutSeconds"] = "2",
     };
+
+    public static string? DevDatabaseName(string? connectionString)
+    {
+        try
+        {
+            return connectionString is null ? null : new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Database + "_twsbp_dev";
+        }
+        catch (ArgumentException)
+        {
+            return null; // tests of malformed connection strings
+        }
+    }
 
     public static Task<ProcessResult> RunAsync(string? connectionString, params string[] arguments) =>
         ProcessRunner.RunDotnetAsync(Dll, arguments, Environment(connectionString));

@@ -29,6 +29,7 @@ public static class ProcessRunner
                      k.StartsWith("ConnectionStrings__", StringComparison.OrdinalIgnoreCase)
                      || k.StartsWith("Database__", StringComparison.OrdinalIgnoreCase)
                      || k.StartsWith("Seed__", StringComparison.OrdinalIgnoreCase)
+                     || k.StartsWith("Workspace", StringComparison.OrdinalIgnoreCase)
                      || k is "DB_TYPE" or "DOTNET_ENVIRONMENT" or "ASPNETCORE_ENVIRONMENT").ToList())
         {
             start.Environment.Remove(key);

@@ -1,0 +1,423 @@
+using System.Security.Claims;
+using System.Text.Json;
+using TcStudio.Api.Activities;
+using TcStudio.Api.Auth;
+using TcStudio.Api.Environments;
+using TcStudio.Api.WorkspaceDatabases;
+using TcStudio.Api.Workspaces;
+using TcStudio.Data.WorkspaceDatabases;
+
+namespace TcStudio.Api.Procedures;
+
+public sealed record ProcedureSummary(Guid Id, string Name, string Status, DateTimeOffset? PublishedAt, DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt);
+
+/// <summary>A draft as stored in the system database.</summary>
+public sealed record ProcedureDraft(Guid Id, string Name, string Status, string Sql, string? SqlPublished, DateTimeOffset? PublishedAt,
+    Guid CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+
+/// <param name="State">deployed, not_deployed, or unavailable (then <paramref name="Error"/> says why).</param>
+public sealed record ProcedureEnvironmentState(string Environment, string Provider, string State, string? Checksum, DateTimeOffset? DeployedAt,
+    string? DeployedBy, bool? MatchesDraft, string? Error);
+
+/// <summary>GET .../procedures/{name}: the draft and, per environment, what its database holds.</summary>
+public sealed record ProcedureDetails(Guid Id, string Name, string Status, string Sql, string? SqlPublished, DateTimeOffset? PublishedAt,
+    Guid CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, IReadOnlyList<ProcedureEnvironmentState> Environments);
+
+public sealed record CreateProcedureRequest(string Name, string Sql);
+
+public sealed record UpdateProcedureRequest(string Sql);
+
+public sealed record ProcedureListRequest(string? Search, string? Status, int? Page, int? PageSize);
+
+public sealed record ValidationResponse(bool Valid, string Dialect, string? Environment, IReadOnlyList<SqlProblem> Errors);
+
+public sealed record PublishResponse(string Name, string Environment, string Checksum, DateTimeOffset DeployedAt, DateTimeOffset PublishedAt);
+
+public sealed record ExecuteRequest(Dictionary<string, JsonElement>? Parameters = null, int? TimeoutSeconds = null, int? MaxRows = null);
+
+/// <summary>
+/// Stored-procedure drafts (kept in the system database, ETag from the row version, full-text search) and their
+/// life in the workspace databases: validate, publish (deploy, then record; compensate if recording fails) and
+/// execute (typed parameters, server-side timeout, row cap, an activity per execution without parameter values).
+/// </summary>
+public static class ProceduresApi
+{
+    public const int MaxSqlLength = 512 * 1024;
+    public const int MaxSearchLength = 200;
+
+    public static RouteGroupBuilder MapProceduresApi(this RouteGroupBuilder api)
+    {
+        var procedures = api.MapWorkspaceScope().MapGroup("/procedures").WithTags("Procedures")
+            .AddEndpointFilter<WorkspaceDatabaseProblems>();
+        procedures.MapGet("/", ListProcedures).RequireWorkspacePermission(WorkspacePermission.Read)
+            .WithSummary("Drafts, paged; ?search= uses the full-text index (name and SQL), ?status=draft|published.");
+        procedures.MapPost("/", CreateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts);
+        procedures.MapGet("/{name}", GetProcedure).RequireWorkspacePermission(WorkspacePermission.Read).WaitsOnWorkspaceDatabase()
+            .WithSummary("The draft, and per environment the deployed checksum, time and whether it matches the draft.");
+        procedures.MapPut("/{name}", UpdateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts)
+            .WithSummary("Update the draft only (If-Match with the ETag guards against overwriting someone else's edit).");
+        procedures.MapDelete("/{name}", DeleteProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase()
+            .WithSummary("Drop it from every environment it was published to, then delete the draft.");
+        procedures.MapPost("/{name}/validate", ValidateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase()
+            .WithSummary("Validate the stored draft: ?env= against an environment's database, or ?dialect=tsql|postgres statically.");
+        procedures.MapPost("/{name}/publish", PublishProcedure).RequireWorkspacePermission(WorkspacePermission.Publish).WaitsOnWorkspaceDatabase()
+            .WithSummary("Validate, deploy to ?env=, then record the publish; the deploy is undone if recording fails.");
+        procedures.MapPost("/{name}/execute", ExecuteProcedure).RequireWorkspacePermission(WorkspacePermission.ExecuteNonProduction).WaitsOnWorkspaceDatabase()
+            .WithSummary("Execute the published procedure in ?env= with typed parameters, a timeout and a row cap.");
+        return api;
+    }
+
+    // ---- Drafts ----
+
+    public static async Task<Results<Ok<PagedList<ProcedureSummary>>, ValidationProblem>> ListProcedures(
+        [AsParameters] ProcedureListRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
+    {
+        var paging = new PageRequest(request.Page, request.PageSize);
+        var errors = paging.Validate()
+            .Text("search", request.Search, MaxSearchLength)
+            .OneOf("status", request.Status, ProcedureStatus.All, required: false);
+        if (errors.Any) return errors.ToProblem();
+
+        var query = db.StoredProcedures.AsNoTracking().Where(p => p.WorkspaceId == workspace.Id);
+        if (request.Status is { } status) query = query.Where(p => p.Status == status);
+        var search = string.IsNullOrWhiteSpace(request.Search) ? null : request.Search.Trim();
+        IOrderedQueryable<StoredProcedure> ordered;
+        if (search is not null)
+        {
+            // websearch_to_tsquery accepts whatever a person types (quotes, or, -not) without syntax errors.
+            query = query.Where(p => p.SearchVector!.Matches(EF.Functions.WebSearchToTsQuery("simple", search)));
+            ordered = query.OrderByDescending(p => p.SearchVector!.Rank(EF.Functions.WebSearchToTsQuery("simple", search))).ThenBy(p => p.Name);
+        }
+        else
+        {
+            ordered = query.OrderBy(p => p.Name);
+        }
+
+        var total = await query.CountAsync(http.RequestAborted);
+        var items = await ordered.Skip(paging.Skip).Take(paging.Size)
+            .Select(p => new ProcedureSummary(p.Id, p.Name, p.Status, p.PublishedAt, p.CreatedAt, p.UpdatedAt))
+            .ToListAsync(http.RequestAborted);
+        return TypedResults.Ok(new PagedList<ProcedureSummary>(items, paging.PageNumber, paging.Size, total));
+    }
+
+    public static async Task<Results<Created<ProcedureDraft>, ValidationProblem>> CreateProcedure(
+        CreateProcedureRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
+    {
+        var errors = new FieldErrors()
+            .Pattern("name", request.Name, FieldErrors.ProcedureName(), "an identifier, optionally schema-qualified (schema.name), of at most 128 characters")
+            .Text("sql", request.Sql, MaxSqlLength, required: true);
+        if (errors.Any) return errors.ToProblem();
+
+        var procedure = new StoredProcedure
+        {
+            WorkspaceId = workspace.Id,
+            Name = request.Name,
+            SqlDraft = request.Sql,
+            CreatedBy = workspace.UserId,
+        };
+        db.StoredProcedures.Add(procedure);
+        db.AddActivity(workspace.Id, workspace.UserId, "procedure.created", EntityTypes.Procedure, procedure.Id, new { procedure.Name });
+        await db.SaveChangesAsync(http.RequestAborted); // the name taken in any case → 23505 → 409 naming "name"
+
+        http.Response.Headers.ETag = ETags.From(procedure.Version);
+        return TypedResults.Created($"/api/workspaces/{workspace.Slug}/procedures/{procedure.Name}", ToDraft(procedure));
+    }
+
+    public static async Task<Results<Ok<ProcedureDetails>, ProblemHttpResult>> GetProcedure(string name, CurrentWorkspace workspace,
+        HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
+    {
+        var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted);
+        if (procedure is null) return NotFound(name);
+        var environments = await db.WorkspaceEnvironments.AsNoTracking().Where(e => e.WorkspaceId == workspace.Id)
+            .OrderBy(e => e.Name).ToListAsync(http.RequestAborted);
+
+        // Each environment answers from its own pool, in parallel; one that is down says so without failing the rest.
+        var draftChecksum = Checksums.Of(procedure.SqlDraft);
+        var states = await Task.WhenAll(environments.Select(async environment =>
+        {
+            var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
+            try
+            {
+                var deployment = await databases.RunAsync(target, WorkspaceCredential.Deploy,
+                    (lease, ct) => lease.Provider.ReadDeploymentAsync(lease.Connection, procedure.Name, ct), http.RequestAborted);
+                return deployment is null
+                    ? new ProcedureEnvironmentState(environment.Name, environment.Provider, "not_deployed", null, null, null, null, null)
+                    : new ProcedureEnvironmentState(environment.Name, environment.Provider, "deployed", deployment.Checksum, deployment.DeployedAt,
+                        deployment.DeployedBy, string.Equals(deployment.Checksum, draftChecksum, StringComparison.OrdinalIgnoreCase), null);
+            }
+            catch (WorkspaceDatabaseException e)
+            {
+                return new ProcedureEnvironmentState(environment.Name, environment.Provider, "unavailable", null, null, null, null, e.Message);
+            }
+        }));
+
+        http.Response.Headers.ETag = ETags.From(procedure.Version);
+        return TypedResults.Ok(new ProcedureDetails(procedure.Id, procedure.Name, procedure.Status, procedure.SqlDraft, procedure.SqlPublished,
+            procedure.PublishedAt, procedure.CreatedBy, procedure.CreatedAt, procedure.UpdatedAt, states));
+    }
+
+    public static async Task<Results<Ok<ProcedureDraft>, ValidationProblem, ProblemHttpResult>> UpdateProcedure(string name,
+        UpdateProcedureRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
+    {
+        var errors = new FieldErrors().Text("sql", request.Sql, MaxSqlLength, required: true);
+        if (errors.Any) return errors.ToProblem();
+
+        var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted, tracked: true);
+        if (procedure is null) return NotFound(name);
+        if (!ETags.IfMatchAllows(http.Request, procedure.Version)) return ETags.PreconditionFailed("procedure");
+
+        if (procedure.SqlDraft != request.Sql)
+        {
+            procedure.SqlDraft = request.Sql;
+            db.AddActivity(workspace.Id, workspace.UserId, "procedure.updated", EntityTypes.Procedure, procedure.Id, new { procedure.Name });
+            await db.SaveChangesAsync(http.RequestAborted); // changed meanwhile → DbUpdateConcurrencyException → 412
+        }
+        http.Response.Headers.ETag = ETags.From(procedure.Version);
+        return TypedResults.Ok(ToDraft(procedure));
+    }
+
+    public static async Task<Results<NoContent, ProblemHttpResult>> DeleteProcedure(string name, CurrentWorkspace workspace, HttpContext http,
+        TcStudioDbContext db, WorkspaceDatabaseService databases)
+    {
+        var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted, tracked: true);
+        if (procedure is null) return NotFound(name);
+        if (!ETags.IfMatchAllows(http.Request, procedure.Version)) return ETags.PreconditionFailed("procedure");
+        if (procedure.Status == ProcedureStatus.Published && !workspace.Can(WorkspacePermission.Publish))
+        {
+            return Problems.Forbidden($"'{procedure.Name}' is published; removing it from the environments needs the right to publish.");
+        }
+
+        var droppedFrom = new List<string>();
+        if (procedure.Status == ProcedureStatus.Published)
+        {
+            // Every environment first: one that cannot be reached stops the delete (503 naming it), so nothing is
+            // left deployed without its draft.
+            var environments = await db.WorkspaceEnvironments.AsNoTracking().Where(e => e.WorkspaceId == workspace.Id)
+                .OrderBy(e => e.Name).ToListAsync(http.RequestAborted);
+            foreach (var environment in environments)
+            {
+                var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
+                var dropped = await databases.RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
+                {
+                    await using var procedureLock = await lease.Provider.LockAsync(lease.Connection, WorkspaceDatabaseService.ProcedureLock(procedure.Name), ct);
+                    return await lease.Provider.ReadDeploymentAsync(lease.Connection, procedure.Name, ct) is not null
+                        && await lease.Provider.DropAsync(lease.Connection, procedure.Name, ct);
+                }, http.RequestAborted);
+                if (dropped) droppedFrom.Add(environment.Name);
+            }
+        }
+
+        db.StoredProcedures.Remove(procedure);
+        db.AddActivity(workspace.Id, workspace.UserId, "procedure.deleted", EntityTypes.Procedure, procedure.Id,
+            new { procedure.Name, droppedFrom });
+        await db.SaveChangesAsync(CancellationToken.None);
+        return TypedResults.NoContent();
+    }
+
+    // ---- Validate, publish, execute ----
+
+    public static async Task<Results<Ok<ValidationResponse>, ValidationProblem, ProblemHttpResult>> ValidateProcedure(string name, string? env,
+        string? dialect, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
+    {
+        var errors = new FieldErrors();
+        if ((env is null) == (dialect is null)) errors.Add("env", "Give either ?env=<environment> or ?dialect=tsql|postgres.");
+        errors.OneOf("dialect", dialect, ["tsql", "postgres"], required: false);
+        if (errors.Any) return errors.ToProblem();
+
+        var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted);
+        if (procedure is null) return NotFound(name);
+
+        if (dialect is not null)
+        {
+            // Static: no database at all, so editors and CI can check drafts anywhere.
+            var validation = databases.Cache.ProviderFor(dialect == "tsql" ? WorkspaceProviders.SqlServer : WorkspaceProviders.Postgres)
+                .ValidateStatically(procedure.Name, procedure.SqlDraft);
+            return TypedResults.Ok(new ValidationResponse(validation.IsValid, dialect, null, validation.Errors));
+        }
+
+        var environment = await EnvironmentsApi.FindAsync(db, workspace.Id, env!, http.RequestAborted);
+        if (environment is null) return EnvironmentsApi.NotFound(env!);
+        var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
+        var result = await databases.RunAsync(target, WorkspaceCredential.Deploy,
+            (lease, ct) => lease.Provider.ValidateAsync(lease.Connection, procedure.Name, procedure.SqlDraft, ct), http.RequestAborted);
+        return TypedResults.Ok(new ValidationResponse(result.IsValid, DialectOf(environment.Provider), environment.Name, result.Errors));
+    }
+
+    public static async Task<Results<Ok<PublishResponse>, ValidationProblem, ProblemHttpResult>> PublishProcedure(string name, string? env,
+        CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases, TimeProvider clock,
+        ILoggerFactory loggers)
+    {
+        if (env is null) return new FieldErrors().Add("env", "'env' is required: the environment to publish to.").ToProblem();
+        var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted);
+        if (procedure is null) return NotFound(name);
+        var environment = await EnvironmentsApi.FindAsync(db, workspace.Id, env, http.RequestAborted);
+        if (environment is null) return EnvironmentsApi.NotFound(env);
+
+        var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
+        var draft = procedure.SqlDraft;
+        var staticCheck = databases.Cache.ProviderFor(environment.Provider).ValidateStatically(procedure.Name, draft);
+        if (!staticCheck.IsValid) return InvalidDraft(environment.Name, staticCheck);
+        await databases.EnsureSchemaAsync(target, requireCurrent: true, http.RequestAborted);
+
+        var deployedBy = http.User.FindFirstValue(TcStudioClaims.Username) ?? workspace.UserId.ToString();
+        var logger = loggers.CreateLogger(typeof(ProceduresApi));
+        return await databases.RunAsync<Results<Ok<PublishResponse>, ValidationProblem, ProblemHttpResult>>(target, WorkspaceCredential.Deploy,
+            async (lease, ct) =>
+            {
+                // Publishes (and drops) of one procedure in one database take turns, across API instances.
+                await using var procedureLock = await lease.Provider.LockAsync(lease.Connection, WorkspaceDatabaseService.ProcedureLock(procedure.Name), ct);
+                var validation = await lease.Provider.ValidateAsync(lease.Connection, procedure.Name, draft, ct);
+                if (!validation.IsValid) return InvalidDraft(environment.Name, validation);
+
+                var deployment = await lease.Provider.DeployAsync(lease.Connection, procedure.Name, draft, deployedBy, ct);
+
+                // From here the workspace database runs the new version: the system database records it, or the
+                // deploy is undone, whatever the caller does meanwhile (hence no cancellation token).
+                var publishedAt = clock.GetUtcNow();
+                try
+                {
+                    db.ChangeTracker.Clear();
+                    var entity = await db.StoredProcedures.SingleAsync(p => p.Id == procedure.Id, CancellationToken.None);
+                    entity.Status = ProcedureStatus.Published;
+                    entity.SqlPublished = draft;
+                    entity.PublishedAt = publishedAt;
+                    db.AddActivity(workspace.Id, workspace.UserId, "procedure.published", EntityTypes.Procedure, procedure.Id,
+                        new { procedure.Name, environment = environment.Name, deployment.Checksum });
+                    await db.SaveChangesAsync(CancellationToken.None);
+                }
+                catch (Exception systemFailure)
+                {
+                    db.ChangeTracker.Clear();
+                    logger.LogError(systemFailure, "Recording the publish of {Procedure} to {Environment} failed; undoing the deploy", procedure.Name, environment.Name);
+                    try
+                    {
+                        await lease.Provider.UndeployAsync(lease.Connection, procedure.Name, deployment, CancellationToken.None);
+                    }
+                    catch (Exception undoFailure)
+                    {
+                        logger.LogCritical(undoFailure, "Undoing the deploy of {Procedure} in {Environment} failed too", procedure.Name, environment.Name);
+                        return PublishFailed(500, environment.Name, compensated: false,
+                            $"'{procedure.Name}' was deployed to environment '{environment.Name}' but the system database could not record it, "
+                            + "and restoring the previous definition failed as well: the environment runs the new version unrecorded. Publish again once the system database is healthy.");
+                    }
+                    var restored = deployment.PreviousDefinition is null ? "the new procedure was dropped" : "its previous definition was restored";
+                    return PublishFailed(SystemFailureStatus(systemFailure), environment.Name, compensated: true,
+                        $"'{procedure.Name}' was deployed to environment '{environment.Name}', but the system database could not record the publish "
+                        + $"({Describe(systemFailure)}); {restored} there, so nothing changed. Try again.");
+                }
+                return TypedResults.Ok(new PublishResponse(procedure.Name, environment.Name, deployment.Checksum, deployment.DeployedAt, publishedAt));
+            }, http.RequestAborted);
+    }
+
+    public static async Task<Results<Ok<ExecutionResult>, ValidationProblem, ProblemHttpResult>> ExecuteProcedure(string name, string? env,
+        ExecuteRequest? request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
+    {
+        request ??= new ExecuteRequest(); // no body: no parameters, default limits
+        var limits = databases.Options;
+        var errors = new FieldErrors()
+            .Range("timeoutSeconds", request.TimeoutSeconds, 1, limits.MaxExecuteTimeoutSeconds)
+            .Range("maxRows", request.MaxRows, 1, limits.MaxRows);
+        if (env is null) errors.Add("env", "'env' is required: the environment to execute in.");
+        if (errors.Any) return errors.ToProblem();
+
+        var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted);
+        if (procedure is null) return NotFound(name);
+        var environment = await EnvironmentsApi.FindAsync(db, workspace.Id, env!, http.RequestAborted);
+        if (environment is null) return EnvironmentsApi.NotFound(env!);
+        if (!workspace.Can(WorkspacePermissions.ExecutePermissionFor(environment.Name)))
+        {
+            return Problems.Forbidden($"Your role in workspace '{workspace.Slug}' may not execute in environment '{environment.Name}'.");
+        }
+        if (procedure.Status != ProcedureStatus.Published)
+        {
+            return Problems.Conflict($"'{procedure.Name}' has never been published; publish it before executing it.");
+        }
+
+        var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
+        var executionLimits = new ExecutionLimits(TimeSpan.FromSeconds(request.TimeoutSeconds ?? limits.DefaultExecuteTimeoutSeconds),
+            request.MaxRows ?? limits.DefaultMaxRows);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        ExecutionResult? result = null;
+        Exception? failure = null;
+        try
+        {
+            await databases.EnsureSchemaAsync(target, requireCurrent: false, http.RequestAborted);
+            result = await databases.ExecuteAsync(target, procedure.Name, request.Parameters ?? [], executionLimits, http.RequestAborted);
+            return TypedResults.Ok(result);
+        }
+        catch (Exception e)
+        {
+            failure = e;
+            throw;
+        }
+        finally
+        {
+            // Who, where, how long, how many rows, whether it worked: never the parameter values.
+            db.ChangeTracker.Clear();
+            db.AddActivity(workspace.Id, workspace.UserId, "procedure.executed", EntityTypes.Procedure, procedure.Id, new
+            {
+                procedure.Name,
+                environment = environment.Name,
+                durationMs = result?.DurationMs ?? started.ElapsedMilliseconds,
+                rows = result?.ResultSets.Sum(s => s.Rows.Count) ?? 0,
+                success = failure is null,
+                outcome = failure switch
+                {
+                    null => "succeeded",
+                    OperationCanceledException => "cancelled",
+                    WorkspaceTimeoutException => "timed_out",
+                    WorkspaceSqlException sql => $"error {sql.Number}",
+                    WorkspaceDatabaseException e => e.StatusCode == 503 ? "unavailable" : "refused",
+                    _ => "failed",
+                },
+            });
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+    }
+
+    // ---- Helpers ----
+
+    private static Task<StoredProcedure?> FindAsync(TcStudioDbContext db, Guid workspaceId, string name, CancellationToken ct, bool tracked = false)
+    {
+        if (!FieldErrors.ProcedureName().IsMatch(name)) return Task.FromResult<StoredProcedure?>(null);
+        var lowered = name.ToLowerInvariant();
+        // lower(name) = ... uses the unique index on (workspace_id, lower(name)).
+        var query = db.StoredProcedures.Where(p => p.WorkspaceId == workspaceId && p.Name.ToLower() == lowered);
+        return (tracked ? query : query.AsNoTracking()).SingleOrDefaultAsync(ct);
+    }
+
+    private static ProblemHttpResult NotFound(string name) => Problems.NotFound($"Procedure '{name}'");
+
+    private static ProcedureDraft ToDraft(StoredProcedure p) =>
+        new(p.Id, p.Name, p.Status, p.SqlDraft, p.SqlPublished, p.PublishedAt, p.CreatedBy, p.CreatedAt, p.UpdatedAt);
+
+    private static string DialectOf(string provider) => provider == WorkspaceProviders.SqlServer ? "tsql" : "postgres";
+
+    private static ProblemHttpResult InvalidDraft(string environment, SqlValidation validation) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The draft does not validate.",
+            detail: $"Nothing was deployed to environment '{environment}': {validation.Errors.Count} problem(s), see errors.",
+            extensions: new Dictionary<string, object?> { ["environment"] = environment, ["errors"] = validation.Errors });
+
+    private static ProblemHttpResult PublishFailed(int status, string environment, bool compensated, string detail) =>
+        TypedResults.Problem(statusCode: status, title: "Publishing failed in the system database.", detail: detail,
+            extensions: new Dictionary<string, object?>
+            {
+                ["environment"] = environment,
+                ["failedSide"] = "system",
+                ["compensated"] = compensated,
+            });
+
+    private static int SystemFailureStatus(Exception e) =>
+        e.InnerException is Npgsql.PostgresException { SqlState: var state } && state.StartsWith("23", StringComparison.Ordinal) ? 409
+        : e is DbUpdateConcurrencyException ? 409
+        : e is Npgsql.NpgsqlException or TimeoutException || e.InnerException is Npgsql.NpgsqlException { IsTransient: true } ? 503
+        : 500;
+
+    private static string Describe(Exception e) => (e.InnerException ?? e) switch
+    {
+        Npgsql.PostgresException pg => $"{pg.SqlState}: {pg.MessageText}",
+        DbUpdateConcurrencyException => "the procedure changed meanwhile",
+        var inner => inner.Message,
+    };
+}

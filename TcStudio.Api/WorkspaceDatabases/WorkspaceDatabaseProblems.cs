@@ -1,0 +1,50 @@
+using System.Globalization;
+using TcStudio.Data.WorkspaceDatabases;
+
+namespace TcStudio.Api.WorkspaceDatabases;
+
+/// <summary>
+/// Answers workspace-database failures with problem details naming the environment: unreachable or circuit open →
+/// 503 with Retry-After; refused statement → 422 with the server's number; timeout → 504; schema mismatch → 409;
+/// bad target → 4xx; a parameter value that does not fit → 400 naming it. Runs inside
+/// <see cref="Workspaces.WorkspaceScopeFilter"/>, so a problem rolls its transaction back like any other.
+/// </summary>
+public sealed class WorkspaceDatabaseProblems : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        try
+        {
+            return await next(context);
+        }
+        catch (WorkspaceDatabaseException e)
+        {
+            return ToProblem(e, context.HttpContext);
+        }
+    }
+
+    public static IResult ToProblem(WorkspaceDatabaseException e, HttpContext http)
+    {
+        if (e is WorkspaceParameterException parameter)
+        {
+            return TypedResults.ValidationProblem(
+                new Dictionary<string, string[]> { [$"parameters.{parameter.Parameter}"] = [parameter.Message] },
+                title: "The request is not valid.", extensions: new Dictionary<string, object?> { ["environment"] = e.Environment });
+        }
+
+        var extensions = new Dictionary<string, object?> { ["environment"] = e.Environment };
+        switch (e)
+        {
+            case WorkspaceDatabaseUnavailableException unavailable:
+                var seconds = Math.Max(1, (int)Math.Ceiling(unavailable.RetryAfter.TotalSeconds));
+                http.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+                extensions["circuit"] = unavailable.CircuitOpen ? "open" : "closed";
+                break;
+            case WorkspaceSqlException sql:
+                extensions["number"] = sql.Number;
+                if (sql.Line is { } line) extensions["line"] = line;
+                break;
+        }
+        return TypedResults.Problem(statusCode: e.StatusCode, title: e.Title, detail: e.Message, extensions: extensions);
+    }
+}

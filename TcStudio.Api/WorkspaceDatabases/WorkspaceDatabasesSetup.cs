@@ -1,0 +1,13 @@
+using TcStudio.Data.WorkspaceDatabases;
+
+namespace TcStudio.Api.WorkspaceDatabases;
+
+public static class WorkspaceDatabasesSetup
+{
+    /// <summary>The workspace-database layer (servers, providers, connection cache, metrics) for the API.</summary>
+    public static WebApplicationBuilder AddWorkspaceDatabases(this WebApplicationBuilder builder)
+    {
+        WorkspaceDatabasesExtensions.AddWorkspaceDatabases(builder);
+        return builder;
+    }
+}

@@ -1,0 +1,129 @@
+using System.Data.Common;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace TcStudio.Data.WorkspaceDatabases;
+
+/// <summary>
+/// What one kind of workspace database (its SQL dialect) knows how to do. Two implementations: SQL Server
+/// (Microsoft.Data.SqlClient, T-SQL checked with ScriptDom) and PostgreSQL (Npgsql). Connections come from
+/// <see cref="WorkspaceConnectionCache"/>; methods taking a <see cref="DbConnection"/> run on one it opened. Methods
+/// throw the driver's own exceptions; <see cref="WorkspaceDatabaseService"/> turns them into
+/// <see cref="WorkspaceDatabaseException"/>s that say which environment failed and how.
+/// </summary>
+public interface IWorkspaceDatabaseProvider
+{
+    /// <summary>'sqlserver' or 'postgres' (<see cref="Entities.WorkspaceProviders"/>).</summary>
+    string Name { get; }
+
+    /// <summary>The workspace base schema's migrations, in order (embedded resources).</summary>
+    IReadOnlyList<WorkspaceMigration> Migrations { get; }
+
+    /// <summary>Longest database name the server accepts.</summary>
+    int MaxDatabaseNameLength { get; }
+
+    IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, string database, string applicationName, WorkspacesOptions options);
+
+    Task PingAsync(DbConnection connection, CancellationToken cancellationToken);
+
+    // Server-level work, with the server's deploy credential, on connections of its own (never cached).
+    Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+    Task CreateDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+
+    /// <summary>Idempotent: the database's own roles and grants (PostgreSQL) or execute user (SQL Server).</summary>
+    Task PrepareDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+
+    Task DropDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+
+    // The base schema (tcstudio schema, tcstudio_schema_migrations, procedure_deployments).
+    Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(DbConnection connection, CancellationToken cancellationToken);
+    Task ApplyMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken);
+    Task RevertMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken);
+
+    // Procedures.
+    /// <summary>Checks a draft without any database: shape, name, refused constructs.</summary>
+    SqlValidation ValidateStatically(string procedureName, string sql);
+
+    /// <summary>Static checks, then the database's own (in a transaction that is rolled back, where the dialect allows).</summary>
+    Task<SqlValidation> ValidateAsync(DbConnection connection, string procedureName, string sql, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A session lock on <paramref name="resource"/> in this database (across processes) until disposed: publishes and
+    /// drops of one procedure ("procedure:&lt;name&gt;"), and migrations ("schema"), are serialized with it.
+    /// </summary>
+    Task<IAsyncDisposable> LockAsync(DbConnection connection, string resource, CancellationToken cancellationToken);
+
+    /// <summary>CREATE OR ALTER / CREATE OR REPLACE in a transaction that also records the deployment (and the previous definition).</summary>
+    Task<ProcedureDeployment> DeployAsync(DbConnection connection, string procedureName, string sql, string deployedBy, CancellationToken cancellationToken);
+
+    /// <summary>Compensation: puts back the previous definition (or drops the procedure) and forgets the deployment.</summary>
+    Task UndeployAsync(DbConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken);
+
+    /// <summary>Drops the procedure and its deployment records; false when it was not there.</summary>
+    Task<bool> DropAsync(DbConnection connection, string procedureName, CancellationToken cancellationToken);
+
+    /// <summary>The latest deployment in effect, or null.</summary>
+    Task<ProcedureDeployment?> ReadDeploymentAsync(DbConnection connection, string procedureName, CancellationToken cancellationToken);
+
+    /// <summary>Runs the deployed procedure with parameters typed from its own catalog definition.</summary>
+    Task<ExecutionResult> ExecuteAsync(DbConnection connection, string procedureName, IReadOnlyDictionary<string, JsonElement> parameters,
+        ExecutionLimits limits, string environment, CancellationToken cancellationToken);
+}
+
+/// <summary>Which credential a connection uses: the deploy one (DDL in this database) or the least-privilege execute one.</summary>
+public enum WorkspaceCredential
+{
+    Deploy,
+    Execute,
+}
+
+/// <summary>Opens connections to one workspace database through pools of its own.</summary>
+public interface IWorkspaceConnectionSource : IAsyncDisposable
+{
+    Task<DbConnection> OpenAsync(WorkspaceCredential credential, CancellationToken cancellationToken);
+
+    /// <summary>Closes idle pooled connections (after a failure, or when the entry is evicted).</summary>
+    void ClearPools();
+}
+
+/// <summary>Where an environment's database is: resolved from its row in the system database.</summary>
+public sealed record WorkspaceTarget(Guid WorkspaceId, string WorkspaceSlug, string Environment, string Server, string Database)
+{
+    public override string ToString() => $"{WorkspaceSlug}/{Environment}";
+}
+
+public sealed record SqlProblem(int Line, int Column, string Message);
+
+public sealed record SqlValidation(IReadOnlyList<SqlProblem> Errors)
+{
+    public static readonly SqlValidation Valid = new([]);
+    public bool IsValid => Errors.Count == 0;
+}
+
+public sealed record WorkspaceMigration(int Version, string Name, string Up, string Down)
+{
+    public string Checksum { get; } = Checksums.Of(Up);
+    public string Id => $"{Version:D4}_{Name}";
+}
+
+public sealed record AppliedWorkspaceMigration(int Version, string Name, string Checksum, DateTimeOffset AppliedAt, int DurationMs);
+
+public sealed record ProcedureDeployment(long Id, string Procedure, string Checksum, DateTimeOffset DeployedAt, string DeployedBy,
+    string? PreviousDefinition);
+
+public sealed record ExecutionLimits(TimeSpan Timeout, int MaxRows);
+
+public sealed record ExecutionColumn(string Name, string Type);
+
+public sealed record ExecutionResultSet(IReadOnlyList<ExecutionColumn> Columns, IReadOnlyList<object?[]> Rows);
+
+public sealed record ExecutionResult(IReadOnlyList<ExecutionResultSet> ResultSets, IReadOnlyDictionary<string, object?> OutputParameters,
+    long? RowsAffected, long DurationMs, bool Truncated);
+
+public static class Checksums
+{
+    /// <summary>SHA-256 of the text with line endings normalized (a checkout with CRLF must not look tampered).</summary>
+    public static string Of(string text) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ReplaceLineEndings("\n"))));
+}

@@ -1,0 +1,3 @@
+DROP TABLE tcstudio.procedure_deployments;
+DROP TABLE tcstudio.tcstudio_schema_migrations;
+DROP SCHEMA tcstudio;

@@ -1,0 +1,1 @@
+DROP INDEX tcstudio.ix_procedure_deployments_procedure;

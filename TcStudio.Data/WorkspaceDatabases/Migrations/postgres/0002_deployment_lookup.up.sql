@@ -1,0 +1,2 @@
+-- GET .../procedures/{name} reads the newest deployment of one procedure in every environment.
+CREATE INDEX ix_procedure_deployments_procedure ON tcstudio.procedure_deployments (lower(procedure), id DESC);

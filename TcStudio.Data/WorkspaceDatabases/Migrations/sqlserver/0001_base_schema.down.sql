@@ -1,0 +1,4 @@
+DROP TABLE tcstudio.procedure_deployments;
+DROP TABLE tcstudio.tcstudio_schema_migrations;
+GO
+DROP SCHEMA tcstudio;

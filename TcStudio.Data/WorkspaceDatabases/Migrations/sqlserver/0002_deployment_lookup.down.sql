@@ -1,0 +1,1 @@
+DROP INDEX ix_procedure_deployments_procedure ON tcstudio.procedure_deployments;

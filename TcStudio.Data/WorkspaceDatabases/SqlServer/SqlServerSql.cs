@@ -1,0 +1,104 @@
+namespace TcStudio.Data.WorkspaceDatabases.SqlServer;
+
+/// <summary>
+/// Every T-SQL text the SQL Server provider sends, in one place, so a unit test can parse each one with ScriptDom
+/// (there is no SQL Server on the build machines). Values always travel as parameters; the few identifiers that
+/// cannot (database names in CREATE/DROP DATABASE) are validated by the caller and bracket-quoted here.
+/// </summary>
+public static class SqlServerSql
+{
+    public const string Ping = "SELECT 1;";
+
+    public const string DatabaseExists = "SELECT CASE WHEN DB_ID(@database) IS NULL THEN 0 ELSE 1 END;";
+
+    public static string CreateDatabase(string database) => $"CREATE DATABASE {Quote(database)};";
+
+    public static string DropDatabase(string database) => $"""
+        IF DB_ID(@database) IS NOT NULL
+        BEGIN
+            ALTER DATABASE {Quote(database)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE;
+            DROP DATABASE {Quote(database)};
+        END;
+        """;
+
+    /// <summary>Gives the server's execute login a user in this database with EXECUTE rights and nothing else.</summary>
+    public const string EnsureExecuteUser = """
+        DECLARE @sql nvarchar(max);
+        IF NOT EXISTS (SELECT 1 FROM sys.database_principals WHERE name = @user)
+        BEGIN
+            SET @sql = N'CREATE USER ' + QUOTENAME(@user) + N' FOR LOGIN ' + QUOTENAME(@login) + N';';
+            EXEC (@sql);
+        END;
+        SET @sql = N'GRANT EXECUTE TO ' + QUOTENAME(@user) + N';';
+        EXEC (@sql);
+        """;
+
+    public const string HistoryExists =
+        "SELECT CASE WHEN OBJECT_ID(N'tcstudio.tcstudio_schema_migrations', N'U') IS NULL THEN 0 ELSE 1 END;";
+
+    public const string ReadHistory =
+        "SELECT version, name, checksum, applied_at, duration_ms FROM tcstudio.tcstudio_schema_migrations ORDER BY version;";
+
+    public const string RecordMigration = """
+        INSERT INTO tcstudio.tcstudio_schema_migrations (version, name, checksum, duration_ms)
+        VALUES (@version, @name, @checksum, @duration_ms);
+        """;
+
+    public const string ForgetMigration = "DELETE FROM tcstudio.tcstudio_schema_migrations WHERE version = @version;";
+
+    /// <summary>A session-owned application lock: publishes of one procedure wait for each other, across processes.</summary>
+    public const string LockProcedure = """
+        DECLARE @result int;
+        EXEC @result = sys.sp_getapplock @Resource = @resource, @LockMode = N'Exclusive', @LockOwner = N'Session', @LockTimeout = @timeout_ms;
+        SELECT @result;
+        """;
+
+    public const string UnlockProcedure = "EXEC sys.sp_releaseapplock @Resource = @resource, @LockOwner = N'Session';";
+
+    public const string ProcedureObjectId = "SELECT OBJECT_ID(@name, N'P');";
+
+    public const string CurrentDefinition = "SELECT OBJECT_DEFINITION(OBJECT_ID(@name, N'P'));";
+
+    public const string ProcedureParameters = """
+        SELECT p.name, TYPE_NAME(p.system_type_id) AS system_type, TYPE_NAME(p.user_type_id) AS user_type,
+               p.max_length, p.precision, p.scale, p.is_output
+        FROM sys.parameters AS p
+        WHERE p.object_id = @object_id AND p.parameter_id > 0
+        ORDER BY p.parameter_id;
+        """;
+
+    public const string RecordDeployment = """
+        INSERT INTO tcstudio.procedure_deployments ([procedure], checksum, deployed_by, previous_definition)
+        OUTPUT INSERTED.id, INSERTED.deployed_at
+        VALUES (@procedure, @checksum, @deployed_by, @previous_definition);
+        """;
+
+    public const string ForgetDeployment = "DELETE FROM tcstudio.procedure_deployments WHERE id = @id;";
+
+    public const string ForgetProcedure = """
+        IF OBJECT_ID(N'tcstudio.procedure_deployments', N'U') IS NOT NULL
+            DELETE FROM tcstudio.procedure_deployments WHERE [procedure] = @procedure;
+        """;
+
+    public const string DeploymentsExist =
+        "SELECT CASE WHEN OBJECT_ID(N'tcstudio.procedure_deployments', N'U') IS NULL THEN 0 ELSE 1 END;";
+
+    public const string LatestDeployment = """
+        SELECT TOP (1) id, [procedure], checksum, deployed_at, deployed_by, previous_definition
+        FROM tcstudio.procedure_deployments
+        WHERE [procedure] = @procedure
+        ORDER BY id DESC;
+        """;
+
+    public static string DropProcedure(ProcedureName name) =>
+        $"DROP PROCEDURE IF EXISTS {Quote(name.SchemaOr(TSqlDraftValidator.DefaultSchema))}.{Quote(name.Name)};";
+
+    /// <summary>Splits a script on GO lines (a client-side batch separator that the server itself does not know).</summary>
+    public static IReadOnlyList<string> Batches(string script) =>
+        System.Text.RegularExpressions.Regex.Split(script.ReplaceLineEndings("\n"), @"^\s*GO\s*$",
+                System.Text.RegularExpressions.RegexOptions.Multiline | System.Text.RegularExpressions.RegexOptions.IgnoreCase)
+            .Where(batch => batch.Trim().Length > 0)
+            .ToList();
+
+    public static string Quote(string identifier) => "[" + identifier.Replace("]", "]]") + "]";
+}

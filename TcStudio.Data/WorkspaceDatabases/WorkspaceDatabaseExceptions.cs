@@ -1,0 +1,115 @@
+using System.Net.Sockets;
+using Microsoft.Data.SqlClient;
+using Npgsql;
+
+namespace TcStudio.Data.WorkspaceDatabases;
+
+/// <summary>
+/// A failure in a workspace database, carrying what a caller should be told: the HTTP status it maps to and the
+/// environment it concerns. Deliberately not a DbException, so the system database's retrying execution strategy
+/// never mistakes a workspace failure for its own transient error and re-runs a request.
+/// </summary>
+public abstract class WorkspaceDatabaseException(string message, string environment, Exception? inner = null)
+    : Exception(message, inner)
+{
+    public string Environment { get; } = environment;
+    public abstract int StatusCode { get; }
+    public abstract string Title { get; }
+}
+
+/// <summary>The environment points somewhere it may not (unknown server, bad or reserved database name): 4xx, no attempt made.</summary>
+public sealed class WorkspaceTargetException(string message, string environment, int statusCode = 400)
+    : WorkspaceDatabaseException(message, environment)
+{
+    public override int StatusCode { get; } = statusCode;
+    public override string Title => "The workspace database cannot be used.";
+}
+
+/// <summary>The workspace database cannot be reached (or its circuit is open): 503 with Retry-After.</summary>
+public sealed class WorkspaceDatabaseUnavailableException(string message, string environment, TimeSpan retryAfter,
+    bool circuitOpen, Exception? inner = null) : WorkspaceDatabaseException(message, environment, inner)
+{
+    public TimeSpan RetryAfter { get; } = retryAfter;
+    public bool CircuitOpen { get; } = circuitOpen;
+    public override int StatusCode => 503;
+    public override string Title => "The workspace database is unavailable.";
+}
+
+/// <summary>The workspace database's base schema does not fit this build (behind, ahead, or tampered with): 409.</summary>
+public sealed class WorkspaceSchemaException(string message, string environment)
+    : WorkspaceDatabaseException(message, environment)
+{
+    public override int StatusCode => 409;
+    public override string Title => "The workspace database's schema does not match.";
+}
+
+/// <summary>The workspace database refused a statement (a procedure raised, a constraint failed...): 422 with its number and message.</summary>
+public sealed class WorkspaceSqlException(string message, string environment, object number, int? line, Exception inner)
+    : WorkspaceDatabaseException(message, environment, inner)
+{
+    /// <summary>SQL Server's error number (an int), or PostgreSQL's SQLSTATE (a string such as "P0001" or "42501").</summary>
+    public object Number { get; } = number;
+    public int? Line { get; } = line;
+    public override int StatusCode => 422;
+    public override string Title => "The workspace database reported an error.";
+}
+
+/// <summary>An execution ran past its timeout and was cancelled on the server: 504.</summary>
+public sealed class WorkspaceTimeoutException(string message, string environment, Exception? inner = null)
+    : WorkspaceDatabaseException(message, environment, inner)
+{
+    public override int StatusCode => 504;
+    public override string Title => "The execution timed out.";
+}
+
+/// <summary>A parameter value does not fit the procedure's definition: 400 naming the parameter.</summary>
+public sealed class WorkspaceParameterException(string parameter, string message, string environment)
+    : WorkspaceDatabaseException(message, environment)
+{
+    public string Parameter { get; } = parameter;
+    public override int StatusCode => 400;
+    public override string Title => "The request is not valid.";
+}
+
+/// <summary>What went wrong with a connection, in words that name no host, port or credential.</summary>
+public static class WorkspaceFailures
+{
+    /// <summary>True for failures of reaching the database (as opposed to a statement it refused).</summary>
+    public static bool IsConnectionFailure(Exception e) => e switch
+    {
+        PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal)
+            || pg.SqlState is PostgresErrorCodes.TooManyConnections or PostgresErrorCodes.CannotConnectNow
+                or PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown
+                or PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification
+                or PostgresErrorCodes.InvalidCatalogName,
+        NpgsqlException => true,
+        SqlException sql => sql.Number is -2 or 2 or 53 or 4060 or 18456 or 233 or 10053 or 10054 or 10060 or 10061 or 40613 or 64
+            || sql.Class >= 20,
+        SocketException or TimeoutException or Polly.Timeout.TimeoutRejectedException => true,
+        System.IO.IOException => true,
+        _ => e.InnerException is not null && IsConnectionFailure(e.InnerException),
+    };
+
+    public static string Describe(Exception e) => e switch
+    {
+        PostgresException { SqlState: PostgresErrorCodes.InvalidCatalogName } => "the database does not exist",
+        PostgresException { SqlState: PostgresErrorCodes.InvalidPassword or PostgresErrorCodes.InvalidAuthorizationSpecification }
+            => "the server refused the credentials (run the environment's migrate to repair its roles)",
+        PostgresException { SqlState: PostgresErrorCodes.TooManyConnections } => "the server has too many connections",
+        PostgresException { SqlState: PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown }
+            => "the server is starting up or shutting down",
+        PostgresException pg => $"{pg.SqlState} {pg.MessageText}",
+        SqlException { Number: 4060 } => "the database does not exist or cannot be opened",
+        SqlException { Number: 18456 } => "the server refused the credentials",
+        SqlException { Number: -2 } => "the connection attempt timed out",
+        SqlException sql => $"SQL Server error {sql.Number}",
+        Polly.Timeout.TimeoutRejectedException or TimeoutException => "the connection attempt timed out",
+        SocketException { SocketErrorCode: SocketError.ConnectionRefused } => "the server refused the connection (is it running?)",
+        SocketException socket => $"network error ({socket.SocketErrorCode})",
+        NpgsqlException { InnerException: { } inner } => Describe(inner),
+        System.IO.IOException => "the connection was broken",
+        NpgsqlException => "the connection failed",
+        { InnerException: { } inner } => Describe(inner),
+        _ => "the connection failed",
+    };
+}

@@ -1,0 +1,245 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Data.SqlClient;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using TcStudio.Data.Entities;
+
+namespace TcStudio.Data.WorkspaceDatabases;
+
+/// <summary>
+/// What the API and the worker do with workspace databases, on connections from <see cref="WorkspaceConnectionCache"/>:
+/// provisioning, base-schema status, migrate and revert, and running provider operations. Every driver exception is
+/// turned into a <see cref="WorkspaceDatabaseException"/> naming the environment (unreachable → 503, refused
+/// statement → 422 with the server's number, timeout → 504), and every operation's duration is measured.
+/// </summary>
+public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, WorkspaceDatabaseMetrics metrics, IOptions<WorkspacesOptions> options)
+{
+    public const string SchemaLock = "schema";
+
+    public WorkspaceConnectionCache Cache => cache;
+    public WorkspacesOptions Options => options.Value;
+
+    public static WorkspaceTarget TargetOf(WorkspaceEnvironment environment, string workspaceSlug) =>
+        new(environment.WorkspaceId, workspaceSlug, environment.Name, environment.Server, environment.DatabaseName);
+
+    public static string ProcedureLock(string procedureName) => "procedure:" + procedureName.ToLowerInvariant();
+
+    /// <summary>Runs <paramref name="work"/> on a connection of the environment's own pool.</summary>
+    public async Task<T> RunAsync<T>(WorkspaceTarget target, WorkspaceCredential credential, Func<WorkspaceConnectionLease, CancellationToken, Task<T>> work,
+        CancellationToken cancellationToken)
+    {
+        await using var lease = await cache.OpenAsync(target, credential, cancellationToken);
+        var stopwatch = Stopwatch.StartNew();
+        try
+        {
+            return await work(lease, cancellationToken);
+        }
+        catch (Exception e) when (Translate(e, target.Environment, cancellationToken) is { } translated)
+        {
+            if (translated is WorkspaceDatabaseUnavailableException) lease.ReportConnectionFailure(e);
+            throw translated;
+        }
+        finally
+        {
+            metrics.OperationDuration(lease.Provider.Name, stopwatch.Elapsed);
+        }
+    }
+
+    /// <summary>Server-level work (create, prepare, drop a database) with the deploy credential, outside the cache.</summary>
+    public async Task<T> RunOnServerAsync<T>(WorkspaceTarget target, Func<IWorkspaceDatabaseProvider, WorkspaceServer, CancellationToken, Task<T>> work,
+        CancellationToken cancellationToken)
+    {
+        var provider = cache.Validate(target, out var server);
+        var stopwatch = Stopwatch.StartNew();
+        try
+        {
+            return await work(provider, server, cancellationToken);
+        }
+        catch (Exception e) when (Translate(e, target.Environment, cancellationToken) is { } translated)
+        {
+            throw translated;
+        }
+        finally
+        {
+            metrics.OperationDuration(provider.Name, stopwatch.Elapsed);
+        }
+    }
+
+    /// <summary>
+    /// Creates the database (<paramref name="create"/>) or checks it exists, then gives it its roles and grants.
+    /// Returns true when the database was created here.
+    /// </summary>
+    public Task<bool> ProvisionAsync(WorkspaceTarget target, bool create, CancellationToken cancellationToken) =>
+        RunOnServerAsync(target, async (provider, server, ct) =>
+        {
+            var exists = await provider.DatabaseExistsAsync(server, target.Database, ct);
+            if (create && exists)
+            {
+                throw new WorkspaceTargetException($"Database '{target.Database}' already exists on server '{server.Name}'. "
+                    + "Use create=false to attach it, or choose another name.", target.Environment, 409);
+            }
+            if (!create && !exists)
+            {
+                throw new WorkspaceTargetException($"Database '{target.Database}' does not exist on server '{server.Name}'. "
+                    + "Use create=true to create it.", target.Environment, 409);
+            }
+            if (create) await provider.CreateDatabaseAsync(server, target.Database, ct);
+            await provider.PrepareDatabaseAsync(server, target.Database, ct);
+            return create;
+        }, cancellationToken);
+
+    public Task DropDatabaseAsync(WorkspaceTarget target, CancellationToken cancellationToken)
+    {
+        cache.Evict(target.WorkspaceId, target.Environment, "database dropped");
+        return RunOnServerAsync(target, async (provider, server, ct) =>
+        {
+            await provider.DropDatabaseAsync(server, target.Database, ct);
+            return true;
+        }, cancellationToken);
+    }
+
+    /// <summary>The base schema's state; remembered per entry once current, re-read while it is not.</summary>
+    public async Task<WorkspaceSchemaStatus> GetSchemaStatusAsync(WorkspaceTarget target, CancellationToken cancellationToken, bool refresh = false)
+    {
+        if (!refresh && cache.CachedSchema(target) is { State: WorkspaceSchemaState.Current } cached) return cached;
+        var status = await RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
+            WorkspaceSchemaStatus.Evaluate(await lease.Provider.ReadAppliedMigrationsAsync(lease.Connection, ct), lease.Provider.Migrations),
+            cancellationToken);
+        cache.RememberSchema(target, status);
+        return status;
+    }
+
+    /// <summary>Refuses a database whose schema is ahead or tampered with; with <paramref name="requireCurrent"/>, also one behind.</summary>
+    public async Task EnsureSchemaAsync(WorkspaceTarget target, bool requireCurrent, CancellationToken cancellationToken)
+    {
+        var status = await GetSchemaStatusAsync(target, cancellationToken);
+        if (status.State is WorkspaceSchemaState.Ahead or WorkspaceSchemaState.ChecksumMismatch
+            || (requireCurrent && status.State == WorkspaceSchemaState.Behind))
+        {
+            throw new WorkspaceSchemaException($"Environment '{target.Environment}': {status.Problem}", target.Environment);
+        }
+    }
+
+    public sealed record MigrationStep(WorkspaceMigration Migration, TimeSpan Duration);
+
+    /// <summary>Repairs roles and grants, then applies pending migrations in order, under the database's schema lock.</summary>
+    public async Task<IReadOnlyList<MigrationStep>> MigrateAsync(WorkspaceTarget target, Action<MigrationStep>? progress, CancellationToken cancellationToken)
+    {
+        await RunOnServerAsync(target, async (provider, server, ct) =>
+        {
+            await provider.PrepareDatabaseAsync(server, target.Database, ct);
+            return true;
+        }, cancellationToken);
+
+        var steps = await RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
+        {
+            await using var schemaLock = await lease.Provider.LockAsync(lease.Connection, SchemaLock, ct);
+            var status = WorkspaceSchemaStatus.Evaluate(await lease.Provider.ReadAppliedMigrationsAsync(lease.Connection, ct), lease.Provider.Migrations);
+            if (status.State is WorkspaceSchemaState.Ahead or WorkspaceSchemaState.ChecksumMismatch)
+            {
+                throw new WorkspaceSchemaException($"Environment '{target.Environment}': {status.Problem}", target.Environment);
+            }
+            var applied = new List<MigrationStep>();
+            foreach (var migration in lease.Provider.Migrations.Skip(status.Version))
+            {
+                var stopwatch = Stopwatch.StartNew();
+                await lease.Provider.ApplyMigrationAsync(lease.Connection, migration, ct);
+                var step = new MigrationStep(migration, stopwatch.Elapsed);
+                applied.Add(step);
+                progress?.Invoke(step);
+            }
+            return applied;
+        }, cancellationToken);
+        cache.RememberSchema(target, null);
+        return steps;
+    }
+
+    /// <summary>Reverts the last applied migration, or down to <paramref name="toVersion"/> (0: everything).</summary>
+    public async Task<IReadOnlyList<MigrationStep>> RevertAsync(WorkspaceTarget target, int? toVersion, Action<MigrationStep>? progress,
+        CancellationToken cancellationToken)
+    {
+        var steps = await RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
+        {
+            await using var schemaLock = await lease.Provider.LockAsync(lease.Connection, SchemaLock, ct);
+            var status = WorkspaceSchemaStatus.Evaluate(await lease.Provider.ReadAppliedMigrationsAsync(lease.Connection, ct), lease.Provider.Migrations);
+            if (status.State is WorkspaceSchemaState.Ahead or WorkspaceSchemaState.ChecksumMismatch)
+            {
+                throw new WorkspaceSchemaException($"Environment '{target.Environment}': {status.Problem}", target.Environment);
+            }
+            var keep = toVersion ?? Math.Max(0, status.Version - 1);
+            var reverted = new List<MigrationStep>();
+            foreach (var migration in lease.Provider.Migrations.Take(status.Version).Skip(keep).Reverse())
+            {
+                var stopwatch = Stopwatch.StartNew();
+                await lease.Provider.RevertMigrationAsync(lease.Connection, migration, ct);
+                var step = new MigrationStep(migration, stopwatch.Elapsed);
+                reverted.Add(step);
+                progress?.Invoke(step);
+            }
+            return reverted;
+        }, cancellationToken);
+        cache.RememberSchema(target, null);
+        return steps;
+    }
+
+    /// <summary>
+    /// Executes a deployed procedure with a server-side timeout: running past it is a <see cref="WorkspaceTimeoutException"/>;
+    /// the caller's own cancellation (a disconnect) cancels the statement on the server and surfaces as cancellation.
+    /// </summary>
+    public async Task<ExecutionResult> ExecuteAsync(WorkspaceTarget target, string procedureName, IReadOnlyDictionary<string, JsonElement> parameters,
+        ExecutionLimits limits, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        // A backstop a little after the server's own statement timeout, for code that switches that off.
+        timeout.CancelAfter(limits.Timeout + TimeSpan.FromSeconds(2));
+        try
+        {
+            return await RunAsync(target, WorkspaceCredential.Execute, (lease, ct) =>
+                lease.Provider.ExecuteAsync(lease.Connection, procedureName, parameters, limits, target.Environment, ct), timeout.Token);
+        }
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new WorkspaceTimeoutException(TimeoutMessage(target, limits), target.Environment, e);
+        }
+        catch (WorkspaceTimeoutException e)
+        {
+            // The server's statement timeout fired: say which limit it was.
+            throw new WorkspaceTimeoutException(TimeoutMessage(target, limits), target.Environment, e);
+        }
+    }
+
+    private static string TimeoutMessage(WorkspaceTarget target, ExecutionLimits limits) =>
+        $"The execution in environment '{target.Environment}' ran past its timeout ({limits.Timeout.TotalSeconds:0} s, timeoutSeconds) and was cancelled.";
+
+    /// <summary>What a driver exception means for the caller; null for exceptions that pass through unchanged.</summary>
+    private static WorkspaceDatabaseException? Translate(Exception e, string environment, CancellationToken cancellationToken)
+    {
+        switch (e)
+        {
+            case WorkspaceDatabaseException:
+                return null;
+            case OperationCanceledException when cancellationToken.IsCancellationRequested:
+                return null;
+            case PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } pg when !cancellationToken.IsCancellationRequested:
+                return new WorkspaceTimeoutException($"The statement ran past its timeout in environment '{environment}'.", environment, pg);
+            case SqlException { Number: -2 } sql:
+                return new WorkspaceTimeoutException($"The statement ran past its timeout in environment '{environment}'.", environment, sql);
+            case NpgsqlException { InnerException: TimeoutException } or TimeoutException when !cancellationToken.IsCancellationRequested:
+                return new WorkspaceTimeoutException($"The statement ran past its timeout in environment '{environment}'.", environment, e);
+        }
+        if (WorkspaceFailures.IsConnectionFailure(e))
+        {
+            return new WorkspaceDatabaseUnavailableException(
+                $"Environment '{environment}' lost its database connection: {WorkspaceFailures.Describe(e)}.", environment,
+                TimeSpan.FromSeconds(5), circuitOpen: false, e);
+        }
+        return e switch
+        {
+            PostgresException pg => new WorkspaceSqlException(
+                pg.MessageText + (pg.Detail is { Length: > 0 } detail ? $" ({detail})" : ""), environment, pg.SqlState, line: null, pg),
+            SqlException sql => new WorkspaceSqlException(sql.Message, environment, sql.Number, sql.LineNumber, sql),
+            _ => null,
+        };
+    }
+}

@@ -1,0 +1,45 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
+using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.Data.WorkspaceDatabases.SqlServer;
+
+namespace TcStudio.Data.WorkspaceDatabases;
+
+public static class WorkspaceDatabasesExtensions
+{
+    /// <summary>
+    /// The workspace-database layer: registered servers, both providers, the connection cache, the service the API
+    /// and worker use, and its metrics (meter <see cref="WorkspaceDatabaseMetrics.MeterName"/>).
+    /// </summary>
+    public static IHostApplicationBuilder AddWorkspaceDatabases(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<WorkspacesOptions>().BindConfiguration(WorkspacesOptions.SectionName);
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddMetrics();
+        builder.Services.TryAddSingleton<WorkspaceServerRegistry>();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, PostgresWorkspaceProvider>());
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, SqlServerWorkspaceProvider>());
+        builder.Services.TryAddSingleton<WorkspaceDatabaseMetrics>();
+        builder.Services.TryAddSingleton<WorkspaceConnectionCache>();
+        builder.Services.TryAddSingleton<WorkspaceDatabaseService>();
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(WorkspaceDatabaseMetrics.MeterName));
+        builder.Services.AddHostedService<WorkspaceServersReport>();
+        return builder;
+    }
+
+    /// <summary>Says at start which servers are registered and which entries are wrong (names keys, never secrets).</summary>
+    private sealed class WorkspaceServersReport(WorkspaceServerRegistry servers, ILogger<WorkspaceServersReport> logger) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            foreach (var error in servers.ConfigurationErrors) logger.LogError("Workspace server ignored: {Error}", error);
+            logger.LogDebug("Workspace servers: {Servers}", string.Join(", ", servers.Servers));
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+}

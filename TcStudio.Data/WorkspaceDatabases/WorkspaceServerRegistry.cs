@@ -1,0 +1,111 @@
+using Microsoft.Data.SqlClient;
+using Microsoft.Extensions.Configuration;
+using Npgsql;
+using TcStudio.Data.Entities;
+
+namespace TcStudio.Data.WorkspaceDatabases;
+
+/// <summary>
+/// A database server the operator registered for workspace databases. API users only ever name it; its connection
+/// strings (deploy credential, optional least-privilege execute credential) never leave this process.
+/// </summary>
+public sealed record WorkspaceServer(string Name, string Provider, string ConnectionString, string? ExecuteConnectionString)
+{
+    /// <summary>Name and provider only: connection strings hold secrets.</summary>
+    public override string ToString() => $"{Name} ({Provider})";
+}
+
+/// <summary>
+/// The registered workspace servers, read from configuration once:
+/// <list type="bullet">
+/// <item><c>ConnectionStrings:sql</c> → server <c>sql</c> (SQL Server);</item>
+/// <item>the system PostgreSQL (<c>ConnectionStrings:tcstudio</c>) → server <c>local</c> (PostgreSQL);</item>
+/// <item><c>WorkspaceServers:&lt;name&gt;:Provider</c> (sqlserver|postgres), <c>:ConnectionString</c> (deploy credential,
+/// may create databases) and optional <c>:ExecuteConnectionString</c> (SQL Server: EXECUTE only).</item>
+/// </list>
+/// </summary>
+public sealed partial class WorkspaceServerRegistry
+{
+    public const string SqlServerName = "sql";
+    public const string LocalName = "local";
+    public const string SectionName = "WorkspaceServers";
+
+    private readonly Dictionary<string, WorkspaceServer> _servers = new(StringComparer.OrdinalIgnoreCase);
+    private readonly List<string> _errors = [];
+
+    public WorkspaceServerRegistry(IConfiguration configuration)
+    {
+        if (configuration.GetConnectionString(SqlServerName) is { Length: > 0 } sql)
+        {
+            Add(new WorkspaceServer(SqlServerName, WorkspaceProviders.SqlServer, sql,
+                configuration[$"{SectionName}:{SqlServerName}:ExecuteConnectionString"]));
+        }
+        if (SystemDatabaseConnection.ReadConnectionString(configuration) is { Length: > 0 })
+        {
+            string? local = null;
+            try
+            {
+                // The system database's SSL and timeout settings apply to its server's workspace databases too.
+                local = SystemDatabaseConnection.Build(configuration, "tcstudio-workspaces").ConnectionString;
+            }
+            catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
+            {
+                // Reported by SystemDatabaseConnection.FindConfigurationError at start.
+            }
+            if (local is not null) Add(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, local, null));
+        }
+        foreach (var section in configuration.GetSection(SectionName).GetChildren())
+        {
+            var name = section.Key;
+            var provider = section["Provider"]?.Trim().ToLowerInvariant();
+            var connectionString = section["ConnectionString"];
+            if (provider is null && connectionString is null) continue; // e.g. only sql's ExecuteConnectionString
+            if (!ServerNamePattern().IsMatch(name))
+            {
+                _errors.Add($"{SectionName}:{name}: the name must be 1–63 letters, digits, '_' or '-'.");
+                continue;
+            }
+            if (provider is not (WorkspaceProviders.Postgres or WorkspaceProviders.SqlServer))
+            {
+                _errors.Add($"{SectionName}:{name}:Provider must be 'sqlserver' or 'postgres'.");
+                continue;
+            }
+            if (string.IsNullOrWhiteSpace(connectionString) || !IsWellFormed(provider, connectionString))
+            {
+                _errors.Add($"{SectionName}:{name}:ConnectionString is missing or malformed.");
+                continue;
+            }
+            Add(new WorkspaceServer(name, provider, connectionString, section["ExecuteConnectionString"]));
+        }
+    }
+
+    public IReadOnlyCollection<WorkspaceServer> Servers => _servers.Values.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+
+    /// <summary>One line per configuration mistake (names keys, never values).</summary>
+    public IReadOnlyList<string> ConfigurationErrors => _errors;
+
+    public WorkspaceServer? Find(string name) => _servers.GetValueOrDefault(name);
+
+    /// <summary>Where seeded environments go: SQL Server when configured, otherwise the local PostgreSQL.</summary>
+    public WorkspaceServer? DefaultServer => Find(SqlServerName) ?? Find(LocalName);
+
+    private void Add(WorkspaceServer server) => _servers[server.Name] = server;
+
+    private static bool IsWellFormed(string provider, string connectionString)
+    {
+        try
+        {
+            _ = provider == WorkspaceProviders.Postgres
+                ? new NpgsqlConnectionStringBuilder(connectionString).ConnectionString
+                : new SqlConnectionStringBuilder(connectionString).ConnectionString;
+            return true;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidCastException or KeyNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
+    private static partial System.Text.RegularExpressions.Regex ServerNamePattern();
+}

@@ -1,0 +1,180 @@
+using System.Net;
+using System.Net.Http.Json;
+using Microsoft.Data.SqlClient;
+using Microsoft.Extensions.DependencyInjection;
+using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.Tests.Infrastructure;
+
+namespace TcStudio.Tests.WorkspaceDatabases;
+
+/// <summary>The API with the SQL Server in TCSTUDIO_TEST_SQLSERVER registered as server 'sql' (when set).</summary>
+public sealed class SqlServerApiFixture(PostgresServer server) : WorkspaceApiFixture(server)
+{
+    public const string Variable = "TCSTUDIO_TEST_SQLSERVER";
+    public const string SkipReason = $"No SQL Server configured: set {Variable} to a connection string (a login that may create databases) to run the SQL Server integration tests.";
+
+    public static string? SqlServerConnectionString => Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } value ? value : null;
+    public static bool Configured => SqlServerConnectionString is not null;
+
+    protected override IEnumerable<KeyValuePair<string, string?>> ExtraSettings =>
+        Configured ? [new("ConnectionStrings:sql", SqlServerConnectionString)] : [];
+
+    public override async ValueTask DisposeAsync()
+    {
+        await base.DisposeAsync();
+        if (!Configured) return;
+        foreach (var database in _created)
+        {
+            await ExecuteOnSqlServerAsync("master", $"IF DB_ID(N'{database}') IS NOT NULL BEGIN ALTER DATABASE [{database}] SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE [{database}]; END");
+        }
+    }
+
+    private readonly List<string> _created = [];
+
+    public string NewSqlServerDatabase(string purpose)
+    {
+        var name = $"tcstudio_test_{purpose}_{Guid.NewGuid():N}"[..40];
+        lock (_created) _created.Add(name);
+        return name;
+    }
+
+    public static async Task<object?> ScalarOnSqlServerAsync(string database, string sql)
+    {
+        await using var connection = new SqlConnection(new SqlConnectionStringBuilder(SqlServerConnectionString) { InitialCatalog = database, Pooling = false }.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new SqlCommand(sql, connection);
+        return await command.ExecuteScalarAsync();
+    }
+
+    public static async Task ExecuteOnSqlServerAsync(string database, string sql) => await ScalarOnSqlServerAsync(database, sql);
+}
+
+/// <summary>
+/// The PostgreSQL scenarios again against a real SQL Server. They run when TCSTUDIO_TEST_SQLSERVER is set and are
+/// reported as skipped, naming that variable, otherwise (see the README for running one in a container).
+/// </summary>
+public sealed class SqlServerWorkspaceTests(SqlServerApiFixture api) : IClassFixture<SqlServerApiFixture>
+{
+    public static bool SqlServerConfigured => SqlServerApiFixture.Configured;
+
+    private async Task<(HttpClient Admin, string Slug, string Database)> NewWorkspaceAsync(string prefix)
+    {
+        var admin = await api.AdminAsync();
+        var slug = WorkspaceApiFixture.NewSlug(prefix);
+        await admin.PostAsJsonAsync("/api/workspaces", new { name = prefix, slug });
+        var database = api.NewSqlServerDatabase(prefix.Replace('-', '_'));
+        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
+            new { name = "dev", server = "sql", databaseName = database, create = true }), HttpStatusCode.Created);
+        return (admin, slug, database);
+    }
+
+    private const string GetOrders = """
+        CREATE PROCEDURE dbo.GetOrders
+            @First int,
+            @Last int = 10,
+            @Count int OUTPUT
+        AS
+        BEGIN
+            SET NOCOUNT ON;
+            SELECT value AS Id, CONCAT(N'order ', value) AS Label FROM GENERATE_SERIES(@First, @Last);
+            SELECT N'done' AS Note;
+            SET @Count = @Last - @First + 1;
+            RETURN 7;
+        END;
+        """;
+
+    [Fact(Skip = SqlServerApiFixture.SkipReason, SkipUnless = nameof(SqlServerConfigured))]
+    public async Task SqlServer_environment_is_created_with_its_base_schema_and_migrates_reverts_and_detects_tampering()
+    {
+        var (admin, slug, database) = await NewWorkspaceAsync("ss-env");
+        Assert.Equal(2, (int)(await SqlServerApiFixture.ScalarOnSqlServerAsync(database, "SELECT MAX(version) FROM tcstudio.tcstudio_schema_migrations"))!);
+
+        var databases = api.Factory.Services.GetRequiredService<WorkspaceDatabaseService>();
+        var workspaceId = await api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
+        var target = new WorkspaceTarget(workspaceId, slug, "dev", "sql", database);
+        Assert.Equal(2, (await databases.RevertAsync(target, 0, null, CancellationToken.None)).Count);
+        var behind = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
+        Assert.Equal("behind", behind.GetProperty("schemaState").GetString());
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/environments/dev/migrate", null));
+
+        await SqlServerApiFixture.ExecuteOnSqlServerAsync(database, "UPDATE tcstudio.tcstudio_schema_migrations SET checksum = REPLICATE('0', 64) WHERE version = 1");
+        var tampered = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
+        Assert.Equal("checksum_mismatch", tampered.GetProperty("schemaState").GetString());
+        await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/environments/dev/migrate", null), HttpStatusCode.Conflict);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true")).StatusCode);
+        Assert.Null(await SqlServerApiFixture.ScalarOnSqlServerAsync("master", $"SELECT DB_ID(N'{database}')") as int?);
+    }
+
+    [Fact(Skip = SqlServerApiFixture.SkipReason, SkipUnless = nameof(SqlServerConfigured))]
+    public async Task SqlServer_procedures_are_validated_published_and_executed_with_output_parameters_and_several_result_sets()
+    {
+        var (admin, slug, database) = await NewWorkspaceAsync("ss-exec");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "dbo.GetOrders", GetOrders);
+        var validation = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.GetOrders/validate?env=dev", null));
+        Assert.True(validation.GetProperty("valid").GetBoolean(), validation.ToString());
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.GetOrders/publish?env=dev", null));
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.GetOrders/publish?env=dev", null)); // CREATE OR ALTER
+
+        var result = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.GetOrders/execute?env=dev",
+            new { parameters = new { First = 3, Last = 5 } }));
+        var sets = result.GetProperty("resultSets").EnumerateArray().ToList();
+        Assert.Equal(2, sets.Count);
+        Assert.Equal(3, sets[0].GetProperty("rows").GetArrayLength());
+        Assert.Equal("done", sets[1].GetProperty("rows")[0][0].GetString());
+        Assert.Equal(3, result.GetProperty("outputParameters").GetProperty("Count").GetInt32());
+        Assert.Equal(7, result.GetProperty("outputParameters").GetProperty("returnValue").GetInt32());
+
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.GetOrders/execute?env=dev",
+            new { parameters = new { First = "x" } }), "parameters.First");
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.GetOrders/execute?env=dev",
+            new { parameters = new { Last = 3 } }), "parameters.First");
+
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "dbo.Fails", "CREATE PROCEDURE dbo.Fails AS THROW 50001, N'no stock', 1;");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "dbo.Slow", "CREATE PROCEDURE dbo.Slow AS WAITFOR DELAY '00:00:30';");
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Fails/publish?env=dev", null));
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Slow/publish?env=dev", null));
+        var error = await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.Fails/execute?env=dev", new { }),
+            HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(50001, error.GetProperty("number").GetInt32());
+        await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.Slow/execute?env=dev", new { timeoutSeconds = 1 }),
+            HttpStatusCode.GatewayTimeout);
+
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "dbo.Shell", "CREATE PROCEDURE dbo.Shell AS EXEC xp_cmdshell 'whoami';");
+        await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Shell/publish?env=dev", null), HttpStatusCode.UnprocessableEntity);
+
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{slug}/procedures/dbo.GetOrders")).StatusCode);
+        Assert.Null(await SqlServerApiFixture.ScalarOnSqlServerAsync(database, "SELECT OBJECT_ID(N'dbo.GetOrders', N'P')") as int?);
+    }
+
+    [Fact(Skip = SqlServerApiFixture.SkipReason, SkipUnless = nameof(SqlServerConfigured))]
+    public async Task SqlServer_deploy_is_undone_when_the_system_database_step_fails()
+    {
+        var (admin, slug, database) = await NewWorkspaceAsync("ss-comp");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "dbo.Price", "CREATE PROCEDURE dbo.Price AS SELECT 10 AS Price;");
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Price/publish?env=dev", null));
+        await api.ExecuteAsync("""
+            CREATE OR REPLACE FUNCTION test_refuse_publish_ss() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.sql_published LIKE '%fail-the-system-step%' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                RETURN NEW;
+            END;
+            $$;
+            CREATE TRIGGER test_refuse_publish_ss BEFORE UPDATE ON stored_procedures FOR EACH ROW EXECUTE FUNCTION test_refuse_publish_ss();
+            """);
+        try
+        {
+            await admin.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.Price", new { sql = "CREATE PROCEDURE dbo.Price AS SELECT 99 AS Price; -- fail-the-system-step" });
+            var failed = await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Price/publish?env=dev", null),
+                HttpStatusCode.InternalServerError);
+            Assert.Equal("system", failed.GetProperty("failedSide").GetString());
+            var price = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.Price/execute?env=dev", new { }));
+            Assert.Equal(10, price.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt32());
+            Assert.Equal(1, (int)(await SqlServerApiFixture.ScalarOnSqlServerAsync(database, "SELECT COUNT(*) FROM tcstudio.procedure_deployments"))!);
+        }
+        finally
+        {
+            await api.ExecuteAsync("DROP TRIGGER IF EXISTS test_refuse_publish_ss ON stored_procedures");
+        }
+    }
+}
