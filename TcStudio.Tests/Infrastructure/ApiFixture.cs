@@ -35,6 +35,9 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             web.UseSetting("Seed:AdminPassword", AdminPassword);
             web.UseSetting("Seed:UserPassword", UserPassword);
             web.UseSetting("Database:StartupTimeout", "00:00:20");
+            // Sessions checked once per test class run: query counts stay exact (no periodic session lookup), and
+            // changes made through the API revoke tokens at once anyway (UserSessions.Forget).
+            web.UseSetting("Auth:SessionCheckInterval", "01:00:00");
             foreach (var (key, value) in Settings) web.UseSetting(key, value);
         });
         await using var scope = _factory.Services.CreateAsyncScope();

@@ -169,11 +169,14 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
 
         var timings = new List<string>();
         var slowest = TimeSpan.Zero;
+        var answeredWhileAllHang = 0;
         async Task Timed(string what, Func<Task<HttpResponseMessage>> request)
         {
             var started = Stopwatch.StartNew();
             await HttpAssert.JsonAsync(await request());
-            timings.Add($"{what} {started.ElapsedMilliseconds} ms at {stopwatch.ElapsedMilliseconds} ms");
+            var stillHanging = hanging.All(h => !h.IsCompleted);
+            if (stillHanging) answeredWhileAllHang++;
+            timings.Add($"{what} {started.ElapsedMilliseconds} ms at {stopwatch.ElapsedMilliseconds} ms{(stillHanging ? " (all 24 still hanging)" : "")}");
             if (started.Elapsed > slowest) slowest = started.Elapsed;
         }
         for (var i = 0; i < 15; i++)
@@ -182,7 +185,10 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
             await Timed("procedures", () => admin.GetAsync($"/api/workspaces/{slug}/procedures"));
             await Timed("healthy execute", () => admin.PostAsJsonAsync($"/api/workspaces/{healthySlug}/procedures/fine/execute?env=dev", new { }));
         }
-        Assert.True(slowest < TimeSpan.FromSeconds(1), string.Join("\n", timings));
+        // Starvation would hold every other request until the hanging ones give up. Wall-clock thresholds are
+        // meaningless on a loaded 2-core machine, so the test asserts the ordering instead: other requests keep
+        // being answered while all 24 are still stuck.
+        Assert.True(answeredWhileAllHang >= 3, string.Join("\n", timings));
 
         output.WriteLine($"slowest system/healthy request while 24 requests hang: {slowest.TotalMilliseconds:0} ms");
         var responses = await Task.WhenAll(hanging);
