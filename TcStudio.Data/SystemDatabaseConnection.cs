@@ -89,12 +89,14 @@ public static class SystemDatabaseConnection
             ?? throw new InvalidOperationException(
                 $"Connection string '{ConnectionStringKey}' is not set. Example: {ExampleConnectionString}");
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        // Keys (canonical names) lists what the connection string sets; ContainsKey would say yes to any valid keyword.
+        var explicitlySet = builder.Keys.Cast<string>().ToHashSet(StringComparer.OrdinalIgnoreCase);
         var section = configuration.GetSection(DatabaseOptions.SectionName);
         var options = ReadOptions(configuration);
 
         void Apply(string key, string connectionStringKeyword, Action set)
         {
-            if (section[key] is not null || !builder.ContainsKey(connectionStringKeyword)) set();
+            if (section[key] is not null || !explicitlySet.Contains(connectionStringKeyword)) set();
         }
 
         Apply(nameof(DatabaseOptions.MinPoolSize), "Minimum Pool Size", () => builder.MinPoolSize = options.MinPoolSize);
@@ -114,8 +116,8 @@ public static class SystemDatabaseConnection
         }
 
         // Hot queries are prepared server-side after two uses: the cheapest speed-up there is.
-        if (!builder.ContainsKey("Max Auto Prepare")) builder.MaxAutoPrepare = 64;
-        if (!builder.ContainsKey("Application Name")) builder.ApplicationName = applicationName;
+        if (!explicitlySet.Contains("Max Auto Prepare")) builder.MaxAutoPrepare = 64;
+        if (!explicitlySet.Contains("Application Name")) builder.ApplicationName = applicationName;
         return builder;
     }
 
