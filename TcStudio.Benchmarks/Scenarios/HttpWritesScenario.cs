@@ -1,0 +1,273 @@
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using NpgsqlTypes;
+using TcStudio.Data.Entities;
+using Activity = TcStudio.Data.Entities.Activity;
+
+namespace TcStudio.Benchmarks.Scenarios;
+
+/// <summary>
+/// Scenario 3: writes through the HTTP API — creating a procedure draft and updating one (each with its activity row,
+/// in one transaction) — against the same writes with raw Npgsql in a transaction. Separately: what the transaction
+/// costs over the bare statements, with raw Npgsql and with the product's EF pattern (the WorkspaceScopeFilter's
+/// BEGIN … SaveChanges … COMMIT against SaveChanges alone).
+/// </summary>
+public sealed class HttpWritesScenario : IScenario
+{
+    public const string Workspace = "bench-writes";
+
+    public int Number => 3;
+    public string Title => "Writes through the HTTP API";
+    public string Measures =>
+        "requests/s and p50/p95/p99 of creating and of updating a procedure draft through the API (each with its activity row, one "
+        + "transaction), against the same writes with raw Npgsql in a transaction; and the transaction's own cost over the bare statements";
+
+    public async Task<ScenarioOutcome> RunAsync(BenchContext context)
+    {
+        var options = context.Options;
+        var system = await context.SystemAsync();
+        var api = await context.ApiAsync();
+        var token = await context.UserTokenAsync();
+        var users = await DataGenerator.ReadSeededUsersAsync(context.SystemConnectionString);
+        var connectionString = context.SystemConnectionString;
+
+        // A workspace of its own (the caller is its Owner), so writes do not change what the read scenarios read.
+        using (var client = api.CreateClient(token))
+        {
+            var created = await client.PostAsync("/api/workspaces",
+                System.Net.Http.Json.JsonContent.Create(new { name = "Benchmark writes", slug = Workspace }));
+            if (!created.IsSuccessStatusCode && created.StatusCode != System.Net.HttpStatusCode.Conflict)
+            {
+                throw new InvalidOperationException($"Could not create workspace {Workspace}: {(int)created.StatusCode} {await created.Content.ReadAsStringAsync()}");
+            }
+        }
+        var workspaceId = await Sql.ScalarAsync<Guid>(connectionString, "SELECT id FROM workspaces WHERE slug = @s", ("s", Workspace));
+        var maxClients = options.Concurrency.Max();
+        // One procedure per client to update (product: upd_N, baseline: raw_upd_N), so updates never collide.
+        await Sql.ExecuteAsync(connectionString, """
+            INSERT INTO stored_procedures (id, workspace_id, name, sql_draft, created_by, created_at, updated_at)
+            SELECT gen_random_uuid(), @w, p || g, 'SELECT 0', @u, now(), now()
+            FROM generate_series(0, @n - 1) g, (VALUES ('upd_'), ('raw_upd_')) AS prefix(p)
+            ON CONFLICT DO NOTHING
+            """, ("w", workspaceId), ("u", users.UserId), ("n", maxClients));
+
+        var createSpec = new RequestSpec("create", "POST", $"/api/workspaces/{Workspace}/procedures",
+            """{"name":"w_{run}_{client}_{seq}","sql":"SELECT {seq} AS n FROM dbo.orders"}""");
+        var updateSpec = new RequestSpec("update", "PUT", $"/api/workspaces/{Workspace}/procedures/upd_{{client}}",
+            """{"sql":"SELECT {seq} AS n FROM dbo.orders -- edited"}""", SendIfMatch: true);
+
+        var (createAvailable, createDetail) = await api.ProbeAsync(token, HttpMethod.Post, $"/api/workspaces/{Workspace}/procedures",
+            new { name = "probe_create", sql = "SELECT 1" });
+        string createStatements, updateStatements;
+        using (var probe = new StatementProbe(BenchEnvironment.SystemDatabase))
+        {
+            if (createAvailable)
+            {
+                await api.ProbeAsync(token, HttpMethod.Post, $"/api/workspaces/{Workspace}/procedures", new { name = "probe_create_2", sql = "SELECT 1" });
+            }
+            createStatements = probe.Summary();
+        }
+        var (updateAvailable, updateDetail) = await api.ProbeAsync(token, HttpMethod.Put, $"/api/workspaces/{Workspace}/procedures/probe_create",
+            new { sql = "SELECT 2" });
+        using (var probe = new StatementProbe(BenchEnvironment.SystemDatabase))
+        {
+            if (updateAvailable)
+            {
+                await api.ProbeAsync(token, HttpMethod.Put, $"/api/workspaces/{Workspace}/procedures/probe_create", new { sql = "SELECT 3" });
+            }
+            updateStatements = probe.Summary();
+        }
+
+        await using var dataSource = context.RawDataSource(connectionString);
+        var raw = new RawQueries(dataSource);
+        var run = Guid.NewGuid().ToString("N")[..6];
+
+        var rows = new List<ResultRow>();
+        var workload = new List<string>
+        {
+            $"workspace {Workspace} (caller 'user' is its Owner); one procedure per client to update, so updates never conflict",
+            $"create: 100% {createSpec}; " + (createAvailable ? $"the product sends {createStatements}" : createDetail)
+                + "; baseline: BEGIN, the scope check, INSERT procedure + INSERT activity in one batch, COMMIT",
+            $"update: 100% {updateSpec}; " + (updateAvailable ? $"the product sends {updateStatements}" : updateDetail)
+                + "; baseline: BEGIN, the scope check, UPDATE … RETURNING xmin + INSERT activity in one batch, COMMIT",
+        };
+
+        foreach (var clients in options.Concurrency)
+        {
+            BenchContext.Log($"  create @ {HttpMeasure.Clients(clients)}");
+            var create = await HttpMeasure.CompareAsync(context,
+                createAvailable ? _ => Command(api.BaseUrl, token, createSpec) with { Run = $"{run}c{clients}" } : null,
+                clients, (client, seq) => RawCreateAsync(dataSource, raw, workspaceId, users.UserId, $"raw_{run}_{clients}_{client}_{seq}", seq, transaction: true));
+            rows.Add(HttpMeasure.Row(Number, $"create procedure draft, {HttpMeasure.Clients(clients)}", create, "raw Npgsql",
+                unavailable: createAvailable ? null : createDetail));
+
+            BenchContext.Log($"  update @ {HttpMeasure.Clients(clients)}");
+            var update = await HttpMeasure.CompareAsync(context,
+                updateAvailable ? _ => Command(api.BaseUrl, token, updateSpec) : null,
+                clients, (client, seq) => RawUpdateAsync(dataSource, raw, workspaceId, users.UserId, $"raw_upd_{client}", seq, transaction: true));
+            rows.Add(HttpMeasure.Row(Number, $"update procedure draft, {HttpMeasure.Clients(clients)}", update, "raw Npgsql",
+                unavailable: updateAvailable ? null : updateDetail));
+        }
+
+        rows.AddRange(await TransactionOverheadAsync(context, system, dataSource, raw, workspaceId, users.UserId, run));
+        return new ScenarioOutcome(rows, workload);
+    }
+
+    private static LoadCommand Command(string baseUrl, string token, RequestSpec spec) => new()
+    {
+        BaseUrl = baseUrl, BearerToken = token, Clients = 0, WarmupMs = 0, DurationMs = 0, Requests = [spec],
+    };
+
+    private const string InsertProcedure = """
+        INSERT INTO stored_procedures (id, workspace_id, name, status, sql_draft, created_by, created_at, updated_at)
+        VALUES ($1, $2, $3, 'draft', $4, $5, now(), now()) RETURNING xmin
+        """;
+
+    private const string UpdateProcedure = """
+        UPDATE stored_procedures SET sql_draft = $1, updated_at = now() WHERE workspace_id = $2 AND lower(name) = lower($3)
+        RETURNING id, xmin
+        """;
+
+    private const string InsertActivity = """
+        INSERT INTO activities (id, workspace_id, user_id, action, entity_type, entity_id, details, created_at)
+        VALUES ($1, $2, $3, $4, 'procedure', $5, $6, now())
+        """;
+
+    /// <summary>The baseline create: the scope check, then both inserts in one round trip; in a transaction or bare.</summary>
+    private static async Task RawCreateAsync(NpgsqlDataSource dataSource, RawQueries raw, Guid workspace, Guid user, string name,
+        long seq, bool transaction)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var tx = transaction ? await connection.BeginTransactionAsync() : null;
+        await raw.AccessAsync(connection, Workspace, user);
+        var id = Guid.CreateVersion7();
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                Command(InsertProcedure, id, workspace, name, $"SELECT {seq} AS n FROM dbo.orders", user),
+                Command(InsertActivity, Guid.CreateVersion7(), workspace, user, "procedure.created", id, Details(name)),
+            },
+        };
+        await using (var reader = await batch.ExecuteReaderAsync())
+        {
+            await reader.ReadAsync();
+            _ = reader.GetFieldValue<uint>(0);
+        }
+        if (tx is not null) await tx.CommitAsync();
+    }
+
+    /// <summary>The baseline update: the scope check, then UPDATE … RETURNING and the activity insert in one round trip.</summary>
+    private static async Task RawUpdateAsync(NpgsqlDataSource dataSource, RawQueries raw, Guid workspace, Guid user, string name,
+        long seq, bool transaction)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var tx = transaction ? await connection.BeginTransactionAsync() : null;
+        await raw.AccessAsync(connection, Workspace, user);
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                Command(UpdateProcedure, $"SELECT {seq} AS n FROM dbo.orders -- edited", workspace, name),
+                Command(InsertActivity, Guid.CreateVersion7(), workspace, user, "procedure.updated", Guid.Empty, Details(name)),
+            },
+        };
+        await using (var reader = await batch.ExecuteReaderAsync())
+        {
+            if (!await reader.ReadAsync()) throw new InvalidOperationException($"No procedure {name}.");
+        }
+        if (tx is not null) await tx.CommitAsync();
+    }
+
+    private static string Details(string name) => $$"""{"name": "{{name}}"}""";
+
+    private static NpgsqlBatchCommand Command(string sql, params object[] values)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(value switch
+            {
+                Guid g => new NpgsqlParameter<Guid> { TypedValue = g },
+                string s when s.StartsWith('{') => new NpgsqlParameter<string> { TypedValue = s, NpgsqlDbType = NpgsqlDbType.Jsonb },
+                string s => new NpgsqlParameter<string> { TypedValue = s },
+                _ => new NpgsqlParameter { Value = value },
+            });
+        }
+        return command;
+    }
+
+    /// <summary>
+    /// At one client (latency, not queueing): raw BEGIN … COMMIT against the same statements bare; and the product's EF
+    /// pattern (as WorkspaceScopeFilter runs a write: a transaction around the scope check and SaveChanges) against
+    /// the scope check and SaveChanges alone.
+    /// </summary>
+    private static async Task<IEnumerable<ResultRow>> TransactionOverheadAsync(BenchContext context, ProductData system,
+        NpgsqlDataSource dataSource, RawQueries raw, Guid workspace, Guid user, string run)
+    {
+        var options = context.Options;
+        var rawTx = new List<double>();
+        var rawBare = new List<double>();
+        var efTx = new List<double>();
+        var efBare = new List<double>();
+        for (var i = 0; i < options.Runs; i++)
+        {
+            var tag = $"{run}_{i}";
+            rawTx.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
+                (_, seq) => RawCreateAsync(dataSource, raw, workspace, user, $"rtx_{tag}_{seq}", seq, transaction: true))).P50Ms);
+            rawBare.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
+                (_, seq) => RawCreateAsync(dataSource, raw, workspace, user, $"rbare_{tag}_{seq}", seq, transaction: false))).P50Ms);
+            efTx.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
+                (_, seq) => EfCreateAsync(system, workspace, user, $"etx_{tag}_{seq}", transaction: true))).P50Ms);
+            efBare.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
+                (_, seq) => EfCreateAsync(system, workspace, user, $"ebare_{tag}_{seq}", transaction: false))).P50Ms);
+        }
+        var rawOverhead = Figure.Time("ms", rawTx.Zip(rawBare, (a, b) => a - b));
+        var efOverhead = Figure.Time("ms", efTx.Zip(efBare, (a, b) => a - b));
+        return
+        [
+            new ResultRow
+            {
+                Scenario = 3,
+                What = "create: transaction overhead, raw Npgsql (p50 with BEGIN/COMMIT − p50 bare), 1 client",
+                Product = rawOverhead,
+                Baseline = Figure.Time("ms", rawBare),
+                BaselineName = "p50 bare",
+                Target = "< 1 ms",
+                Verdict = rawOverhead.Median < 1 ? Verdict.Met : Verdict.Missed,
+                Note = $"p50 with the transaction {Report.Number(Stats.Median(rawTx))} ms",
+            },
+            new ResultRow
+            {
+                Scenario = 3,
+                What = "create: transaction overhead, product EF pattern (scope filter's transaction − SaveChanges alone), 1 client",
+                Product = efOverhead,
+                Baseline = Figure.Time("ms", efBare),
+                BaselineName = "p50 bare",
+                Target = "< 1 ms",
+                Verdict = efOverhead.Median < 1 ? Verdict.Met : Verdict.Missed,
+                Note = $"p50 with the transaction {Report.Number(Stats.Median(efTx))} ms; in-process, the product's pooled DbContext and interceptors",
+            },
+        ];
+    }
+
+    private static Task EfCreateAsync(ProductData system, Guid workspace, Guid user, string name, bool transaction) =>
+        system.WithContextAsync(db => db.Database.CreateExecutionStrategy().ExecuteAsync(async () =>
+        {
+            await using var tx = transaction ? await db.Database.BeginTransactionAsync() : null;
+            _ = await db.Workspaces.Where(w => w.Slug == Workspace)
+                .Select(w => new { w.Id, Role = w.Members.Where(m => m.UserId == user).Select(m => m.Role).FirstOrDefault() })
+                .FirstOrDefaultAsync();
+            var procedure = new StoredProcedure { WorkspaceId = workspace, Name = name, SqlDraft = "SELECT 1 FROM dbo.orders", CreatedBy = user };
+            db.StoredProcedures.Add(procedure);
+            db.Activities.Add(new Activity
+            {
+                WorkspaceId = workspace, UserId = user, Action = "procedure.created", EntityType = EntityTypes.Procedure,
+                EntityId = procedure.Id, Details = System.Text.Json.JsonDocument.Parse(Details(name)),
+            });
+            await db.SaveChangesAsync();
+            if (tx is not null) await tx.CommitAsync();
+            db.ChangeTracker.Clear();
+            return 0;
+        }));
+}
