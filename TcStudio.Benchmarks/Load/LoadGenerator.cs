@@ -107,22 +107,28 @@ public static class LoadGenerator
         {
             var startedAt = Stopwatch.GetTimestamp();
             if (startedAt >= measureUntil) return;
-            var measured = startedAt >= measureFrom;
             var (index, spec) = Pick(command.Requests, totalWeight, client.Random);
             var request = Build(command, spec, index, client, hostHeader);
+            // What counts is what completes inside the measured window (as wrk counts), so a long queue is measured
+            // by its latency instead of vanishing from the sample.
+            bool Measured()
+            {
+                var now = Stopwatch.GetTimestamp();
+                return now >= measureFrom && now < measureUntil;
+            }
             try
             {
-                client.Connection ??= await ConnectWithRetryAsync(endpoint, client, measured, hardStop);
+                client.Connection ??= await ConnectWithRetryAsync(endpoint, client, Measured(), hardStop);
                 var answer = await client.Connection.SendAsync(request, hardStop);
                 var elapsed = Stopwatch.GetElapsedTime(startedAt).TotalMilliseconds;
                 if (answer.Status is >= 200 and < 300)
                 {
-                    if (measured) client.Latencies.Add(elapsed);
+                    if (Measured()) client.Latencies.Add(elapsed);
                     if (answer.ETag is not null) client.ETags[index] = answer.ETag;
                 }
                 else
                 {
-                    client.Error($"HTTP {answer.Status}", $"{spec.Method} {spec.Path}: {answer.ErrorBody}", measured);
+                    client.Error($"HTTP {answer.Status}", $"{spec.Method} {spec.Path}: {answer.ErrorBody}", Measured());
                     // A conflict or a failed precondition means the ETag we hold is stale: start over without it.
                     if (answer.Status is 409 or 412) client.ETags.Remove(index);
                 }
@@ -130,12 +136,12 @@ public static class LoadGenerator
             }
             catch (OperationCanceledException) when (hardStop.IsCancellationRequested)
             {
-                client.Error("timeout", $"no answer 30 s after the run ended ({spec.Method} {spec.Path})", measured);
+                client.Error("timeout", $"no answer 30 s after the run ended ({spec.Method} {spec.Path})", measured: true);
                 return;
             }
             catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
             {
-                client.Error("io", e.Message, measured);
+                client.Error("io", e.Message, Measured());
                 Reconnect(client);
             }
         }

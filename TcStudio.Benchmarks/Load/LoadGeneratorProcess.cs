@@ -100,11 +100,13 @@ public static class ClosedLoop
                 try
                 {
                     await operation(client, sequence);
-                    if (at >= measureFrom) mine.Add(Stopwatch.GetElapsedTime(at).TotalMilliseconds);
+                    var done = Stopwatch.GetTimestamp();
+                    if (done >= measureFrom && done < measureUntil) mine.Add(Stopwatch.GetElapsedTime(at, done).TotalMilliseconds);
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
-                    if (at < measureFrom) continue;
+                    var done = Stopwatch.GetTimestamp();
+                    if (done < measureFrom || done >= measureUntil) continue;
                     var kind = e.GetType().Name;
                     myErrors[kind] = myErrors.GetValueOrDefault(kind) + 1;
                     Interlocked.CompareExchange(ref firstError, $"{kind}: {e.Message}", null);

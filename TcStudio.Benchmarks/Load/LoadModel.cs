@@ -32,7 +32,7 @@ public sealed record LoadCommand
     public int ConnectParallelism { get; init; } = 64;
 }
 
-/// <summary>What one load run measured. Latencies are of requests started in the measured window.</summary>
+/// <summary>What one load run measured: the requests completed inside the measured window and their latencies.</summary>
 public sealed record LoadResult
 {
     public long Requests { get; init; }
@@ -52,6 +52,10 @@ public sealed record LoadResult
 
     [JsonIgnore]
     public long ErrorCount => Errors.Values.Sum();
+
+    /// <summary>For measurements that must not fail (in-process baselines): throws on the first error.</summary>
+    public LoadResult Check() => ErrorCount == 0 ? this
+        : throw new InvalidOperationException($"{ErrorCount} operation(s) failed; first: {FirstError}");
 
     public static LoadResult From(List<double> latenciesMs, double seconds, Dictionary<string, long> errors, string? firstError,
         double cpuCores = 0)

@@ -66,7 +66,12 @@ public static class HttpMeasure
         Verdict verdict;
         if (unavailable is not null) verdict = Verdict.NotAvailable;
         else if (product is null) verdict = Verdict.None;
-        else if (product.Median == 0) verdict = Verdict.Error;
+        else if (product.Median == 0 && errors.Count > 0) verdict = Verdict.Error;
+        else if (product.Median == 0)
+        {
+            verdict = Verdict.None;
+            note = (note is null ? "" : note + "; ") + "no request completed inside the measured window: it is too short for this load";
+        }
         else if (meets is null) verdict = Verdict.None;
         else verdict = meets(product, latency!, ratio) ? Verdict.Met : Verdict.Missed;
 

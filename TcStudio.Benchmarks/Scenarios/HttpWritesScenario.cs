@@ -214,13 +214,13 @@ public sealed class HttpWritesScenario : IScenario
         {
             var tag = $"{run}_{i}";
             rawTx.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
-                (_, seq) => RawCreateAsync(dataSource, raw, workspace, user, $"rtx_{tag}_{seq}", seq, transaction: true))).P50Ms);
+                (_, seq) => RawCreateAsync(dataSource, raw, workspace, user, $"rtx_{tag}_{seq}", seq, transaction: true))).Check().P50Ms);
             rawBare.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
-                (_, seq) => RawCreateAsync(dataSource, raw, workspace, user, $"rbare_{tag}_{seq}", seq, transaction: false))).P50Ms);
+                (_, seq) => RawCreateAsync(dataSource, raw, workspace, user, $"rbare_{tag}_{seq}", seq, transaction: false))).Check().P50Ms);
             efTx.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
-                (_, seq) => EfCreateAsync(system, workspace, user, $"etx_{tag}_{seq}", transaction: true))).P50Ms);
+                (_, seq) => EfCreateAsync(system, workspace, user, $"etx_{tag}_{seq}", transaction: true))).Check().P50Ms);
             efBare.Add((await ClosedLoop.RunAsync(1, options.Warmup, options.Duration,
-                (_, seq) => EfCreateAsync(system, workspace, user, $"ebare_{tag}_{seq}", transaction: false))).P50Ms);
+                (_, seq) => EfCreateAsync(system, workspace, user, $"ebare_{tag}_{seq}", transaction: false))).Check().P50Ms);
         }
         var rawOverhead = Figure.Time("ms", rawTx.Zip(rawBare, (a, b) => a - b));
         var efOverhead = Figure.Time("ms", efTx.Zip(efBare, (a, b) => a - b));

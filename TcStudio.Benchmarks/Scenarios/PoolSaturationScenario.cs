@@ -48,7 +48,9 @@ public sealed class PoolSaturationScenario : IScenario
                     BaseUrl = api.BaseUrl, BearerToken = token, Clients = clients, WarmupMs = 0, DurationMs = 0, Requests = [request],
                     ConnectParallelism = 100,
                 },
-                clients, (_, _) => raw.GetWorkspaceAsync(slug, users.UserId));
+                clients, (_, _) => raw.GetWorkspaceAsync(slug, users.UserId),
+                // A thousand clients need a window longer than one round of the queue, whatever --duration says.
+                Max(options.Duration, TimeSpan.FromSeconds(1)), Max(options.Warmup, TimeSpan.FromSeconds(0.5)));
 
             var productTimeouts = pool.Timeouts("tcstudio");
             var baselineTimeouts = pool.Timeouts("bench-raw");
@@ -65,6 +67,8 @@ public sealed class PoolSaturationScenario : IScenario
         await context.ApiAsync(); // back to the product's defaults for whatever runs next
         return new ScenarioOutcome(rows, workload);
     }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     /// <summary>Npgsql's pool metrics per pool name, read with a MeterListener while it lives.</summary>
     private sealed class PoolMetrics : IDisposable
