@@ -6,7 +6,25 @@ namespace TcStudio.Benchmarks.Scenarios;
 /// </summary>
 public static class HttpMeasure
 {
-    public sealed record Comparison(List<LoadResult> Product, List<LoadResult> Baseline);
+    /// <param name="ProductCpuUs">CPU of this process (where the API runs) per product request, µs, per run.</param>
+    /// <param name="BaselineCpuUs">CPU of this process per baseline operation, µs, per run.</param>
+    public sealed record Comparison(List<LoadResult> Product, List<LoadResult> Baseline, List<double> ProductCpuUs, List<double> BaselineCpuUs);
+
+    /// <summary>
+    /// This process's CPU time over the measured window (after the warm-up, for the duration). The API runs in this
+    /// process and the load generator does not, so for a product run it is the API's CPU; for a baseline run, the raw
+    /// client's. Far less sensitive to a busy machine than throughput.
+    /// </summary>
+    private static async Task<TimeSpan> CpuOverWindowAsync(TimeSpan warmup, TimeSpan duration)
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        await Task.Delay(warmup);
+        process.Refresh();
+        var before = process.TotalProcessorTime;
+        await Task.Delay(duration);
+        process.Refresh();
+        return process.TotalProcessorTime - before;
+    }
 
     public static async Task<Comparison> CompareAsync(BenchContext context, Func<int, LoadCommand>? product,
         int clients, Func<int, long, Task>? baseline, TimeSpan? duration = null, TimeSpan? warmup = null)
@@ -16,6 +34,8 @@ public static class HttpMeasure
         var warm = warmup ?? options.Warmup;
         var productRuns = new List<LoadResult>();
         var baselineRuns = new List<LoadResult>();
+        var productCpu = new List<double>();
+        var baselineCpu = new List<double>();
         for (var run = 0; run < options.Runs; run++)
         {
             async Task ProductAsync()
@@ -27,13 +47,19 @@ public static class HttpMeasure
                     WarmupMs = (int)warm.TotalMilliseconds,
                     DurationMs = (int)measured.TotalMilliseconds,
                 };
-                productRuns.Add(await context.LoadGenerator.RunAsync(command));
+                var cpu = CpuOverWindowAsync(warm, measured);
+                var result = await context.LoadGenerator.RunAsync(command);
+                productRuns.Add(result);
+                productCpu.Add((await cpu).TotalMicroseconds / Math.Max(1, result.Requests));
             }
 
             async Task BaselineAsync()
             {
                 if (baseline is null) return;
-                baselineRuns.Add(await ClosedLoop.RunAsync(clients, warm, measured, baseline));
+                var cpu = CpuOverWindowAsync(warm, measured);
+                var result = await ClosedLoop.RunAsync(clients, warm, measured, baseline);
+                baselineRuns.Add(result);
+                baselineCpu.Add((await cpu).TotalMicroseconds / Math.Max(1, result.Requests));
             }
 
             if (run % 2 == 0)
@@ -47,7 +73,7 @@ public static class HttpMeasure
                 await ProductAsync();
             }
         }
-        return new Comparison(productRuns, baselineRuns);
+        return new Comparison(productRuns, baselineRuns, productCpu, baselineCpu);
     }
 
     /// <summary>A table row from a comparison: throughput, latency, errors, the ratio of throughputs.</summary>
@@ -79,6 +105,11 @@ public static class HttpMeasure
         if (unavailable is not null) notes.Add(unavailable);
         if (note is not null) notes.Add(note);
         if (firstError is not null) notes.Add($"first error: {Shorten(firstError)}");
+        if (comparison.ProductCpuUs.Count > 0 && comparison.BaselineCpuUs.Count > 0)
+        {
+            notes.Add($"CPU per request in the API's process {Stats.Median(comparison.ProductCpuUs):0} µs, per raw operation "
+                + $"{Stats.Median(comparison.BaselineCpuUs):0} µs (PostgreSQL's share not included)");
+        }
         if (product is not null && generatorCpu > 0) notes.Add($"load generator used {generatorCpu:0.00} cores");
         return new ResultRow
         {
