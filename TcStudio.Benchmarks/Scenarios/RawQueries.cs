@@ -38,16 +38,20 @@ public sealed class RawQueries(NpgsqlDataSource dataSource)
         WHERE workspace_id = $1 AND search_vector @@ plainto_tsquery('simple', $2) ORDER BY lower(name), id LIMIT 50
         """;
 
-    /// <summary>Newest first: the first page of a workspace's activity (51 rows: the 51st says whether there is more).</summary>
+    /// <summary>
+    /// Newest first: the first page of a workspace's activity with who did it (51 rows: the 51st says whether there is more).
+    /// </summary>
     public const string ActivityFirstPage = """
-        SELECT id, workspace_id, user_id, action, entity_type, entity_id, details, created_at FROM activities
-        WHERE workspace_id = $1 ORDER BY created_at DESC, id DESC LIMIT 51
+        SELECT a.id, a.action, a.entity_type, a.entity_id, (SELECT u.username FROM users u WHERE u.id = a.user_id LIMIT 1),
+               a.details, a.created_at
+        FROM activities a WHERE a.workspace_id = $1 ORDER BY a.created_at DESC, a.id DESC LIMIT 51
         """;
 
     /// <summary>Keyset: the page after the last row seen, (created_at, id).</summary>
     public const string ActivityNextPage = """
-        SELECT id, workspace_id, user_id, action, entity_type, entity_id, details, created_at FROM activities
-        WHERE workspace_id = $1 AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT 51
+        SELECT a.id, a.action, a.entity_type, a.entity_id, (SELECT u.username FROM users u WHERE u.id = a.user_id LIMIT 1),
+               a.details, a.created_at
+        FROM activities a WHERE a.workspace_id = $1 AND (a.created_at, a.id) < ($2, $3) ORDER BY a.created_at DESC, a.id DESC LIMIT 51
         """;
 
     public static readonly string[] WorkspaceGetStatements = [Access, WorkspaceDetails];

@@ -140,7 +140,7 @@ public sealed class ScaleScenario : IScenario
                 {
                     (available, detail) = (false, "no cursor: the activity log did not return a nextCursor to follow");
                 }
-                availability[kind.Label] = available ? null : detail;
+                availability[kind.Label] = available ? null : detail.Replace(workspace, "{slug}");
                 BenchContext.Log($"  {kind.Label} in {workspace} of {database.Name}");
                 results[(database.Name, workspace, kind.Label)] = await HttpMeasure.CompareAsync(context,
                     available ? _ => new LoadCommand
