@@ -131,6 +131,8 @@ public static class Report
                     r.BaselineName,
                     baseline = Summarize(r.Baseline),
                     baselineLatencyMs = Summarize(r.BaselineLatency),
+                    productCpu = Summarize(r.ProductCpu),
+                    baselineCpu = Summarize(r.BaselineCpu),
                     r.Ratio,
                     r.RatioMeaning,
                     r.Target,

@@ -52,6 +52,10 @@ public sealed record ResultRow
     public string? Target { get; init; }
     public Verdict Verdict { get; init; }
 
+    /// <summary>CPU of the benchmark's process (where the API runs) per product request, and per raw operation, in µs.</summary>
+    public Figure? ProductCpu { get; init; }
+    public Figure? BaselineCpu { get; init; }
+
     /// <summary>Errors seen (HTTP status or exception kind → count), summed over the runs.</summary>
     public IReadOnlyDictionary<string, long>? Errors { get; init; }
     public string? Note { get; init; }

@@ -124,6 +124,8 @@ public static class HttpMeasure
             Target = target,
             Verdict = verdict,
             Errors = product is null ? null : errors,
+            ProductCpu = comparison.ProductCpuUs.Count == 0 ? null : Figure.Time("µs CPU/request", comparison.ProductCpuUs),
+            BaselineCpu = comparison.BaselineCpuUs.Count == 0 ? null : Figure.Time("µs CPU/operation", comparison.BaselineCpuUs),
             Note = notes.Count == 0 ? null : string.Join("; ", notes),
         };
     }
