@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using TcStudio.Benchmarks.Scenarios;
 
 namespace TcStudio.Benchmarks;
@@ -52,6 +53,16 @@ public static class BenchRunner
         var total = Stopwatch.StartNew();
         BenchContext.Log("starting a private durable PostgreSQL cluster");
         await using var environment = await BenchEnvironment.StartAsync();
+        // Ctrl+C or SIGTERM mid-run: stop and remove the private cluster rather than leave a server behind.
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnInterrupt);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnInterrupt);
+        void OnInterrupt(PosixSignalContext signal)
+        {
+            signal.Cancel = true;
+            Console.Error.WriteLine("[bench] interrupted: stopping the private cluster");
+            environment.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(60));
+            Environment.Exit(130);
+        }
         var outputDirectory = options.OutputDirectory.Length > 0
             ? Path.GetFullPath(options.OutputDirectory)
             : Path.Combine(environment.RepositoryRoot, "artifacts", "bench");
