@@ -105,6 +105,12 @@ public static class HttpMeasure
         if (unavailable is not null) notes.Add(unavailable);
         if (note is not null) notes.Add(note);
         if (firstError is not null) notes.Add($"first error: {Shorten(firstError)}");
+        var baselineErrors = comparison.Baseline.Sum(r => r.ErrorCount);
+        if (baselineErrors > 0)
+        {
+            errors[$"in the baseline"] = baselineErrors;
+            notes.Add($"baseline errors: {baselineErrors}, first: {Shorten(comparison.Baseline.Select(r => r.FirstError).First(e => e is not null)!)}");
+        }
         if (comparison.ProductCpuUs.Count > 0 && comparison.BaselineCpuUs.Count > 0)
         {
             notes.Add($"CPU per request in the API's process {Stats.Median(comparison.ProductCpuUs):0} µs, per raw operation "
@@ -123,7 +129,7 @@ public static class HttpMeasure
             Ratio = ratio,
             Target = target,
             Verdict = verdict,
-            Errors = product is null ? null : errors,
+            Errors = product is null && baselineErrors == 0 ? null : errors,
             ProductCpu = comparison.ProductCpuUs.Count == 0 ? null : Figure.Time("µs CPU/request", comparison.ProductCpuUs),
             BaselineCpu = comparison.BaselineCpuUs.Count == 0 ? null : Figure.Time("µs CPU/operation", comparison.BaselineCpuUs),
             Note = notes.Count == 0 ? null : string.Join("; ", notes),

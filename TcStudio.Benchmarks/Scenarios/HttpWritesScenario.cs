@@ -96,8 +96,9 @@ public sealed class HttpWritesScenario : IScenario
         {
             BenchContext.Log($"  create @ {HttpMeasure.Clients(clients)}");
             var create = await HttpMeasure.CompareAsync(context,
-                createAvailable ? _ => Command(api.BaseUrl, token, createSpec) with { Run = $"{run}c{clients}" } : null,
-                clients, (client, seq) => RawCreateAsync(dataSource, raw, workspaceId, users.UserId, $"raw_{run}_{clients}_{client}_{seq}", seq, transaction: true));
+                // A new LoadCommand per run, so a new {run} in the names: no run collides with an earlier one's rows.
+                createAvailable ? _ => Command(api.BaseUrl, token, createSpec) : null,
+                clients, (_, seq) => RawCreateAsync(dataSource, raw, workspaceId, users.UserId, UniqueName("raw"), seq, transaction: true));
             rows.Add(HttpMeasure.Row(Number, $"create procedure draft, {HttpMeasure.Clients(clients)}", create, "raw Npgsql",
                 unavailable: createAvailable ? null : createDetail));
 
@@ -112,6 +113,13 @@ public sealed class HttpWritesScenario : IScenario
         rows.AddRange(await TransactionOverheadAsync(context, system, dataSource, raw, workspaceId, users.UserId, run));
         return new ScenarioOutcome(rows, workload);
     }
+
+    private static long _names;
+
+    /// <summary>A procedure name no other write of this benchmark run uses.</summary>
+    private static string UniqueName(string prefix) => $"{prefix}_{RunTag}_{Interlocked.Increment(ref _names)}";
+
+    private static readonly string RunTag = Guid.NewGuid().ToString("N")[..6];
 
     private static LoadCommand Command(string baseUrl, string token, RequestSpec spec) => new()
     {
@@ -212,17 +220,16 @@ public sealed class HttpWritesScenario : IScenario
         var efBare = new List<double>();
         for (var i = 0; i < options.Runs; i++)
         {
-            var tag = $"{run}_{i}";
             // Interleaved, one of each in turn, so both see the same machine (commits wait for fsync, which a busy
             // disk makes vary far more than the difference being measured).
             var (tx, bare) = await InterleavedAsync(options,
-                seq => RawCreateAsync(dataSource, raw, workspace, user, $"rtx_{tag}_{seq}", seq, transaction: true),
-                seq => RawCreateAsync(dataSource, raw, workspace, user, $"rbare_{tag}_{seq}", seq, transaction: false));
+                seq => RawCreateAsync(dataSource, raw, workspace, user, UniqueName("rtx"), seq, transaction: true),
+                seq => RawCreateAsync(dataSource, raw, workspace, user, UniqueName("rbare"), seq, transaction: false));
             rawTx.Add(tx);
             rawBare.Add(bare);
             (tx, bare) = await InterleavedAsync(options,
-                seq => EfCreateAsync(system, workspace, user, $"etx_{tag}_{seq}", transaction: true),
-                seq => EfCreateAsync(system, workspace, user, $"ebare_{tag}_{seq}", transaction: false));
+                seq => EfCreateAsync(system, workspace, user, UniqueName("etx"), transaction: true),
+                seq => EfCreateAsync(system, workspace, user, UniqueName("ebare"), transaction: false));
             efTx.Add(tx);
             efBare.Add(bare);
         }
