@@ -34,7 +34,7 @@ public static class LoadGenerator
         public readonly Random Random = new(index * 7919 + 17);
         public readonly List<double> Latencies = new(4096);
         public readonly Dictionary<string, long> Errors = [];
-        public readonly Dictionary<int, string> ETags = [];
+        public readonly Dictionary<string, string> ETags = new(StringComparer.Ordinal);
         public string? FirstError;
         public long Sequence;
         public HttpConnection? Connection;
@@ -107,8 +107,8 @@ public static class LoadGenerator
         {
             var startedAt = Stopwatch.GetTimestamp();
             if (startedAt >= measureUntil) return;
-            var (index, spec) = Pick(command.Requests, totalWeight, client.Random);
-            var request = Build(command, spec, index, client, hostHeader);
+            var (_, spec) = Pick(command.Requests, totalWeight, client.Random);
+            var (request, path) = Build(command, spec, client, hostHeader);
             // What counts is what completes inside the measured window (as wrk counts), so a long queue is measured
             // by its latency instead of vanishing from the sample.
             bool Measured()
@@ -124,13 +124,13 @@ public static class LoadGenerator
                 if (answer.Status is >= 200 and < 300)
                 {
                     if (Measured()) client.Latencies.Add(elapsed);
-                    if (answer.ETag is not null) client.ETags[index] = answer.ETag;
+                    if (answer.ETag is not null) client.ETags[path] = answer.ETag;
                 }
                 else
                 {
                     client.Error($"HTTP {answer.Status}", $"{spec.Method} {spec.Path}: {answer.ErrorBody}", Measured());
                     // A conflict or a failed precondition means the ETag we hold is stale: start over without it.
-                    if (answer.Status is 409 or 412) client.ETags.Remove(index);
+                    if (answer.Status is 409 or 412) client.ETags.Remove(path);
                 }
                 if (answer.ServerCloses) Reconnect(client);
             }
@@ -182,7 +182,7 @@ public static class LoadGenerator
         return (requests.Count - 1, requests[^1]);
     }
 
-    private static byte[] Build(LoadCommand command, RequestSpec spec, int index, ClientState client, string hostHeader)
+    private static (byte[] Request, string Path) Build(LoadCommand command, RequestSpec spec, ClientState client, string hostHeader)
     {
         var sequence = client.Sequence++;
         var path = Fill(spec.Path, command, client, sequence);
@@ -191,7 +191,7 @@ public static class LoadGenerator
             .Append(spec.Method).Append(' ').Append(path).Append(" HTTP/1.1\r\n")
             .Append("Host: ").Append(hostHeader).Append("\r\n");
         if (command.BearerToken is not null) text.Append("Authorization: Bearer ").Append(command.BearerToken).Append("\r\n");
-        if (spec.SendIfMatch && client.ETags.TryGetValue(index, out var etag)) text.Append("If-Match: ").Append(etag).Append("\r\n");
+        if (spec.SendIfMatch && client.ETags.TryGetValue(path, out var etag)) text.Append("If-Match: ").Append(etag).Append("\r\n");
         if (body is not null)
         {
             text.Append("Content-Type: application/json\r\nContent-Length: ").Append(Encoding.UTF8.GetByteCount(body))
@@ -201,7 +201,7 @@ public static class LoadGenerator
         {
             text.Append("\r\n");
         }
-        return Encoding.UTF8.GetBytes(text.ToString());
+        return (Encoding.UTF8.GetBytes(text.ToString()), path);
     }
 
     private static string Fill(string template, LoadCommand command, ClientState client, long sequence)
@@ -211,6 +211,7 @@ public static class LoadGenerator
             .Replace("{client}", client.Index.ToString())
             .Replace("{seq}", sequence.ToString())
             .Replace("{run}", command.Run)
+            .Replace("{slot}", (sequence % Math.Max(1, command.Slots)).ToString())
             .Replace("{page}", (client.Random.Next(Math.Max(1, command.Pages)) + 1).ToString());
         if (text.Contains("{term}") && command.Terms.Count > 0)
         {

@@ -6,13 +6,14 @@ namespace TcStudio.Benchmarks;
 /// <summary>
 /// One kind of request in a mix. Path and body may hold placeholders, filled per request by the client that sends it:
 /// <c>{client}</c> (the client's number), <c>{seq}</c> (its request counter), <c>{run}</c> (unique per load run),
-/// <c>{page}</c> (1..Pages at random), <c>{term}</c> (one of Terms at random).
+/// <c>{page}</c> (1..Pages at random), <c>{term}</c> (one of Terms at random), <c>{slot}</c> (the request counter modulo
+/// Slots: a client cycling over a few resources of its own).
 /// </summary>
-/// <param name="SendIfMatch">Send If-Match with the ETag of this client's previous response to this request kind.</param>
+/// <param name="SendIfMatch">Send If-Match with the ETag this client last received for the same path.</param>
 public sealed record RequestSpec(string Label, string Method, string Path, string? Body = null, int Weight = 1, bool SendIfMatch = false)
 {
     public override string ToString() =>
-        $"{Method} {Path}{(Body is null ? "" : " " + Body)}{(SendIfMatch ? " (If-Match: the ETag its previous response returned)" : "")}";
+        $"{Method} {Path}{(Body is null ? "" : " " + Body)}{(SendIfMatch ? " (If-Match: the ETag the client last received for that path)" : "")}";
 }
 
 /// <summary>What the load generator is asked to do: closed-loop clients, each on its own keep-alive connection.</summary>
@@ -26,6 +27,7 @@ public sealed record LoadCommand
     public required IReadOnlyList<RequestSpec> Requests { get; init; }
     public IReadOnlyList<string> Terms { get; init; } = [];
     public int Pages { get; init; } = 1;
+    public int Slots { get; init; } = 1;
     public string Run { get; init; } = Guid.NewGuid().ToString("N")[..8];
 
     /// <summary>How many connections are opened at once (1,000 clients must not overflow the listen backlog).</summary>

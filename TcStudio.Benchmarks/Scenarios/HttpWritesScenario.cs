@@ -15,6 +15,7 @@ namespace TcStudio.Benchmarks.Scenarios;
 public sealed class HttpWritesScenario : IScenario
 {
     public const string Workspace = "bench-writes";
+    public const int DraftsPerClient = 20;
 
     public int Number => 3;
     public string Title => "Writes through the HTTP API";
@@ -43,17 +44,19 @@ public sealed class HttpWritesScenario : IScenario
         }
         var workspaceId = await Sql.ScalarAsync<Guid>(connectionString, "SELECT id FROM workspaces WHERE slug = @s", ("s", Workspace));
         var maxClients = options.Concurrency.Max();
-        // One procedure per client to update (product: upd_N, baseline: raw_upd_N), so updates never collide.
+        // Each client edits drafts of its own (product: upd_C_K, baseline: raw_upd_C_K), cycling over a few, so updates
+        // never collide and no single row is rewritten thousands of times a second (dead versions would pile up in
+        // its index entries, which measures vacuum, not the write path).
         await Sql.ExecuteAsync(connectionString, """
             INSERT INTO stored_procedures (id, workspace_id, name, sql_draft, created_by, created_at, updated_at)
-            SELECT gen_random_uuid(), @w, p || g, 'SELECT 0', @u, now(), now()
-            FROM generate_series(0, @n - 1) g, (VALUES ('upd_'), ('raw_upd_')) AS prefix(p)
+            SELECT gen_random_uuid(), @w, p || c || '_' || k, 'SELECT 0', @u, now(), now()
+            FROM generate_series(0, @n - 1) c, generate_series(0, @k - 1) k, (VALUES ('upd_'), ('raw_upd_')) AS prefix(p)
             ON CONFLICT DO NOTHING
-            """, ("w", workspaceId), ("u", users.UserId), ("n", maxClients));
+            """, ("w", workspaceId), ("u", users.UserId), ("n", maxClients), ("k", DraftsPerClient));
 
         var createSpec = new RequestSpec("create", "POST", $"/api/workspaces/{Workspace}/procedures",
             """{"name":"w_{run}_{client}_{seq}","sql":"SELECT {seq} AS n FROM dbo.orders"}""");
-        var updateSpec = new RequestSpec("update", "PUT", $"/api/workspaces/{Workspace}/procedures/upd_{{client}}",
+        var updateSpec = new RequestSpec("update", "PUT", $"/api/workspaces/{Workspace}/procedures/upd_{{client}}_{{slot}}",
             """{"sql":"SELECT {seq} AS n FROM dbo.orders -- edited"}""", SendIfMatch: true);
 
         var (createAvailable, createDetail) = await api.ProbeAsync(token, HttpMethod.Post, $"/api/workspaces/{Workspace}/procedures",
@@ -85,7 +88,7 @@ public sealed class HttpWritesScenario : IScenario
         var rows = new List<ResultRow>();
         var workload = new List<string>
         {
-            $"workspace {Workspace} (caller 'user' is its Owner); one procedure per client to update, so updates never conflict",
+            $"workspace {Workspace} (caller 'user' is its Owner); each client updates {DraftsPerClient} drafts of its own in turn, so updates never conflict",
             $"create: 100% {createSpec}; " + (createAvailable ? $"the product sends {createStatements}" : createDetail)
                 + "; baseline: BEGIN, the scope check, INSERT procedure + INSERT activity in one batch, COMMIT",
             $"update: 100% {updateSpec}; " + (updateAvailable ? $"the product sends {updateStatements}" : updateDetail)
@@ -104,8 +107,9 @@ public sealed class HttpWritesScenario : IScenario
 
             BenchContext.Log($"  update @ {HttpMeasure.Clients(clients)}");
             var update = await HttpMeasure.CompareAsync(context,
-                updateAvailable ? _ => Command(api.BaseUrl, token, updateSpec) : null,
-                clients, (client, seq) => RawUpdateAsync(dataSource, raw, workspaceId, users.UserId, $"raw_upd_{client}", seq, transaction: true));
+                updateAvailable ? _ => Command(api.BaseUrl, token, updateSpec) with { Slots = DraftsPerClient } : null,
+                clients, (client, seq) => RawUpdateAsync(dataSource, raw, workspaceId, users.UserId,
+                    $"raw_upd_{client}_{seq % DraftsPerClient}", seq, transaction: true));
             rows.Add(HttpMeasure.Row(Number, $"update procedure draft, {HttpMeasure.Clients(clients)}", update, "raw Npgsql",
                 unavailable: updateAvailable ? null : updateDetail));
         }
