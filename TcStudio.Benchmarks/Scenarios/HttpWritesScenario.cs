@@ -83,7 +83,6 @@ public sealed class HttpWritesScenario : IScenario
 
         await using var dataSource = context.RawDataSource(connectionString);
         var raw = new RawQueries(dataSource);
-        var run = Guid.NewGuid().ToString("N")[..6];
 
         var rows = new List<ResultRow>();
         var workload = new List<string>
@@ -114,7 +113,7 @@ public sealed class HttpWritesScenario : IScenario
                 unavailable: updateAvailable ? null : updateDetail));
         }
 
-        rows.AddRange(await TransactionOverheadAsync(context, system, dataSource, raw, workspaceId, users.UserId, run));
+        rows.AddRange(await TransactionOverheadAsync(context, system, dataSource, raw, workspaceId, users.UserId));
         return new ScenarioOutcome(rows, workload);
     }
 
@@ -215,7 +214,7 @@ public sealed class HttpWritesScenario : IScenario
     /// the scope check and SaveChanges alone.
     /// </summary>
     private static async Task<IEnumerable<ResultRow>> TransactionOverheadAsync(BenchContext context, ProductData system,
-        NpgsqlDataSource dataSource, RawQueries raw, Guid workspace, Guid user, string run)
+        NpgsqlDataSource dataSource, RawQueries raw, Guid workspace, Guid user)
     {
         var options = context.Options;
         var rawTx = new List<double>();

@@ -171,7 +171,7 @@ public sealed class ScaleScenario : IScenario
             $"each figure: 1 client, {options.ScaleDuration.TotalSeconds:0.##} s measured; list pages 1–{pages} at random, search terms "
             + $"{string.Join(", ", terms)} at random, activity pages of 50 (the first; and page {deepPage}, reached by cursor)",
             "procedures list: " + kinds[0].Request("{slug}", null) + "; search: " + kinds[1].Request("{slug}", null)
-            + "; activity log: " + kinds[2].Request("{slug}", null) + " and ?cursor=<page 20's cursor>",
+            + "; activity log: " + kinds[2].Request("{slug}", null) + $" and ?cursor=<page {deepPage}'s cursor>",
             "product column: p50 in the larger case; baseline column: p50 in the smaller; ratio larger/smaller (target ≤ 1.5); "
             + "the note gives raw Npgsql's own ratio for the same statements",
         ]);
