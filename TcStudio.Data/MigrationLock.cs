@@ -33,21 +33,17 @@ public sealed class MigrationLock : IAsyncDisposable
         try
         {
             await connection.OpenAsync(cancellationToken);
-            await using (var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection))
+            // Polls rather than blocking in pg_advisory_lock: a session blocked in a statement holds a snapshot, and
+            // CREATE INDEX CONCURRENTLY in the migrating session would wait for that snapshot to go (a deadlock).
+            var loggedWait = false;
+            while (!await TryLockAsync(connection, cancellationToken))
             {
-                tryLock.Parameters.AddWithValue("key", Key);
-                if ((bool)(await tryLock.ExecuteScalarAsync(cancellationToken))!)
+                if (!loggedWait)
                 {
-                    return new MigrationLock(connection);
+                    logger.LogInformation("Another process is migrating or seeding {Database}; waiting for it to finish", target.Database);
+                    loggedWait = true;
                 }
-            }
-
-            logger.LogInformation("Another process is migrating or seeding {Database}; waiting for it to finish", target.Database);
-            await using (var waitLock = new NpgsqlCommand("SELECT pg_advisory_lock(@key)", connection))
-            {
-                waitLock.CommandTimeout = 0;
-                waitLock.Parameters.AddWithValue("key", Key);
-                await waitLock.ExecuteNonQueryAsync(cancellationToken);
+                await Task.Delay(PollInterval, cancellationToken);
             }
             return new MigrationLock(connection);
         }
@@ -59,6 +55,15 @@ public sealed class MigrationLock : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await _connection.DisposeAsync();
+
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
+
+    private static async Task<bool> TryLockAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection);
+        tryLock.Parameters.AddWithValue("key", Key);
+        return (bool)(await tryLock.ExecuteScalarAsync(cancellationToken))!;
+    }
 
     /// <summary>
     /// Creates the database when it does not exist yet (a fresh server), through the server's maintenance database.

@@ -26,6 +26,11 @@ public sealed class TcStudioDbContext(DbContextOptions<TcStudioDbContext> option
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder) =>
         configurationBuilder.Conventions.Remove<ForeignKeyIndexConvention>();
 
-    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        // B-tree operator classes for GIN, so a full-text index can lead with workspace_id. A trusted extension:
+        // the database owner may create it without superuser rights.
+        modelBuilder.HasPostgresExtension("btree_gin");
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(TcStudioDbContext).Assembly);
+    }
 }

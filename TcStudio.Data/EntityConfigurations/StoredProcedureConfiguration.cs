@@ -36,7 +36,10 @@ internal sealed class StoredProcedureConfiguration : IEntityTypeConfiguration<St
             .HasDatabaseName("ix_stored_procedures_workspace_id_updated_at");
 
         // 'simple' keeps identifiers as written (no English stemming of procedure or column names).
-        procedure.HasGeneratedTsVectorColumn(p => p.SearchVector!, "simple", p => new { p.Name, p.SqlDraft })
-            .HasIndex(p => p.SearchVector).HasMethod("gin").HasDatabaseName("ix_stored_procedures_search_vector");
+        procedure.HasGeneratedTsVectorColumn(p => p.SearchVector!, "simple", p => new { p.Name, p.SqlDraft });
+        // Searches always run inside one workspace: a GIN index led by workspace_id (btree_gin) finds a workspace's
+        // matches without collecting every workspace's first, so search time does not grow with the whole table.
+        procedure.HasIndex(p => new { p.WorkspaceId, p.SearchVector }).HasMethod("gin").IsCreatedConcurrently()
+            .HasDatabaseName("ix_stored_procedures_workspace_id_search_vector");
     }
 }

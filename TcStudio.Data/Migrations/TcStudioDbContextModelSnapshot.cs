@@ -22,6 +22,7 @@ namespace TcStudio.Data.Migrations
                 .HasAnnotation("ProductVersion", "10.0.15")
                 .HasAnnotation("Relational:MaxIdentifierLength", 63);
 
+            NpgsqlModelBuilderExtensions.HasPostgresExtension(modelBuilder, "btree_gin");
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
             modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
@@ -222,10 +223,11 @@ namespace TcStudio.Data.Migrations
                     b.HasKey("Id")
                         .HasName("pk_stored_procedures");
 
-                    b.HasIndex("SearchVector")
-                        .HasDatabaseName("ix_stored_procedures_search_vector");
+                    b.HasIndex("WorkspaceId", "SearchVector")
+                        .HasDatabaseName("ix_stored_procedures_workspace_id_search_vector")
+                        .HasAnnotation("Npgsql:CreatedConcurrently", true);
 
-                    NpgsqlIndexBuilderExtensions.HasMethod(b.HasIndex("SearchVector"), "gin");
+                    NpgsqlIndexBuilderExtensions.HasMethod(b.HasIndex("WorkspaceId", "SearchVector"), "gin");
 
                     b.HasIndex("WorkspaceId", "UpdatedAt")
                         .HasDatabaseName("ix_stored_procedures_workspace_id_updated_at");

@@ -96,7 +96,7 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         Assert.Equal(3, page.GetProperty("totalCount").GetInt32());
         Assert.Equal("monthly_revenue", Assert.Single(page.GetProperty("items").EnumerateArray()).GetProperty("name").GetString());
 
-        Assert.Contains("ix_stored_procedures_search_vector", await api.ScalarAsync<string>($"""
+        Assert.Contains("ix_stored_procedures_workspace_id_search_vector", await api.ScalarAsync<string>($"""
             SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'stored_procedures'
             """));
         await HttpAssert.ValidationProblemAsync(await user.GetAsync($"/api/workspaces/{slug}/procedures?status=gone"), "status");

@@ -99,7 +99,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
 
         Assert.Contains(indexes, i => i.StartsWith("ix_stored_procedures_workspace_id_updated_at ")
             && i.Contains("(workspace_id, updated_at)"));
-        Assert.Contains(indexes, i => i.StartsWith("ix_stored_procedures_search_vector ") && i.Contains("USING gin"));
+        Assert.Contains(indexes, i => i.StartsWith("ix_stored_procedures_workspace_id_search_vector ") && i.Contains("USING gin (workspace_id, search_vector)"));
         Assert.Contains(indexes, i => i.StartsWith("ix_activities_workspace_id_created_at ")
             && i.Contains("(workspace_id, created_at DESC, id DESC)"));
         // No stand-alone workspace_id index duplicating the composite one.

@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using Npgsql;
+using TcStudio.Data;
+
+namespace TcStudio.Benchmarks.Harness;
+
+/// <summary>
+/// What the scenarios share in one benchmark run, made on first use: the system database (migrated, seeded, with a
+/// workspace of procedures to read), the API in this process, a bearer token, the load generator process.
+/// </summary>
+public sealed class BenchContext(BenchOptions options, BenchEnvironment environment) : IAsyncDisposable
+{
+    /// <summary>The workspace the read and pool scenarios hit: the seeded one, filled with procedures.</summary>
+    public const string ReadWorkspace = "twsbp";
+
+    public BenchOptions Options { get; } = options;
+    public BenchEnvironment Environment { get; } = environment;
+
+    private ProductData? _system;
+    private ApiHost? _api;
+    private IReadOnlyDictionary<string, string?>? _apiSettings;
+    private LoadGeneratorProcess? _loadGenerator;
+    private string? _userToken;
+
+    public string SystemConnectionString => Environment.ConnectionString(BenchEnvironment.SystemDatabase);
+
+    public static void Log(string message) => Console.Error.WriteLine($"[bench {DateTime.Now:HH:mm:ss}] {message}");
+
+    /// <summary>The system database, migrated and seeded, its read workspace holding procedures and activity.</summary>
+    public async Task<ProductData> SystemAsync()
+    {
+        if (_system is not null) return _system;
+        var stopwatch = Stopwatch.StartNew();
+        await Environment.CreateDatabaseAsync(BenchEnvironment.SystemDatabase);
+        var system = ProductData.Create(SystemConnectionString);
+        await system.MigrateAsync();
+        await system.SeedAsync();
+
+        var users = await DataGenerator.ReadSeededUsersAsync(SystemConnectionString);
+        var workspace = await Sql.ScalarAsync<Guid>(SystemConnectionString, "SELECT id FROM workspaces WHERE slug = @s", ("s", ReadWorkspace));
+        await DataGenerator.CopyProceduresAsync(SystemConnectionString, [(workspace, 0, Options.ReadWorkspaceProcedures)], users.AdminId);
+        await DataGenerator.CopyActivitiesAsync(SystemConnectionString, [(workspace, Options.ReadWorkspaceProcedures)], users.UserId);
+        await Sql.ExecuteAsync(SystemConnectionString, "VACUUM ANALYZE");
+        Log($"system database ready ({Options.ReadWorkspaceProcedures} procedures in {ReadWorkspace}) in {stopwatch.Elapsed.TotalSeconds:0.0} s");
+        return _system = system;
+    }
+
+    /// <summary>The API over the system database with the product's defaults, or with <paramref name="settings"/>.</summary>
+    public async Task<ApiHost> ApiAsync(IReadOnlyDictionary<string, string?>? settings = null)
+    {
+        await SystemAsync();
+        var wanted = settings ?? new Dictionary<string, string?>();
+        if (_api is not null && SameSettings(_apiSettings!, wanted)) return _api;
+        if (_api is not null)
+        {
+            await _api.DisposeAsync();
+            _userToken = null; // each API instance signs with its own key
+            NpgsqlConnection.ClearAllPools();
+        }
+        var stopwatch = Stopwatch.StartNew();
+        _api = await ApiHost.StartAsync(SystemConnectionString, wanted);
+        _apiSettings = wanted;
+        Log($"API listening on {_api.BaseUrl} ({(wanted.Count == 0 ? "product defaults" : string.Join(", ", wanted.Select(s => $"{s.Key}={s.Value}")))}) "
+            + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s");
+        return _api;
+    }
+
+    public async Task<string> UserTokenAsync()
+    {
+        var api = await ApiAsync(_apiSettings);
+        return _userToken ??= await api.LoginAsync("user", ProductData.UserPassword);
+    }
+
+    private readonly Dictionary<string, Task<object>> _shared = [];
+
+    /// <summary>Something several scenarios use (the scale databases), made once on first use.</summary>
+    public async Task<T> SharedAsync<T>(string key, Func<Task<T>> create) where T : class
+    {
+        if (!_shared.TryGetValue(key, out var task))
+        {
+            task = _shared[key] = CreateAsync();
+        }
+        return (T)await task;
+
+        async Task<object> CreateAsync() => await create();
+    }
+
+    public LoadGeneratorProcess LoadGenerator => _loadGenerator ??= StartLoadGenerator();
+
+    private static LoadGeneratorProcess StartLoadGenerator()
+    {
+        var generator = LoadGeneratorProcess.Start();
+        Log($"load generator started (pid {generator.Id})");
+        return generator;
+    }
+
+    /// <summary>
+    /// A raw Npgsql data source for baselines with the product's connection settings (pool bounds, auto-prepare,
+    /// timeouts) from <see cref="SystemDatabaseConnection.Build"/>, optionally overridden.
+    /// </summary>
+    public NpgsqlDataSource RawDataSource(string connectionString, IReadOnlyDictionary<string, string?>? settings = null)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["ConnectionStrings:tcstudio"] = connectionString })
+            .AddInMemoryCollection(settings ?? new Dictionary<string, string?>())
+            .Build();
+        var builder = new NpgsqlDataSourceBuilder(SystemDatabaseConnection.Build(configuration, "tcstudio-bench-raw").ConnectionString)
+        {
+            Name = "bench-raw",
+        };
+        return builder.Build();
+    }
+
+    public int PagesOf(int rows, int pageSize = 50) => Math.Max(1, Math.Min(10, rows / pageSize));
+
+    private static bool SameSettings(IReadOnlyDictionary<string, string?> a, IReadOnlyDictionary<string, string?> b) =>
+        a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var v) && v == kv.Value);
+
+    /// <summary>Stops the API (if running) so a scenario can run without it competing for the machine.</summary>
+    public async Task StopApiAsync()
+    {
+        if (_api is null) return;
+        await _api.DisposeAsync();
+        _api = null;
+        _userToken = null;
+        NpgsqlConnection.ClearAllPools();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_loadGenerator is not null) await _loadGenerator.DisposeAsync();
+        await StopApiAsync();
+        if (_system is not null) await _system.DisposeAsync();
+    }
+}

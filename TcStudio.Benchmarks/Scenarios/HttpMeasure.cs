@@ -1,0 +1,142 @@
+namespace TcStudio.Benchmarks.Scenarios;
+
+/// <summary>
+/// Runs one HTTP measurement against its raw baseline: the product through the load generator process, the baseline
+/// in this process at the same concurrency, alternating which goes first, for the configured number of runs.
+/// </summary>
+public static class HttpMeasure
+{
+    /// <param name="ProductCpuUs">CPU of this process (where the API runs) per product request, µs, per run.</param>
+    /// <param name="BaselineCpuUs">CPU of this process per baseline operation, µs, per run.</param>
+    public sealed record Comparison(List<LoadResult> Product, List<LoadResult> Baseline, List<double> ProductCpuUs, List<double> BaselineCpuUs);
+
+    /// <summary>
+    /// This process's CPU time over the measured window (after the warm-up, for the duration). The API runs in this
+    /// process and the load generator does not, so for a product run it is the API's CPU; for a baseline run, the raw
+    /// client's. Far less sensitive to a busy machine than throughput.
+    /// </summary>
+    private static async Task<TimeSpan> CpuOverWindowAsync(TimeSpan warmup, TimeSpan duration)
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        await Task.Delay(warmup);
+        process.Refresh();
+        var before = process.TotalProcessorTime;
+        await Task.Delay(duration);
+        process.Refresh();
+        return process.TotalProcessorTime - before;
+    }
+
+    public static async Task<Comparison> CompareAsync(BenchContext context, Func<int, LoadCommand>? product,
+        int clients, Func<int, long, Task>? baseline, TimeSpan? duration = null, TimeSpan? warmup = null)
+    {
+        var options = context.Options;
+        var measured = duration ?? options.Duration;
+        var warm = warmup ?? options.Warmup;
+        var productRuns = new List<LoadResult>();
+        var baselineRuns = new List<LoadResult>();
+        var productCpu = new List<double>();
+        var baselineCpu = new List<double>();
+        for (var run = 0; run < options.Runs; run++)
+        {
+            async Task ProductAsync()
+            {
+                if (product is null) return;
+                var command = product(clients) with
+                {
+                    Clients = clients,
+                    WarmupMs = (int)warm.TotalMilliseconds,
+                    DurationMs = (int)measured.TotalMilliseconds,
+                };
+                var cpu = CpuOverWindowAsync(warm, measured);
+                var result = await context.LoadGenerator.RunAsync(command);
+                productRuns.Add(result);
+                productCpu.Add((await cpu).TotalMicroseconds / Math.Max(1, result.Requests));
+            }
+
+            async Task BaselineAsync()
+            {
+                if (baseline is null) return;
+                var cpu = CpuOverWindowAsync(warm, measured);
+                var result = await ClosedLoop.RunAsync(clients, warm, measured, baseline);
+                baselineRuns.Add(result);
+                baselineCpu.Add((await cpu).TotalMicroseconds / Math.Max(1, result.Requests));
+            }
+
+            if (run % 2 == 0)
+            {
+                await ProductAsync();
+                await BaselineAsync();
+            }
+            else
+            {
+                await BaselineAsync();
+                await ProductAsync();
+            }
+        }
+        return new Comparison(productRuns, baselineRuns, productCpu, baselineCpu);
+    }
+
+    /// <summary>A table row from a comparison: throughput, latency, errors, the ratio of throughputs.</summary>
+    public static ResultRow Row(int scenario, string what, Comparison comparison, string baselineName,
+        string? target = null, Func<Figure, Latency, double?, bool>? meets = null, string? note = null, string? unavailable = null)
+    {
+        Figure? product = comparison.Product.Count == 0 ? null : Figure.Rate("req/s", comparison.Product.Select(r => r.RequestsPerSecond));
+        var latency = comparison.Product.Count == 0 ? null : Latency.From(comparison.Product);
+        Figure? baseline = comparison.Baseline.Count == 0 ? null : Figure.Rate("req/s", comparison.Baseline.Select(r => r.RequestsPerSecond));
+        var ratio = Stats.Ratio(product, baseline);
+        var errors = new Dictionary<string, long>();
+        foreach (var (kind, count) in comparison.Product.SelectMany(r => r.Errors)) errors[kind] = errors.GetValueOrDefault(kind) + count;
+        var firstError = comparison.Product.Select(r => r.FirstError).FirstOrDefault(e => e is not null);
+        var generatorCpu = comparison.Product.Count == 0 ? 0 : comparison.Product.Average(r => r.GeneratorCpuCores);
+
+        Verdict verdict;
+        if (unavailable is not null) verdict = Verdict.NotAvailable;
+        else if (product is null) verdict = Verdict.None;
+        else if (product.Median == 0 && errors.Count > 0) verdict = Verdict.Error;
+        else if (product.Median == 0)
+        {
+            verdict = Verdict.None;
+            note = (note is null ? "" : note + "; ") + "no request completed inside the measured window: it is too short for this load";
+        }
+        else if (meets is null) verdict = Verdict.None;
+        else verdict = meets(product, latency!, ratio) ? Verdict.Met : Verdict.Missed;
+
+        var notes = new List<string>();
+        if (unavailable is not null) notes.Add(unavailable);
+        if (note is not null) notes.Add(note);
+        if (firstError is not null) notes.Add($"first error: {Shorten(firstError)}");
+        var baselineErrors = comparison.Baseline.Sum(r => r.ErrorCount);
+        if (baselineErrors > 0)
+        {
+            errors[$"in the baseline"] = baselineErrors;
+            notes.Add($"baseline errors: {baselineErrors}, first: {Shorten(comparison.Baseline.Select(r => r.FirstError).First(e => e is not null)!)}");
+        }
+        if (comparison.ProductCpuUs.Count > 0 && comparison.BaselineCpuUs.Count > 0)
+        {
+            notes.Add($"CPU per request in the API's process {Stats.Median(comparison.ProductCpuUs):0} µs, per raw operation "
+                + $"{Stats.Median(comparison.BaselineCpuUs):0} µs (PostgreSQL's share not included)");
+        }
+        if (product is not null && generatorCpu > 0) notes.Add($"load generator used {generatorCpu:0.00} cores");
+        return new ResultRow
+        {
+            Scenario = scenario,
+            What = what,
+            Product = product,
+            ProductLatency = latency,
+            Baseline = baseline,
+            BaselineLatency = comparison.Baseline.Count == 0 ? null : Latency.From(comparison.Baseline),
+            BaselineName = baselineName,
+            Ratio = ratio,
+            Target = target,
+            Verdict = verdict,
+            Errors = product is null && baselineErrors == 0 ? null : errors,
+            ProductCpu = comparison.ProductCpuUs.Count == 0 ? null : Figure.Time("µs CPU/request", comparison.ProductCpuUs),
+            BaselineCpu = comparison.BaselineCpuUs.Count == 0 ? null : Figure.Time("µs CPU/operation", comparison.BaselineCpuUs),
+            Note = notes.Count == 0 ? null : string.Join("; ", notes),
+        };
+    }
+
+    public static string Clients(int n) => n == 1 ? "1 client" : $"{n} clients";
+
+    private static string Shorten(string text) => text.Length > 240 ? text[..240] + "…" : text;
+}
