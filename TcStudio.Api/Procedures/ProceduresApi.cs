@@ -87,11 +87,14 @@ public static class ProceduresApi
         {
             // websearch_to_tsquery accepts whatever a person types (quotes, or, -not) without syntax errors.
             query = query.Where(p => p.SearchVector!.Matches(EF.Functions.WebSearchToTsQuery("simple", search)));
-            ordered = query.OrderByDescending(p => p.SearchVector!.Rank(EF.Functions.WebSearchToTsQuery("simple", search))).ThenBy(p => p.Name);
+            ordered = query.OrderByDescending(p => p.SearchVector!.Rank(EF.Functions.WebSearchToTsQuery("simple", search)))
+                .ThenBy(p => p.Name.ToLower());
         }
         else
         {
-            ordered = query.OrderBy(p => p.Name);
+            // lower(name) is what the unique index (workspace_id, lower(name)) is ordered by: pages come straight off
+            // the index, however many procedures the workspace holds (and the order is case-insensitive, as names are).
+            ordered = query.OrderBy(p => p.Name.ToLower());
         }
 
         var total = await query.CountAsync(http.RequestAborted);

@@ -29,7 +29,7 @@ public sealed class StartupScenario : IScenario
         var workload = new List<string>
         {
             $"dotnet {Path.GetRelativePath(environment.RepositoryRoot, appHost)} with AppHost:PostgresStateDirectory (a new temporary directory per "
-            + "cold run, reused for the warm run) and AppHost:ApiUrl (a free port); stopped with SIGINT after each measurement",
+            + "cold run, reused for the warm run) and AppHost:ApiUrl (a free port); stopped with SIGTERM after each measurement (a benchmark started in the background inherits an ignored SIGINT)",
             "baseline: LocalPostgresCluster.StartAsync on a new directory (initdb + pg_ctl start), stop, start again",
         };
         if (!File.Exists(appHost))
@@ -159,7 +159,7 @@ public sealed class StartupScenario : IScenario
         {
             process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
-            throw new InvalidOperationException($"The AppHost did not stop within 60 s of SIGINT:\n{Tail(output.ToString())}");
+            throw new InvalidOperationException($"The AppHost did not stop within 60 s of SIGTERM:\n{Tail(output.ToString())}");
         }
         return new StartResult(seconds, null);
     }
@@ -174,7 +174,7 @@ public sealed class StartupScenario : IScenario
 
     private static void SendInterrupt(int pid)
     {
-        if (kill(pid, 2) != 0) throw new InvalidOperationException($"kill({pid}, SIGINT) failed: errno {Marshal.GetLastPInvokeError()}");
+        if (kill(pid, 15) != 0) throw new InvalidOperationException($"kill({pid}, SIGTERM) failed: errno {Marshal.GetLastPInvokeError()}");
     }
 
     [DllImport("libc", SetLastError = true)]
