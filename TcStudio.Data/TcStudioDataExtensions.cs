@@ -8,36 +8,25 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
-using OpenTelemetry.Trace;
 using TcStudio.Data.Seeding;
 using TcStudio.Data.Telemetry;
 
 namespace TcStudio.Data;
 
 /// <summary>
-/// Registers the system database the way Aspire's Npgsql EF client integration would: a pooled DbContext over one
-/// NpgsqlDataSource, retry on transient failures, a health check named after the context (a real round trip plus
-/// "no migrations pending"), Npgsql traces and metrics, with the connection string read and validated on first use
-/// (so <c>dotnet ef</c> works without one). Also the database telemetry every service has: the command monitor
-/// (query durations, slow queries, connection logs) and the meter <c>TcStudio.Database</c>.
+/// Registers the system database: a pooled DbContext over our own NpgsqlDataSource (the pool, Max Auto Prepare and the
+/// <c>Database:*</c> settings applied by <see cref="SystemDatabaseConnection.Build"/>; the connection string read and
+/// validated on first use, so <c>dotnet ef</c> works without one), retry on transient failures within
+/// <c>Database:MaxRetryCount</c>/<c>MaxRetryDelay</c>, and the readiness check named after the context (a real round
+/// trip plus "no migrations pending"). Aspire's client integration then enriches the context
+/// (<c>EnrichNpgsqlDbContext</c>): Npgsql traces and metrics and <c>CommandTimeout</c>, from the settings under
+/// <c>Aspire:Npgsql:EntityFrameworkCore:PostgreSQL</c>. Also the database telemetry every service has: the command
+/// monitor (query durations, slow queries, connection logs) and the meter <c>TcStudio.Database</c>.
 /// </summary>
 public static class TcStudioDataExtensions
 {
-    /// <summary>The settings an Aspire user may already have under Aspire:Npgsql:EntityFrameworkCore:PostgreSQL.</summary>
-    public sealed class AspireNpgsqlSettings
-    {
-        public bool DisableRetry { get; set; }
-        public bool DisableHealthChecks { get; set; }
-        public bool DisableTracing { get; set; }
-        public bool DisableMetrics { get; set; }
-        public int? CommandTimeout { get; set; }
-    }
-
     public static IHostApplicationBuilder AddTcStudioData(this IHostApplicationBuilder builder)
     {
-        var aspire = new AspireNpgsqlSettings();
-        builder.Configuration.GetSection(SystemDatabaseConnection.AspireSettingsSection).Bind(aspire);
-
         builder.Services.AddOptions<DatabaseOptions>()
             .Configure<IConfiguration>((options, configuration) =>
             {
@@ -69,20 +58,29 @@ public static class TcStudioDataExtensions
             return dataSource.Build();
         });
 
+        // Read from Aspire's settings by EnrichNpgsqlDbContext below, before any context is created.
+        var retry = true;
         builder.Services.AddDbContextPool<TcStudioDbContext>((sp, options) =>
         {
             var database = sp.GetRequiredService<IOptions<DatabaseOptions>>().Value;
             options.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>(), npgsql =>
             {
                 npgsql.MigrationsHistoryTable(TcStudioDbContext.MigrationsHistoryTable);
-                if (aspire.CommandTimeout is { } timeout) npgsql.CommandTimeout(timeout);
-                if (!aspire.DisableRetry)
-                {
-                    npgsql.EnableRetryOnFailure(Math.Max(0, database.MaxRetryCount), database.MaxRetryDelay, errorCodesToAdd: null);
-                }
+                // A retrying strategy of our own: Aspire keeps it (and would otherwise add its defaults, 6 tries / 30 s).
+                if (retry) npgsql.EnableRetryOnFailure(Math.Max(0, database.MaxRetryCount), database.MaxRetryDelay, errorCodesToAdd: null);
             });
             ConfigureContext(options);
             options.AddInterceptors(sp.GetRequiredService<AuditTimestampsInterceptor>());
+        });
+
+        var healthCheck = true;
+        builder.EnrichNpgsqlDbContext<TcStudioDbContext>(settings =>
+        {
+            retry = !settings.DisableRetry;
+            healthCheck = !settings.DisableHealthChecks;
+            // Aspire's check (CanConnect, also named TcStudioDbContext) is replaced by ours, which also says whether
+            // migrations are pending and clears a pool whose server went away.
+            settings.DisableHealthChecks = true;
         });
 
         builder.Services.TryAddSingleton<SchemaReadiness>();
@@ -90,18 +88,10 @@ public static class TcStudioDataExtensions
         builder.Services.TryAddScoped<SystemDatabaseMigrator>();
         builder.Services.TryAddScoped<SystemSeeder>();
 
-        if (!aspire.DisableHealthChecks)
+        if (healthCheck)
         {
             // Only the system database: a dead workspace database must not take the service out of rotation.
             builder.Services.AddHealthChecks().AddCheck<SystemDatabaseHealthCheck>(SystemDatabaseHealthCheck.Name);
-        }
-        if (!aspire.DisableTracing)
-        {
-            builder.Services.AddOpenTelemetry().WithTracing(tracing => tracing.AddSource("Npgsql"));
-        }
-        if (!aspire.DisableMetrics)
-        {
-            builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter("Npgsql"));
         }
         return builder;
     }

@@ -29,8 +29,9 @@ public static class WorkerHost
             builder.Configuration[SystemDatabaseConnection.ConnectionStringKey] = "Host=localhost;Database=tc_studio";
         }
         builder.Services.AddLogging(logging => logging.AddConsole(console =>
-            // Verb output (and `script`'s SQL) owns stdout; diagnostics go to stderr.
-            console.LogToStandardErrorThreshold = LogLevel.Trace));
+            // Normal output on stdout, warnings and errors on stderr (the dashboard shows stderr as errors); `script`
+            // prints SQL meant for psql, so there every log line goes to stderr.
+            console.LogToStandardErrorThreshold = verb == "script" ? LogLevel.Trace : LogLevel.Warning));
         builder.AddServiceDefaults();
         builder.AddTcStudioData();
         builder.AddWorkspaceDatabases();

@@ -52,24 +52,31 @@ public static class ServiceDefaultsExtensions
         });
 
         var prometheus = IsPrometheusEnabled(builder.Configuration, builder.Environment);
+        var sqlClient = AspireSqlClientSettings.Read(builder.Configuration);
         builder.Services.AddOpenTelemetry()
-            .ConfigureResource(resource => resource.AddService(ServiceName(builder.Configuration, builder.Environment)))
+            .ConfigureResource(resource => resource.AddService(ServiceName(builder.Configuration, builder.Environment),
+                // The AppHost names each replica (service.instance.id in OTEL_RESOURCE_ATTRIBUTES) and the dashboard
+                // attributes telemetry by it: a generated id would show the service as an unknown resource.
+                autoGenerateServiceInstanceId: !HasServiceInstanceId(builder.Configuration)))
             .WithMetrics(metrics =>
             {
                 metrics
                     .AddAspNetCoreInstrumentation()
                     .AddHttpClientInstrumentation()
-                    .AddRuntimeInstrumentation()
-                    .AddSqlClientInstrumentation();
+                    .AddRuntimeInstrumentation();
+                if (sqlClient.Metrics) metrics.AddSqlClientInstrumentation();
                 if (prometheus) metrics.AddPrometheusExporter();
             })
-            .WithTracing(tracing => tracing
-                .AddSource(builder.Environment.ApplicationName)
-                .AddAspNetCoreInstrumentation(aspnet =>
-                    // Health probes and scrapes would drown the traces that matter.
-                    aspnet.Filter = context => !IsInfrastructureRequest(context.Request.Path))
-                .AddHttpClientInstrumentation()
-                .AddSqlClientInstrumentation());
+            .WithTracing(tracing =>
+            {
+                tracing
+                    .AddSource(builder.Environment.ApplicationName)
+                    .AddAspNetCoreInstrumentation(aspnet =>
+                        // Health probes and scrapes would drown the traces that matter.
+                        aspnet.Filter = context => !IsInfrastructureRequest(context.Request.Path))
+                    .AddHttpClientInstrumentation();
+                if (sqlClient.Tracing) tracing.AddSqlClientInstrumentation();
+            });
 
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
@@ -107,6 +114,11 @@ public static class ServiceDefaultsExtensions
         }
         return app;
     }
+
+    /// <summary>True when OTEL_RESOURCE_ATTRIBUTES already names this instance (as an Aspire AppHost does).</summary>
+    public static bool HasServiceInstanceId(IConfiguration configuration) =>
+        (configuration["OTEL_RESOURCE_ATTRIBUTES"] ?? "").Split(',')
+            .Any(attribute => attribute.Trim().StartsWith("service.instance.id=", StringComparison.Ordinal));
 
     /// <summary>OTEL_SERVICE_NAME when set, else the application (assembly) name.</summary>
     public static string ServiceName(IConfiguration configuration, IHostEnvironment environment) =>

@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 
 namespace TcStudio.Benchmarks.Harness;
 

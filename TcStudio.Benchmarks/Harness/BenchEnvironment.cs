@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using Npgsql;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 
 namespace TcStudio.Benchmarks.Harness;
 

@@ -111,7 +111,7 @@ public static class Sql
         try
         {
             var start = new System.Diagnostics.ProcessStartInfo(
-                Path.Combine(TcStudio.AppHost.LocalPostgres.LocalPostgresCluster.FindBinDirectory(), "psql"))
+                Path.Combine(TcStudio.LocalPostgres.LocalPostgresCluster.FindBinDirectory(), "psql"))
             {
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 
 namespace TcStudio.Benchmarks.Scenarios;
 

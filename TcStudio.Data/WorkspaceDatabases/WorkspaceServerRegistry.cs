@@ -35,7 +35,8 @@ public sealed partial class WorkspaceServerRegistry
 
     public WorkspaceServerRegistry(IConfiguration configuration)
     {
-        if (configuration.GetConnectionString(SqlServerName) is { Length: > 0 } sql)
+        // ConnectionStrings:sql, or Aspire's SqlClient settings shape (Aspire:Microsoft:Data:SqlClient[:sql]:ConnectionString).
+        if (TcStudio.ServiceDefaults.AspireSqlClientSettings.ReadConnectionString(configuration) is { Length: > 0 } sql)
         {
             Add(new WorkspaceServer(SqlServerName, WorkspaceProviders.SqlServer, sql,
                 configuration[$"{SectionName}:{SqlServerName}:ExecuteConnectionString"]));

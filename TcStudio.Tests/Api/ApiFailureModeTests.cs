@@ -6,7 +6,7 @@ using System.Security.Cryptography;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 using TcStudio.Api.Auth;
 using TcStudio.Data.Seeding;
 using TcStudio.Tests.Infrastructure;

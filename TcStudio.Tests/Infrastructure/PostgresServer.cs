@@ -1,6 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 using TcStudio.Data;
 
 [assembly: AssemblyFixture(typeof(TcStudio.Tests.Infrastructure.PostgresServer))]

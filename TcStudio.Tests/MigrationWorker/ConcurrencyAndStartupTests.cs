@@ -64,5 +64,5 @@ public sealed class ConcurrencyAndStartupTests(EmptyDatabaseFixture database) : 
         lock (text) return text.ToString().Contains(value);
     }
 
-    private static int LocalPostgresPort() => TcStudio.AppHost.LocalPostgres.LocalPostgresCluster.FindFreePort();
+    private static int LocalPostgresPort() => TcStudio.LocalPostgres.LocalPostgresCluster.FindFreePort();
 }

@@ -42,7 +42,7 @@ public sealed class ConfigurationTests
     public async Task An_unreachable_server_fails_after_the_startup_timeout_with_one_line_and_exit_1()
     {
         var environment = MigrationWorkerRunner.Environment(
-            $"Host=127.0.0.1;Port={TcStudio.AppHost.LocalPostgres.LocalPostgresCluster.FindFreePort()};Database=x;Username=u;Password=never-printed");
+            $"Host=127.0.0.1;Port={TcStudio.LocalPostgres.LocalPostgresCluster.FindFreePort()};Database=x;Username=u;Password=never-printed");
         environment["Database__StartupTimeout"] = "00:00:03";
         var result = await MigrationWorkerRunner.RunAsync(environment, "migrate");
 

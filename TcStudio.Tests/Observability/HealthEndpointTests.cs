@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 using TcStudio.Data;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;

@@ -104,7 +104,7 @@ public sealed class PoolAndSizeMetricsTests(SystemDatabaseFixture database) : IC
         using var working = DataHost.Build(database.ConnectionString);
         var unreachableLogs = new LogSink();
         using var unreachable = DataHost.Build(
-            $"Host=127.0.0.1;Port={TcStudio.AppHost.LocalPostgres.LocalPostgresCluster.FindFreePort()};Database=nowhere;Username=x;Password=y",
+            $"Host=127.0.0.1;Port={TcStudio.LocalPostgres.LocalPostgresCluster.FindFreePort()};Database=nowhere;Username=x;Password=y",
             unreachableLogs);
         var countBefore = await database.ScalarAsync<long>("SELECT count(*) FROM database_size_samples");
 

@@ -5,7 +5,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 using TcStudio.Data.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
 

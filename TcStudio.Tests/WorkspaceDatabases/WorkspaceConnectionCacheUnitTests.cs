@@ -3,7 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 using TcStudio.Data.WorkspaceDatabases;
 using TcStudio.Data.WorkspaceDatabases.Postgres;
 using TcStudio.Data.WorkspaceDatabases.SqlServer;

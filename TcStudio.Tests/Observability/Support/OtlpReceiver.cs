@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
-using TcStudio.AppHost.LocalPostgres;
+using TcStudio.LocalPostgres;
 
 namespace TcStudio.Tests.Observability.Support;
 

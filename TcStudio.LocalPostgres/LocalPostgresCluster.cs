@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 
-namespace TcStudio.AppHost.LocalPostgres;
+namespace TcStudio.LocalPostgres;
 
 /// <summary>How a private cluster is laid out and tuned.</summary>
 public sealed record LocalPostgresOptions

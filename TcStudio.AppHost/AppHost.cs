@@ -1,0 +1,59 @@
+using TcStudio.AppHost.Postgres;
+using TcStudio.AppHost.SqlServer;
+
+namespace TcStudio.AppHost;
+
+// A namespaced entry point: the API's Program is the global one (WebApplicationFactory<Program> in the tests).
+public static class Program
+{
+    /// <summary>
+    /// TC Studio's application model: PostgreSQL and the system database, SQL Server when there is one, the migration
+    /// worker (migrate + seed, run to completion), then the API. README.md, "Run the system" and "Deploy with azd".
+    /// </summary>
+    public static int Main(string[] args)
+    {
+        var builder = DistributedApplication.CreateBuilder(args);
+        try
+        {
+            var containerRuntimeAnswers = new Lazy<bool>(() => ContainerRuntimeProbe.Answers(ContainerRuntimeProbe.DefaultTimeout));
+            var repositoryRoot = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, ".."));
+
+            var postgres = builder.AddSystemDatabase(PostgresSettings.Read(
+                builder.Configuration, builder.ExecutionContext.IsPublishMode, repositoryRoot, () => containerRuntimeAnswers.Value));
+            var sql = builder.AddSqlServer(() => containerRuntimeAnswers.Value);
+
+            var signingKey = builder.AddSecret("api-signing-key", "The API's token signing key (Auth:SigningKey).", minLength: 48);
+            var adminPassword = builder.AddSecret("seed-admin-password", "Password of the seeded user 'admin' (Seed:AdminPassword), set when it is first seeded.");
+            var userPassword = builder.AddSecret("seed-user-password", "Password of the seeded user 'user' (Seed:UserPassword), set when it is first seeded.");
+
+            var worker = builder.AddProject<Projects.TcStudio_MigrationWorker>("migration-worker")
+                .WithSystemDatabase(postgres)
+                .WithEnvironment("Seed__AdminPassword", adminPassword)
+                .WithEnvironment("Seed__UserPassword", userPassword)
+                .WithRunEnvironment(builder);
+
+            var api = builder.AddProject<Projects.TcStudio_Api>("api")
+                .WithSystemDatabase(postgres)
+                .WithEnvironment("Auth__SigningKey", signingKey)
+                .WaitForCompletion(worker) // migrations and seed first; a failed worker keeps the API from starting
+                .WithHttpHealthCheck("/health")
+                .WithExternalHttpEndpoints()
+                .WithApiReferenceUrls();
+
+            if (sql is not null)
+            {
+                worker.WithReference(sql).WaitFor(sql);
+                api.WithReference(sql).WaitFor(sql);
+            }
+
+            StartupBanner.PrintWhenReady(builder, api, postgres, [adminPassword.Resource.Name, userPassword.Resource.Name]);
+            builder.Build().Run();
+            return 0;
+        }
+        catch (AppHostConfigurationException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return AppHostSettings.BadConfigurationExitCode;
+        }
+    }
+}

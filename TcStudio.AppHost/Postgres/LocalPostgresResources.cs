@@ -1,0 +1,50 @@
+using Aspire.Hosting.ApplicationModel;
+using TcStudio.LocalPostgres;
+
+namespace TcStudio.AppHost.Postgres;
+
+/// <summary>
+/// PostgreSQL run from the machine's own binaries (no container runtime needed): a private cluster in a state
+/// directory, created on the first run and reused after, started and stopped by the AppHost (see
+/// <see cref="LocalPostgresRunner"/>). It gives the services the connection string Aspire's PostgreSQL container
+/// gives them, with the values known once the cluster runs (its port is free-picked, its password is the cluster's).
+/// </summary>
+public sealed class LocalPostgresServerResource(string name, LocalPostgresOptions options) : Resource(name), IResourceWithConnectionString
+{
+    private readonly TaskCompletionSource<LocalPostgresCluster> _running = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public LocalPostgresOptions Options { get; } = options;
+
+    public List<LocalPostgresDatabaseResource> Databases { get; } = [];
+
+    /// <summary>Completes when the cluster answers (or fails with the reason it could not start).</summary>
+    public Task<LocalPostgresCluster> Running => _running.Task;
+
+    internal void SetRunning(LocalPostgresCluster cluster) => _running.TrySetResult(cluster);
+
+    internal void SetFailed(Exception reason) => _running.TrySetException(reason);
+
+    public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
+        $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={LocalPostgresCluster.Superuser};Password={new ClusterValue(this, "password", c => c.Password)}");
+
+    /// <summary>A part of the connection string that exists once the cluster has started.</summary>
+    private sealed class ClusterValue(LocalPostgresServerResource server, string part, Func<LocalPostgresCluster, string> read)
+        : IValueProvider, IManifestExpressionProvider
+    {
+        public string ValueExpression => $"{{{server.Name}.{part}}}";
+
+        public async ValueTask<string?> GetValueAsync(CancellationToken cancellationToken = default) =>
+            read(await server.Running.WaitAsync(cancellationToken));
+    }
+}
+
+/// <summary>A database on the local cluster, created when the cluster starts if it does not exist.</summary>
+public sealed class LocalPostgresDatabaseResource(string name, string databaseName, LocalPostgresServerResource parent)
+    : Resource(name), IResourceWithParent<LocalPostgresServerResource>, IResourceWithConnectionString
+{
+    public string DatabaseName { get; } = databaseName;
+
+    public LocalPostgresServerResource Parent { get; } = parent;
+
+    public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create($"{Parent};Database={DatabaseName}");
+}

@@ -1,0 +1,352 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
+using Aspire.Hosting.ApplicationModel;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using TcStudio.LocalPostgres;
+
+namespace TcStudio.AppHost.Postgres;
+
+/// <summary>
+/// Runs the local PostgreSQL resources: starts each cluster when the application starts (initdb on the first run,
+/// pg_ctl start after), creates its databases, streams postgres.log to the resource's console log, watches the
+/// server process, and stops the cluster when the AppHost stops (after the services, on Ctrl+C, SIGTERM, or when a
+/// test disposes the application). The dashboard sees it all through the resource's state and properties.
+/// </summary>
+/// <remarks>
+/// The server is started with pg_ctl, so it is not a child of the AppHost: if the AppHost is killed outright
+/// (SIGKILL) the server keeps running, and the next run finds it through postmaster.pid, adopts it and stops it on exit.
+/// </remarks>
+public sealed class LocalPostgresRunner(ResourceNotificationService notifications, ResourceLoggerService loggers)
+    : IHostedLifecycleService, IAsyncDisposable
+{
+    private const string ResourceType = "PostgreSQL (local)";
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<RunningCluster> _running = [];
+    private int _stopped;
+
+    private sealed record RunningCluster(
+        LocalPostgresServerResource Resource, LocalPostgresCluster Cluster, StateDirectoryLock Lock, Task Tail, Task Watch);
+
+    public static CustomResourceSnapshot InitialState(string resourceType = ResourceType) => new()
+    {
+        ResourceType = resourceType,
+        State = KnownResourceStates.NotStarted,
+        Properties = [],
+    };
+
+    /// <summary>Brings the cluster up; called once, when Aspire initializes the resource.</summary>
+    public async Task RunAsync(LocalPostgresServerResource server, InitializeResourceEvent initialize, CancellationToken cancellationToken)
+    {
+        var log = initialize.Logger;
+        try
+        {
+            await initialize.Eventing.PublishAsync(new BeforeResourceStartedEvent(server, initialize.Services), cancellationToken);
+            await PublishAsync(server, s => s with { State = KnownResourceStates.Starting });
+
+            var cluster = new LocalPostgresCluster(server.Options);
+            var stateLock = StateDirectoryLock.TryAcquire(cluster.StateDirectory)
+                ?? throw new InvalidOperationException(
+                    $"Another AppHost is running with the PostgreSQL state directory {cluster.StateDirectory}. Stop it first, "
+                    + $"or give this one a directory of its own ({PostgresSettings.StateDirectoryKey}).");
+            try
+            {
+                var exists = File.Exists(Path.Combine(cluster.DataDirectory, "PG_VERSION"));
+                log.LogInformation(exists
+                    ? "Starting the private cluster in {StateDirectory}"
+                    : "Creating a private cluster in {StateDirectory} (first run)", cluster.StateDirectory);
+                var logOffset = File.Exists(cluster.LogFile) ? new FileInfo(cluster.LogFile).Length : 0;
+
+                // Not cancellable: a pg_ctl abandoned halfway would leave a server running with nobody to stop it.
+                var elapsed = await cluster.StartAsync(CancellationToken.None);
+                var tail = Task.Run(() => FollowLogAsync(cluster.LogFile, logOffset, log, _stopping.Token));
+                if (cluster.StartedHere)
+                {
+                    log.LogInformation("{What} on 127.0.0.1:{Port} in {Seconds:0.0} s (log: {LogFile})",
+                        exists ? "Started" : "Created and started", cluster.Port, elapsed.TotalSeconds, cluster.LogFile);
+                }
+                else
+                {
+                    log.LogWarning("The private cluster was still running on 127.0.0.1:{Port} (left by an AppHost that was killed); "
+                        + "using it, and stopping it on exit", cluster.Port);
+                }
+
+                foreach (var database in server.Databases)
+                {
+                    await CreateDatabaseIfMissingAsync(cluster, database.DatabaseName, log, cancellationToken);
+                }
+
+                var watch = Task.Run(() => WatchAsync(server, cluster, log, _stopping.Token));
+                lock (_running) _running.Add(new RunningCluster(server, cluster, stateLock, tail, watch));
+            }
+            catch
+            {
+                stateLock.Dispose();
+                throw;
+            }
+
+            var running = _running.Single(r => r.Resource == server).Cluster;
+            server.SetRunning(running);
+            await initialize.Eventing.PublishAsync(new ConnectionStringAvailableEvent(server, initialize.Services), cancellationToken);
+            foreach (var database in server.Databases)
+            {
+                await initialize.Eventing.PublishAsync(new ConnectionStringAvailableEvent(database, initialize.Services), cancellationToken);
+            }
+
+            var started = DateTime.UtcNow;
+            await PublishAsync(server, s => s with
+            {
+                State = KnownResourceStates.Running,
+                StartTimeStamp = started,
+                Properties = With(s.Properties,
+                    (CustomResourceKnownProperties.Source, running.BinDirectory),
+                    ("postgres.stateDirectory", running.StateDirectory),
+                    ("postgres.address", $"127.0.0.1:{running.Port}"),
+                    ("postgres.logFile", running.LogFile),
+                    ("postgres.pid", LocalPostgresLayout.ReadPostmasterId(running)?.ToString() ?? "")),
+            });
+            foreach (var database in server.Databases)
+            {
+                await notifications.PublishUpdateAsync(database, s => s with
+                {
+                    State = KnownResourceStates.Running,
+                    StartTimeStamp = started,
+                    Properties = With(s.Properties,
+                        ("postgres.databaseName", database.DatabaseName),
+                        ("postgres.psql", LocalPostgresLayout.PsqlCommand(running, database.DatabaseName))),
+                });
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // initdb or pg_ctl failing, a locked state directory: one line in the resource's log, the resource failed.
+            log.LogError("PostgreSQL could not start: {Reason}", e.Message);
+            server.SetFailed(e);
+            await PublishAsync(server, s => s with { State = KnownResourceStates.FailedToStart });
+        }
+    }
+
+    private Task PublishAsync(LocalPostgresServerResource server, Func<CustomResourceSnapshot, CustomResourceSnapshot> update) =>
+        Task.WhenAll(new[] { notifications.PublishUpdateAsync(server, update) }
+            .Concat(server.Databases.Select(d => notifications.PublishUpdateAsync(d, s => s with
+            {
+                State = update(s).State,
+                StopTimeStamp = update(s).StopTimeStamp,
+            }))));
+
+    private static async Task CreateDatabaseIfMissingAsync(
+        LocalPostgresCluster cluster, string database, ILogger log, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(
+            new NpgsqlConnectionStringBuilder(cluster.ConnectionString()) { Pooling = false }.ConnectionString);
+        await connection.OpenAsync(cancellationToken);
+        await using var exists = new NpgsqlCommand("SELECT 1 FROM pg_database WHERE datname = @name", connection);
+        exists.Parameters.AddWithValue("name", database);
+        if (await exists.ExecuteScalarAsync(cancellationToken) is not null) return;
+        // An identifier cannot be a parameter; it is quoted (and comes from the AppHost's code, not from input).
+        await using var create = new NpgsqlCommand($"CREATE DATABASE \"{database.Replace("\"", "\"\"")}\"", connection);
+        await create.ExecuteNonQueryAsync(cancellationToken);
+        log.LogInformation("Created database {Database}", database);
+    }
+
+    /// <summary>The server is not our child process, so nothing else would say it went away.</summary>
+    private async Task WatchAsync(LocalPostgresServerResource server, LocalPostgresCluster cluster, ILogger log, CancellationToken stopping)
+    {
+        try
+        {
+            var postmaster = LocalPostgresLayout.ReadPostmasterId(cluster);
+            while (postmaster is { } pid && LocalPostgresLayout.IsAlive(pid))
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), stopping);
+            }
+            if (stopping.IsCancellationRequested) return;
+            log.LogError("PostgreSQL stopped unexpectedly (see {LogFile})", cluster.LogFile);
+            await PublishAsync(server, s => s with
+            {
+                State = new ResourceStateSnapshot(KnownResourceStates.Exited, KnownResourceStateStyles.Error),
+                StopTimeStamp = DateTime.UtcNow,
+            });
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // The AppHost is stopping the cluster itself.
+        }
+    }
+
+    /// <summary>postgres.log, from where this run started, line by line into the resource's console log.</summary>
+    private static async Task FollowLogAsync(string path, long offset, ILogger log, CancellationToken stopping)
+    {
+        try
+        {
+            await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            file.Seek(Math.Min(offset, file.Length), SeekOrigin.Begin);
+            using var reader = new StreamReader(file);
+            while (true)
+            {
+                var line = await reader.ReadLineAsync(stopping);
+                if (line is null)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(250), stopping);
+                    continue;
+                }
+                // PostgreSQL's own severities decide how the dashboard shows a line.
+                if (line.Contains("ERROR:", StringComparison.Ordinal) || line.Contains("FATAL:", StringComparison.Ordinal)
+                    || line.Contains("PANIC:", StringComparison.Ordinal))
+                {
+                    log.LogError("{Line}", line);
+                }
+                else if (line.Contains("WARNING:", StringComparison.Ordinal))
+                {
+                    log.LogWarning("{Line}", line);
+                }
+                else
+                {
+                    log.LogInformation("{Line}", line);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Stopped.
+        }
+        catch (IOException e)
+        {
+            log.LogWarning("Stopped following {LogFile}: {Reason}", path, e.Message);
+        }
+    }
+
+    private static ImmutableArray<ResourcePropertySnapshot> With(
+        ImmutableArray<ResourcePropertySnapshot> properties, params (string Name, object Value)[] values)
+    {
+        var builder = properties.Where(p => values.All(v => v.Name != p.Name)).ToImmutableArray().ToBuilder();
+        foreach (var (name, value) in values) builder.Add(new ResourcePropertySnapshot(name, value));
+        return builder.ToImmutable();
+    }
+
+    /// <summary>Stops every cluster this AppHost runs (fast shutdown: open sessions are ended). Runs once.</summary>
+    public async Task StopAllAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1) return;
+        await _stopping.CancelAsync();
+        List<RunningCluster> running;
+        lock (_running) running = [.. _running];
+        foreach (var (resource, cluster, stateLock, tail, watch) in running)
+        {
+            var log = loggers.GetLogger(resource);
+            try
+            {
+                await PublishAsync(resource, s => s with { State = KnownResourceStates.Stopping });
+                var stopwatch = Stopwatch.StartNew();
+                await cluster.StopAsync(CancellationToken.None);
+                log.LogInformation("Stopped in {Seconds:0.0} s", stopwatch.Elapsed.TotalSeconds);
+                await PublishAsync(resource, s => s with
+                {
+                    State = KnownResourceStates.Finished,
+                    StopTimeStamp = DateTime.UtcNow,
+                });
+            }
+            catch (Exception e)
+            {
+                log.LogError("Could not stop PostgreSQL: {Reason}", e.Message);
+            }
+            finally
+            {
+                await Task.WhenAll(tail, watch).ContinueWith(_ => { }, TaskScheduler.Default);
+                stateLock.Dispose();
+            }
+        }
+    }
+
+    // Stopped last, after Aspire has stopped the services that use the database.
+    public Task StoppedAsync(CancellationToken cancellationToken) => StopAllAsync();
+
+    public async ValueTask DisposeAsync()
+    {
+        // A host disposed without being stopped (a test that only disposes the application) still stops the cluster.
+        await StopAllAsync();
+        _stopping.Dispose();
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>Readiness of the local cluster (or one of its databases): a real round trip within 3 s.</summary>
+public sealed class LocalPostgresHealthCheck(LocalPostgresServerResource server, string database)
+    : Microsoft.Extensions.Diagnostics.HealthChecks.IHealthCheck
+{
+    public async Task<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult> CheckHealthAsync(
+        Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (!server.Running.IsCompletedSuccessfully)
+        {
+            return Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy("not started");
+        }
+        var cluster = server.Running.Result;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds(3));
+        try
+        {
+            await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(cluster.ConnectionString(database))
+            {
+                Pooling = false,
+                Timeout = 3,
+            }.ConnectionString);
+            await connection.OpenAsync(deadline.Token);
+            await using var command = new NpgsqlCommand("SELECT 1", connection);
+            await command.ExecuteScalarAsync(deadline.Token);
+            return Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy();
+        }
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException or TimeoutException)
+        {
+            return Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy(
+                e is PostgresException pg ? $"{pg.SqlState} {pg.MessageText}" : "PostgreSQL did not answer");
+        }
+    }
+}
+
+public static class LocalPostgresBuilderExtensions
+{
+    /// <summary>A PostgreSQL server from the machine's binaries; see <see cref="LocalPostgresServerResource"/>.</summary>
+    public static IResourceBuilder<LocalPostgresServerResource> AddLocalPostgres(
+        this IDistributedApplicationBuilder builder, string name, LocalPostgresOptions options)
+    {
+        builder.Services.TryAddSingleton<LocalPostgresRunner>();
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, LocalPostgresRunner>(
+            sp => sp.GetRequiredService<LocalPostgresRunner>()));
+
+        var server = new LocalPostgresServerResource(name, options);
+        var healthCheck = $"{name}_check";
+        builder.Services.AddHealthChecks().Add(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckRegistration(
+            healthCheck, _ => new LocalPostgresHealthCheck(server, "postgres"), failureStatus: null, tags: null));
+
+        return builder.AddResource(server)
+            .WithInitialState(LocalPostgresRunner.InitialState())
+            .WithIconName("DatabaseMultiple")
+            .WithHealthCheck(healthCheck)
+            .ExcludeFromManifest()
+            .OnInitializeResource((resource, initialize, cancellationToken) =>
+                initialize.Services.GetRequiredService<LocalPostgresRunner>().RunAsync(resource, initialize, cancellationToken));
+    }
+
+    public static IResourceBuilder<LocalPostgresDatabaseResource> AddDatabase(
+        this IResourceBuilder<LocalPostgresServerResource> server, string name, string databaseName)
+    {
+        var database = new LocalPostgresDatabaseResource(name, databaseName, server.Resource);
+        server.Resource.Databases.Add(database);
+        var healthCheck = $"{name}_check";
+        server.ApplicationBuilder.Services.AddHealthChecks().Add(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckRegistration(
+            healthCheck, _ => new LocalPostgresHealthCheck(server.Resource, databaseName), failureStatus: null, tags: null));
+        return server.ApplicationBuilder.AddResource(database)
+            .WithInitialState(LocalPostgresRunner.InitialState("PostgresDatabase"))
+            .WithIconName("Database")
+            .WithHealthCheck(healthCheck)
+            .ExcludeFromManifest();
+    }
+}

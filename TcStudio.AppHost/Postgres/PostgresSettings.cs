@@ -1,0 +1,74 @@
+using Microsoft.Extensions.Configuration;
+using TcStudio.LocalPostgres;
+
+namespace TcStudio.AppHost.Postgres;
+
+/// <summary>How PostgreSQL is provided (AppHost:Postgres:Mode).</summary>
+public enum PostgresMode
+{
+    /// <summary>Aspire's PostgreSQL container (AddPostgres) with a data volume and pg_stat_statements preloaded.</summary>
+    Container,
+
+    /// <summary>A private cluster from the machine's PostgreSQL binaries (<see cref="LocalPostgresServerResource"/>).</summary>
+    Local,
+
+    /// <summary>An existing server: ConnectionStrings:postgres (superuser or owner of the system database).</summary>
+    Existing,
+}
+
+/// <summary>The AppHost:Postgres section, read and checked once.</summary>
+public sealed record PostgresSettings
+{
+    public const string ModeKey = "AppHost:Postgres:Mode";
+    public const string StateDirectoryKey = "AppHost:Postgres:StateDirectory";
+    public const string PortKey = "AppHost:Postgres:Port";
+    public const string ServerConnectionName = "postgres";
+
+    public required PostgresMode Mode { get; init; }
+
+    /// <summary>What was asked for and why this mode was taken, for the start-up banner.</summary>
+    public required string Reason { get; init; }
+
+    public required LocalPostgresOptions Local { get; init; }
+
+    /// <summary>
+    /// auto (the default) takes the container when a container runtime answers within 2 s, the local binaries
+    /// otherwise. In publish mode there is no local server to deploy: auto and local publish the container.
+    /// </summary>
+    public static PostgresSettings Read(IConfiguration configuration, bool publishMode, string repositoryRoot,
+        Func<bool> containerRuntimeAnswers)
+    {
+        var requested = AppHostSettings.ReadChoice(configuration, ModeKey, "auto", "container", "local", "existing");
+        var (mode, reason) = requested switch
+        {
+            "existing" => (PostgresMode.Existing, $"{ModeKey}=existing: the server in ConnectionStrings:{ServerConnectionName}"),
+            "container" => (PostgresMode.Container, $"{ModeKey}=container"),
+            _ when publishMode => (PostgresMode.Container, "publishing: PostgreSQL is deployed as a container"),
+            "local" => (PostgresMode.Local, $"{ModeKey}=local"),
+            _ when containerRuntimeAnswers() => (PostgresMode.Container, $"{ModeKey}=auto and {ContainerRuntimeProbe.RuntimeName} answers"),
+            _ => (PostgresMode.Local, $"{ModeKey}=auto and no container runtime answers within {ContainerRuntimeProbe.DefaultTimeout.TotalSeconds:0} s"),
+        };
+
+        if (mode == PostgresMode.Existing && !publishMode
+            && !AppHostSettings.TryReadConnectionString(configuration, ServerConnectionName, out _))
+        {
+            throw new AppHostConfigurationException(
+                $"{ModeKey} is 'existing' but ConnectionStrings:{ServerConnectionName} is not set "
+                + "(e.g. dotnet user-secrets set ConnectionStrings:postgres \"Host=...;Username=postgres;Password=...\" --project TcStudio.AppHost).");
+        }
+
+        var stateDirectory = configuration[StateDirectoryKey] is { Length: > 0 } configured
+            ? Path.GetFullPath(configured)
+            : LocalPostgresLayout.DefaultStateDirectory(repositoryRoot, LocalPostgresCluster.RunningAsRoot);
+        return new PostgresSettings
+        {
+            Mode = mode,
+            Reason = reason,
+            Local = new LocalPostgresOptions
+            {
+                StateDirectory = stateDirectory,
+                Port = AppHostSettings.ReadPort(configuration, PortKey),
+            },
+        };
+    }
+}
