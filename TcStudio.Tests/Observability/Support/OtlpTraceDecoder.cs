@@ -2,7 +2,8 @@ namespace TcStudio.Tests.Observability.Support;
 
 /// <summary>A span as an OTLP collector received it: enough to check names, scopes and parentage.</summary>
 public sealed record ExportedSpan(
-    string ServiceName, string Scope, string Name, string TraceId, string SpanId, string ParentSpanId, int Kind)
+    string ServiceName, string Scope, string Name, string TraceId, string SpanId, string ParentSpanId, int Kind,
+    string ServiceInstanceId = "")
 {
     public const int ServerKind = 2;
     public const int ClientKind = 3;
@@ -20,12 +21,14 @@ public static class OtlpTraceDecoder
         foreach (var resourceSpans in Fields(request).Where(f => f.Number == 1))
         {
             var serviceName = "";
+            var serviceInstanceId = "";
             foreach (var resource in Fields(resourceSpans.Bytes).Where(f => f.Number == 1))
             {
                 foreach (var attribute in Fields(resource.Bytes).Where(f => f.Number == 1))
                 {
                     var (key, value) = ReadKeyValue(attribute.Bytes);
                     if (key == "service.name") serviceName = value ?? "";
+                    if (key == "service.instance.id") serviceInstanceId = value ?? "";
                 }
             }
             foreach (var scopeSpans in Fields(resourceSpans.Bytes).Where(f => f.Number == 2))
@@ -50,7 +53,7 @@ public static class OtlpTraceDecoder
                             case 6: kind = (int)field.Varint; break;
                         }
                     }
-                    yield return new ExportedSpan(serviceName, scope, name, traceId, spanId, parentId, kind);
+                    yield return new ExportedSpan(serviceName, scope, name, traceId, spanId, parentId, kind, serviceInstanceId);
                 }
             }
         }

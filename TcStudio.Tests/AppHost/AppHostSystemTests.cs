@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using TcStudio.Tests.Observability.Support;
+
+namespace TcStudio.Tests.AppHost;
+
+/// <summary>The whole application, started through the real AppHost, as a developer gets it from F5 or ./run.sh.</summary>
+[Collection(AppHostCollection.Name)]
+public sealed class AppHostSystemTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task The_worker_finishes_before_the_api_starts_then_admin_sees_twsbp_and_the_api_reports_telemetry_as_itself()
+    {
+        await using var receiver = new OtlpReceiver();
+        await using var run = await TcStudioAppHost.CreateAsync(otlpHttpEndpoint: receiver.Endpoint);
+        var stopwatch = Stopwatch.StartNew();
+        await run.StartAsync();
+
+        var postgres = await run.WaitForHealthyAsync("postgres");
+        Assert.Equal("PostgreSQL (local)", postgres.Snapshot.ResourceType);
+        Assert.Contains(postgres.Snapshot.Properties, p => p.Name == "postgres.stateDirectory" && Equals(p.Value, run.StateDirectory));
+        await run.WaitForHealthyAsync("tcstudio");
+
+        var worker = await run.WaitForStateAsync("migration-worker", KnownResourceStates.Finished, KnownResourceStates.Exited);
+        Assert.True(worker.Snapshot.ExitCode == 0,
+            $"worker exit code {worker.Snapshot.ExitCode}\n{await run.ConsoleLogsAsync("migration-worker")}");
+        Assert.Equal(KnownResourceStates.Finished, worker.Snapshot.State?.Text);
+
+        var api = await run.WaitForHealthyAsync("api");
+        output.WriteLine($"API healthy {stopwatch.Elapsed.TotalSeconds:0.0} s after the start");
+        Assert.True(worker.Snapshot.StopTimeStamp <= api.Snapshot.StartTimeStamp,
+            $"the API started at {api.Snapshot.StartTimeStamp:O}, before the worker finished at {worker.Snapshot.StopTimeStamp:O}");
+        Assert.Contains(api.Snapshot.Urls, u => u.Url.EndsWith("/scalar", StringComparison.Ordinal));
+        Assert.Contains(api.Snapshot.Urls, u => u.Url.EndsWith("/openapi/v1.json", StringComparison.Ordinal));
+
+        Assert.Contains("twsbp", await run.AdminWorkspaceSlugsAsync());
+
+        // The worker's normal output is on stdout (warnings, such as slow queries on a busy machine, on stderr).
+        var workerLog = (await run.ConsoleLogsAsync("migration-worker")).Split('\n');
+        Assert.Contains(workerLog, line => !line.StartsWith("[stderr]", StringComparison.Ordinal) && line.Contains(" migrate: applied"));
+        Assert.Contains(workerLog, line => !line.StartsWith("[stderr]", StringComparison.Ordinal) && line.Contains(" seed: created"));
+
+        // The API's telemetry reaches the OTLP endpoint under the resource's own name and instance (the replica id
+        // the AppHost gave it), so the dashboard attributes it to 'api'.
+        var expectedInstance = api.ResourceId["api-".Length..];
+        ExportedSpan? request = null;
+        var deadline = Stopwatch.StartNew();
+        while (request is null && deadline.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(250);
+            request = receiver.Spans.FirstOrDefault(s => s.ServiceName == "api" && s.Name.StartsWith("GET /api/workspaces", StringComparison.Ordinal));
+        }
+        Assert.True(request is not null, "no 'GET /api/workspaces' span from service 'api' reached the receiver; got: "
+            + string.Join(", ", receiver.Spans.Select(s => $"{s.ServiceName}/{s.Name}").Distinct().Take(20)));
+        Assert.Equal(expectedInstance, request.ServiceInstanceId);
+        Assert.NotEmpty(receiver.Bodies("/v1/metrics"));
+
+        await run.StopAsync();
+        await run.AssertNothingLeftAsync();
+    }
+}

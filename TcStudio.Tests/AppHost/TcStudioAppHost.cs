@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using TcStudio.LocalPostgres;
+
+namespace TcStudio.Tests.AppHost;
+
+/// <summary>
+/// Whole-application runs (the local PostgreSQL cluster, DCP, the worker and the API as processes): one at a time,
+/// beside the other tests, so they do not starve each other on a small machine, and so the DCP processes a run
+/// leaves can be told apart from another run's.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class AppHostCollection
+{
+    public const string Name = "Aspire AppHost runs";
+}
+
+/// <summary>
+/// The real AppHost (<c>Projects.TcStudio_AppHost</c>) under Aspire.Hosting.Testing, the way a developer runs it
+/// with <c>AppHost:Postgres:Mode=local</c>: PostgreSQL from this machine's binaries in a state directory of the
+/// test's own, no SQL Server, and the secrets given as parameters (so nothing is generated into the developer's user
+/// secrets). Every service process carries a marker variable, so a test can find any that are left over.
+/// </summary>
+public sealed class TcStudioAppHost : IAsyncDisposable
+{
+    public const string RunMarkerVariable = "TCSTUDIO_TEST_APPHOST_RUN";
+    public static readonly TimeSpan StartLimit = TimeSpan.FromMinutes(3);
+
+    public string AdminPassword { get; } = "admin-" + Guid.NewGuid().ToString("N")[..16];
+    public string UserPassword { get; } = "user-" + Guid.NewGuid().ToString("N")[..16];
+    public string SigningKey { get; } = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(48));
+    public string RunMarker { get; } = Guid.NewGuid().ToString("N");
+    public string StateDirectory { get; }
+
+    public DistributedApplication App { get; private set; } = null!;
+    public IDistributedApplicationTestingBuilder Builder { get; private set; } = null!;
+
+    private TcStudioAppHost(string stateDirectory) => StateDirectory = stateDirectory;
+
+    public static string NewStateDirectory() =>
+        Path.Combine(Path.GetTempPath(), "tcstudio-tests", "apphost-" + Guid.NewGuid().ToString("N")[..12]);
+
+    /// <summary>Creates the application model; <paramref name="configure"/> may change it before it is built.</summary>
+    public static async Task<TcStudioAppHost> CreateAsync(string? stateDirectory = null, string? otlpHttpEndpoint = null,
+        Action<IDistributedApplicationTestingBuilder>? configure = null)
+    {
+        var run = new TcStudioAppHost(stateDirectory ?? NewStateDirectory());
+        var arguments = new List<string>
+        {
+            "--AppHost:Postgres:Mode=local",
+            $"--AppHost:Postgres:StateDirectory={run.StateDirectory}",
+            "--AppHost:SqlServer:Mode=none",
+            $"--Parameters:seed-admin-password={run.AdminPassword}",
+            $"--Parameters:seed-user-password={run.UserPassword}",
+            $"--Parameters:api-signing-key={run.SigningKey}",
+        };
+        // The dashboard is off under the testing builder; its OTLP address is where the services send telemetry.
+        if (otlpHttpEndpoint is not null) arguments.Add($"--ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL={otlpHttpEndpoint}");
+
+        using var timeout = new CancellationTokenSource(StartLimit);
+        run.Builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TcStudio_AppHost>([.. arguments], timeout.Token);
+        foreach (var service in run.Builder.Resources.OfType<ProjectResource>())
+        {
+            var resource = run.Builder.CreateResourceBuilder(service).WithEnvironment(RunMarkerVariable, run.RunMarker);
+            // Our receiver speaks OTLP/HTTP, not gRPC.
+            if (otlpHttpEndpoint is not null) resource.WithOtlpExporter(OtlpProtocol.HttpProtobuf);
+        }
+        configure?.Invoke(run.Builder);
+        return run;
+    }
+
+    public async Task StartAsync()
+    {
+        using var timeout = new CancellationTokenSource(StartLimit);
+        App = await Builder.BuildAsync(timeout.Token);
+        await App.StartAsync(timeout.Token);
+    }
+
+    public ResourceNotificationService Notifications => App.ResourceNotifications;
+
+    /// <summary>The resource's state once <paramref name="until"/> holds for it (bounded by <see cref="StartLimit"/>).</summary>
+    public async Task<ResourceEvent> WaitForAsync(string resource, Func<ResourceEvent, bool> until)
+    {
+        using var timeout = new CancellationTokenSource(StartLimit);
+        try
+        {
+            return await Notifications.WaitForResourceAsync(resource, until, timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Notifications.TryGetCurrentState(resource, out var last);
+            throw new TimeoutException($"{resource} did not reach the expected state within {StartLimit.TotalSeconds:0} s "
+                + $"(last: {last?.Snapshot.State?.Text ?? "none"}, health {last?.Snapshot.HealthStatus})\n{await ConsoleLogsAsync(resource)}");
+        }
+    }
+
+    public Task<ResourceEvent> WaitForStateAsync(string resource, params string[] states) =>
+        WaitForAsync(resource, e => states.Contains(e.Snapshot.State?.Text));
+
+    public Task<ResourceEvent> WaitForHealthyAsync(string resource) =>
+        WaitForAsync(resource, e => e.Snapshot.State?.Text == KnownResourceStates.Running
+            && e.Snapshot.HealthStatus == Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Healthy);
+
+    /// <summary>What the resource wrote to its console so far (stdout and stderr), as the dashboard shows it.</summary>
+    public async Task<string> ConsoleLogsAsync(string resource)
+    {
+        var loggers = App.Services.GetRequiredService<ResourceLoggerService>();
+        // A project's logs are kept under its replica's id (api-xyz), a custom resource's under its name.
+        var id = Notifications.TryGetCurrentState(resource, out var current) ? current.ResourceId : resource;
+        var lines = new List<string>();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await foreach (var batch in loggers.WatchAsync(id).WithCancellation(timeout.Token))
+            {
+                lines.AddRange(batch.Select(l => (l.IsErrorMessage ? "[stderr] " : "") + l.Content));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // WatchAsync replays what is there, then waits for more: two seconds of silence is the end.
+        }
+        return string.Join('\n', lines);
+    }
+
+    /// <summary>Signs in as the seeded admin with the password given to the AppHost and lists the workspaces' slugs.</summary>
+    public async Task<IReadOnlyList<string?>> AdminWorkspaceSlugsAsync()
+    {
+        using var http = App.CreateHttpClient("api", "http");
+        using var login = await http.PostAsJsonAsync("/api/auth/token", new { username = "admin", password = AdminPassword });
+        Assert.True(login.StatusCode == HttpStatusCode.OK, $"login: {(int)login.StatusCode} {await login.Content.ReadAsStringAsync()}");
+        using var token = JsonDocument.Parse(await login.Content.ReadAsStringAsync());
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/api/workspaces");
+        request.Headers.Authorization = new("Bearer", token.RootElement.GetProperty("accessToken").GetString());
+        using var workspaces = await http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, workspaces.StatusCode);
+        using var page = JsonDocument.Parse(await workspaces.Content.ReadAsStringAsync());
+        return page.RootElement.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()).ToList();
+    }
+
+    /// <summary>Stops the application as Ctrl+C does (services, then PostgreSQL) and disposes it.</summary>
+    public async Task StopAsync()
+    {
+        if (App is null) return;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        await App.StopAsync(timeout.Token);
+        await App.DisposeAsync();
+        App = null!;
+    }
+
+    /// <summary>
+    /// Processes still alive from this run: the services (they carry the run's marker), PostgreSQL (its command line
+    /// names the state directory) and DCP (it watches this test process; runs are serialized, so any is this run's).
+    /// </summary>
+    public IReadOnlyList<string> LeftoverProcesses()
+    {
+        var leftovers = new List<string>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == Environment.ProcessId) continue;
+            var commandLine = ReadProcFile(dir, "cmdline");
+            if (commandLine.Contains(StateDirectory, StringComparison.Ordinal)
+                || ReadProcFile(dir, "environ").Contains($"{RunMarkerVariable}={RunMarker}", StringComparison.Ordinal)
+                || (commandLine.Contains("dcp", StringComparison.Ordinal)
+                    && commandLine.Contains($"--monitor {Environment.ProcessId} ", StringComparison.Ordinal)))
+            {
+                leftovers.Add($"{pid}: {commandLine}");
+            }
+        }
+        return leftovers;
+    }
+
+    /// <summary>Nothing of the run is left: no process (given a few seconds to exit), no server on the state directory.</summary>
+    public async Task AssertNothingLeftAsync()
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var leftovers = LeftoverProcesses();
+        while (leftovers.Count > 0 && stopwatch.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            await Task.Delay(250);
+            leftovers = LeftoverProcesses();
+        }
+        Assert.True(leftovers.Count == 0, "processes left behind:\n" + string.Join('\n', leftovers));
+        Assert.False(File.Exists(Path.Combine(StateDirectory, "data", "postmaster.pid")), "PostgreSQL is still running");
+    }
+
+    private static string ReadProcFile(string processDirectory, string file)
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(processDirectory, file)).Replace('\0', ' ');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return ""; // exited meanwhile, or not ours to read
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (App is not null)
+        {
+            try
+            {
+                await StopAsync();
+            }
+            catch (Exception e) when (e is OperationCanceledException or InvalidOperationException)
+            {
+                await App.DisposeAsync();
+            }
+        }
+        await DeleteStateDirectoryAsync(StateDirectory);
+    }
+
+    /// <summary>Stops a server still running on the directory (a failed test) and deletes it.</summary>
+    public static async Task DeleteStateDirectoryAsync(string stateDirectory)
+    {
+        if (Directory.Exists(stateDirectory))
+        {
+            await new LocalPostgresCluster(new LocalPostgresOptions { StateDirectory = stateDirectory }).DestroyAsync();
+        }
+    }
+}
