@@ -41,7 +41,14 @@ public sealed class TcStudioAppHost : IAsyncDisposable
     public DistributedApplication App { get; private set; } = null!;
     public IDistributedApplicationTestingBuilder Builder { get; private set; } = null!;
 
-    private TcStudioAppHost(string stateDirectory) => StateDirectory = stateDirectory;
+    /// <summary>False when the caller gave the state directory (and deletes it itself, after several runs on it).</summary>
+    private readonly bool _ownsStateDirectory;
+
+    private TcStudioAppHost(string stateDirectory, bool ownsStateDirectory)
+    {
+        StateDirectory = stateDirectory;
+        _ownsStateDirectory = ownsStateDirectory;
+    }
 
     public static string NewStateDirectory() =>
         Path.Combine(Path.GetTempPath(), "tcstudio-tests", "apphost-" + Guid.NewGuid().ToString("N")[..12]);
@@ -50,7 +57,7 @@ public sealed class TcStudioAppHost : IAsyncDisposable
     public static async Task<TcStudioAppHost> CreateAsync(string? stateDirectory = null, string? otlpHttpEndpoint = null,
         Action<IDistributedApplicationTestingBuilder>? configure = null)
     {
-        var run = new TcStudioAppHost(stateDirectory ?? NewStateDirectory());
+        var run = new TcStudioAppHost(stateDirectory ?? NewStateDirectory(), ownsStateDirectory: stateDirectory is null);
         var arguments = new List<string>
         {
             "--AppHost:Postgres:Mode=local",
@@ -216,7 +223,7 @@ public sealed class TcStudioAppHost : IAsyncDisposable
                 await App.DisposeAsync();
             }
         }
-        await DeleteStateDirectoryAsync(StateDirectory);
+        if (_ownsStateDirectory) await DeleteStateDirectoryAsync(StateDirectory);
     }
 
     /// <summary>Stops a server still running on the directory (a failed test) and deletes it.</summary>
