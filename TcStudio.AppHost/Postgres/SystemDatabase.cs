@@ -66,10 +66,15 @@ public static class SystemDatabaseExtensions
         return new SystemDatabase(settings, server, database);
     }
 
-    /// <summary>Worker and API alike: the system database, after the server and the database answer.</summary>
+    /// <summary>
+    /// Worker and API alike: the system database, after the server and the database answer. References give the
+    /// connection string only (<c>ConnectionStrings__name</c>), not Aspire's extra TCSTUDIO_HOST/_PASSWORD/_URI
+    /// variables: the services read nothing else, and a password is better in one variable than in four.
+    /// </summary>
     public static IResourceBuilder<T> WithSystemDatabase<T>(this IResourceBuilder<T> service, SystemDatabase database)
         where T : IResourceWithEnvironment, IResourceWithWaitSupport =>
-        service.WithReference(database.Database).WaitFor(database.Server).WaitFor(database.Database);
+        service.WithAnnotation(new ReferenceEnvironmentInjectionAnnotation(ReferenceEnvironmentInjectionFlags.ConnectionString))
+            .WithReference(database.Database).WaitFor(database.Server).WaitFor(database.Database);
 
     private sealed class ServerAnswersHealthCheck(IResourceWithConnectionString server) : IHealthCheck
     {

@@ -1,0 +1,148 @@
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Postgres;
+using Aspire.Hosting.Testing;
+using Microsoft.Extensions.Configuration;
+using Npgsql;
+using TcStudio.AppHost;
+using TcStudio.AppHost.Postgres;
+using TcStudio.AppHost.SqlServer;
+
+namespace TcStudio.Tests.AppHost;
+
+/// <summary>The application model the AppHost builds for each way of providing PostgreSQL and SQL Server (nothing is started).</summary>
+public sealed class AppHostModelTests
+{
+    private const string Repository = "/home/dev/src/tc-studio";
+
+    [Theory]
+    [InlineData(null, true, false, PostgresMode.Container)]
+    [InlineData(null, false, false, PostgresMode.Local)]
+    [InlineData("auto", false, true, PostgresMode.Container)]
+    [InlineData("LOCAL", true, false, PostgresMode.Local)]
+    [InlineData("local", false, true, PostgresMode.Container)]
+    [InlineData("container", false, false, PostgresMode.Container)]
+    public void Auto_takes_the_container_when_a_runtime_answers_and_the_local_binaries_otherwise(
+        string? mode, bool runtimeAnswers, bool publishing, PostgresMode expected)
+    {
+        var settings = Read(publishing, runtimeAnswers, ("AppHost:Postgres:Mode", mode));
+
+        Assert.Equal(expected, settings.Mode);
+    }
+
+    [Fact]
+    public void The_runtime_is_only_asked_when_the_mode_is_auto_in_run_mode()
+    {
+        Read(publishMode: false, runtimeAnswers: () => throw new InvalidOperationException("asked"), ("AppHost:Postgres:Mode", "local"));
+        Read(publishMode: true, runtimeAnswers: () => throw new InvalidOperationException("asked"));
+        Assert.Throws<InvalidOperationException>(() => Read(publishMode: false, runtimeAnswers: () => throw new InvalidOperationException("asked")));
+    }
+
+    [Fact]
+    public void The_local_cluster_lives_in_the_repository_or_under_var_lib_when_root_unless_configured()
+    {
+        var settings = Read(false, false, ("AppHost:Postgres:StateDirectory", "/tmp/my-cluster"), ("AppHost:Postgres:Port", "55440"));
+        Assert.Equal("/tmp/my-cluster", settings.Local.StateDirectory);
+        Assert.Equal(55440, settings.Local.Port);
+        Assert.True(settings.Local.Durable);
+
+        Assert.Equal("/home/dev/src/tc-studio/.tcstudio/postgres", LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository, runningAsRoot: false));
+        Assert.Matches("^/var/lib/tcstudio/[0-9a-f]{12}$", LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository, runningAsRoot: true));
+        Assert.NotEqual(LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository, true),
+            LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository + "-2", true));
+    }
+
+    [Theory]
+    [InlineData("AppHost:Postgres:Mode", "docker", "AppHost:Postgres:Mode")]
+    [InlineData("AppHost:Postgres:Port", "70000", "AppHost:Postgres:Port")]
+    [InlineData("AppHost:Postgres:Mode", "existing", "ConnectionStrings:postgres is not set")]
+    public void Bad_configuration_is_one_line_naming_the_key(string key, string value, string expected)
+    {
+        var error = Assert.Throws<AppHostConfigurationException>(() => Read(false, false, (key, value)));
+
+        Assert.Contains(expected, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Fact]
+    public async Task An_existing_server_gives_the_services_the_system_database_on_it_and_waits_for_it_to_answer()
+    {
+        await using var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TcStudio_AppHost>(
+        [
+            "--AppHost:Postgres:Mode=existing", "--AppHost:SqlServer:Mode=none",
+            "--ConnectionStrings:postgres=Host=db.internal;Port=5433;Username=owner;Password=s3cret",
+        ]);
+
+        var database = Assert.IsAssignableFrom<IResourceWithConnectionString>(Single(builder, "tcstudio"));
+        var services = new NpgsqlConnectionStringBuilder(await database.GetConnectionStringAsync());
+        Assert.Equal(("db.internal", 5433, "owner", "s3cret", "tc_studio"),
+            (services.Host, services.Port, services.Username, services.Password, services.Database));
+        Assert.Contains(Single(builder, "postgres").Annotations.OfType<HealthCheckAnnotation>(), a => a.Key == "postgres_check");
+        AssertServicesReferenceAndWaitFor(builder, "tcstudio", "postgres");
+    }
+
+    [Fact]
+    public async Task The_container_mode_is_aspires_postgres_with_a_data_volume_pg_stat_statements_and_the_tc_studio_database()
+    {
+        await using var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TcStudio_AppHost>(
+            ["--AppHost:Postgres:Mode=container", "--AppHost:SqlServer:Mode=container"]);
+
+        var server = Assert.IsType<PostgresServerResource>(Single(builder, "postgres"));
+        Assert.Contains(server.Annotations.OfType<ContainerMountAnnotation>(), m => m.Type == ContainerMountType.Volume);
+        var database = Assert.IsType<PostgresDatabaseResource>(Single(builder, "tcstudio"));
+        Assert.Equal("tc_studio", database.DatabaseName);
+        Assert.Same(server, database.Parent);
+        var sql = Assert.IsType<SqlServerContainerResource>(Single(builder, "sql"));
+        Assert.Contains(sql.Annotations.OfType<HealthCheckAnnotation>(), a => a.Key == "sql_check");
+        AssertServicesReferenceAndWaitFor(builder, "tcstudio", "postgres", "sql");
+    }
+
+    [Fact]
+    public async Task The_local_mode_is_a_custom_resource_with_health_checks_and_no_sql_server_unless_configured()
+    {
+        await using var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TcStudio_AppHost>(
+            ["--AppHost:Postgres:Mode=local", "--AppHost:Postgres:StateDirectory=/tmp/never-started", "--AppHost:SqlServer:Mode=auto",
+             "--ConnectionStrings:sql=Server=sql.internal;User ID=sa;Password=x"]);
+
+        var server = Assert.IsType<LocalPostgresServerResource>(Single(builder, "postgres"));
+        Assert.Equal("/tmp/never-started", server.Options.StateDirectory);
+        var database = Assert.IsType<LocalPostgresDatabaseResource>(Single(builder, "tcstudio"));
+        Assert.Equal("tc_studio", database.DatabaseName);
+        Assert.Contains(database.Annotations.OfType<HealthCheckAnnotation>(), a => a.Key == "tcstudio_check");
+        // No runtime answers here (or auto would have chosen a container): ConnectionStrings:sql becomes the resource.
+        Assert.IsAssignableFrom<IResourceWithConnectionString>(Single(builder, "sql"));
+        AssertServicesReferenceAndWaitFor(builder, "tcstudio", "postgres", "sql");
+
+        var api = builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "api");
+        var waitsForWorker = api.Annotations.OfType<WaitAnnotation>().Single(w => w.Resource.Name == "migration-worker");
+        Assert.Equal(WaitType.WaitForCompletion, waitsForWorker.WaitType);
+        Assert.Contains(api.Annotations.OfType<HealthCheckAnnotation>(), a => a.Key.Contains("http", StringComparison.OrdinalIgnoreCase));
+    }
+
+    private static void AssertServicesReferenceAndWaitFor(IDistributedApplicationTestingBuilder builder, string reference, params string[] waitsFor)
+    {
+        foreach (var name in new[] { "migration-worker", "api" })
+        {
+            var service = builder.Resources.OfType<ProjectResource>().Single(r => r.Name == name);
+            Assert.Contains(service.Annotations.OfType<ResourceRelationshipAnnotation>(), r => r.Resource.Name == reference && r.Type == "Reference");
+            foreach (var dependency in waitsFor)
+            {
+                Assert.Contains(service.Annotations.OfType<WaitAnnotation>(), w => w.Resource.Name == dependency);
+            }
+        }
+    }
+
+    private static IResource Single(IDistributedApplicationTestingBuilder builder, string name) =>
+        Assert.Single(builder.Resources, r => r.Name == name);
+
+    private static PostgresSettings Read(bool publishMode, bool runtimeAnswers, params (string Key, string? Value)[] settings) =>
+        Read(publishMode, () => runtimeAnswers, settings);
+
+    private static PostgresSettings Read(bool publishMode, Func<bool> runtimeAnswers, params (string Key, string? Value)[] settings)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(settings.Select(s => KeyValuePair.Create(s.Key, s.Value)))
+            .Build();
+        return PostgresSettings.Read(configuration, publishMode, Repository, runtimeAnswers);
+    }
+}
