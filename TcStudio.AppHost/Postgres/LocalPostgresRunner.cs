@@ -20,9 +20,13 @@ namespace TcStudio.AppHost.Postgres;
 /// The server is started with pg_ctl, so it is not a child of the AppHost: if the AppHost is killed outright
 /// (SIGKILL) the server keeps running, and the next run finds it through postmaster.pid, adopts it and stops it on exit.
 /// </remarks>
-public sealed class LocalPostgresRunner(ResourceNotificationService notifications, ResourceLoggerService loggers)
+public sealed class LocalPostgresRunner(
+    ResourceNotificationService notifications, ResourceLoggerService loggers, ILoggerFactory loggerFactory)
     : IHostedLifecycleService, IAsyncDisposable
 {
+    /// <summary>The AppHost's own console: starting, stopping and failing are said there too, not only in the dashboard.</summary>
+    private readonly ILogger _console = loggerFactory.CreateLogger("TcStudio.AppHost.Postgres");
+
     private const string ResourceType = "PostgreSQL (local)";
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<RunningCluster> _running = [];
@@ -55,23 +59,29 @@ public sealed class LocalPostgresRunner(ResourceNotificationService notification
             try
             {
                 var exists = File.Exists(Path.Combine(cluster.DataDirectory, "PG_VERSION"));
-                log.LogInformation(exists
-                    ? "Starting the private cluster in {StateDirectory}"
-                    : "Creating a private cluster in {StateDirectory} (first run)", cluster.StateDirectory);
+                foreach (var logger in new[] { log, _console })
+                {
+                    logger.LogInformation(exists
+                        ? "Starting the private cluster in {StateDirectory}"
+                        : "Creating a private cluster in {StateDirectory} (first run)", cluster.StateDirectory);
+                }
                 var logOffset = File.Exists(cluster.LogFile) ? new FileInfo(cluster.LogFile).Length : 0;
 
                 // Not cancellable: a pg_ctl abandoned halfway would leave a server running with nobody to stop it.
                 var elapsed = await cluster.StartAsync(CancellationToken.None);
                 var tail = Task.Run(() => FollowLogAsync(cluster.LogFile, logOffset, log, _stopping.Token));
-                if (cluster.StartedHere)
+                foreach (var logger in new[] { log, _console })
                 {
-                    log.LogInformation("{What} on 127.0.0.1:{Port} in {Seconds:0.0} s (log: {LogFile})",
-                        exists ? "Started" : "Created and started", cluster.Port, elapsed.TotalSeconds, cluster.LogFile);
-                }
-                else
-                {
-                    log.LogWarning("The private cluster was still running on 127.0.0.1:{Port} (left by an AppHost that was killed); "
-                        + "using it, and stopping it on exit", cluster.Port);
+                    if (cluster.StartedHere)
+                    {
+                        logger.LogInformation("{What} on 127.0.0.1:{Port} in {Seconds:0.0} s (log: {LogFile})",
+                            exists ? "Started" : "Created and started", cluster.Port, elapsed.TotalSeconds, cluster.LogFile);
+                    }
+                    else
+                    {
+                        logger.LogWarning("The private cluster was still running on 127.0.0.1:{Port} (left by an AppHost that was killed); "
+                            + "using it, and stopping it on exit", cluster.Port);
+                    }
                 }
 
                 foreach (var database in server.Databases)
@@ -124,6 +134,7 @@ public sealed class LocalPostgresRunner(ResourceNotificationService notification
         {
             // initdb or pg_ctl failing, a locked state directory: one line in the resource's log, the resource failed.
             log.LogError("PostgreSQL could not start: {Reason}", e.Message);
+            _console.LogError("PostgreSQL could not start: {Reason}", e.Message);
             server.SetFailed(e);
             await PublishAsync(server, s => s with { State = KnownResourceStates.FailedToStart });
         }
@@ -164,6 +175,7 @@ public sealed class LocalPostgresRunner(ResourceNotificationService notification
             }
             if (stopping.IsCancellationRequested) return;
             log.LogError("PostgreSQL stopped unexpectedly (see {LogFile})", cluster.LogFile);
+            _console.LogError("PostgreSQL stopped unexpectedly (see {LogFile})", cluster.LogFile);
             await PublishAsync(server, s => s with
             {
                 State = new ResourceStateSnapshot(KnownResourceStates.Exited, KnownResourceStateStyles.Error),
@@ -242,6 +254,8 @@ public sealed class LocalPostgresRunner(ResourceNotificationService notification
                 var stopwatch = Stopwatch.StartNew();
                 await cluster.StopAsync(CancellationToken.None);
                 log.LogInformation("Stopped in {Seconds:0.0} s", stopwatch.Elapsed.TotalSeconds);
+                _console.LogInformation("Stopped the private cluster in {StateDirectory} in {Seconds:0.0} s",
+                    cluster.StateDirectory, stopwatch.Elapsed.TotalSeconds);
                 await PublishAsync(resource, s => s with
                 {
                     State = KnownResourceStates.Finished,
@@ -251,6 +265,7 @@ public sealed class LocalPostgresRunner(ResourceNotificationService notification
             catch (Exception e)
             {
                 log.LogError("Could not stop PostgreSQL: {Reason}", e.Message);
+                _console.LogError("Could not stop PostgreSQL: {Reason}", e.Message);
             }
             finally
             {

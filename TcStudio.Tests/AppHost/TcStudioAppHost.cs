@@ -87,6 +87,7 @@ public sealed class TcStudioAppHost : IAsyncDisposable
         using var timeout = new CancellationTokenSource(StartLimit);
         App = await Builder.BuildAsync(timeout.Token);
         await App.StartAsync(timeout.Token);
+        TrackDcpProcesses();
     }
 
     public ResourceNotificationService Notifications => App.ResourceNotifications;
@@ -156,32 +157,81 @@ public sealed class TcStudioAppHost : IAsyncDisposable
     public async Task StopAsync()
     {
         if (App is null) return;
+        TrackDcpProcesses(); // the per-service monitors started since
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         await App.StopAsync(timeout.Token);
         await App.DisposeAsync();
         App = null!;
     }
 
+    /// <summary>The DCP processes of this run seen so far: pid → command line.</summary>
+    private readonly Dictionary<int, string> _dcpProcesses = [];
+
+    /// <summary>
+    /// Notes this run's DCP processes: the API server watching this test process (runs are serialized, so it is this
+    /// run's), every process naming its kubeconfig, and their descendants. Called while the run is up, since a
+    /// stopping DCP's processes lose their parents.
+    /// </summary>
+    public void TrackDcpProcesses()
+    {
+        var processes = ReadProcesses();
+        var kubeconfigs = processes.Values
+            .Where(p => p.CommandLine.Contains("dcp", StringComparison.Ordinal)
+                && p.CommandLine.Contains($"--monitor {Environment.ProcessId} ", StringComparison.Ordinal))
+            .Select(p => System.Text.RegularExpressions.Regex.Match(p.CommandLine, @"--kubeconfig (\S+)").Groups[1].Value)
+            .Where(k => k.Length > 0)
+            .ToList();
+        foreach (var (pid, process) in processes)
+        {
+            if (kubeconfigs.Any(k => process.CommandLine.Contains(k, StringComparison.Ordinal))) _dcpProcesses[pid] = process.CommandLine;
+        }
+        for (var added = true; added;)
+        {
+            added = false;
+            foreach (var (pid, process) in processes)
+            {
+                if (!_dcpProcesses.ContainsKey(pid) && _dcpProcesses.ContainsKey(process.ParentId))
+                {
+                    _dcpProcesses[pid] = process.CommandLine;
+                    added = true;
+                }
+            }
+        }
+    }
+
     /// <summary>
     /// Processes still alive from this run: the services (they carry the run's marker), PostgreSQL (its command line
-    /// names the state directory) and DCP (it watches this test process; runs are serialized, so any is this run's).
+    /// names the state directory) and DCP (<see cref="TrackDcpProcesses"/>).
     /// </summary>
     public IReadOnlyList<string> LeftoverProcesses()
     {
         var leftovers = new List<string>();
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        foreach (var (pid, process) in ReadProcesses())
         {
-            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == Environment.ProcessId) continue;
-            var commandLine = ReadProcFile(dir, "cmdline");
-            if (commandLine.Contains(StateDirectory, StringComparison.Ordinal)
-                || ReadProcFile(dir, "environ").Contains($"{RunMarkerVariable}={RunMarker}", StringComparison.Ordinal)
-                || (commandLine.Contains("dcp", StringComparison.Ordinal)
-                    && commandLine.Contains($"--monitor {Environment.ProcessId} ", StringComparison.Ordinal)))
+            if (process.CommandLine.Contains(StateDirectory, StringComparison.Ordinal)
+                || process.Environment.Contains($"{RunMarkerVariable}={RunMarker}", StringComparison.Ordinal)
+                || (_dcpProcesses.TryGetValue(pid, out var dcp) && dcp == process.CommandLine))
             {
-                leftovers.Add($"{pid}: {commandLine}");
+                leftovers.Add($"{pid}: {process.CommandLine}");
             }
         }
         return leftovers;
+    }
+
+    private sealed record ProcessInfo(int ParentId, string CommandLine, string Environment);
+
+    private static Dictionary<int, ProcessInfo> ReadProcesses()
+    {
+        var processes = new Dictionary<int, ProcessInfo>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == System.Environment.ProcessId) continue;
+            var status = ReadProcFile(dir, "status");
+            var parent = System.Text.RegularExpressions.Regex.Match(status, @"PPid:\s+(\d+)");
+            processes[pid] = new ProcessInfo(parent.Success ? int.Parse(parent.Groups[1].Value) : 0,
+                ReadProcFile(dir, "cmdline"), ReadProcFile(dir, "environ"));
+        }
+        return processes;
     }
 
     /// <summary>Nothing of the run is left: no process (given a few seconds to exit), no server on the state directory.</summary>
@@ -189,7 +239,7 @@ public sealed class TcStudioAppHost : IAsyncDisposable
     {
         var stopwatch = Stopwatch.StartNew();
         var leftovers = LeftoverProcesses();
-        while (leftovers.Count > 0 && stopwatch.Elapsed < TimeSpan.FromSeconds(20))
+        while (leftovers.Count > 0 && stopwatch.Elapsed < TimeSpan.FromSeconds(30))
         {
             await Task.Delay(250);
             leftovers = LeftoverProcesses();
