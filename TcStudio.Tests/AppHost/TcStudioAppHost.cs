@@ -54,19 +54,21 @@ public sealed class TcStudioAppHost : IAsyncDisposable
         Path.Combine(Path.GetTempPath(), "tcstudio-tests", "apphost-" + Guid.NewGuid().ToString("N")[..12]);
 
     /// <summary>Creates the application model; <paramref name="configure"/> may change it before it is built.</summary>
+    /// <param name="existingServer">A connection string for AppHost:Postgres:Mode=existing; null runs the local cluster.</param>
     public static async Task<TcStudioAppHost> CreateAsync(string? stateDirectory = null, string? otlpHttpEndpoint = null,
-        Action<IDistributedApplicationTestingBuilder>? configure = null)
+        Action<IDistributedApplicationTestingBuilder>? configure = null, string? existingServer = null)
     {
         var run = new TcStudioAppHost(stateDirectory ?? NewStateDirectory(), ownsStateDirectory: stateDirectory is null);
         var arguments = new List<string>
         {
-            "--AppHost:Postgres:Mode=local",
+            existingServer is null ? "--AppHost:Postgres:Mode=local" : "--AppHost:Postgres:Mode=existing",
             $"--AppHost:Postgres:StateDirectory={run.StateDirectory}",
             "--AppHost:SqlServer:Mode=none",
             $"--Parameters:seed-admin-password={run.AdminPassword}",
             $"--Parameters:seed-user-password={run.UserPassword}",
             $"--Parameters:api-signing-key={run.SigningKey}",
         };
+        if (existingServer is not null) arguments.Add($"--ConnectionStrings:postgres={existingServer}");
         // The dashboard is off under the testing builder; its OTLP address is where the services send telemetry.
         if (otlpHttpEndpoint is not null) arguments.Add($"--ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL={otlpHttpEndpoint}");
 

@@ -15,7 +15,7 @@ public sealed class BenchmarkSmokeTests
         try
         {
             var result = await ProcessRunner.RunDotnetAsync(RepositoryPaths.ProjectOutput("TcStudio.Benchmarks"),
-                ["--quick", "--out", output], new Dictionary<string, string?>(), TimeSpan.FromMinutes(5));
+                ["--quick", "--out", output], new Dictionary<string, string?>(), TimeSpan.FromMinutes(10));
 
             Assert.True(result.ExitCode == 0, result.ToString());
             for (var scenario = 1; scenario <= 7; scenario++)
