@@ -16,7 +16,7 @@ public static class WorkerCommandLine
     {
         var root = new RootCommand("TC Studio migration worker: applies, reverts and reports the system database's "
             + "migrations and seeds it. With no verb: migrate, seed, then migrate every workspace environment.");
-        root.SetAction((_, ct) => WorkerHost.RunAsync("migrate+seed", async (verbs, ct2) =>
+        root.SetAction((_, ct) => WorkerHost.RunAsync(WorkerHost.DefaultRunVerb, async (verbs, ct2) =>
             await verbs.MigrateAndSeedAsync(ct2), ct));
 
         var migrateTo = new Option<string?>("--to") { Description = "Apply pending migrations up to and including this one." };

@@ -19,6 +19,9 @@ public static class WorkerHost
 {
     public static readonly ActivitySource ActivitySource = new("TcStudio.MigrationWorker");
 
+    /// <summary>The run without a verb: migrate, seed, migrate the workspace databases.</summary>
+    public const string DefaultRunVerb = "migrate+seed";
+
     public static async Task<int> RunAsync(string verb, Func<WorkerVerbs, CancellationToken, Task<int>> run,
         CancellationToken cancellationToken, bool needsDatabase = true)
     {
@@ -29,9 +32,10 @@ public static class WorkerHost
             builder.Configuration[SystemDatabaseConnection.ConnectionStringKey] = "Host=localhost;Database=tc_studio";
         }
         builder.Services.AddLogging(logging => logging.AddConsole(console =>
-            // Normal output on stdout, warnings and errors on stderr (the dashboard shows stderr as errors); `script`
-            // prints SQL meant for psql, so there every log line goes to stderr.
-            console.LogToStandardErrorThreshold = verb == "script" ? LogLevel.Trace : LogLevel.Warning));
+            // The default run (what the AppHost runs, its console shown in the dashboard, where stderr reads as errors):
+            // normal output on stdout, warnings and errors on stderr. An explicit verb keeps stdout for its report
+            // (and `script` for its SQL), so there every log line goes to stderr.
+            console.LogToStandardErrorThreshold = verb == DefaultRunVerb ? LogLevel.Warning : LogLevel.Trace));
         builder.AddServiceDefaults();
         builder.AddTcStudioData();
         builder.AddWorkspaceDatabases();

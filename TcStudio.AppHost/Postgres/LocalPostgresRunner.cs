@@ -32,8 +32,14 @@ public sealed class LocalPostgresRunner(
     private readonly List<RunningCluster> _running = [];
     private int _stopped;
 
-    private sealed record RunningCluster(
-        LocalPostgresServerResource Resource, LocalPostgresCluster Cluster, StateDirectoryLock Lock, Task Tail, Task Watch);
+    private sealed class RunningCluster(LocalPostgresServerResource resource, LocalPostgresCluster cluster, StateDirectoryLock stateLock)
+    {
+        public LocalPostgresServerResource Resource { get; } = resource;
+        public LocalPostgresCluster Cluster { get; } = cluster;
+        public StateDirectoryLock Lock { get; } = stateLock;
+        public Task Tail { get; set; } = Task.CompletedTask;
+        public Task Watch { get; set; } = Task.CompletedTask;
+    }
 
     public static CustomResourceSnapshot InitialState(string resourceType = ResourceType) => new()
     {
@@ -56,50 +62,57 @@ public sealed class LocalPostgresRunner(
                 ?? throw new InvalidOperationException(
                     $"Another AppHost is running with the PostgreSQL state directory {cluster.StateDirectory}. Stop it first, "
                     + $"or give this one a directory of its own ({PostgresSettings.StateDirectoryKey}).");
+            var running = new RunningCluster(server, cluster, stateLock);
+            var exists = File.Exists(Path.Combine(cluster.DataDirectory, "PG_VERSION"));
+            foreach (var logger in new[] { log, _console })
+            {
+                logger.LogInformation(exists
+                    ? "Starting the private cluster in {StateDirectory}"
+                    : "Creating a private cluster in {StateDirectory} (first run)", cluster.StateDirectory);
+            }
+            var logOffset = File.Exists(cluster.LogFile) ? new FileInfo(cluster.LogFile).Length : 0;
+            TimeSpan elapsed;
             try
             {
-                var exists = File.Exists(Path.Combine(cluster.DataDirectory, "PG_VERSION"));
-                foreach (var logger in new[] { log, _console })
-                {
-                    logger.LogInformation(exists
-                        ? "Starting the private cluster in {StateDirectory}"
-                        : "Creating a private cluster in {StateDirectory} (first run)", cluster.StateDirectory);
-                }
-                var logOffset = File.Exists(cluster.LogFile) ? new FileInfo(cluster.LogFile).Length : 0;
-
                 // Not cancellable: a pg_ctl abandoned halfway would leave a server running with nobody to stop it.
-                var elapsed = await cluster.StartAsync(CancellationToken.None);
-                var tail = Task.Run(() => FollowLogAsync(cluster.LogFile, logOffset, log, _stopping.Token));
-                foreach (var logger in new[] { log, _console })
-                {
-                    if (cluster.StartedHere)
-                    {
-                        logger.LogInformation("{What} on 127.0.0.1:{Port} in {Seconds:0.0} s (log: {LogFile})",
-                            exists ? "Started" : "Created and started", cluster.Port, elapsed.TotalSeconds, cluster.LogFile);
-                    }
-                    else
-                    {
-                        logger.LogWarning("The private cluster was still running on 127.0.0.1:{Port} (left by an AppHost that was killed); "
-                            + "using it, and stopping it on exit", cluster.Port);
-                    }
-                }
-
-                foreach (var database in server.Databases)
-                {
-                    await CreateDatabaseIfMissingAsync(cluster, database.DatabaseName, log, cancellationToken);
-                }
-
-                var watch = Task.Run(() => WatchAsync(server, cluster, log, _stopping.Token));
-                lock (_running) _running.Add(new RunningCluster(server, cluster, stateLock, tail, watch));
+                elapsed = await cluster.StartAsync(CancellationToken.None);
             }
             catch
             {
                 stateLock.Dispose();
                 throw;
             }
+            // From here on the cluster is stopped on exit, whatever happens next; if the AppHost began stopping while
+            // pg_ctl was starting it, it is stopped right away.
+            lock (_running) _running.Add(running);
+            if (Volatile.Read(ref _stopped) == 1)
+            {
+                server.SetFailed(new OperationCanceledException("The AppHost stopped while PostgreSQL was starting."));
+                await StopAsync(running);
+                return;
+            }
+            running.Tail = Task.Run(() => FollowLogAsync(cluster.LogFile, logOffset, log, _stopping.Token));
+            foreach (var logger in new[] { log, _console })
+            {
+                if (cluster.StartedHere)
+                {
+                    logger.LogInformation("{What} on 127.0.0.1:{Port} in {Seconds:0.0} s (log: {LogFile})",
+                        exists ? "Started" : "Created and started", cluster.Port, elapsed.TotalSeconds, cluster.LogFile);
+                }
+                else
+                {
+                    logger.LogWarning("The private cluster was still running on 127.0.0.1:{Port} (left by an AppHost that was killed); "
+                        + "using it, and stopping it on exit", cluster.Port);
+                }
+            }
 
-            var running = _running.Single(r => r.Resource == server).Cluster;
-            server.SetRunning(running);
+            foreach (var database in server.Databases)
+            {
+                await CreateDatabaseIfMissingAsync(cluster, database.DatabaseName, log, cancellationToken);
+            }
+            running.Watch = Task.Run(() => WatchAsync(server, cluster, log, _stopping.Token));
+
+            server.SetRunning(cluster);
             await initialize.Eventing.PublishAsync(new ConnectionStringAvailableEvent(server, initialize.Services), cancellationToken);
             foreach (var database in server.Databases)
             {
@@ -112,11 +125,11 @@ public sealed class LocalPostgresRunner(
                 State = KnownResourceStates.Running,
                 StartTimeStamp = started,
                 Properties = With(s.Properties,
-                    (CustomResourceKnownProperties.Source, running.BinDirectory),
-                    ("postgres.stateDirectory", running.StateDirectory),
-                    ("postgres.address", $"127.0.0.1:{running.Port}"),
-                    ("postgres.logFile", running.LogFile),
-                    ("postgres.pid", LocalPostgresLayout.ReadPostmasterId(running)?.ToString() ?? "")),
+                    (CustomResourceKnownProperties.Source, cluster.BinDirectory),
+                    ("postgres.stateDirectory", cluster.StateDirectory),
+                    ("postgres.address", $"127.0.0.1:{cluster.Port}"),
+                    ("postgres.logFile", cluster.LogFile),
+                    ("postgres.pid", LocalPostgresLayout.ReadPostmasterId(cluster)?.ToString() ?? "")),
             });
             foreach (var database in server.Databases)
             {
@@ -126,17 +139,22 @@ public sealed class LocalPostgresRunner(
                     StartTimeStamp = started,
                     Properties = With(s.Properties,
                         ("postgres.databaseName", database.DatabaseName),
-                        ("postgres.psql", LocalPostgresLayout.PsqlCommand(running, database.DatabaseName))),
+                        ("postgres.psql", LocalPostgresLayout.PsqlCommand(cluster, database.DatabaseName))),
                 });
             }
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            // initdb or pg_ctl failing, a locked state directory: one line in the resource's log, the resource failed.
+            // initdb or pg_ctl failing, a locked state directory, a database that cannot be created: one line in the
+            // resource's log, the resource failed (a cluster that did start is still stopped on exit).
             log.LogError("PostgreSQL could not start: {Reason}", e.Message);
             _console.LogError("PostgreSQL could not start: {Reason}", e.Message);
             server.SetFailed(e);
             await PublishAsync(server, s => s with { State = KnownResourceStates.FailedToStart });
+        }
+        catch (OperationCanceledException e)
+        {
+            server.SetFailed(e); // the AppHost is stopping: nothing waits for the connection string any more
         }
     }
 
@@ -245,33 +263,35 @@ public sealed class LocalPostgresRunner(
         await _stopping.CancelAsync();
         List<RunningCluster> running;
         lock (_running) running = [.. _running];
-        foreach (var (resource, cluster, stateLock, tail, watch) in running)
+        foreach (var cluster in running) await StopAsync(cluster);
+    }
+
+    private async Task StopAsync(RunningCluster running)
+    {
+        var log = loggers.GetLogger(running.Resource);
+        try
         {
-            var log = loggers.GetLogger(resource);
-            try
+            await PublishAsync(running.Resource, s => s with { State = KnownResourceStates.Stopping });
+            var stopwatch = Stopwatch.StartNew();
+            await running.Cluster.StopAsync(CancellationToken.None);
+            log.LogInformation("Stopped in {Seconds:0.0} s", stopwatch.Elapsed.TotalSeconds);
+            _console.LogInformation("Stopped the private cluster in {StateDirectory} in {Seconds:0.0} s",
+                running.Cluster.StateDirectory, stopwatch.Elapsed.TotalSeconds);
+            await PublishAsync(running.Resource, s => s with
             {
-                await PublishAsync(resource, s => s with { State = KnownResourceStates.Stopping });
-                var stopwatch = Stopwatch.StartNew();
-                await cluster.StopAsync(CancellationToken.None);
-                log.LogInformation("Stopped in {Seconds:0.0} s", stopwatch.Elapsed.TotalSeconds);
-                _console.LogInformation("Stopped the private cluster in {StateDirectory} in {Seconds:0.0} s",
-                    cluster.StateDirectory, stopwatch.Elapsed.TotalSeconds);
-                await PublishAsync(resource, s => s with
-                {
-                    State = KnownResourceStates.Finished,
-                    StopTimeStamp = DateTime.UtcNow,
-                });
-            }
-            catch (Exception e)
-            {
-                log.LogError("Could not stop PostgreSQL: {Reason}", e.Message);
-                _console.LogError("Could not stop PostgreSQL: {Reason}", e.Message);
-            }
-            finally
-            {
-                await Task.WhenAll(tail, watch).ContinueWith(_ => { }, TaskScheduler.Default);
-                stateLock.Dispose();
-            }
+                State = KnownResourceStates.Finished,
+                StopTimeStamp = DateTime.UtcNow,
+            });
+        }
+        catch (Exception e)
+        {
+            log.LogError("Could not stop PostgreSQL: {Reason}", e.Message);
+            _console.LogError("Could not stop PostgreSQL: {Reason}", e.Message);
+        }
+        finally
+        {
+            await Task.WhenAll(running.Tail, running.Watch).ContinueWith(_ => { }, TaskScheduler.Default);
+            running.Lock.Dispose();
         }
     }
 

@@ -104,8 +104,7 @@ public sealed class SlowQueryTests(SystemDatabaseFixture database) : IClassFixtu
             Assert.True(result.ExitCode == 0, result.ToString());
             Assert.Contains("from worker migrate in database " + fresh, result.StandardError);
             var admin = database.Server.Admin;
-            // Normal output (information) on stdout; the slow-query warnings above on stderr.
-            Assert.Contains($"Opened a connection to PostgreSQL at {admin.Host}:{admin.Port}/{fresh} as {admin.Username}", result.StandardOutput);
+            Assert.Contains($"Opened a connection to PostgreSQL at {admin.Host}:{admin.Port}/{fresh} as {admin.Username}", result.StandardError);
             if (!string.IsNullOrEmpty(admin.Password)) Assert.DoesNotContain(admin.Password, result.AllOutput);
         }
         finally
