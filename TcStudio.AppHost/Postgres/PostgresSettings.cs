@@ -49,13 +49,7 @@ public sealed record PostgresSettings
             _ => (PostgresMode.Local, $"{ModeKey}=auto and no container runtime answers within {ContainerRuntimeProbe.DefaultTimeout.TotalSeconds:0} s"),
         };
 
-        if (mode == PostgresMode.Existing && !publishMode
-            && !AppHostSettings.TryReadConnectionString(configuration, ServerConnectionName, out _))
-        {
-            throw new AppHostConfigurationException(
-                $"{ModeKey} is 'existing' but ConnectionStrings:{ServerConnectionName} is not set "
-                + "(e.g. dotnet user-secrets set ConnectionStrings:postgres \"Host=...;Username=postgres;Password=...\" --project TcStudio.AppHost).");
-        }
+        if (mode == PostgresMode.Existing && !publishMode) CheckExistingServer(configuration);
 
         var stateDirectory = configuration[StateDirectoryKey] is { Length: > 0 } configured
             ? Path.GetFullPath(configured)
@@ -70,5 +64,29 @@ public sealed record PostgresSettings
                 Port = AppHostSettings.ReadPort(configuration, PortKey),
             },
         };
+    }
+
+    private static void CheckExistingServer(IConfiguration configuration)
+    {
+        const string example = "e.g. dotnet user-secrets set ConnectionStrings:postgres \"Host=...;Username=postgres;Password=...\" --project TcStudio.AppHost";
+        if (!AppHostSettings.TryReadConnectionString(configuration, ServerConnectionName, out var connectionString))
+        {
+            throw new AppHostConfigurationException(
+                $"{ModeKey} is 'existing' but ConnectionStrings:{ServerConnectionName} is not set ({example}).");
+        }
+        string? host;
+        try
+        {
+            host = new Npgsql.NpgsqlConnectionStringBuilder(connectionString).Host;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidCastException)
+        {
+            // The value may hold a password: name the key, never what it holds.
+            throw new AppHostConfigurationException($"ConnectionStrings:{ServerConnectionName} is malformed ({example}).");
+        }
+        if (string.IsNullOrWhiteSpace(host))
+        {
+            throw new AppHostConfigurationException($"ConnectionStrings:{ServerConnectionName} has no Host ({example}).");
+        }
     }
 }

@@ -64,6 +64,19 @@ public sealed class AppHostModelTests
         Assert.DoesNotContain('\n', error.Message);
     }
 
+    [Theory]
+    [InlineData("Host=db;Password=s3cret;Colour=blue", "is malformed")]
+    [InlineData("Password=s3cret;Port=5432", "has no Host")]
+    [InlineData("Host=db;Password=s3cret;Port=not-a-port", "is malformed")]
+    public void A_bad_existing_server_connection_string_is_named_and_never_echoed(string connectionString, string expected)
+    {
+        var error = Assert.Throws<AppHostConfigurationException>(() =>
+            Read(false, false, ("AppHost:Postgres:Mode", "existing"), ("ConnectionStrings:postgres", connectionString)));
+
+        Assert.Contains($"ConnectionStrings:postgres {expected}", error.Message);
+        Assert.DoesNotContain("s3cret", error.Message);
+    }
+
     [Fact]
     public async Task An_existing_server_gives_the_services_the_system_database_on_it_and_waits_for_it_to_answer()
     {
