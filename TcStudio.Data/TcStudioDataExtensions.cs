@@ -78,7 +78,8 @@ public static class TcStudioDataExtensions
                 if (aspire.CommandTimeout is { } timeout) npgsql.CommandTimeout(timeout);
                 if (!aspire.DisableRetry)
                 {
-                    npgsql.EnableRetryOnFailure(Math.Max(0, database.MaxRetryCount), database.MaxRetryDelay, errorCodesToAdd: null);
+                    npgsql.ExecutionStrategy(dependencies =>
+                        new TcStudioExecutionStrategy(dependencies, Math.Max(0, database.MaxRetryCount), database.MaxRetryDelay));
                 }
             });
             ConfigureContext(options);
