@@ -30,7 +30,7 @@ public static class DatabaseInsightsApi
     public static async Task<Results<Ok<SlowQueryReport>, ValidationProblem>> GetSlowQueries(
         double? minMeanMs, int? limit, SlowQueryInsights slowQueries, CancellationToken cancellationToken)
     {
-        var errors = new FieldErrors().Range("limit", limit, 1, 500);
+        var errors = new FieldErrors().Range("limit", limit, 1, 500).Finite("minMeanMs", minMeanMs);
         if (minMeanMs is < 0) errors.Add("minMeanMs", "'minMeanMs' must not be negative.");
         if (errors.Any) return errors.ToProblem();
         return TypedResults.Ok(await slowQueries.GetAsync(minMeanMs, limit ?? 20, cancellationToken));
@@ -49,7 +49,8 @@ public static class DatabaseInsightsApi
     public static async Task<Results<Ok<IReadOnlyList<LongRunningQuery>>, ValidationProblem>> GetLongRunning(
         double? thresholdSeconds, LongRunningQueryInsights longRunning, CancellationToken cancellationToken)
     {
-        if (thresholdSeconds is < 0 or > 86_400)
+        // NaN compares false with everything, so it must be named: "not in range" would let it through.
+        if (thresholdSeconds is { } t && (!double.IsFinite(t) || t is < 0 or > 86_400))
         {
             return new FieldErrors().Add("thresholdSeconds", "'thresholdSeconds' must be between 0 and 86400.").ToProblem();
         }

@@ -22,7 +22,7 @@ public sealed record WaitsOnWorkspaceDatabase;
 /// Handlers never call BeginTransaction themselves. Endpoints marked <see cref="WaitsOnWorkspaceDatabase"/> get the
 /// first step only (see there).
 /// </summary>
-public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current) : IEndpointFilter
+public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current, IdempotentRequests idempotency) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -41,7 +41,8 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
             // retry strategy (executing a procedure twice is not a retry). Their handlers save with SaveChanges:
             // one transaction each.
             db.ChangeTracker.Clear();
-            return await AuthorizeAsync(http, slug, permission) ?? await next(context);
+            return await AuthorizeAsync(http, slug, permission)
+                ?? await idempotency.RunAsync(http, inTransaction: false, () => next(context), http.RequestAborted);
         }
 
         var strategy = db.Database.CreateExecutionStrategy();
@@ -52,7 +53,7 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
 
             if (await AuthorizeAsync(http, slug, permission) is { } refused) return refused;
 
-            var result = await next(context);
+            var result = await idempotency.RunAsync(http, inTransaction: transaction is not null, () => next(context), cancellationToken);
             if (transaction is not null)
             {
                 if (IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
@@ -107,7 +108,7 @@ public static class WorkspaceScope
 {
     /// <summary>/api/workspaces/{slug}/…: every endpoint in it runs through <see cref="WorkspaceScopeFilter"/>.</summary>
     public static RouteGroupBuilder MapWorkspaceScope(this RouteGroupBuilder api) =>
-        api.MapGroup("/workspaces/{slug}").AddEndpointFilter<WorkspaceScopeFilter>();
+        api.MapGroup("/workspaces/{slug}").AddEndpointFilter<WorkspaceScopeFilter>().SupportsIdempotencyKeys();
 
     /// <summary>See <see cref="WaitsOnWorkspaceDatabase"/>.</summary>
     public static TBuilder WaitsOnWorkspaceDatabase<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder =>
