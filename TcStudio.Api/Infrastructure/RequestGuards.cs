@@ -14,7 +14,8 @@ namespace TcStudio.Api.Infrastructure;
 /// collapse them and serve another resource than the one named (400);</item>
 /// <item>a body declared in a charset other than UTF-8 (<c>charset=latin1</c>): JSON is read as UTF-8 only (415);</item>
 /// <item>JSON bodies with a property name twice in one object, compared case-insensitively as binding does
-/// (<c>{"name":"a","NAME":"b"}</c>), or with escaped lone surrogates (<c>"\ud800"</c>): 400 naming the place.</item>
+/// (<c>{"name":"a","NAME":"b"}</c>), with escaped lone surrogates (<c>"\ud800"</c>), or with a number out of the
+/// range of a double (<c>1e400</c>, which .NET would read as infinity): 400 naming the place.</item>
 /// </list>
 /// It also buffers the body of a POST sent with an Idempotency-Key and fingerprints the request (method, path,
 /// query, body) for <see cref="IdempotentRequests"/>.
@@ -186,6 +187,11 @@ public static class RequestGuards
                         frame.Property = name;
                         break;
                     default:
+                        if (reader.TokenType == JsonTokenType.Number && (!reader.TryGetDouble(out var number) || !double.IsFinite(number)))
+                        {
+                            return new JsonProblem(open.TryPeek(out var holder) ? holder.ChildPath : "$",
+                                "Numbers must be finite: this one is out of range (such as 1e400).");
+                        }
                         if (reader.TokenType == JsonTokenType.String && reader.ValueIsEscaped)
                         {
                             try

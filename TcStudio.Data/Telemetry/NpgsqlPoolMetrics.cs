@@ -39,7 +39,7 @@ public sealed partial class NpgsqlPoolMetrics : IHostedService, IDisposable
     public static readonly TimeSpan ExhaustionLogInterval = TimeSpan.FromSeconds(5);
 
     /// <summary>A pool timeout this recent still counts as "exhausted now" (the waiters may just have been served).</summary>
-    public static readonly TimeSpan RecentExhaustion = TimeSpan.FromSeconds(2);
+    public static readonly TimeSpan RecentExhaustion = TimeSpan.FromSeconds(5);
 
     public const string MeterName = "Npgsql";
     public const string PoolNameTag = "db.client.connection.pool.name";
