@@ -241,9 +241,31 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
         Assert.Equal(hasDotSegment, RequestGuards.HasDotSegment(rawTarget));
 }
 
-/// <summary>Paths as Kestrel receives them: encoded dot segments are refused, not collapsed into another resource.</summary>
-public sealed class DotSegmentTests(KestrelApiFixture api) : IClassFixture<KestrelApiFixture>
+/// <summary>
+/// Requests as Kestrel receives them off the wire: encoded dot segments are refused, not collapsed into another
+/// resource; an empty If-Match is malformed, not absent.
+/// </summary>
+public sealed class WireLevelInputTests(KestrelApiFixture api) : IClassFixture<KestrelApiFixture>
 {
+    [Fact]
+    public async Task An_empty_if_match_on_the_wire_is_400_and_changes_nothing()
+    {
+        var token = await api.LoginAsync("admin", ApiFixture.AdminPassword);
+        using var admin = api.CreateAnonymousClient();
+        admin.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        var slug = WorkspaceApiFixture.NewSlug("empty");
+        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Empty", slug }), HttpStatusCode.Created);
+
+        foreach (var header in new[] { "If-Match", "If-None-Match" })
+        {
+            var (status, response) = await RawHttp.SendAsync(api.ServerAddress, RawHttp.Request("DELETE", $"/api/workspaces/{slug}", api.ServerAddress,
+                [("Authorization", $"Bearer {token}"), (header, "")]));
+            Assert.True(status == 400, response);
+            Assert.Contains(header, response);
+        }
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync($"/api/workspaces/{slug}")).StatusCode);
+    }
+
     [Fact]
     public async Task Encoded_dot_segments_are_400_instead_of_serving_the_parent_resource()
     {

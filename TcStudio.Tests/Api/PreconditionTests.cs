@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Text.Json;
 using Microsoft.Extensions.Primitives;
 using TcStudio.Api.Infrastructure;
 using TcStudio.Tests.Infrastructure;
@@ -26,8 +27,8 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
         "\"unterminated",
         "\"a\"b",
         "\"a\" \"b\"",     // a missing comma
-        "",
         ",",
+        " ",
         "W/ \"1\"",
         "\"a\"\"b\"",
     ];
@@ -105,6 +106,12 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
         return request;
     }
 
+    /// <summary>The header exactly as given (HttpClient would tidy "w/" into "W/").</summary>
+    private async Task<HttpResponseMessage> SendRawAsync(HttpClient client, GuardedWrite write, params (string Name, string Value)[] headers) =>
+        await RawTestServer.SendAsync(api.Factory, write.Method, write.Path,
+            [("Authorization", client.DefaultRequestHeaders.Authorization!.ToString()), .. headers],
+            write.Body is null ? null : JsonSerializer.Serialize(write.Body, new JsonSerializerOptions(JsonSerializerDefaults.Web)));
+
     private static async Task<string> CurrentETagAsync(HttpClient client, GuardedWrite write)
     {
         var path = write.Path.Replace("/password", "").Replace("?purge=true", "");
@@ -125,7 +132,9 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
         {
             foreach (var value in MalformedValues)
             {
-                var response = await admin.SendAsync(Request(write, header, value));
+                var response = await SendRawAsync(admin, write, (header, value));
+                Assert.True(response.StatusCode == HttpStatusCode.BadRequest,
+                    $"{route} {header}: '{value}' → {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
                 var problem = await HttpAssert.ProblemAsync(response, HttpStatusCode.BadRequest);
                 Assert.True(problem.GetProperty("errors").TryGetProperty(header, out _), $"{route} {header}: {value} → {problem}");
                 Assert.Equal(before, await write.State());
@@ -133,9 +142,7 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
         }
 
         // Two field lines, one of them "*": also malformed ("*" is the whole value or nothing).
-        var twoLines = Request(write, "If-Match", "*");
-        twoLines.Headers.TryAddWithoutValidation("If-Match", "\"1\"");
-        await HttpAssert.ProblemAsync(await admin.SendAsync(twoLines), HttpStatusCode.BadRequest);
+        await HttpAssert.ProblemAsync(await SendRawAsync(admin, write, ("If-Match", "*"), ("If-Match", "\"1\"")), HttpStatusCode.BadRequest);
         Assert.Equal(before, await write.State());
     }
 
