@@ -57,12 +57,23 @@ public static class RequestGuards
         if (request.ContentType is { } contentType && MediaTypeHeaderValue.TryParse(contentType, out var parsed))
         {
             mediaType = parsed;
-            if (parsed.Charset is { Length: > 0 } charset && !IsUtf8(charset.ToString()))
+            if (parsed.Charset is { Length: > 0 } charset)
             {
-                await WriteProblemAsync(context, StatusCodes.Status415UnsupportedMediaType, "The request body must be UTF-8.",
-                    $"The body was declared as charset={charset}; this API reads JSON as UTF-8 only (charset=utf-8, or no charset).",
-                    "Content-Type");
-                return;
+                if (!IsUtf8(charset.ToString()))
+                {
+                    await WriteProblemAsync(context, StatusCodes.Status415UnsupportedMediaType, "The request body must be UTF-8.",
+                        $"The body was declared as charset={charset}; this API reads JSON as UTF-8 only (charset=utf-8, or no charset).",
+                        "Content-Type");
+                    return;
+                }
+                // UTF-8 in any spelling ("UTF-8", "utf8", quoted): said once, plainly, for the JSON reader, which
+                // would otherwise look the quoted or unusual spellings up as encodings and fail on them.
+                var plain = new MediaTypeHeaderValue(parsed.MediaType);
+                foreach (var parameter in parsed.Parameters)
+                {
+                    if (!parameter.Name.Equals("charset", StringComparison.OrdinalIgnoreCase)) plain.Parameters.Add(parameter);
+                }
+                request.ContentType = plain.ToString();
             }
         }
 

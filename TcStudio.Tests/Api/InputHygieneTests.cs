@@ -74,9 +74,11 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
         {
             if (parameter.GetCustomAttribute<AsParametersAttribute>() is not null)
             {
-                foreach (var property in parameter.ParameterType.GetProperties())
+                // The record's constructor parameters are what binds (computed properties such as Skip do not).
+                var constructor = parameter.ParameterType.GetConstructors().MaxBy(c => c.GetParameters().Length)!;
+                foreach (var bound in constructor.GetParameters())
                 {
-                    yield return (char.ToLowerInvariant(property.Name[0]) + property.Name[1..], property.PropertyType);
+                    yield return (char.ToLowerInvariant(bound.Name![0]) + bound.Name[1..], bound.ParameterType);
                 }
             }
             else if (IsNumeric(parameter.ParameterType) || parameter.ParameterType == typeof(string) || parameter.ParameterType == typeof(bool?))
@@ -264,6 +266,13 @@ public sealed class WireLevelInputTests(KestrelApiFixture api) : IClassFixture<K
             Assert.Contains(header, response);
         }
         Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync($"/api/workspaces/{slug}")).StatusCode);
+
+        var (keyStatus, keyResponse) = await RawHttp.SendAsync(api.ServerAddress, RawHttp.Request("POST", $"/api/workspaces/{slug}/procedures",
+            api.ServerAddress, [("Authorization", $"Bearer {token}"), ("Idempotency-Key", "")], """{"name":"p","sql":"select 1"}"""));
+        Assert.True(keyStatus == 400, keyResponse);
+        Assert.Contains("Idempotency-Key", keyResponse);
+        Assert.Equal(0L, await api.ScalarAsync<long>(
+            "SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
     }
 
     [Fact]
