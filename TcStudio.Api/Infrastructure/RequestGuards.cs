@@ -57,8 +57,10 @@ public static class RequestGuards
         if (request.ContentType is { } contentType && MediaTypeHeaderValue.TryParse(contentType, out var parsed))
         {
             mediaType = parsed;
-            if (parsed.Charset is { Length: > 0 } charset)
+            if (parsed.Parameters.Any(p => p.Name.Equals("charset", StringComparison.OrdinalIgnoreCase)))
             {
+                // Present, even empty ("charset="): only UTF-8 is read; the JSON reader fails on anything it cannot look up.
+                var charset = parsed.Charset;
                 if (!IsUtf8(charset.ToString()))
                 {
                     await WriteProblemAsync(context, StatusCodes.Status415UnsupportedMediaType, "The request body must be UTF-8.",

@@ -94,7 +94,7 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
             if (failures.Count >= 20) break;
         }
 
-        output?.WriteLine($"{RequestCount} requests over {targets.Count} routes in {watch.Elapsed.TotalSeconds:0.0} s; statuses: "
+        output?.WriteLine($"{statuses.Values.Sum()} requests over {targets.Count} routes in {watch.Elapsed.TotalSeconds:0.0} s; statuses: "
             + string.Join(", ", statuses.OrderBy(p => p.Key).Select(p => $"{p.Key}×{p.Value}")));
         Assert.True(failures.Count == 0, $"seed {seed}:\n" + string.Join("\n", failures));
         Assert.All(perRoute, route => Assert.True(route.Value >= 10, $"{route.Key} got only {route.Value} requests"));
@@ -132,9 +132,10 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
 
     // ---- Generation: every request gets at least one thing wrong ----
 
+    // No %00 in paths: the in-memory server refuses to send it at all (Kestrel answers 400 to it on the wire).
     private static readonly string[] BadSegments =
     [
-        "%2e%2e", "..", ".", "%2E", "%00", "%ff", "a%2fb", "%E2%80%AE", "%C0%AE%C0%AE", "%ED%A0%80", "'%20OR%201=1--", "NaN", "-1",
+        "%2e%2e", "..", ".", "%2E", "%01", "%ff", "a%2fb", "%E2%80%AE", "%C0%AE%C0%AE", "%ED%A0%80", "'%20OR%201=1--", "NaN", "-1",
         "%20", "null", "%C2%85", "%EF%BB%BF", "x%0Ay", new string('a', 300), "%F0%9F%98%80", "%",
     ];
 
