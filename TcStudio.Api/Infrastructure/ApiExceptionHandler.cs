@@ -92,8 +92,9 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
                 $"A lock held by another operation did not come free within {Seconds(limits.LockTimeout)} (Database:LockTimeout). "
                 + "Nothing was changed; try again shortly.", null, new() { ["reason"] = "lock_timeout" });
         }
-        if (postgres?.SqlState == PostgresErrorCodes.QueryCanceled)
+        if (postgres?.SqlState == PostgresErrorCodes.QueryCanceled || exception is OperationCanceledException)
         {
+            // A statement cancelled by the server's statement_timeout, or by a deadline of ours (the caller is still there).
             return (503, "The database took too long.",
                 $"A statement ran longer than {Seconds(limits.StatementTimeout)} (Database:RequestStatementTimeout) and was stopped. "
                 + "Nothing was changed; try again shortly.", null, new() { ["reason"] = "statement_timeout" });
