@@ -17,7 +17,9 @@ public sealed record WaitsOnWorkspaceDatabase;
 /// <item>resolves {slug} and the caller's membership in one query; a non-member (or unknown slug) gets 404, so
 /// existence does not leak; a member without the endpoint's permission gets 403;</item>
 /// <item>runs the handler inside the execution strategy and, for writes, one transaction that commits only when
-/// the handler succeeds — the place where the row-level-security setting (tcstudio.workspace_id) will be applied.</item>
+/// the handler succeeds — the place where the row-level-security setting (tcstudio.workspace_id) will be applied,
+/// next to the lock and statement timeouts of <see cref="RequestTransactionSettings"/>;</item>
+/// <item>claims and records a POST's Idempotency-Key in that transaction (<see cref="IdempotentRequests"/>).</item>
 /// </list>
 /// Handlers never call BeginTransaction themselves. Endpoints marked <see cref="WaitsOnWorkspaceDatabase"/> get the
 /// first step only (see there).
