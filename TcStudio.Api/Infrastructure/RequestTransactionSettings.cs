@@ -29,7 +29,8 @@ public sealed class RequestTransactionSettings
         // Zero means "no limit of ours": leave the server's (or the role's) own setting alone.
         if (lockTimeout > TimeSpan.Zero) settings.Add(SetConfig("lock_timeout", lockTimeout));
         if (statementTimeout > TimeSpan.Zero) settings.Add(SetConfig("statement_timeout", statementTimeout));
-        Sql = settings.Count == 0 ? null : "SELECT " + string.Join(", ", settings);
+        // The marker lets the command monitor classify a prefixed command by what follows (SqlOperationKind).
+        Sql = settings.Count == 0 ? null : $"{TcStudio.Data.Telemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {string.Join(", ", settings)}";
     }
 
     public TimeSpan LockTimeout { get; }

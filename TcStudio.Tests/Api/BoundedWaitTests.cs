@@ -220,6 +220,17 @@ public sealed class BoundedWaitTests(PostgresServer server)
         Assert.True(metrics.Of(DatabaseMetrics.PoolExhaustedName).Sum(m => m.Value) >= 1);
     }
 
+    [Fact]
+    public void The_settings_statement_is_one_select_of_transaction_local_set_config_and_commands_keep_their_kind()
+    {
+        var settings = new TcStudio.Api.Infrastructure.RequestTransactionSettings(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(1500.2));
+        Assert.Equal("/* tcstudio:transaction-settings */ SELECT set_config('lock_timeout', '5000ms', true), "
+            + "set_config('statement_timeout', '1501ms', true)", settings.Sql);
+        Assert.Null(new TcStudio.Api.Infrastructure.RequestTransactionSettings(TimeSpan.Zero, TimeSpan.Zero).Sql);
+        Assert.Equal(SqlOperationKind.Delete, SqlOperationKind.Of(settings.Sql + ";\nDELETE FROM t"));
+        Assert.Equal(SqlOperationKind.Select, SqlOperationKind.Of(settings.Sql + ";\nSELECT 1"));
+    }
+
     /// <summary>
     /// Watches pg_stat_activity for statements waiting on a lock and records each wait once (backend and statement
     /// start): how many times requests tried, retries included.
