@@ -136,9 +136,10 @@ public static class RequestGuards
         return false;
     }
 
+    /// <summary>The server's own answer (HTTP/2 bodies need no Content-Length), else what the headers say.</summary>
     private static bool HasBody(HttpRequest request) =>
-        request.ContentLength > 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count > 0)
-        || (request.ContentLength is null && request.Body.CanSeek && request.Body.Length > 0);
+        request.HttpContext.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody
+        ?? (request.ContentLength > 0 || (request.ContentLength is null && request.Headers.TransferEncoding.Count > 0));
 
     private static bool IsUtf8(string charset)
     {
