@@ -28,12 +28,13 @@ app.UseApiDefaults();
 app.UseSchemaReadinessGate();
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseRequestGuards();
 
 app.MapDefaultEndpoints();
 app.MapOpenApi();
 app.MapScalarApiReference();
 
-app.MapGroup("/api").RequireAuthorization()
+app.MapGroup("/api").RequireAuthorization().WithApiRequestGuards()
     .MapAuthApi()
     .MapMeApi()
     .MapRolesApi()

@@ -30,6 +30,22 @@ public sealed class DatabaseOptions
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long a statement of an API request waits for a lock before PostgreSQL gives up on it (<c>lock_timeout</c>,
+    /// set per transaction, never per session). A request that hits it answers 503 with Retry-After and is not
+    /// retried, so a table locked by someone else cannot make requests queue up and drain the connection pool.
+    /// Zero turns it off.
+    /// </summary>
+    public TimeSpan LockTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The longest a statement of an API request may run (<c>statement_timeout</c>, set per transaction). Shorter than
+    /// <see cref="CommandTimeoutSeconds"/>, so the server stops the statement before the client gives up on the
+    /// connection; a request that hits it answers 503 and is not retried. Zero turns it off. The worker (migrations,
+    /// seeding, backups) is not bound by it.
+    /// </summary>
+    public TimeSpan RequestStatementTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
     /// <summary>How long the worker and the API wait for the database at start before giving up.</summary>
     public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromSeconds(60);
 

@@ -60,6 +60,11 @@ public static class SystemDatabaseConnection
 
         try
         {
+            var options = ReadOptions(configuration);
+            if (options.LockTimeout < TimeSpan.Zero || options.RequestStatementTimeout < TimeSpan.Zero)
+            {
+                return $"Section '{DatabaseOptions.SectionName}': LockTimeout and RequestStatementTimeout must not be negative (hh:mm:ss; 0 turns them off).";
+            }
             Build(configuration, "validation");
         }
         catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)

@@ -66,8 +66,13 @@ public static class TcStudioDataExtensions
             options.UseNpgsql(sp.GetRequiredService<NpgsqlDataSource>(), npgsql =>
             {
                 npgsql.MigrationsHistoryTable(TcStudioDbContext.MigrationsHistoryTable);
-                // A retrying strategy of our own: Aspire keeps it (and would otherwise add its defaults, 6 tries / 30 s).
-                if (retry) npgsql.EnableRetryOnFailure(Math.Max(0, database.MaxRetryCount), database.MaxRetryDelay, errorCodesToAdd: null);
+                // A retrying strategy of our own (never retries our own timeouts): Aspire keeps it rather than adding its
+                // defaults (6 tries / 30 s).
+                if (retry)
+                {
+                    npgsql.ExecutionStrategy(dependencies =>
+                        new TcStudioExecutionStrategy(dependencies, Math.Max(0, database.MaxRetryCount), database.MaxRetryDelay));
+                }
             });
             ConfigureContext(options);
             options.AddInterceptors(sp.GetRequiredService<AuditTimestampsInterceptor>());

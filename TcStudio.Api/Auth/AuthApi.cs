@@ -14,7 +14,7 @@ public static class AuthApi
     public static RouteGroupBuilder MapAuthApi(this RouteGroupBuilder api)
     {
         var auth = api.MapGroup("/auth").WithTags("Auth");
-        auth.MapPost("/token", IssueToken).AllowAnonymous()
+        auth.MapPost("/token", IssueToken).AllowAnonymous().IgnoresIdempotencyKeys()
             .WithSummary("Exchange a username and password for a bearer token.");
         return api;
     }

@@ -148,8 +148,10 @@ public static partial class EnvironmentsApi
         saved.LastError = null;
         db.AddActivity(workspace.Id, workspace.UserId, "environment.created", EntityTypes.Environment, environment.Id,
             new { environment.Name, environment.Server, environment.DatabaseName, createdDatabase = created, schemaVersion = version });
+        var location = $"/api/workspaces/{workspace.Slug}/environments/{environment.Name}";
+        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Created(location, ToDetails(saved)));
         await db.SaveChangesAsync(CancellationToken.None);
-        return TypedResults.Created($"/api/workspaces/{workspace.Slug}/environments/{environment.Name}", ToDetails(saved));
+        return TypedResults.Created(location, ToDetails(saved));
     }
 
     public static async Task<Results<NoContent, ProblemHttpResult>> DeleteEnvironment(string env, bool? dropDatabase, CurrentWorkspace workspace,
@@ -199,10 +201,12 @@ public static partial class EnvironmentsApi
             db.AddActivity(workspace.Id, workspace.UserId, "environment.migrated", EntityTypes.Environment, environment.Id,
                 new { environment.Name, applied = steps.Select(s => s.Migration.Id).ToList(), schemaVersion = version });
         }
-        await db.SaveChangesAsync(CancellationToken.None);
-        return TypedResults.Ok(new MigrateEnvironmentResponse(environment.Name,
+        var migrated = new MigrateEnvironmentResponse(environment.Name,
             steps.Select(s => new AppliedMigrationSummary(s.Migration.Version, s.Migration.Name, Math.Round(s.Duration.TotalMilliseconds, 1))).ToList(),
-            version, EnvironmentStatus.Ready));
+            version, EnvironmentStatus.Ready);
+        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(migrated));
+        await db.SaveChangesAsync(CancellationToken.None);
+        return TypedResults.Ok(migrated);
     }
 
     public static async Task<Results<Ok<EnvironmentStatusResponse>, ProblemHttpResult>> GetStatus(string env, CurrentWorkspace workspace,
@@ -250,6 +254,6 @@ public static partial class EnvironmentsApi
     private static EnvironmentDetails ToDetails(WorkspaceEnvironment e) =>
         new(e.Id, e.Name, e.Server, e.Provider, e.DatabaseName, e.SchemaVersion, e.Status, e.LastError, e.CreatedAt, e.UpdatedAt);
 
-    [System.Text.RegularExpressions.GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}$")]
+    [System.Text.RegularExpressions.GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}\\z")]
     private static partial System.Text.RegularExpressions.Regex EnvironmentName();
 }

@@ -19,6 +19,22 @@ public static class ApiDefaults
         });
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
 
+        // Bounded waits and safe retries (README, "Robustness").
+        builder.Services.AddSingleton<RequestTransactionSettings>();
+        builder.Services.AddSingleton<RequestTransactionSettingsInterceptor>();
+        builder.Services.AddSingleton<IdempotencyRecordInterceptor>();
+        // After AddTcStudioData's configuration, so these run after the audit-timestamps interceptor.
+        builder.Services.ConfigureDbContext<TcStudioDbContext>((sp, options) => options.AddInterceptors(
+            sp.GetRequiredService<RequestTransactionSettingsInterceptor>(), sp.GetRequiredService<IdempotencyRecordInterceptor>()));
+        builder.Services.AddOptions<IdempotencyOptions>().BindConfiguration(IdempotencyOptions.SectionName)
+            .Validate(o => o.KeyLifetime > TimeSpan.Zero && o.CleanupInterval > TimeSpan.Zero,
+                "Idempotency:KeyLifetime and Idempotency:CleanupInterval must be positive (hh:mm:ss).")
+            .ValidateOnStart();
+        builder.Services.AddScoped<IdempotentRequests>();
+        builder.Services.AddSingleton<InFlightIdempotencyKeys>();
+        builder.Services.AddSingleton<IdempotencyKeyCleanup>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<IdempotencyKeyCleanup>());
+
         builder.Services.Configure<JsonOptions>(options =>
         {
             // Strict input: unknown fields, nulls where a value is required and missing required fields are 400s.
@@ -26,6 +42,8 @@ public static class ApiDefaults
             options.SerializerOptions.RespectNullableAnnotations = true;
             options.SerializerOptions.RespectRequiredConstructorParameters = true;
             options.SerializerOptions.DefaultIgnoreCondition = JsonIgnoreCondition.Never;
+            // A property twice in one object is refused, not "last one wins" (RequestGuards also compares ignoring case).
+            options.SerializerOptions.AllowDuplicateProperties = false;
         });
         // Binding failures throw, so ApiExceptionHandler answers them with problem details naming the field.
         builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
@@ -40,8 +58,28 @@ public static class ApiDefaults
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseDotSegmentGuard();
         app.Use(RefuseOversizedBodies);
+        RequestTransactionSettings.UseRequestTransactionSettings(app);
         return app;
+    }
+
+    /// <summary>After authorization: bodies are looked at only once the caller is known (see <see cref="RequestGuards"/>).</summary>
+    public static WebApplication UseRequestGuards(this WebApplication app)
+    {
+        app.UseRequestBodyGuard();
+        return app;
+    }
+
+    /// <summary>
+    /// Filters every endpoint under /api gets before its own: malformed or unsupported conditional headers
+    /// (<see cref="ConditionalRequestFilter"/>) and Idempotency-Key on routes that cannot honour it.
+    /// </summary>
+    public static RouteGroupBuilder WithApiRequestGuards(this RouteGroupBuilder api)
+    {
+        api.AddEndpointFilter<ConditionalRequestFilter>();
+        api.AddEndpointFilter<IdempotencyKeyGuardFilter>();
+        return api;
     }
 
     /// <summary>

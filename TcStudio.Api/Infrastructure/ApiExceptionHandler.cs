@@ -9,9 +9,13 @@ namespace TcStudio.Api.Infrastructure;
 /// <summary>
 /// Turns exceptions into RFC 9457 problem details with the right status: malformed requests → 4xx, database rule
 /// violations by SQLSTATE (unique/foreign key → 409, check/too long/bad text → 400), a database that cannot be reached
-/// → 503 with Retry-After. Anything else is a 500 with a trace id and no internals (never a stack trace).
+/// → 503 with Retry-After. Waits that ran out are 503 with Retry-After too, each said for what it is: a lock that did
+/// not come free within Database:LockTimeout (55P03), a statement stopped by Database:RequestStatementTimeout
+/// (57014), a connection pool exhausted by waiting requests. Anything else is a 500 with a trace id and no internals
+/// (never a stack trace).
 /// </summary>
-public sealed partial class ApiExceptionHandler(IProblemDetailsService problems, ILogger<ApiExceptionHandler> logger) : IExceptionHandler
+public sealed partial class ApiExceptionHandler(IProblemDetailsService problems, ILogger<ApiExceptionHandler> logger,
+    RequestTransactionSettings limits, IServiceProvider services) : IExceptionHandler
 {
     /// <summary>Unique and foreign-key constraints named after the field a caller can fix.</summary>
     private static readonly Dictionary<string, string> FieldByConstraint = new(StringComparer.Ordinal)
@@ -26,6 +30,9 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
         ["fk_users_roles"] = "role",
     };
 
+    /// <summary>Retry-After of a wait that ran out: short, the thing waited for is usually gone within seconds.</summary>
+    public const int BusyRetryAfterSeconds = 1;
+
     public const int RetryAfterSeconds = 5;
 
     public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
@@ -37,14 +44,21 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
             return true;
         }
 
-        var (status, title, detail, errors, extensions) = Describe(exception);
-        if (status >= 500)
+        var retryAfter = RetryAfterSeconds;
+        var wait = DescribeWait(exception, ref retryAfter);
+        var (status, title, detail, errors, extensions) = wait ?? Describe(exception);
+        if (wait is not null)
+        {
+            // Expected under contention, and said to the caller: one line, no stack trace.
+            logger.LogWarning("Request {Method} {Path} answered 503: {Reason}", context.Request.Method, context.Request.Path, detail);
+        }
+        else if (status >= 500)
         {
             logger.LogError(exception, "Request {Method} {Path} failed", context.Request.Method, context.Request.Path);
         }
         if (status == StatusCodes.Status503ServiceUnavailable)
         {
-            context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString();
+            context.Response.Headers.RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
 
         context.Response.StatusCode = status;
@@ -65,6 +79,37 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
             Exception = exception,
         });
     }
+
+    /// <summary>A wait that ran out (lock, statement, pool): 503, said for what it was, with a short Retry-After.</summary>
+    private (int Status, string Title, string? Detail, IDictionary<string, string[]>? Errors, Dictionary<string, object?>? Extensions)?
+        DescribeWait(Exception exception, ref int retryAfter)
+    {
+        var postgres = Find<PostgresException>(exception);
+        if (postgres?.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            retryAfter = BusyRetryAfterSeconds;
+            return (503, "The data is busy.",
+                $"A lock held by another operation did not come free within {Seconds(limits.LockTimeout)} (Database:LockTimeout). "
+                + "Nothing was changed; try again shortly.", null, new() { ["reason"] = "lock_timeout" });
+        }
+        if (postgres?.SqlState == PostgresErrorCodes.QueryCanceled || exception is OperationCanceledException)
+        {
+            // A statement cancelled by the server's statement_timeout, or by a deadline of ours (the caller is still there).
+            return (503, "The database took too long.",
+                $"A statement ran longer than {Seconds(limits.StatementTimeout)} (Database:RequestStatementTimeout) and was stopped. "
+                + "Nothing was changed; try again shortly.", null, new() { ["reason"] = "statement_timeout" });
+        }
+        if (postgres is null && Find<NpgsqlException>(exception) is { InnerException: TimeoutException }
+            && services.GetService<TcStudio.Data.Telemetry.NpgsqlPoolMetrics>()?.FindExhaustion(SystemDatabaseConnection.ConnectionName) is { } exhausted)
+        {
+            retryAfter = BusyRetryAfterSeconds;
+            return (503, "The service is busy.", $"No database connection came free in time: {exhausted}. Nothing was changed; try again shortly.",
+                null, new() { ["reason"] = "pool_exhausted" });
+        }
+        return null;
+    }
+
+    private static string Seconds(TimeSpan value) => $"{value.TotalSeconds:0.###} s";
 
     private static (int Status, string Title, string? Detail, IDictionary<string, string[]>? Errors, Dictionary<string, object?>? Extensions)
         Describe(Exception exception)
@@ -90,6 +135,11 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
         var postgres = Find<PostgresException>(exception);
         if (postgres is not null) return DescribePostgres(postgres);
 
+        if (Find<System.Text.EncoderFallbackException>(exception) is not null || Find<System.Text.DecoderFallbackException>(exception) is not null)
+        {
+            return (400, "The request is not valid.", "A value is not valid Unicode text.", null, null);
+        }
+
         if (IsUnavailable(exception))
         {
             return (503, "The database is unavailable.", "The service cannot reach its database right now. Try again shortly.", null, null);
@@ -100,6 +150,12 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
 
     private static (int, string, string?, IDictionary<string, string[]>?, Dictionary<string, object?>?) DescribePostgres(PostgresException e)
     {
+        if (e is { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: "pk_idempotency_keys" })
+        {
+            return (409, "A request with this Idempotency-Key completed meanwhile.",
+                "Another request with the same key finished first. Send this one again to get that request's response.", null,
+                new Dictionary<string, object?> { ["field"] = IdempotentRequests.HeaderName });
+        }
         var field = e.ConstraintName is { } name && FieldByConstraint.TryGetValue(name, out var f) ? f : e.ColumnName;
         var extensions = field is null ? null : new Dictionary<string, object?> { ["field"] = field };
         return e.SqlState switch
@@ -116,11 +172,11 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
                 or PostgresErrorCodes.UntranslatableCharacter or PostgresErrorCodes.InvalidDatetimeFormat
                 or PostgresErrorCodes.DatetimeFieldOverflow or PostgresErrorCodes.NumericValueOutOfRange =>
                 (400, "The request is not valid.", "A value is not in a form the database accepts.", null, extensions),
-            PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.LockNotAvailable =>
+            PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.DeadlockDetected =>
                 (409, "Conflict.", "The change collided with another one. Try again.", null, null),
             _ when e.IsTransient || e.SqlState.StartsWith("08", StringComparison.Ordinal)
                 || e.SqlState is PostgresErrorCodes.TooManyConnections or PostgresErrorCodes.AdminShutdown
-                    or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.QueryCanceled =>
+                    or PostgresErrorCodes.CannotConnectNow =>
                 (503, "The database is unavailable.", "The service cannot reach its database right now. Try again shortly.", null, null),
             _ => (500, "An unexpected error occurred.", "The error was logged; quote the traceId when reporting it.", null, null),
         };

@@ -4,9 +4,10 @@ namespace TcStudio.Api.Infrastructure;
 /// For writes outside the workspace scope (users): runs the handler inside the execution strategy and one
 /// transaction that commits only when the handler succeeds, as <see cref="Workspaces.WorkspaceScopeFilter"/> does for
 /// workspace-scoped requests. Handlers that must check and then change (the last active Admin) lock rows in it and
-/// never call BeginTransaction themselves.
+/// never call BeginTransaction themselves. A POST's Idempotency-Key is claimed and recorded in the same transaction
+/// (<see cref="IdempotentRequests"/>).
 /// </summary>
-public sealed class TransactionFilter(TcStudioDbContext db) : IEndpointFilter
+public sealed class TransactionFilter(TcStudioDbContext db, IdempotentRequests idempotency) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -15,7 +16,7 @@ public sealed class TransactionFilter(TcStudioDbContext db) : IEndpointFilter
         {
             db.ChangeTracker.Clear();
             await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-            var result = await next(context);
+            var result = await idempotency.RunAsync(context.HttpContext, inTransaction: true, () => next(context), cancellationToken);
             if (IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
             else await transaction.RollbackAsync(cancellationToken);
             return result;
@@ -33,5 +34,5 @@ public static class TransactionFilterExtensions
 {
     /// <summary>Runs the endpoint in one transaction (see <see cref="TransactionFilter"/>).</summary>
     public static RouteHandlerBuilder InTransaction(this RouteHandlerBuilder endpoint) =>
-        endpoint.AddEndpointFilter<TransactionFilter>();
+        endpoint.AddEndpointFilter<TransactionFilter>().SupportsIdempotencyKeys();
 }

@@ -55,9 +55,9 @@ public static class ProceduresApi
         procedures.MapPost("/", CreateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts);
         procedures.MapGet("/{name}", GetProcedure).RequireWorkspacePermission(WorkspacePermission.Read).WaitsOnWorkspaceDatabase()
             .WithSummary("The draft, and per environment the deployed checksum, time and whether it matches the draft.");
-        procedures.MapPut("/{name}", UpdateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts)
+        procedures.MapPut("/{name}", UpdateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WithPreconditions()
             .WithSummary("Update the draft only (If-Match with the ETag guards against overwriting someone else's edit).");
-        procedures.MapDelete("/{name}", DeleteProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase()
+        procedures.MapDelete("/{name}", DeleteProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase().WithPreconditions()
             .WithSummary("Drop it from every environment it was published to, then delete the draft.");
         procedures.MapPost("/{name}/validate", ValidateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase()
             .WithSummary("Validate the stored draft: ?env= against an environment's database, or ?dialect=tsql|postgres statically.");
@@ -168,7 +168,7 @@ public static class ProceduresApi
 
         var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted, tracked: true);
         if (procedure is null) return NotFound(name);
-        if (!ETags.IfMatchAllows(http.Request, procedure.Version)) return ETags.PreconditionFailed("procedure");
+        if (ETags.CheckPreconditions(http.Request, procedure.Version, "procedure") is { } refused) return refused;
 
         if (procedure.SqlDraft != request.Sql)
         {
@@ -185,7 +185,7 @@ public static class ProceduresApi
     {
         var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted, tracked: true);
         if (procedure is null) return NotFound(name);
-        if (!ETags.IfMatchAllows(http.Request, procedure.Version)) return ETags.PreconditionFailed("procedure");
+        if (ETags.CheckPreconditions(http.Request, procedure.Version, "procedure") is { } refused) return refused;
         if (procedure.Status == ProcedureStatus.Published && !workspace.Can(WorkspacePermission.Publish))
         {
             return Problems.Forbidden($"'{procedure.Name}' is published; removing it from the environments needs the right to publish.");
@@ -278,6 +278,7 @@ public static class ProceduresApi
                 // From here the workspace database runs the new version: the system database records it, or the
                 // deploy is undone, whatever the caller does meanwhile (hence no cancellation token).
                 var publishedAt = clock.GetUtcNow();
+                var published = new PublishResponse(procedure.Name, environment.Name, deployment.Checksum, deployment.DeployedAt, publishedAt);
                 try
                 {
                     db.ChangeTracker.Clear();
@@ -287,6 +288,7 @@ public static class ProceduresApi
                     entity.PublishedAt = publishedAt;
                     db.AddActivity(workspace.Id, workspace.UserId, "procedure.published", EntityTypes.Procedure, procedure.Id,
                         new { procedure.Name, environment = environment.Name, deployment.Checksum });
+                    IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(published));
                     await db.SaveChangesAsync(CancellationToken.None);
                 }
                 catch (Exception systemFailure)
@@ -309,7 +311,7 @@ public static class ProceduresApi
                         $"'{procedure.Name}' was deployed to environment '{environment.Name}', but the system database could not record the publish "
                         + $"({Describe(systemFailure)}); {restored} there, so nothing changed. Try again.");
                 }
-                return TypedResults.Ok(new PublishResponse(procedure.Name, environment.Name, deployment.Checksum, deployment.DeployedAt, publishedAt));
+                return TypedResults.Ok(published);
             }, http.RequestAborted);
     }
 
@@ -375,6 +377,7 @@ public static class ProceduresApi
                     _ => "failed",
                 },
             });
+            if (failure is null && result is not null) IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(result));
             await db.SaveChangesAsync(CancellationToken.None);
         }
     }

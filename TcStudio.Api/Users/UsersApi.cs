@@ -27,11 +27,11 @@ public static class UsersApi
         users.MapGet("/{id:guid}", GetUser).WithSummary("One user: system Admin, or the user themself.");
         users.MapPost("/", CreateUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).InTransaction()
             .WithSummary("Create a user (system Admin only).");
-        users.MapPatch("/{id:guid}", UpdateUser).InTransaction()
+        users.MapPatch("/{id:guid}", UpdateUser).InTransaction().WithPreconditions()
             .WithSummary("Change a user. Users change only their own displayName and email; role and isActive are for a system Admin.");
-        users.MapDelete("/{id:guid}", DeleteUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).InTransaction()
+        users.MapDelete("/{id:guid}", DeleteUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).InTransaction().WithPreconditions()
             .WithSummary("Soft-delete a user (system Admin only): they cannot sign in, their tokens stop working, the username stays reserved.");
-        users.MapPut("/{id:guid}/password", ChangePassword).InTransaction()
+        users.MapPut("/{id:guid}/password", ChangePassword).InTransaction().WithPreconditions()
             .WithSummary("Change a password: your own (give the current one), or anyone's as a system Admin. Revokes the user's tokens.");
         return api;
     }
@@ -112,7 +112,7 @@ public static class UsersApi
             .SingleOrDefaultAsync(http.RequestAborted);
         if (found is null) return Problems.NotFound("The user");
         var (user, role) = (found.User, found.Role);
-        if (!ETags.IfMatchAllows(http.Request, user.Version)) return ETags.PreconditionFailed("user");
+        if (ETags.CheckPreconditions(http.Request, user.Version, "user") is { } refused) return refused;
 
         var newRole = request.Role ?? role;
         var newActive = request.IsActive ?? user.IsActive;
@@ -170,7 +170,7 @@ public static class UsersApi
         var activeAdmins = await LockActiveAdminIdsAsync(db, http.RequestAborted);
         var user = await db.Users.SingleOrDefaultAsync(u => u.Id == id, http.RequestAborted);
         if (user is null) return Problems.NotFound("The user");
-        if (!ETags.IfMatchAllows(http.Request, user.Version)) return ETags.PreconditionFailed("user");
+        if (ETags.CheckPreconditions(http.Request, user.Version, "user") is { } refused) return refused;
         if (activeAdmins.Contains(user.Id) && activeAdmins.Count == 1)
         {
             return Problems.Conflict("This is the last active system Admin; make another user an Admin first.");
@@ -230,6 +230,7 @@ public static class UsersApi
 
         var user = await db.Users.SingleOrDefaultAsync(u => u.Id == id, http.RequestAborted);
         if (user is null) return Problems.NotFound("The user");
+        if (ETags.CheckPreconditions(http.Request, user.Version, "user") is { } refused) return refused;
 
         if (isSelf)
         {
@@ -267,7 +268,7 @@ public static class UsersApi
 
     private static void ValidateProfile(FieldErrors errors, string? displayName, string? email)
     {
-        errors.Text("displayName", displayName, User.DisplayNameMaxLength);
+        errors.Name("displayName", displayName, User.DisplayNameMaxLength);
         errors.Text("email", email, User.EmailMaxLength);
         if (!string.IsNullOrEmpty(email) && email.Length <= User.EmailMaxLength && !FieldErrors.Email().IsMatch(email.Trim()))
         {

@@ -17,12 +17,14 @@ public sealed record WaitsOnWorkspaceDatabase;
 /// <item>resolves {slug} and the caller's membership in one query; a non-member (or unknown slug) gets 404, so
 /// existence does not leak; a member without the endpoint's permission gets 403;</item>
 /// <item>runs the handler inside the execution strategy and, for writes, one transaction that commits only when
-/// the handler succeeds — the place where the row-level-security setting (tcstudio.workspace_id) will be applied.</item>
+/// the handler succeeds — the place where the row-level-security setting (tcstudio.workspace_id) will be applied,
+/// next to the lock and statement timeouts of <see cref="RequestTransactionSettings"/>;</item>
+/// <item>claims and records a POST's Idempotency-Key in that transaction (<see cref="IdempotentRequests"/>).</item>
 /// </list>
 /// Handlers never call BeginTransaction themselves. Endpoints marked <see cref="WaitsOnWorkspaceDatabase"/> get the
 /// first step only (see there).
 /// </summary>
-public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current) : IEndpointFilter
+public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current, IdempotentRequests idempotency) : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -41,7 +43,8 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
             // retry strategy (executing a procedure twice is not a retry). Their handlers save with SaveChanges:
             // one transaction each.
             db.ChangeTracker.Clear();
-            return await AuthorizeAsync(http, slug, permission) ?? await next(context);
+            return await AuthorizeAsync(http, slug, permission)
+                ?? await idempotency.RunAsync(http, inTransaction: false, () => next(context), http.RequestAborted);
         }
 
         var strategy = db.Database.CreateExecutionStrategy();
@@ -52,7 +55,7 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
 
             if (await AuthorizeAsync(http, slug, permission) is { } refused) return refused;
 
-            var result = await next(context);
+            var result = await idempotency.RunAsync(http, inTransaction: transaction is not null, () => next(context), cancellationToken);
             if (transaction is not null)
             {
                 if (IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
@@ -107,7 +110,7 @@ public static class WorkspaceScope
 {
     /// <summary>/api/workspaces/{slug}/…: every endpoint in it runs through <see cref="WorkspaceScopeFilter"/>.</summary>
     public static RouteGroupBuilder MapWorkspaceScope(this RouteGroupBuilder api) =>
-        api.MapGroup("/workspaces/{slug}").AddEndpointFilter<WorkspaceScopeFilter>();
+        api.MapGroup("/workspaces/{slug}").AddEndpointFilter<WorkspaceScopeFilter>().SupportsIdempotencyKeys();
 
     /// <summary>See <see cref="WaitsOnWorkspaceDatabase"/>.</summary>
     public static TBuilder WaitsOnWorkspaceDatabase<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder =>

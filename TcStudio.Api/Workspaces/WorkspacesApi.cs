@@ -21,12 +21,12 @@ public static class WorkspacesApi
     {
         var workspaces = api.MapGroup("/workspaces").WithTags("Workspaces");
         workspaces.MapGet("/", ListWorkspaces).WithSummary("The caller's workspaces (every workspace for a system Admin).");
-        workspaces.MapPost("/", CreateWorkspace).WithSummary("Create a workspace; the caller becomes its Owner.");
+        workspaces.MapPost("/", CreateWorkspace).InTransaction().WithSummary("Create a workspace; the caller becomes its Owner.");
 
         var workspace = api.MapWorkspaceScope().WithTags("Workspaces");
         workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read);
-        workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace);
-        workspace.MapDelete("/", DeleteWorkspace).RequireWorkspacePermission(WorkspacePermission.DeleteWorkspace)
+        workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace).WithPreconditions();
+        workspace.MapDelete("/", DeleteWorkspace).RequireWorkspacePermission(WorkspacePermission.DeleteWorkspace).WithPreconditions()
             .WithSummary("Soft-delete (hidden, slug stays reserved); ?purge=true (system Admin) removes it and everything under it.");
         return api;
     }
@@ -50,7 +50,7 @@ public static class WorkspacesApi
         CreateWorkspaceRequest request, HttpContext http, TcStudioDbContext db)
     {
         var errors = new FieldErrors()
-            .Text("name", request.Name, Workspace.NameMaxLength, required: true)
+            .Name("name", request.Name, Workspace.NameMaxLength, required: true)
             .Pattern("slug", request.Slug, FieldErrors.Slug(), "2–63 lowercase letters, digits or hyphens, not starting or ending with a hyphen")
             .Text("description", request.Description, Workspace.DescriptionMaxLength);
         if (errors.Any) return errors.ToProblem();
@@ -86,14 +86,14 @@ public static class WorkspacesApi
         UpdateWorkspaceRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
     {
         var errors = new FieldErrors()
-            .Text("name", request.Name, Workspace.NameMaxLength, required: false)
+            .Name("name", request.Name, Workspace.NameMaxLength, required: false)
             .Text("description", request.Description, Workspace.DescriptionMaxLength);
         if (request.Name is not null && string.IsNullOrWhiteSpace(request.Name)) errors.Add("name", "'name' must not be empty.");
         if (request.Settings is { ValueKind: not JsonValueKind.Object }) errors.Add("settings", "'settings' must be a JSON object.");
         if (errors.Any) return errors.ToProblem();
 
         var entity = await db.Workspaces.SingleAsync(w => w.Id == workspace.Id, http.RequestAborted);
-        if (!ETags.IfMatchAllows(http.Request, entity.Version)) return ETags.PreconditionFailed("workspace");
+        if (ETags.CheckPreconditions(http.Request, entity.Version, "workspace") is { } refused) return refused;
 
         var changed = new List<string>();
         if (request.Name is not null && request.Name.Trim() != entity.Name) { entity.Name = request.Name.Trim(); changed.Add("name"); }
@@ -124,6 +124,9 @@ public static class WorkspacesApi
         if (purge == true)
         {
             if (!http.User.IsSystemAdmin()) return Problems.Forbidden("Only a system Admin may purge a workspace.");
+            var version = await db.Workspaces.IgnoreQueryFilters().Where(w => w.Id == workspace.Id).Select(w => w.Version)
+                .SingleAsync(http.RequestAborted);
+            if (ETags.CheckPreconditions(http.Request, version, "workspace") is { } purgeRefused) return purgeRefused;
             // Everything under it goes by ON DELETE CASCADE, its own activity included; the purge itself is recorded
             // as a system action.
             await db.Workspaces.IgnoreQueryFilters().Where(w => w.Id == workspace.Id).ExecuteDeleteAsync(http.RequestAborted);
@@ -133,7 +136,7 @@ public static class WorkspacesApi
         }
 
         var entity = await db.Workspaces.SingleAsync(w => w.Id == workspace.Id, http.RequestAborted);
-        if (!ETags.IfMatchAllows(http.Request, entity.Version)) return ETags.PreconditionFailed("workspace");
+        if (ETags.CheckPreconditions(http.Request, entity.Version, "workspace") is { } refused) return refused;
         entity.DeletedAt = clock.GetUtcNow();
         db.AddActivity(workspace.Id, workspace.UserId, "workspace.deleted", EntityTypes.Workspace, workspace.Id, new { workspace.Slug });
         await db.SaveChangesAsync(http.RequestAborted);

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace TcStudio.Data.Telemetry;
 
@@ -15,16 +17,30 @@ public sealed record ConnectionPoolFigures(
     long ConnectionsCreated,
     double? AverageCreateTimeMs);
 
+/// <summary>A pool whose every connection is in use while requests wait for one.</summary>
+public sealed record PoolExhaustion(string Name, long Waiting, long Max)
+{
+    /// <summary>The words every report of it uses (log, /health, problem details), so one search finds them all.</summary>
+    public override string ToString() => $"connection pool exhausted: {Waiting} waiting (all {Max} connections in use)";
+}
+
 /// <summary>
 /// Reads the pool figures Npgsql publishes on its meter <c>Npgsql</c> (connection counts by state, the maximum,
 /// pending requests, timeouts, physical-connection create time) so the insights API can show them without an
 /// OpenTelemetry backend. Observable instruments are polled on demand; the few push instruments it needs fire only
 /// when the pool itself does something (a wait, a timeout, a physical open), never per command. It listens from
 /// construction; it is a hosted service only so that the host constructs it at start and the counters count from
-/// there.
+/// there. When a request gives up waiting for a connection (Npgsql's pool timeout), it logs "connection pool
+/// exhausted: N waiting" (at most once per <see cref="ExhaustionLogInterval"/> per pool) and counts it on
+/// <c>tcstudio.db.pool.exhausted</c>; <see cref="FindExhaustion"/> tells /health and the API's error mapping the same.
 /// </summary>
-public sealed class NpgsqlPoolMetrics : IHostedService, IDisposable
+public sealed partial class NpgsqlPoolMetrics : IHostedService, IDisposable
 {
+    public static readonly TimeSpan ExhaustionLogInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>A pool timeout this recent still counts as "exhausted now" (the waiters may just have been served).</summary>
+    public static readonly TimeSpan RecentExhaustion = TimeSpan.FromSeconds(5);
+
     public const string MeterName = "Npgsql";
     public const string PoolNameTag = "db.client.connection.pool.name";
     public const string StateTag = "db.client.connection.state";
@@ -39,8 +55,15 @@ public sealed class NpgsqlPoolMetrics : IHostedService, IDisposable
     private readonly Lock _pollGate = new();
     private Dictionary<string, (long Idle, long Used, long Max)>? _polled;
 
-    public NpgsqlPoolMetrics()
+    private readonly ILogger _logger;
+    private readonly DatabaseMetrics? _metrics;
+    private readonly TimeProvider _clock;
+
+    public NpgsqlPoolMetrics(ILoggerFactory? loggers = null, DatabaseMetrics? metrics = null, TimeProvider? clock = null)
     {
+        _logger = (ILogger?)loggers?.CreateLogger("TcStudio.Database.Pool") ?? NullLogger.Instance;
+        _metrics = metrics;
+        _clock = clock ?? TimeProvider.System;
         _listener.InstrumentPublished = (instrument, listener) =>
         {
             if (instrument.Meter.Name == MeterName
@@ -98,7 +121,9 @@ public sealed class NpgsqlPoolMetrics : IHostedService, IDisposable
                 Interlocked.Add(ref Pool(tags).PendingRequests, value);
                 break;
             case Timeouts:
-                Interlocked.Add(ref Pool(tags).Timeouts, value);
+                var pool = Pool(tags);
+                Interlocked.Add(ref pool.Timeouts, value);
+                OnPoolExhausted(Find(tags, PoolNameTag) ?? "", pool);
                 break;
             case ConnectionCount or ConnectionMax when _polled is { } polled:
                 // Only during Read (under its lock): observable instruments report then. Data sources that share
@@ -112,6 +137,44 @@ public sealed class NpgsqlPoolMetrics : IHostedService, IDisposable
                 break;
         }
     }
+
+    /// <summary>
+    /// The pool's exhaustion when every connection is in use and requests wait (or one gave up waiting within
+    /// <see cref="RecentExhaustion"/>); null otherwise.
+    /// </summary>
+    public PoolExhaustion? FindExhaustion(string poolName)
+    {
+        if (!_pools.TryGetValue(poolName, out var counters)) return null;
+        var figures = Read(poolName).FirstOrDefault();
+        var max = figures?.Max ?? 0;
+        var waiting = Math.Max(Interlocked.Read(ref counters.PendingRequests), 0);
+        var full = max > 0 && figures!.Used >= max && waiting > 0;
+        var lastTimeout = Interlocked.Read(ref counters.LastTimeoutTicks);
+        var recent = lastTimeout > 0 && _clock.GetUtcNow().UtcTicks - lastTimeout < RecentExhaustion.Ticks;
+        return full || recent ? new PoolExhaustion(poolName, waiting, max) : null;
+    }
+
+    private void OnPoolExhausted(string name, PoolCounters pool)
+    {
+        var now = _clock.GetUtcNow().UtcTicks;
+        Interlocked.Exchange(ref pool.LastTimeoutTicks, now);
+        _metrics?.PoolExhausted.Add(1, new KeyValuePair<string, object?>(DatabaseMetrics.PoolNameTag, name));
+        long suppressed;
+        lock (pool.LogGate)
+        {
+            pool.UnloggedExhaustions++;
+            if (pool.LastLoggedTicks > 0 && now - pool.LastLoggedTicks < ExhaustionLogInterval.Ticks) return;
+            pool.LastLoggedTicks = now;
+            suppressed = pool.UnloggedExhaustions - 1;
+            pool.UnloggedExhaustions = 0;
+        }
+        // Npgsql reports the timeout while the request that gave up still counts as waiting.
+        LogPoolExhausted(_logger, name, Math.Max(Interlocked.Read(ref pool.PendingRequests), 1), suppressed);
+    }
+
+    [LoggerMessage(EventId = 4101, Level = LogLevel.Warning,
+        Message = "Connection pool {Pool}: connection pool exhausted: {Waiting} waiting; a request gave up waiting for a connection ({Suppressed} more since the last report)")]
+    private static partial void LogPoolExhausted(ILogger logger, string pool, long waiting, long suppressed);
 
     private PoolCounters Pool(ReadOnlySpan<KeyValuePair<string, object?>> tags) =>
         _pools.GetOrAdd(Find(tags, PoolNameTag) ?? "", static _ => new PoolCounters());
@@ -129,6 +192,10 @@ public sealed class NpgsqlPoolMetrics : IHostedService, IDisposable
     {
         public long PendingRequests;
         public long Timeouts;
+        public long LastTimeoutTicks;
+        public readonly Lock LogGate = new();
+        public long LastLoggedTicks;
+        public long UnloggedExhaustions;
         private readonly Lock _gate = new();
         private long _created;
         private double _totalCreateSeconds;

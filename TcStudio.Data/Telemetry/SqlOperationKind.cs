@@ -12,6 +12,12 @@ public static class SqlOperationKind
     public const string Delete = "delete";
     public const string Other = "other";
 
+    /// <summary>
+    /// Opens the transaction-settings statement the API puts in front of a request's commands (lock and statement
+    /// timeouts); the kind is that of the command after it.
+    /// </summary>
+    public const string SettingsPrefixMarker = "/* tcstudio:transaction-settings */";
+
     public static string Of(ReadOnlySpan<char> sql)
     {
         var i = 0;
@@ -22,6 +28,13 @@ public static class SqlOperationKind
             if (c == '-' && i + 1 < sql.Length && sql[i + 1] == '-')
             {
                 var end = sql[i..].IndexOf('\n');
+                if (end < 0) return Other;
+                i += end + 1;
+                continue;
+            }
+            if (c == '/' && sql[i..].StartsWith(SettingsPrefixMarker, StringComparison.Ordinal))
+            {
+                var end = sql[i..].IndexOf(';');
                 if (end < 0) return Other;
                 i += end + 1;
                 continue;

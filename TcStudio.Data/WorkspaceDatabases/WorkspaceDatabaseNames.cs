@@ -14,7 +14,7 @@ public static partial class WorkspaceDatabaseNames
     private static readonly HashSet<string> PostgresReserved = new(StringComparer.OrdinalIgnoreCase) { "postgres", "template0", "template1" };
     private static readonly HashSet<string> SqlServerReserved = new(StringComparer.OrdinalIgnoreCase) { "master", "model", "msdb", "tempdb" };
 
-    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]*$")]
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]*\\z")]
     public static partial System.Text.RegularExpressions.Regex Pattern();
 
     /// <summary>Null when usable; otherwise what is wrong, in a sentence.</summary>

@@ -40,8 +40,14 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             web.UseSetting("Auth:SessionCheckInterval", "01:00:00");
             foreach (var (key, value) in Settings) web.UseSetting(key, value);
         });
+        ConfigureFactory(_factory);
         await using var scope = _factory.Services.CreateAsyncScope();
         await scope.ServiceProvider.GetRequiredService<SystemSeeder>().SeedAsync();
+    }
+
+    /// <summary>Before the host starts (e.g. to serve over real Kestrel sockets).</summary>
+    protected virtual void ConfigureFactory(WebApplicationFactory<Program> factory)
+    {
     }
 
     public override async ValueTask DisposeAsync()

@@ -12,7 +12,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
             "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname");
 
         Assert.Equal(
-            ["activities", "database_size_samples", "migrations", "roles", "stored_procedures", "users",
+            ["activities", "database_size_samples", "idempotency_keys", "migrations", "roles", "stored_procedures", "users",
              "workspace_environments", "workspace_members", "workspaces"],
             tables);
     }
@@ -118,7 +118,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
 
         // c = cascade, r = restrict, n = set null
         Assert.Equal(
-            ["fk_activities_users:n", "fk_activities_workspaces:c", "fk_stored_procedures_users:r",
+            ["fk_activities_users:n", "fk_activities_workspaces:c", "fk_idempotency_keys_users:c", "fk_stored_procedures_users:r",
              "fk_stored_procedures_workspaces:c", "fk_users_roles:r", "fk_workspace_environments_workspaces:c",
              "fk_workspace_members_users:c", "fk_workspace_members_workspaces:c", "fk_workspaces_users:r"],
             rules);

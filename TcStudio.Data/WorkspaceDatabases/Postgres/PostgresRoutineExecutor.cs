@@ -218,8 +218,8 @@ internal static class PostgresRoutineExecutor
         "int4" => new NpgsqlParameter { Value = int.Parse(Scalar(value), CultureInfo.InvariantCulture) },
         "int8" => new NpgsqlParameter { Value = long.Parse(Scalar(value), CultureInfo.InvariantCulture) },
         "numeric" => new NpgsqlParameter { Value = decimal.Parse(Scalar(value), NumberStyles.Float, CultureInfo.InvariantCulture) },
-        "float4" => new NpgsqlParameter { Value = float.Parse(Scalar(value), CultureInfo.InvariantCulture) },
-        "float8" => new NpgsqlParameter { Value = double.Parse(Scalar(value), CultureInfo.InvariantCulture) },
+        "float4" => new NpgsqlParameter { Value = ParameterNumbers.FiniteSingle(Scalar(value)) },
+        "float8" => new NpgsqlParameter { Value = ParameterNumbers.FiniteDouble(Scalar(value)) },
         "bool" => new NpgsqlParameter { Value = value.ValueKind switch
         {
             JsonValueKind.True => true,

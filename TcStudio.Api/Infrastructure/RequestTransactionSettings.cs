@@ -1,0 +1,244 @@
+using System.Data;
+using System.Data.Common;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.Extensions.Options;
+
+namespace TcStudio.Api.Infrastructure;
+
+/// <summary>
+/// The transaction-local settings every API request's system-database work runs under: <c>lock_timeout</c>
+/// (Database:LockTimeout) and <c>statement_timeout</c> (Database:RequestStatementTimeout), set with
+/// <c>set_config(…, true)</c>, so they end with the transaction and never leak to the next user of a pooled
+/// connection (nothing is set per session). This is the one place that knows them: the unit of work that will also
+/// set the row-level-security setting (<c>tcstudio.workspace_id</c>) adds it to <see cref="Sql"/> or calls
+/// <see cref="ApplyAsync"/> at the start of its transaction.
+/// </summary>
+public sealed class RequestTransactionSettings
+{
+    public RequestTransactionSettings(IOptions<DatabaseOptions> options) : this(options.Value.LockTimeout, options.Value.RequestStatementTimeout)
+    {
+    }
+
+    public RequestTransactionSettings(TimeSpan lockTimeout, TimeSpan statementTimeout)
+    {
+        LockTimeout = lockTimeout;
+        StatementTimeout = statementTimeout;
+        var settings = new List<string>();
+        // Zero means "no limit of ours": leave the server's (or the role's) own setting alone.
+        if (lockTimeout > TimeSpan.Zero) settings.Add(SetConfig("lock_timeout", lockTimeout));
+        if (statementTimeout > TimeSpan.Zero) settings.Add(SetConfig("statement_timeout", statementTimeout));
+        // The marker lets the command monitor classify a prefixed command by what follows (SqlOperationKind).
+        Sql = settings.Count == 0 ? null : $"{TcStudio.Data.Telemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {string.Join(", ", settings)}";
+    }
+
+    public TimeSpan LockTimeout { get; }
+    public TimeSpan StatementTimeout { get; }
+
+    /// <summary>One statement returning one row, or null when there is nothing to set. Values are numbers we format, never input.</summary>
+    public string? Sql { get; }
+
+    /// <summary>Sets them for the rest of <paramref name="transaction"/> (one round trip; Npgsql sends BEGIN with it).</summary>
+    public async Task ApplyAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    {
+        if (Sql is null) return;
+        await using var command = connection.CreateCommand();
+        command.CommandText = Sql;
+        command.Transaction = transaction;
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public void Apply(DbConnection connection, DbTransaction? transaction)
+    {
+        if (Sql is null) return;
+        using var command = connection.CreateCommand();
+        command.CommandText = Sql;
+        command.Transaction = transaction;
+        command.ExecuteNonQuery();
+    }
+
+    private static string SetConfig(string name, TimeSpan value) =>
+        $"set_config('{name}', '{Math.Max(1, (long)Math.Ceiling(value.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture)}ms', true)";
+
+    private static readonly AsyncLocal<RequestTransactionSettings?> CurrentRequest = new();
+
+    /// <summary>The settings of the API request this code runs for; null outside requests (start-up, background work).</summary>
+    public static RequestTransactionSettings? Current => CurrentRequest.Value;
+
+    /// <summary>From here on (in this async flow), database work belongs to an API request.</summary>
+    public static IApplicationBuilder UseRequestTransactionSettings(IApplicationBuilder app) => app.Use(async (context, next) =>
+    {
+        if (!context.Request.Path.StartsWithSegments("/api"))
+        {
+            await next();
+            return;
+        }
+        CurrentRequest.Value = context.RequestServices.GetRequiredService<RequestTransactionSettings>();
+        try
+        {
+            await next();
+        }
+        finally
+        {
+            CurrentRequest.Value = null;
+        }
+    });
+}
+
+/// <summary>
+/// Applies <see cref="RequestTransactionSettings"/> to every EF Core command of an API request without an extra
+/// round trip where it can:
+/// <list type="bullet">
+/// <item>a query or raw statement outside an explicit transaction gets the <c>set_config</c> statement prepended:
+/// Npgsql sends both in one batch, which PostgreSQL runs as one transaction, so the settings hold for exactly that
+/// statement (the extra result set is skipped before EF reads);</item>
+/// <item>in an explicit transaction, the first command sets them for the rest of it (prepended, or sent just
+/// before a SaveChanges batch, whose statements EF counts by position and must not be shifted);</item>
+/// <item>a SaveChanges outside a transaction is given one (AutoTransactionBehavior.Always), so its statements are
+/// bounded too.</item>
+/// </list>
+/// Work outside API requests (migrations at start, the size sampler) is left alone.
+/// </summary>
+public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor, IDbTransactionInterceptor, ISaveChangesInterceptor
+{
+    private static readonly ConditionalWeakTable<DbTransaction, object> Applied = new();
+    private static readonly ConditionalWeakTable<DbCommand, object> Prefixed = new();
+    private static readonly object Marker = new();
+
+    public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
+    {
+        Prepare(command, eventData, isReader: true, cancellationToken: null).GetAwaiter().GetResult();
+        return result;
+    }
+
+    public override async ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData,
+        InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
+    {
+        await Prepare(command, eventData, isReader: true, cancellationToken);
+        return result;
+    }
+
+    public override DbDataReader ReaderExecuted(DbCommand command, CommandExecutedEventData eventData, DbDataReader result)
+    {
+        if (Prefixed.Remove(command)) result.NextResult();
+        return result;
+    }
+
+    public override async ValueTask<DbDataReader> ReaderExecutedAsync(DbCommand command, CommandExecutedEventData eventData, DbDataReader result,
+        CancellationToken cancellationToken = default)
+    {
+        if (Prefixed.Remove(command)) await result.NextResultAsync(cancellationToken);
+        return result;
+    }
+
+    public override InterceptionResult<int> NonQueryExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<int> result)
+    {
+        Prepare(command, eventData, isReader: false, cancellationToken: null).GetAwaiter().GetResult();
+        return result;
+    }
+
+    public override async ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData,
+        InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        await Prepare(command, eventData, isReader: false, cancellationToken);
+        return result;
+    }
+
+    public override async ValueTask<InterceptionResult<object>> ScalarExecutingAsync(DbCommand command, CommandEventData eventData,
+        InterceptionResult<object> result, CancellationToken cancellationToken = default)
+    {
+        // A scalar reads the first result set, so nothing can go in front of it: inside a transaction the settings
+        // are sent just before it; outside one they cannot apply (EF issues no such commands for API requests).
+        if (RequestTransactionSettings.Current is { Sql: not null } settings && command.Transaction is { } transaction
+            && Applied.TryAdd(transaction, Marker))
+        {
+            await settings.ApplyAsync(command.Connection!, transaction, cancellationToken);
+        }
+        return result;
+    }
+
+    // Npgsql hands out the same transaction object again for the next transaction on a connection: the marker
+    // is per transaction, so it goes when one starts or ends.
+    public DbTransaction TransactionStarted(DbConnection connection, TransactionEndEventData eventData, DbTransaction result)
+    {
+        Applied.Remove(result);
+        return result;
+    }
+
+    public ValueTask<DbTransaction> TransactionStartedAsync(DbConnection connection, TransactionEndEventData eventData, DbTransaction result,
+        CancellationToken cancellationToken = default)
+    {
+        Applied.Remove(result);
+        return ValueTask.FromResult(result);
+    }
+
+    public void TransactionCommitted(DbTransaction transaction, TransactionEndEventData eventData) => Applied.Remove(transaction);
+
+    public Task TransactionCommittedAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Applied.Remove(transaction);
+        return Task.CompletedTask;
+    }
+
+    public void TransactionRolledBack(DbTransaction transaction, TransactionEndEventData eventData) => Applied.Remove(transaction);
+
+    public Task TransactionRolledBackAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Applied.Remove(transaction);
+        return Task.CompletedTask;
+    }
+
+    public void TransactionFailed(DbTransaction transaction, TransactionErrorEventData eventData) => Applied.Remove(transaction);
+
+    public Task TransactionFailedAsync(DbTransaction transaction, TransactionErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Applied.Remove(transaction);
+        return Task.CompletedTask;
+    }
+
+    public InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
+    {
+        RequireTransaction(eventData.Context);
+        return result;
+    }
+
+    public ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result,
+        CancellationToken cancellationToken = default)
+    {
+        RequireTransaction(eventData.Context);
+        return ValueTask.FromResult(result);
+    }
+
+    private static void RequireTransaction(DbContext? context)
+    {
+        if (context is not null && RequestTransactionSettings.Current is { Sql: not null } && context.Database.CurrentTransaction is null)
+        {
+            context.Database.AutoTransactionBehavior = AutoTransactionBehavior.Always;
+        }
+    }
+
+    private static async Task Prepare(DbCommand command, CommandEventData eventData, bool isReader, CancellationToken? cancellationToken)
+    {
+        if (RequestTransactionSettings.Current is not { Sql: { } sql } settings
+            || command.CommandType != CommandType.Text
+            || eventData.CommandSource == CommandSource.Migrations)
+        {
+            return;
+        }
+        var transaction = command.Transaction;
+        if (transaction is not null && !Applied.TryAdd(transaction, Marker)) return; // already set for this transaction
+
+        if (eventData.CommandSource == CommandSource.SaveChanges)
+        {
+            // EF reads a SaveChanges batch's results by statement position: send the settings separately, first.
+            if (transaction is null) return;
+            if (cancellationToken is { } token) await settings.ApplyAsync(command.Connection!, transaction, token);
+            else settings.Apply(command.Connection!, transaction);
+            return;
+        }
+
+        command.CommandText = sql + ";\n" + command.CommandText;
+        if (isReader) Prefixed.AddOrUpdate(command, Marker);
+    }
+}
