@@ -169,23 +169,32 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
                 if (isMember is false) await PostgresProvisioning.GrantRoleAsync(connection, role, cancellationToken);
                 previous.Add(role);
             }
-            // Refused (42501) unless the deploy credential owns the database (directly, or through an earlier
-            // environment's role): a database of another application stays out of reach.
-            await ExecuteAsync(connection, $"ALTER DATABASE {Quote(database)} OWNER TO CURRENT_USER", cancellationToken);
-            if (previous.Count > 0)
-            {
-                await using var inDatabase = AdminConnection(server, database);
-                await inDatabase.OpenAsync(cancellationToken);
-                foreach (var role in previous)
-                {
-                    await ExecuteAsync(inDatabase, $"REASSIGN OWNED BY {Quote(role)} TO {Quote(roles.OwnerRole)}; DROP OWNED BY {Quote(role)}", cancellationToken);
-                }
-            }
+            // The hand-over starts with ALTER DATABASE ... OWNER TO CURRENT_USER, refused (42501) unless the deploy
+            // credential owns the database (directly, or through an earlier environment's role): a database of another
+            // application stays out of reach.
             await HandOverAsync(connection, server, database, roles.OwnerRole, cancellationToken);
         }
         await using (var inDatabase = AdminConnection(server, database))
         {
             await inDatabase.OpenAsync(cancellationToken);
+            foreach (var role in previous)
+            {
+                // Schemas first (a routine moves only into a schema its new owner may create in), then the rest; then the
+                // previous role's privileges and default privileges go, so it can be dropped.
+                await ExecuteAsync(inDatabase, $"""
+                    DO $schemas$
+                    DECLARE
+                        s name;
+                    BEGIN
+                        FOR s IN SELECT nspname FROM pg_namespace WHERE nspowner = {Literal(role)}::regrole LOOP
+                            EXECUTE format('ALTER SCHEMA %I OWNER TO %I', s, {Literal(roles.OwnerRole)});
+                        END LOOP;
+                    END
+                    $schemas$;
+                    REASSIGN OWNED BY {Quote(role)} TO {Quote(roles.OwnerRole)};
+                    DROP OWNED BY {Quote(role)};
+                    """, cancellationToken);
+            }
             // What the previous roles' privileges and default privileges gave (dropped with them), for the new ones:
             // the execute role uses every schema the owner role owns, except TC Studio's own.
             await ExecuteAsync(inDatabase, $"""
