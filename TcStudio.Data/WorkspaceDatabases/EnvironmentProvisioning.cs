@@ -411,7 +411,10 @@ public sealed class EnvironmentProvisioning(
             {
                 db.ChangeTracker.Clear();
                 if (await PrepareRemovalAsync(environment, slug, dropDatabase: true, callerIsSystemAdmin: true, ct) != Removal.Dropped) continue;
-                await db.SaveChangesAsync(CancellationToken.None); // the claim of a dropped database goes at once
+                // The claim and environment of a dropped database go at once: a purge refused half-way (a database that
+                // is not the environment's) leaves nothing pointing at a dropped database.
+                db.WorkspaceEnvironments.Remove(environment);
+                await db.SaveChangesAsync(CancellationToken.None);
                 dropped.Add(environment.DatabaseName);
             }
         }

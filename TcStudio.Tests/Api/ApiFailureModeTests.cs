@@ -175,8 +175,7 @@ public sealed class ApiConfigurationTests
         var result = await ProcessRunner.RunDotnetAsync(ApiDll, [], environment, TimeSpan.FromSeconds(60));
 
         Assert.True(result.ExitCode == 2, result.ToString());
-        var line = Assert.Single(result.StandardError.Trim().Split('
-'));
+        var line = Assert.Single(result.StandardError.Trim().Split('\n'));
         Assert.Contains("Workspaces:SecretKey", line);
         Assert.DoesNotContain("never-printed", result.AllOutput);
     }

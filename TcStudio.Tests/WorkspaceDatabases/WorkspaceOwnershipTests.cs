@@ -241,6 +241,36 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         Assert.False(await api.WorkspaceScalarAsync<bool>(database, $"SELECT has_database_privilege('tcws_{third:N}_exec', current_database(), 'CONNECT')"));
     }
 
+    [Fact]
+    public async Task A_purge_drops_the_workspaces_databases_only_when_asked_and_only_its_own()
+    {
+        using var admin = await api.AdminAsync();
+        var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "purged");
+        var environmentId = await EnvironmentIdAsync(slug, "dev");
+        var second = api.NewDatabaseName("purged_test");
+        await HttpAssert.JsonAsync(await CreateEnvironment(admin, slug, second, name: "test"), HttpStatusCode.Created);
+        // The test environment's database was swapped for one that is not its own: the purge must leave it alone.
+        await api.WorkspaceExecuteAsync(second, $"UPDATE tcstudio_ownership.marker SET environment_id = '{Guid.CreateVersion7()}'");
+
+        await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/workspaces/{slug}?dropDatabases=true"), HttpStatusCode.BadRequest);
+        var refused = await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/workspaces/{slug}?purge=true&dropDatabases=true"), HttpStatusCode.Conflict);
+        Assert.Equal("test", refused.GetProperty("environment").GetString());
+        // What was dropped before the refusal stays dropped, and the workspace is still there for another try.
+        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
+        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tcws_{environmentId:N}%'"));
+        Assert.Equal(1L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{second}'"));
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync($"/api/workspaces/{slug}")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync($"/api/workspaces/{slug}/environments/dev")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync($"/api/workspaces/{slug}/environments/test")).StatusCode);
+
+        // Purged without dropping, the remaining database stays claimed, detached.
+        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{slug}?purge=true")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync($"/api/workspaces/{slug}")).StatusCode);
+        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d", ("d", second)));
+        Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_databases WHERE database_name = @d", ("d", database)));
+        Assert.Equal(1L, await api.ScalarAsync<long>("SELECT count(*) FROM activities WHERE action = 'workspace.purged' AND details->>'slug' = @s", ("s", slug)));
+    }
+
     private sealed class TestHostEnvironment : Microsoft.Extensions.Hosting.IHostEnvironment
     {
         public string EnvironmentName { get; set; } = "Test";

@@ -41,6 +41,7 @@ public static class SqlServerSql
     /// only the deploy credential (dbo) writes; checked before connections are used and before the database is dropped.
     /// </summary>
     public const string WriteMarker = """
+        SET XACT_ABORT ON;
         IF SCHEMA_ID(N'tcstudio_ownership') IS NULL EXEC (N'CREATE SCHEMA tcstudio_ownership AUTHORIZATION dbo;');
         IF OBJECT_ID(N'tcstudio_ownership.marker', N'U') IS NULL
             CREATE TABLE tcstudio_ownership.marker (
