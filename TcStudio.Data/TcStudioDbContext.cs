@@ -15,6 +15,7 @@ public sealed class TcStudioDbContext(DbContextOptions<TcStudioDbContext> option
     public DbSet<Workspace> Workspaces => Set<Workspace>();
     public DbSet<WorkspaceMember> WorkspaceMembers => Set<WorkspaceMember>();
     public DbSet<WorkspaceEnvironment> WorkspaceEnvironments => Set<WorkspaceEnvironment>();
+    public DbSet<WorkspaceDatabase> WorkspaceDatabases => Set<WorkspaceDatabase>();
     public DbSet<StoredProcedure> StoredProcedures => Set<StoredProcedure>();
     public DbSet<Activity> Activities => Set<Activity>();
     public DbSet<DatabaseSizeSample> DatabaseSizeSamples => Set<DatabaseSizeSample>();

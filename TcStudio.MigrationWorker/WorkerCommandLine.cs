@@ -15,7 +15,8 @@ public static class WorkerCommandLine
     public static RootCommand Create()
     {
         var root = new RootCommand("TC Studio migration worker: applies, reverts and reports the system database's "
-            + "migrations and seeds it. With no verb: migrate, seed, then migrate every workspace environment.");
+            + "migrations and seeds it. With no verb: migrate, seed, bootstrap the workspace servers that have an admin connection "
+            + "string, then migrate every workspace environment.");
         root.SetAction((_, ct) => WorkerHost.RunAsync(WorkerHost.DefaultRunVerb, async (verbs, ct2) =>
             await verbs.MigrateAndSeedAsync(ct2), ct));
 
@@ -61,7 +62,10 @@ public static class WorkerCommandLine
         return root;
     }
 
-    /// <summary>workspaces migrate|status|revert [--workspace &lt;slug&gt;] [--env &lt;name&gt;]: the workspace databases' base schema.</summary>
+    /// <summary>
+    /// workspaces migrate|status|revert [--workspace &lt;slug&gt;] [--env &lt;name&gt;]: the workspace databases' base schema;
+    /// workspaces bootstrap [--server &lt;name&gt;] [--create-provisioner]: the servers' provisioning functions and deploy login.
+    /// </summary>
     private static Command CreateWorkspacesCommand()
     {
         var workspaces = new Command("workspaces", "The workspace databases' base schema, over every environment (or those selected).");
@@ -81,6 +85,17 @@ public static class WorkerCommandLine
                 verbs.WorkspacesAsync(verb, parse.GetValue(workspace), parse.GetValue(environment), parse.GetValue(to), ct2), ct));
             workspaces.Subcommands.Add(command);
         }
+
+        var server = new Option<string?>("--server") { Description = "Only this server (default: every server with an admin connection string)." };
+        var createProvisioner = new Option<bool>("--create-provisioner")
+        {
+            Description = "Create the deploy login if missing (LOGIN CREATEDB, nothing else) and set its password from the deploy connection string.",
+        };
+        var bootstrap = new Command("bootstrap", "With a server's admin connection string: install the functions that create workspace roles "
+            + "(so the deploy login needs no CREATEROLE) and create or check the deploy login.") { server, createProvisioner };
+        bootstrap.SetAction((parse, ct) => WorkerHost.RunAsync("workspaces bootstrap", (verbs, ct2) =>
+            verbs.BootstrapAsync(parse.GetValue(server), parse.GetValue(createProvisioner), ct2), ct));
+        workspaces.Subcommands.Add(bootstrap);
         return workspaces;
     }
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TcStudio.Data;
 using TcStudio.Data.Seeding;
+using TcStudio.Data.WorkspaceDatabases;
 
 namespace TcStudio.MigrationWorker;
 
@@ -24,9 +25,15 @@ public sealed class WorkerVerbs(
     /// </summary>
     public async Task<int> MigrateAndSeedAsync(CancellationToken ct)
     {
+        RequireWorkspaceSecrets();
         await using var migrationLock = await AcquireLockAsync(ct);
         await ApplyAsync(target: null, ct);
         await SeedUnlockedAsync(ct);
+        var bootstrap = await workspaces.BootstrapAsync(serverName: null, createProvisioner: true, _out, ct);
+        if (bootstrap.Failed > 0)
+        {
+            logger.LogWarning("{Failed} workspace server(s) could not be bootstrapped; see above.", bootstrap.Failed);
+        }
         var summary = await workspaces.RunAsync("migrate", workspace: null, environment: null, toVersion: null, _out, ct);
         if (summary.Failed > 0)
         {
@@ -39,10 +46,24 @@ public sealed class WorkerVerbs(
     /// <summary>workspaces migrate|status|revert: exit 1 when any environment failed.</summary>
     public async Task<int> WorkspacesAsync(string verb, string? workspace, string? environment, int? toVersion, CancellationToken ct)
     {
+        RequireWorkspaceSecrets();
         // Under the system lock: two workers never migrate one workspace database at once.
         await using var migrationLock = verb == "status" ? null : await AcquireLockAsync(ct);
         var summary = await workspaces.RunAsync(verb, workspace, environment, toVersion, _out, ct);
         return summary.Failed > 0 ? WorkerExitCodes.Failed : WorkerExitCodes.Done;
+    }
+
+    /// <summary>workspaces bootstrap: exit 1 when any server failed.</summary>
+    public async Task<int> BootstrapAsync(string? server, bool createProvisioner, CancellationToken ct)
+    {
+        var summary = await workspaces.BootstrapAsync(server, createProvisioner, _out, ct);
+        return summary.Failed > 0 ? WorkerExitCodes.Failed : WorkerExitCodes.Done;
+    }
+
+    /// <summary>The workspace roles' passwords are kept encrypted with Workspaces:SecretKey: verbs that touch workspace databases need it.</summary>
+    private void RequireWorkspaceSecrets()
+    {
+        if (WorkspaceSecrets.FindConfigurationError(configuration, environment) is { } error) throw new MigrationCommandException(error);
     }
 
     public async Task<int> MigrateAsync(string? target, CancellationToken ct)

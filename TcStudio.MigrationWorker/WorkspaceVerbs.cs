@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Configuration;
 using TcStudio.Data;
 using TcStudio.Data.Entities;
 using TcStudio.Data.WorkspaceDatabases;
@@ -8,11 +9,14 @@ namespace TcStudio.MigrationWorker;
 
 /// <summary>
 /// <c>workspaces migrate|status|revert [--workspace &lt;slug&gt;] [--env &lt;name&gt;]</c>: the workspace base schema, over every
-/// environment (or those selected), one after another. Each environment prints its progress; a failing one prints a
+/// environment (or those selected), one after another. migrate also converts environments made by an earlier version
+/// (per-environment roles, marker, claim) and creates a seeded environment's database; <c>workspaces bootstrap</c>
+/// prepares servers with their admin credential. Each environment prints its progress; a failing one prints a
 /// one-line reason and the run goes on to the next; a summary line (naming the failed ones) ends the run. The environment rows'
 /// schema_version, status and last_error are kept current.
 /// </summary>
-public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseService databases, TimeProvider clock)
+public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseService databases, EnvironmentProvisioning provisioning,
+    WorkspaceServerRegistry servers, IConfiguration configuration, TimeProvider clock)
 {
     public sealed record Summary(int Environments, int Succeeded, int Failed);
 
@@ -70,17 +74,61 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
 
     private async Task<string> MigrateAsync(Selected item, WorkspaceTarget target, TextWriter output, CancellationToken ct)
     {
-        if (item.Environment is { Status: EnvironmentStatus.Pending, SchemaVersion: 0 })
-        {
-            // Never provisioned (the seeded twsbp/dev): create its database if it is missing, then give it its roles.
-            var exists = await databases.RunOnServerAsync(target, (provider, server, token) => provider.DatabaseExistsAsync(server, target.Database, token), ct);
-            if (await databases.ProvisionAsync(target, create: !exists, ct)) output.WriteLine($"    created database {target.Database}");
-        }
-        var steps = await databases.MigrateAsync(target,
+        var result = await provisioning.MigrateAsync(item.Environment, item.Slug,
             step => output.WriteLine($"    applied {step.Migration.Id} ({step.Duration.TotalMilliseconds:0} ms)"), ct);
-        var version = (await databases.GetSchemaStatusAsync(target, ct)).Version;
-        await RecordAsync(item, version, EnvironmentStatus.Ready, null);
-        return steps.Count == 0 ? $"up to date at version {version}" : $"applied {Plural(steps.Count, "migration")}, now at version {version}";
+        foreach (var note in result.Notes) output.WriteLine($"    {note}");
+        if (result.Outcome == EnvironmentProvisioning.Outcome.Created)
+        {
+            foreach (var step in result.Applied) output.WriteLine($"    applied {step.Migration.Id} ({step.Duration.TotalMilliseconds:0} ms)");
+        }
+        var version = result.SchemaVersion;
+        return result.Applied.Count == 0 ? $"up to date at version {version}" : $"applied {Plural(result.Applied.Count, "migration")}, now at version {version}";
+    }
+
+    /// <summary>
+    /// workspaces bootstrap [--server name]: installs the provisioning functions and creates (or checks) the deploy login
+    /// on every registered server that has an admin connection string (or the one named, which must have one).
+    /// </summary>
+    public async Task<Summary> BootstrapAsync(string? serverName, bool createProvisioner, TextWriter output, CancellationToken cancellationToken)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        List<WorkspaceServer> selected;
+        if (serverName is not null)
+        {
+            var server = servers.Find(serverName) ?? throw new MigrationCommandException(
+                $"No workspace server '{serverName}' is registered (known: {string.Join(", ", servers.Servers.Select(s => s.Name))}).");
+            if (WorkspaceServerBootstrap.AdminConnectionString(configuration, server) is null)
+            {
+                throw new MigrationCommandException($"Server '{server.Name}' has no admin connection string: set {WorkspaceServerBootstrap.AdminKey(server)}.");
+            }
+            selected = [server];
+        }
+        else
+        {
+            selected = servers.Servers.Where(s => WorkspaceServerBootstrap.AdminConnectionString(configuration, s) is not null).ToList();
+        }
+
+        output.WriteLine($"workspaces bootstrap: {Plural(selected.Count, "server")}");
+        var failures = new List<string>();
+        foreach (var server in selected)
+        {
+            output.WriteLine($"  {server.Name} ({server.Provider}, {server.Identity})");
+            try
+            {
+                var outcome = await WorkspaceServerBootstrap.RunAsync(server, WorkspaceServerBootstrap.AdminConnectionString(configuration, server)!,
+                    createProvisioner, cancellationToken);
+                foreach (var line in outcome.Lines) output.WriteLine($"    {line}");
+                foreach (var warning in outcome.Warnings) output.WriteLine($"    warning: {warning}");
+            }
+            catch (Exception e) when (e is System.Data.Common.DbException or InvalidOperationException or ArgumentException or TimeoutException)
+            {
+                failures.Add(server.Name);
+                output.WriteLine($"    FAILED: {WorkerHost.OneLine(e)}");
+            }
+        }
+        output.WriteLine($"workspaces bootstrap: {selected.Count - failures.Count} ok, {failures.Count} failed"
+            + $"{(failures.Count == 0 ? "" : $" ({string.Join(", ", failures)})")}, in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
+        return new Summary(selected.Count, selected.Count - failures.Count, failures.Count);
     }
 
     private async Task<(bool Ok, string Line)> StatusAsync(Selected item, WorkspaceTarget target, CancellationToken ct)

@@ -1,4 +1,5 @@
 using TcStudio.Api.Activities;
+using TcStudio.Api.Auth;
 using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
 using TcStudio.Data.WorkspaceDatabases;
@@ -10,12 +11,20 @@ public sealed record WorkspaceServerSummary(string Name, string Provider);
 public sealed record EnvironmentDetails(Guid Id, string Name, string Server, string Provider, string DatabaseName, int SchemaVersion,
     string Status, string? LastError, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 
-/// <param name="Create">True: create the database (it must not exist); false: attach an existing one.</param>
-public sealed record CreateEnvironmentRequest(string Name, string Server, string DatabaseName, bool Create = false);
+/// <param name="Create">
+/// True (the default): create the environment's own new database, which must not exist. False: attach an existing
+/// database; reserved to system Admins (the same as POST .../environments/{name}/adopt), 403 for anyone else.
+/// </param>
+public sealed record CreateEnvironmentRequest(string Name, string Server, string DatabaseName, bool Create = true);
+
+/// <summary>An existing database for a new environment {env}: unclaimed, or detached since its environment went.</summary>
+public sealed record AdoptEnvironmentRequest(string Server, string DatabaseName);
 
 public sealed record AppliedMigrationSummary(int Version, string Name, double DurationMs);
 
-public sealed record MigrateEnvironmentResponse(string Environment, IReadOnlyList<AppliedMigrationSummary> Applied, int SchemaVersion, string Status);
+/// <param name="Converted">True when this migrate converted an environment made by an earlier version (per-environment roles, marker, claim).</param>
+public sealed record MigrateEnvironmentResponse(string Environment, IReadOnlyList<AppliedMigrationSummary> Applied, int SchemaVersion, string Status,
+    bool Converted = false, IReadOnlyList<string>? Notes = null);
 
 /// <param name="Circuit">closed, open or half-open (closed when nothing is cached for it).</param>
 public sealed record EnvironmentStatusResponse(string Environment, string Server, string Provider, string DatabaseName, bool Reachable,
@@ -24,9 +33,11 @@ public sealed record EnvironmentStatusResponse(string Environment, string Server
 
 /// <summary>
 /// Registered servers and a workspace's environments. Users pick a registered server by name and a database name;
-/// hosts and credentials stay in configuration. A workspace's environments share one provider (its SQL dialect):
-/// the first sets it. Creating an environment (optionally its database), migrating it and dropping its database
-/// wait on the workspace server, so these endpoints hold no system-database transaction while they do.
+/// hosts and credentials stay in configuration. Creating an environment always creates its own database; attaching an
+/// existing one (adopt) is for system Admins only and is recorded. A database belongs to one environment, enforced by
+/// its claim in the system database and the marker inside it (EnvironmentProvisioning). A workspace's environments
+/// share one provider (its SQL dialect): the first sets it. Creating, adopting, migrating an environment and dropping
+/// its database wait on the workspace server, so these endpoints hold no system-database transaction while they do.
 /// </summary>
 public static partial class EnvironmentsApi
 {
@@ -39,12 +50,14 @@ public static partial class EnvironmentsApi
             .AddEndpointFilter<WorkspaceDatabaseProblems>();
         environments.MapGet("/", ListEnvironments).RequireWorkspacePermission(WorkspacePermission.Read);
         environments.MapPost("/", CreateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
-            .WithSummary("Create an environment on a registered server: optionally create its database; the base schema is applied.");
+            .WithSummary("Create an environment on a registered server with a new database of its own (roles, marker, base schema).");
+        environments.MapPost("/{env}/adopt", AdoptEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
+            .WithSummary("System Admins: create environment {env} on an existing database that no environment holds (recorded in the activity log).");
         environments.MapGet("/{env}", GetEnvironment).RequireWorkspacePermission(WorkspacePermission.Read);
         environments.MapDelete("/{env}", DeleteEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
-            .WithSummary("Delete the environment; its database is kept unless ?dropDatabase=true.");
+            .WithSummary("Delete the environment; its database is kept, detached (still claimed), unless ?dropDatabase=true.");
         environments.MapPost("/{env}/migrate", MigrateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
-            .WithSummary("Apply pending base-schema migrations (and repair the database's roles and grants).");
+            .WithSummary("Apply pending base-schema migrations (and repair the roles and grants; converts an environment made by an earlier version).");
         environments.MapGet("/{env}/status", GetStatus).RequireWorkspacePermission(WorkspacePermission.Read).WaitsOnWorkspaceDatabase()
             .WithSummary("Reachability, schema version, pending migrations, circuit state and last error.");
         return api;
@@ -65,123 +78,102 @@ public static partial class EnvironmentsApi
 
     public static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> CreateEnvironment(
         CreateEnvironmentRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db,
-        WorkspaceServerRegistry servers, WorkspaceDatabaseService databases, ILoggerFactory loggers)
+        WorkspaceServerRegistry servers, WorkspaceDatabaseService databases, EnvironmentProvisioning provisioning)
+    {
+        var errors = Validate(request.Name, request.Server, request.DatabaseName, servers, databases, out var server);
+        if (errors.Any) return errors.ToProblem();
+        if (!request.Create)
+        {
+            if (!http.User.IsSystemAdmin())
+            {
+                return Problems.Forbidden("Attaching an existing database (create: false) is reserved to system Admins "
+                    + $"(POST /api/workspaces/{workspace.Slug}/environments/{request.Name}/adopt). Omit 'create' (or set it to true) to create the "
+                    + "environment's own new database.");
+            }
+            return await AdoptAsync(request.Name, server!, request.DatabaseName, workspace, http, db, provisioning);
+        }
+
+        var result = await provisioning.CreateAsync(workspace.Id, workspace.Slug, request.Name, server!, request.DatabaseName, http.RequestAborted);
+        db.ChangeTracker.Clear();
+        db.AddActivity(workspace.Id, workspace.UserId, "environment.created", EntityTypes.Environment, result.Environment.Id,
+            new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, createdDatabase = true, schemaVersion = result.SchemaVersion });
+        var location = $"/api/workspaces/{workspace.Slug}/environments/{result.Environment.Name}";
+        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Created(location, ToDetails(result.Environment)));
+        await db.SaveChangesAsync(CancellationToken.None);
+        return TypedResults.Created(location, ToDetails(result.Environment));
+    }
+
+    public static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> AdoptEnvironment(string env,
+        AdoptEnvironmentRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceServerRegistry servers,
+        WorkspaceDatabaseService databases, EnvironmentProvisioning provisioning)
+    {
+        if (!http.User.IsSystemAdmin())
+        {
+            return Problems.Forbidden("Only a system Admin may attach an existing database to an environment; create the environment with a new database instead.");
+        }
+        var errors = Validate(env, request.Server, request.DatabaseName, servers, databases, out var server, nameField: "env");
+        if (errors.Any) return errors.ToProblem();
+        return await AdoptAsync(env, server!, request.DatabaseName, workspace, http, db, provisioning);
+    }
+
+    private static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> AdoptAsync(string name, WorkspaceServer server,
+        string database, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, EnvironmentProvisioning provisioning)
+    {
+        var result = await provisioning.AdoptAsync(workspace.Id, workspace.Slug, name, server, database, http.RequestAborted);
+        db.ChangeTracker.Clear();
+        db.AddActivity(workspace.Id, workspace.UserId, "environment.adopted", EntityTypes.Environment, result.Environment.Id,
+            new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, schemaVersion = result.SchemaVersion, notes = result.Notes });
+        var location = $"/api/workspaces/{workspace.Slug}/environments/{result.Environment.Name}";
+        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Created(location, ToDetails(result.Environment)));
+        await db.SaveChangesAsync(CancellationToken.None);
+        return TypedResults.Created(location, ToDetails(result.Environment));
+    }
+
+    private static FieldErrors Validate(string name, string server, string database, WorkspaceServerRegistry servers, WorkspaceDatabaseService databases,
+        out WorkspaceServer? found, string nameField = "name")
     {
         var errors = new FieldErrors()
-            .Pattern("name", request.Name, EnvironmentName(), "1–63 lowercase letters, digits or hyphens, starting with a letter or digit")
-            .Pattern("databaseName", request.DatabaseName, WorkspaceDatabaseNames.Pattern(), "letters, digits and '_', starting with a letter or '_'");
-        var server = request.Server is null ? null : servers.Find(request.Server);
-        if (request.Server is null) errors.Add("server", "'server' is required.");
-        else if (server is null)
+            .Pattern(nameField, name, EnvironmentName(), "1–63 lowercase letters, digits or hyphens, starting with a letter or digit")
+            .Pattern("databaseName", database, WorkspaceDatabaseNames.Pattern(), "letters, digits and '_', starting with a letter or '_'");
+        found = server is null ? null : servers.Find(server);
+        if (server is null) errors.Add("server", "'server' is required.");
+        else if (found is null)
         {
-            errors.Add("server", $"'{request.Server}' is not a registered server (GET /api/workspace-servers lists them).");
+            errors.Add("server", $"'{server}' is not a registered server (GET /api/workspace-servers lists them).");
         }
-        if (server is not null && !errors.Any
-            && WorkspaceDatabaseNames.FindProblem(request.DatabaseName, server, databases.Cache.ProviderFor(server.Provider)) is { } problem)
+        if (found is not null && !errors.Any
+            && WorkspaceDatabaseNames.FindProblem(database, found, databases.Cache.ProviderFor(found.Provider)) is { } problem)
         {
             errors.Add("databaseName", char.ToUpperInvariant(problem[0]) + problem[1..]);
         }
-        if (errors.Any) return errors.ToProblem();
-
-        var ct = http.RequestAborted;
-        if (await db.WorkspaceEnvironments.AnyAsync(e => e.WorkspaceId == workspace.Id && e.Provider != server!.Provider, ct))
-        {
-            return ProviderConflict(server!);
-        }
-        if (await db.WorkspaceEnvironments.AnyAsync(e => e.Server == server!.Name && e.DatabaseName.ToLower() == request.DatabaseName.ToLower(), ct))
-        {
-            return Problems.Conflict($"Database '{request.DatabaseName}' on server '{server!.Name}' already belongs to an environment.", "databaseName");
-        }
-
-        var environment = new WorkspaceEnvironment
-        {
-            WorkspaceId = workspace.Id,
-            Name = request.Name,
-            Provider = server!.Provider,
-            Server = server.Name,
-            DatabaseName = request.DatabaseName,
-        };
-        db.WorkspaceEnvironments.Add(environment);
-        await db.SaveChangesAsync(ct); // a taken name → 23505 → 409 naming "name"
-
-        // The first environment sets the workspace's provider. Two creates racing with different providers both
-        // see each other once inserted: the later one (ids are time-ordered) backs off.
-        if (await db.WorkspaceEnvironments.AnyAsync(e => e.WorkspaceId == workspace.Id && e.Provider != environment.Provider
-                && e.Id.CompareTo(environment.Id) < 0, ct))
-        {
-            await db.WorkspaceEnvironments.Where(e => e.Id == environment.Id).ExecuteDeleteAsync(CancellationToken.None);
-            return ProviderConflict(server);
-        }
-
-        var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-        var created = false;
-        IReadOnlyList<WorkspaceDatabaseService.MigrationStep> steps;
-        try
-        {
-            created = await databases.ProvisionAsync(target, request.Create, ct);
-            steps = await databases.MigrateAsync(target, progress: null, ct);
-        }
-        catch (Exception)
-        {
-            // Nothing half-made stays behind: the row goes, and so does a database created here.
-            await db.WorkspaceEnvironments.Where(e => e.Id == environment.Id).ExecuteDeleteAsync(CancellationToken.None);
-            if (created)
-            {
-                try
-                {
-                    await databases.DropDatabaseAsync(target, CancellationToken.None);
-                }
-                catch (WorkspaceDatabaseException dropFailure)
-                {
-                    loggers.CreateLogger(typeof(EnvironmentsApi)).LogWarning(dropFailure, "Could not drop database {Database} after a failed environment creation", target.Database);
-                }
-            }
-            databases.Cache.Evict(workspace.Id, environment.Name);
-            throw;
-        }
-
-        var version = steps.Count == 0 ? (await databases.GetSchemaStatusAsync(target, ct)).Version : steps[^1].Migration.Version;
-        db.ChangeTracker.Clear();
-        var saved = await db.WorkspaceEnvironments.SingleAsync(e => e.Id == environment.Id, CancellationToken.None);
-        saved.SchemaVersion = version;
-        saved.Status = EnvironmentStatus.Ready;
-        saved.LastError = null;
-        db.AddActivity(workspace.Id, workspace.UserId, "environment.created", EntityTypes.Environment, environment.Id,
-            new { environment.Name, environment.Server, environment.DatabaseName, createdDatabase = created, schemaVersion = version });
-        var location = $"/api/workspaces/{workspace.Slug}/environments/{environment.Name}";
-        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Created(location, ToDetails(saved)));
-        await db.SaveChangesAsync(CancellationToken.None);
-        return TypedResults.Created(location, ToDetails(saved));
+        return errors;
     }
 
     public static async Task<Results<NoContent, ProblemHttpResult>> DeleteEnvironment(string env, bool? dropDatabase, CurrentWorkspace workspace,
-        HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
+        HttpContext http, TcStudioDbContext db, EnvironmentProvisioning provisioning)
     {
         var environment = await FindAsync(db, workspace.Id, env, http.RequestAborted, tracked: true);
         if (environment is null) return NotFound(env);
 
-        var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-        if (dropDatabase == true) await databases.DropDatabaseAsync(target, http.RequestAborted);
-        databases.Cache.Evict(workspace.Id, environment.Name, "environment deleted");
-
+        var removal = await provisioning.PrepareRemovalAsync(environment, workspace.Slug, dropDatabase == true, http.User.IsSystemAdmin(), http.RequestAborted);
         db.WorkspaceEnvironments.Remove(environment);
         db.AddActivity(workspace.Id, workspace.UserId, "environment.deleted", EntityTypes.Environment, environment.Id,
-            new { environment.Name, environment.Server, environment.DatabaseName, droppedDatabase = dropDatabase == true });
-        await db.SaveChangesAsync(CancellationToken.None);
+            new { environment.Name, environment.Server, environment.DatabaseName, droppedDatabase = removal == EnvironmentProvisioning.Removal.Dropped,
+                database = removal.ToString().ToLowerInvariant() });
+        await db.SaveChangesAsync(CancellationToken.None); // the claim's removal or detachment, the row and its activity: one transaction
         return TypedResults.NoContent();
     }
 
     public static async Task<Results<Ok<MigrateEnvironmentResponse>, ProblemHttpResult>> MigrateEnvironment(string env, CurrentWorkspace workspace,
-        HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases, TimeProvider clock)
+        HttpContext http, TcStudioDbContext db, EnvironmentProvisioning provisioning, TimeProvider clock)
     {
         var environment = await FindAsync(db, workspace.Id, env, http.RequestAborted);
         if (environment is null) return NotFound(env);
 
-        var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-        IReadOnlyList<WorkspaceDatabaseService.MigrationStep> steps;
+        EnvironmentProvisioning.Result result;
         try
         {
-            steps = await databases.MigrateAsync(target, progress: null, http.RequestAborted);
+            result = await provisioning.MigrateAsync(environment, workspace.Slug, progress: null, http.RequestAborted);
         }
         catch (WorkspaceDatabaseException failure)
         {
@@ -190,20 +182,16 @@ public static partial class EnvironmentsApi
             throw;
         }
 
-        var version = (await databases.GetSchemaStatusAsync(target, http.RequestAborted)).Version;
-        // The row's new state and its activity in one SaveChanges: one transaction.
-        var row = await db.WorkspaceEnvironments.SingleAsync(e => e.Id == environment.Id, CancellationToken.None);
-        row.SchemaVersion = version;
-        row.Status = EnvironmentStatus.Ready;
-        row.LastError = null;
-        if (steps.Count > 0)
-        {
-            db.AddActivity(workspace.Id, workspace.UserId, "environment.migrated", EntityTypes.Environment, environment.Id,
-                new { environment.Name, applied = steps.Select(s => s.Migration.Id).ToList(), schemaVersion = version });
-        }
+        var converted = result.Outcome is EnvironmentProvisioning.Outcome.Converted;
         var migrated = new MigrateEnvironmentResponse(environment.Name,
-            steps.Select(s => new AppliedMigrationSummary(s.Migration.Version, s.Migration.Name, Math.Round(s.Duration.TotalMilliseconds, 1))).ToList(),
-            version, EnvironmentStatus.Ready);
+            result.Applied.Select(s => new AppliedMigrationSummary(s.Migration.Version, s.Migration.Name, Math.Round(s.Duration.TotalMilliseconds, 1))).ToList(),
+            result.SchemaVersion, EnvironmentStatus.Ready, converted, result.Notes);
+        db.ChangeTracker.Clear();
+        if (result.Applied.Count > 0 || result.Outcome != EnvironmentProvisioning.Outcome.Migrated || result.Notes.Count > 0)
+        {
+            db.AddActivity(workspace.Id, workspace.UserId, converted ? "environment.converted" : "environment.migrated", EntityTypes.Environment, environment.Id,
+                new { environment.Name, applied = result.Applied.Select(s => s.Migration.Id).ToList(), schemaVersion = result.SchemaVersion, notes = result.Notes });
+        }
         IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(migrated));
         await db.SaveChangesAsync(CancellationToken.None);
         return TypedResults.Ok(migrated);
@@ -246,10 +234,6 @@ public static partial class EnvironmentsApi
     }
 
     internal static ProblemHttpResult NotFound(string env) => Problems.NotFound($"Environment '{env}'");
-
-    private static ProblemHttpResult ProviderConflict(WorkspaceServer server) =>
-        Problems.Conflict($"This workspace's environments use another provider; server '{server.Name}' is {server.Provider}. "
-            + "All environments of a workspace share one SQL dialect.", "server");
 
     private static EnvironmentDetails ToDetails(WorkspaceEnvironment e) =>
         new(e.Id, e.Name, e.Server, e.Provider, e.DatabaseName, e.SchemaVersion, e.Status, e.LastError, e.CreatedAt, e.UpdatedAt);

@@ -6,7 +6,8 @@ namespace TcStudio.Api.WorkspaceDatabases;
 /// <summary>
 /// Answers workspace-database failures with problem details naming the environment: unreachable or circuit open →
 /// 503 with Retry-After; refused statement → 422 with the server's number; timeout → 504; schema mismatch → 409;
-/// bad target → 4xx; a parameter value that does not fit → 400 naming it. Runs inside
+/// bad target → 4xx; a database that is not the environment's (claimed elsewhere, unmarked, marked for another) →
+/// 409 naming both sides; a parameter value that does not fit → 400 naming it. Runs inside
 /// <see cref="Workspaces.WorkspaceScopeFilter"/>, so a problem rolls its transaction back like any other.
 /// </summary>
 public sealed class WorkspaceDatabaseProblems : IEndpointFilter
@@ -33,6 +34,7 @@ public sealed class WorkspaceDatabaseProblems : IEndpointFilter
         }
 
         var extensions = new Dictionary<string, object?> { ["environment"] = e.Environment };
+        if (e.Field is { } field) extensions["field"] = field;
         switch (e)
         {
             case WorkspaceDatabaseUnavailableException unavailable:

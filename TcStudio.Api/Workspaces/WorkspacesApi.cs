@@ -1,6 +1,7 @@
 using System.Text.Json;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
+using TcStudio.Data.WorkspaceDatabases;
 
 namespace TcStudio.Api.Workspaces;
 
@@ -27,7 +28,9 @@ public static class WorkspacesApi
         workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read);
         workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace).WithPreconditions();
         workspace.MapDelete("/", DeleteWorkspace).RequireWorkspacePermission(WorkspacePermission.DeleteWorkspace).WithPreconditions()
-            .WithSummary("Soft-delete (hidden, slug stays reserved); ?purge=true (system Admin) removes it and everything under it.");
+            .WaitsOnWorkspaceDatabase().AddEndpointFilter<WorkspaceDatabases.WorkspaceDatabaseProblems>()
+            .WithSummary("Soft-delete (hidden, slug stays reserved, databases stay claimed); ?purge=true (system Admin) removes it and everything "
+                + "under it, leaving its databases detached (still claimed) unless &dropDatabases=true.");
         return api;
     }
 
@@ -118,8 +121,13 @@ public static class WorkspacesApi
         return TypedResults.Ok(details.Details);
     }
 
+    /// <remarks>
+    /// Waits on workspace databases (a purge may drop them), so it runs outside the scope's transaction: the soft delete
+    /// is one SaveChanges, the purge one transaction of its own (EnvironmentProvisioning.PurgeWorkspaceAsync).
+    /// </remarks>
     public static async Task<Results<NoContent, ProblemHttpResult>> DeleteWorkspace(
-        bool? purge, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, TimeProvider clock)
+        bool? purge, bool? dropDatabases, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, TimeProvider clock,
+        EnvironmentProvisioning provisioning)
     {
         if (purge == true)
         {
@@ -127,12 +135,17 @@ public static class WorkspacesApi
             var version = await db.Workspaces.IgnoreQueryFilters().Where(w => w.Id == workspace.Id).Select(w => w.Version)
                 .SingleAsync(http.RequestAborted);
             if (ETags.CheckPreconditions(http.Request, version, "workspace") is { } purgeRefused) return purgeRefused;
-            // Everything under it goes by ON DELETE CASCADE, its own activity included; the purge itself is recorded
-            // as a system action.
-            await db.Workspaces.IgnoreQueryFilters().Where(w => w.Id == workspace.Id).ExecuteDeleteAsync(http.RequestAborted);
-            db.AddActivity(null, workspace.UserId, "workspace.purged", EntityTypes.Workspace, workspace.Id, new { workspace.Slug });
-            await db.SaveChangesAsync(http.RequestAborted);
+            // Everything under it goes by ON DELETE CASCADE, its own activity included; its databases are dropped
+            // (dropDatabases=true) or stay claimed, detached. The purge itself is recorded as a system action.
+            await provisioning.PurgeWorkspaceAsync(workspace.Id, workspace.Slug, dropDatabases == true, (context, dropped) =>
+                context.AddActivity(null, workspace.UserId, "workspace.purged", EntityTypes.Workspace, workspace.Id,
+                    new { workspace.Slug, droppedDatabases = dropped }), http.RequestAborted);
             return TypedResults.NoContent();
+        }
+        if (dropDatabases is not null)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.",
+                detail: "dropDatabases applies to a purge (?purge=true) only; a soft-deleted workspace keeps its databases.");
         }
 
         var entity = await db.Workspaces.SingleAsync(w => w.Id == workspace.Id, http.RequestAborted);

@@ -36,6 +36,7 @@ public sealed class ApiHost : IAsyncDisposable
             web.UseEnvironment("Production");
             web.UseSetting("ConnectionStrings:tcstudio", connectionString);
             web.UseSetting("Auth:SigningKey", signingKey);
+            web.UseSetting("Workspaces:SecretKey", Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
             // The console is the benchmark's report: the API's console logger keeps to warnings (its other log
             // providers, OpenTelemetry's included, stay as configured).
             web.UseSetting("Logging:Console:LogLevel:Default", "Warning");

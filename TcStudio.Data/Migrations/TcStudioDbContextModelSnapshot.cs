@@ -474,6 +474,113 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
+            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("DatabaseName")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("database_name");
+
+                    b.Property<DateTimeOffset?>("DetachedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("detached_at");
+
+                    b.Property<Guid?>("EnvironmentId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("environment_id");
+
+                    b.Property<string>("ExecuteRole")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("execute_role");
+
+                    b.Property<byte[]>("ExecuteSecret")
+                        .HasColumnType("bytea")
+                        .HasColumnName("execute_secret");
+
+                    b.Property<string>("Origin")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("origin");
+
+                    b.Property<string>("OwnerRole")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("owner_role");
+
+                    b.Property<byte[]>("OwnerSecret")
+                        .HasColumnType("bytea")
+                        .HasColumnName("owner_secret");
+
+                    b.Property<string>("Provider")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("provider");
+
+                    b.Property<string>("Server")
+                        .IsRequired()
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("server");
+
+                    b.Property<string>("ServerIdentity")
+                        .IsRequired()
+                        .HasMaxLength(300)
+                        .HasColumnType("character varying(300)")
+                        .HasColumnName("server_identity");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("state");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<Guid>("WorkspaceId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("workspace_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_workspace_databases");
+
+                    b.HasIndex("EnvironmentId")
+                        .IsUnique()
+                        .HasDatabaseName("ux_workspace_databases_environment_id");
+
+                    b.HasIndex("WorkspaceId")
+                        .HasDatabaseName("ix_workspace_databases_workspace_id");
+
+                    b.ToTable("workspace_databases", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_workspace_databases_attached_environment", "(state = 'attached') = (environment_id IS NOT NULL)");
+
+                            t.HasCheckConstraint("ck_workspace_databases_database_name_format", "database_name ~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$'");
+
+                            t.HasCheckConstraint("ck_workspace_databases_origin", "origin IN ('created', 'adopted')");
+
+                            t.HasCheckConstraint("ck_workspace_databases_provider", "provider IN ('sqlserver', 'postgres')");
+
+                            t.HasCheckConstraint("ck_workspace_databases_role_format", "(owner_role IS NULL OR owner_role ~ '^tcws_[a-z0-9_]+_owner$') AND (execute_role IS NULL OR execute_role ~ '^tcws_[a-z0-9_]+_exec$')");
+
+                            t.HasCheckConstraint("ck_workspace_databases_state", "state IN ('attached', 'detached')");
+                        });
+                });
+
             modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
                 {
                     b.Property<Guid>("Id")
@@ -657,6 +764,15 @@ namespace TcStudio.Data.Migrations
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_workspaces_users");
+                });
+
+            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+                {
+                    b.HasOne("TcStudio.Data.Entities.WorkspaceEnvironment", null)
+                        .WithMany()
+                        .HasForeignKey("EnvironmentId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .HasConstraintName("fk_workspace_databases_workspace_environments");
                 });
 
             modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>

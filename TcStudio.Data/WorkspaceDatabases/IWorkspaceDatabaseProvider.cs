@@ -23,18 +23,46 @@ public interface IWorkspaceDatabaseProvider
     /// <summary>Longest database name the server accepts.</summary>
     int MaxDatabaseNameLength { get; }
 
-    IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, string database, string applicationName, WorkspacesOptions options);
+    /// <summary>
+    /// The environment's own pools. Every connection they hand out is checked to be the environment's database (its
+    /// marker names the environment) before it is used: a mismatch is a <see cref="WorkspaceOwnershipException"/>.
+    /// </summary>
+    IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
+        string applicationName, WorkspacesOptions options);
 
     Task PingAsync(DbConnection connection, CancellationToken cancellationToken);
 
     // Server-level work, with the server's deploy credential, on connections of its own (never cached).
     Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
-    Task CreateDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
 
-    /// <summary>Idempotent: the database's own roles and grants (PostgreSQL) or execute user (SQL Server).</summary>
-    Task PrepareDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+    /// <summary>The role (login) that owns the database, or null when it does not exist or the dialect has no such notion here.</summary>
+    Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
 
-    Task DropDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+    /// <summary>Creates the environment's roles (PostgreSQL) and the database, owned by the environment's owner role.</summary>
+    Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Idempotent: the environment's roles (passwords set again) and grants (PostgreSQL) or execute user (SQL Server);
+    /// with <paramref name="writeMarker"/>, also writes the marker (provisioning, adoption, conversion only).
+    /// </summary>
+    Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Gives an existing database to the environment: its new roles take over the database and whatever
+    /// <paramref name="previousRoles"/> (TC Studio roles of an earlier environment or version) own in it; those are
+    /// then dropped. Then <see cref="PrepareDatabaseAsync"/> with the marker.
+    /// </summary>
+    Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+        CancellationToken cancellationToken);
+
+    /// <summary>The marker in the database, or null when it has none (or cannot be read).</summary>
+    Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+
+    /// <summary>Drops the database (the caller has checked its marker) and then the given roles.</summary>
+    Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken);
+
+    /// <summary>Drops TC Studio roles that own nothing any more (compensation after a failed provisioning).</summary>
+    Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken);
 
     // The base schema (tcstudio schema, tcstudio_schema_migrations, procedure_deployments).
     Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(DbConnection connection, CancellationToken cancellationToken);
@@ -88,7 +116,7 @@ public interface IWorkspaceConnectionSource : IAsyncDisposable
 }
 
 /// <summary>Where an environment's database is: resolved from its row in the system database.</summary>
-public sealed record WorkspaceTarget(Guid WorkspaceId, string WorkspaceSlug, string Environment, string Server, string Database)
+public sealed record WorkspaceTarget(Guid WorkspaceId, string WorkspaceSlug, string Environment, string Server, string Database, Guid EnvironmentId)
 {
     public override string ToString() => $"{WorkspaceSlug}/{Environment}";
 }

@@ -27,6 +27,11 @@ namespace TcStudio.Data.WorkspaceDatabases;
 /// opens: callers get a 503 with Retry-After at once, without touching the server, until a trial succeeds. The break
 /// doubles (with jitter) after each failed trial. An entry failing for longer than Workspaces:EvictAfterFailingSeconds
 /// is removed.</item>
+/// <item><b>Ownership.</b> An entry is made from the environment's claim in the system database
+/// (<see cref="IWorkspaceOwnershipSource"/>: its roles and their passwords); every connection its pools hand out is
+/// checked to be the environment's own database (the marker inside it names the environment), else
+/// <see cref="WorkspaceOwnershipException"/> (409). A refused password evicts the entry, so the next use reads the
+/// claim again (roles are renewed by migrate).</item>
 /// <item><b>Schema.</b> The workspace base schema's version is checked on an entry's first use and remembered
 /// (re-checked while it is not current): see <see cref="WorkspaceDatabaseService"/>.</item>
 /// <item><b>Metrics</b> (<see cref="WorkspaceDatabaseMetrics"/>) are tagged with the provider only.</item>
@@ -37,6 +42,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
 {
     private readonly WorkspaceServerRegistry _servers;
     private readonly IReadOnlyDictionary<string, IWorkspaceDatabaseProvider> _providers;
+    private readonly IWorkspaceOwnershipSource _ownership;
     private readonly WorkspacesOptions _options;
     private readonly WorkspaceDatabaseMetrics _metrics;
     private readonly TimeProvider _clock;
@@ -46,10 +52,11 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
     private readonly LinkedList<Entry> _recency = []; // most recently used first
     private readonly ITimer _cleanup;
 
-    public WorkspaceConnectionCache(WorkspaceServerRegistry servers, IEnumerable<IWorkspaceDatabaseProvider> providers,
+    public WorkspaceConnectionCache(WorkspaceServerRegistry servers, IEnumerable<IWorkspaceDatabaseProvider> providers, IWorkspaceOwnershipSource ownership,
         IOptions<WorkspacesOptions> options, WorkspaceDatabaseMetrics metrics, TimeProvider clock, ILogger<WorkspaceConnectionCache> logger)
     {
         _servers = servers;
+        _ownership = ownership;
         _providers = providers.ToDictionary(p => p.Name, StringComparer.Ordinal);
         _options = options.Value;
         _metrics = metrics;
@@ -131,7 +138,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
     public async Task<WorkspaceConnectionLease> OpenAsync(WorkspaceTarget target, WorkspaceCredential credential, CancellationToken cancellationToken)
     {
         var provider = Validate(target, out var server);
-        var entry = Lease(target, server, provider);
+        var entry = TryLease(target) ?? Lease(target, server, provider, await _ownership.FindAsync(target, server, cancellationToken));
         try
         {
             var connection = await entry.Pipeline.ExecuteAsync(async token =>
@@ -166,6 +173,11 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
         {
             var reason = WorkspaceFailures.Describe(e);
             Failed(entry, reason);
+            if (FindPostgres(e) is { SqlState: Npgsql.PostgresErrorCodes.InvalidPassword or Npgsql.PostgresErrorCodes.InvalidAuthorizationSpecification })
+            {
+                // Roles renewed elsewhere (a migrate on another instance): read the claim again next time.
+                lock (_gate) EvictLocked(entry, "credentials refused");
+            }
             Release(entry);
             var retryAfter = TimeSpan.FromSeconds(Math.Min(_options.CircuitBreakSeconds, Math.Pow(2, Math.Min(entry.ConsecutiveFailures, 5))));
             throw new WorkspaceDatabaseUnavailableException(
@@ -235,7 +247,21 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
         entry.LastFailure = WorkspaceFailures.Describe(exception);
     }
 
-    private Entry Lease(WorkspaceTarget target, WorkspaceServer server, IWorkspaceDatabaseProvider provider)
+    /// <summary>The environment's current entry, leased; null when it has none yet (its claim must be read first).</summary>
+    private Entry? TryLease(WorkspaceTarget target)
+    {
+        lock (_gate)
+        {
+            if (!_entries.TryGetValue((target.WorkspaceId, target.Environment), out var entry) || !Matches(entry, target)) return null;
+            _recency.Remove(entry.Node!);
+            _recency.AddFirst(entry.Node!);
+            entry.Leases++;
+            entry.LastUsed = _clock.GetUtcNow();
+            return entry;
+        }
+    }
+
+    private Entry Lease(WorkspaceTarget target, WorkspaceServer server, IWorkspaceDatabaseProvider provider, WorkspaceOwnership ownership)
     {
         lock (_gate)
         {
@@ -249,7 +275,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
             {
                 var applicationName = $"tcstudio/{target.WorkspaceSlug}/{target.Environment}";
                 var (pipeline, circuit) = BuildPipeline(target);
-                entry = new Entry(target, server.Name, provider, provider.CreateConnectionSource(server, target.Database, applicationName, _options),
+                entry = new Entry(target, server.Name, provider, provider.CreateConnectionSource(server, target, ownership, applicationName, _options),
                     pipeline, circuit, _clock.GetUtcNow());
                 _entries[key] = entry;
                 entry.Node = _recency.AddFirst(entry);
@@ -327,7 +353,17 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
 
     private static bool Matches(Entry entry, WorkspaceTarget target) =>
         string.Equals(entry.Target.Server, target.Server, StringComparison.OrdinalIgnoreCase)
-        && string.Equals(entry.Target.Database, target.Database, StringComparison.Ordinal);
+        && string.Equals(entry.Target.Database, target.Database, StringComparison.Ordinal)
+        && entry.Target.EnvironmentId == target.EnvironmentId;
+
+    private static Npgsql.PostgresException? FindPostgres(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+        {
+            if (e is Npgsql.PostgresException pg) return pg;
+        }
+        return null;
+    }
 
     private (ResiliencePipeline, CircuitBreakerStateProvider) BuildPipeline(WorkspaceTarget target)
     {

@@ -15,14 +15,30 @@ public abstract class WorkspaceDatabaseException(string message, string environm
     public string Environment { get; } = environment;
     public abstract int StatusCode { get; }
     public abstract string Title { get; }
+
+    /// <summary>The request field the caller can change to fix it (e.g. databaseName), when there is one.</summary>
+    public virtual string? Field => null;
 }
 
 /// <summary>The environment points somewhere it may not (unknown server, bad or reserved database name): 4xx, no attempt made.</summary>
-public sealed class WorkspaceTargetException(string message, string environment, int statusCode = 400)
+public sealed class WorkspaceTargetException(string message, string environment, int statusCode = 400, string? field = null)
     : WorkspaceDatabaseException(message, environment)
 {
     public override int StatusCode { get; } = statusCode;
+    public override string? Field { get; } = field;
     public override string Title => "The workspace database cannot be used.";
+}
+
+/// <summary>
+/// The database is not (or not only) this environment's: claimed by another environment, not made by TC Studio, or
+/// marked as another environment's database; or the caller may not take it. 409 by default, naming both sides.
+/// </summary>
+public sealed class WorkspaceOwnershipException(string message, string environment, int statusCode = 409, string? field = null)
+    : WorkspaceDatabaseException(message, environment)
+{
+    public override int StatusCode { get; } = statusCode;
+    public override string Title => StatusCode == 403 ? "Forbidden." : "The database does not belong to this environment.";
+    public override string? Field { get; } = field;
 }
 
 /// <summary>The workspace database cannot be reached (or its circuit is open): 503 with Retry-After.</summary>
@@ -113,3 +129,6 @@ public static class WorkspaceFailures
         _ => "the connection failed",
     };
 }
+
+/// <summary>A workspace server is not set up for what TC Studio needs (e.g. the provisioning functions are missing); the message says what to run.</summary>
+public sealed class WorkspaceServerSetupException(string message) : InvalidOperationException(message);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Data.SqlClient;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using TcStudio.Data.Entities;
@@ -13,7 +14,8 @@ namespace TcStudio.Data.WorkspaceDatabases;
 /// turned into a <see cref="WorkspaceDatabaseException"/> naming the environment (unreachable → 503, refused
 /// statement → 422 with the server's number, timeout → 504), and every operation's duration is measured.
 /// </summary>
-public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, WorkspaceDatabaseMetrics metrics, IOptions<WorkspacesOptions> options)
+public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, WorkspaceDatabaseMetrics metrics, IOptions<WorkspacesOptions> options,
+    ILogger<WorkspaceDatabaseService> logger)
 {
     public const string SchemaLock = "schema";
 
@@ -21,7 +23,7 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     public WorkspacesOptions Options => options.Value;
 
     public static WorkspaceTarget TargetOf(WorkspaceEnvironment environment, string workspaceSlug) =>
-        new(environment.WorkspaceId, workspaceSlug, environment.Name, environment.Server, environment.DatabaseName);
+        new(environment.WorkspaceId, workspaceSlug, environment.Name, environment.Server, environment.DatabaseName, environment.Id);
 
     public static string ProcedureLock(string procedureName) => "procedure:" + procedureName.ToLowerInvariant();
 
@@ -67,36 +69,132 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     }
 
     /// <summary>
-    /// Creates the database (<paramref name="create"/>) or checks it exists, then gives it its roles and grants.
-    /// Returns true when the database was created here.
+    /// Creates the environment's database (it must not exist: an existing database is only ever adopted, by a system
+    /// Admin), its roles, grants and marker. If anything after CREATE DATABASE fails, the database and roles go again.
     /// </summary>
-    public Task<bool> ProvisionAsync(WorkspaceTarget target, bool create, CancellationToken cancellationToken) =>
+    public Task ProvisionAsync(WorkspaceTarget target, WorkspaceOwnership ownership, CancellationToken cancellationToken) =>
         RunOnServerAsync(target, async (provider, server, ct) =>
         {
-            var exists = await provider.DatabaseExistsAsync(server, target.Database, ct);
-            if (create && exists)
+            if (await provider.DatabaseExistsAsync(server, target.Database, ct))
             {
-                throw new WorkspaceTargetException($"Database '{target.Database}' already exists on server '{server.Name}'. "
-                    + "Use create=false to attach it, or choose another name.", target.Environment, 409);
+                throw new WorkspaceOwnershipException($"Database '{target.Database}' already exists on server '{server.Name}' and was not created by "
+                    + "this environment: choose another name. Only a system Admin may adopt an existing database (POST .../environments/{env}/adopt).",
+                    target.Environment, 409, "databaseName");
             }
-            if (!create && !exists)
+            try
             {
-                throw new WorkspaceTargetException($"Database '{target.Database}' does not exist on server '{server.Name}'. "
-                    + "Use create=true to create it.", target.Environment, 409);
+                await provider.CreateDatabaseAsync(server, target.Database, ownership, ct);
             }
-            if (create) await provider.CreateDatabaseAsync(server, target.Database, ct);
-            await provider.PrepareDatabaseAsync(server, target.Database, ct);
-            return create;
+            catch
+            {
+                await QuietlyAsync(() => provider.DropRolesAsync(server, RoleNames(ownership), CancellationToken.None), target, "drop the roles");
+                throw;
+            }
+            try
+            {
+                await provider.PrepareDatabaseAsync(server, target.Database, ownership, writeMarker: true, ct);
+            }
+            catch
+            {
+                // Made a moment ago by this call: dropped without the marker check (the marker may be what failed).
+                cache.Evict(target.WorkspaceId, target.Environment, "provisioning failed");
+                await QuietlyAsync(() => provider.DropDatabaseAsync(server, target.Database, RoleNames(ownership), CancellationToken.None), target,
+                    "drop the database");
+                throw;
+            }
+            return true;
         }, cancellationToken);
 
-    public Task DropDatabaseAsync(WorkspaceTarget target, CancellationToken cancellationToken)
+    /// <summary>Checks the marker names the environment, then repairs its roles (passwords set again) and grants.</summary>
+    public Task PrepareAsync(WorkspaceTarget target, WorkspaceOwnership ownership, CancellationToken cancellationToken) =>
+        RunOnServerAsync(target, async (provider, server, ct) =>
+        {
+            WorkspaceMarker.Verify(await provider.ReadMarkerAsync(server, target.Database, ct), ownership, target);
+            await provider.PrepareDatabaseAsync(server, target.Database, ownership, writeMarker: false, ct);
+            return true;
+        }, cancellationToken);
+
+    /// <summary>
+    /// Gives an existing database to the environment (adoption, conversion): new roles take it over from
+    /// <paramref name="previousRoles"/>, which are dropped; the marker is (re)written. The deploy credential must be
+    /// able to own the database: one of another application is refused with a 409 naming its owner.
+    /// </summary>
+    public Task TakeOverAsync(WorkspaceTarget target, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles, string? requiredOwner,
+        CancellationToken cancellationToken) =>
+        RunOnServerAsync(target, async (provider, server, ct) =>
+        {
+            var owner = await provider.DatabaseOwnerAsync(server, target.Database, ct);
+            if (owner is null && !await provider.DatabaseExistsAsync(server, target.Database, ct))
+            {
+                throw new WorkspaceDatabaseUnavailableException(
+                    $"Environment '{target.Environment}' cannot reach its database: database '{target.Database}' does not exist on server '{server.Name}'.",
+                    target.Environment, TimeSpan.FromSeconds(30), circuitOpen: false);
+            }
+            if (requiredOwner is not null && !string.Equals(owner, requiredOwner, StringComparison.Ordinal))
+            {
+                throw new WorkspaceOwnershipException($"Database '{target.Database}' on server '{server.Name}' is owned by '{owner}', not by role "
+                    + $"'{requiredOwner}' that an earlier version of TC Studio would have created it with: it was attached, not created, so it is not "
+                    + "converted. A system Admin may delete this environment (keeping the database) and adopt the database (POST .../environments/{env}/adopt).",
+                    target.Environment);
+            }
+            try
+            {
+                await provider.TakeOverDatabaseAsync(server, target.Database, ownership, previousRoles, ct);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+            {
+                throw new WorkspaceOwnershipException($"The deploy login of server '{server.Name}' may not take over database '{target.Database}' "
+                    + $"(owned by '{owner}'): TC Studio only takes databases its login owns. The server's operator may hand it over first "
+                    + $"(ALTER DATABASE {target.Database} OWNER TO <the deploy login>). ({e.MessageText})", target.Environment);
+            }
+            cache.Evict(target.WorkspaceId, target.Environment, "taken over");
+            return true;
+        }, cancellationToken);
+
+    /// <summary>
+    /// Drops the environment's database, only once its marker names this environment, then its roles. A database
+    /// that is already gone only loses its roles.
+    /// </summary>
+    public Task DropDatabaseAsync(WorkspaceTarget target, WorkspaceOwnership ownership, CancellationToken cancellationToken)
     {
         cache.Evict(target.WorkspaceId, target.Environment, "database dropped");
         return RunOnServerAsync(target, async (provider, server, ct) =>
         {
-            await provider.DropDatabaseAsync(server, target.Database, ct);
+            if (!await provider.DatabaseExistsAsync(server, target.Database, ct))
+            {
+                await provider.DropRolesAsync(server, RoleNames(ownership), ct);
+                return true;
+            }
+            WorkspaceMarker.Verify(await provider.ReadMarkerAsync(server, target.Database, ct), ownership, target);
+            await provider.DropDatabaseAsync(server, target.Database, RoleNames(ownership), ct);
             return true;
         }, cancellationToken);
+    }
+
+    /// <summary>Drops roles that own nothing (after a failed adoption or provisioning).</summary>
+    public Task DropRolesAsync(WorkspaceTarget target, IReadOnlyList<string> roles, CancellationToken cancellationToken) =>
+        RunOnServerAsync(target, async (provider, server, ct) =>
+        {
+            await provider.DropRolesAsync(server, roles, ct);
+            return true;
+        }, cancellationToken);
+
+    /// <summary>The role (login) owning the target's database, null when it does not exist.</summary>
+    public Task<string?> DatabaseOwnerAsync(WorkspaceTarget target, CancellationToken cancellationToken) =>
+        RunOnServerAsync(target, (provider, server, ct) => provider.DatabaseOwnerAsync(server, target.Database, ct), cancellationToken);
+
+    private static IReadOnlyList<string> RoleNames(WorkspaceOwnership ownership) => ownership.Roles?.Names.ToList() ?? [];
+
+    private async Task QuietlyAsync(Func<Task> compensation, WorkspaceTarget target, string what)
+    {
+        try
+        {
+            await compensation();
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning(e, "After a failed provisioning of {Environment}, could not {What}", target, what);
+        }
     }
 
     /// <summary>The base schema's state; remembered per entry once current, re-read while it is not.</summary>
@@ -123,14 +221,14 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
 
     public sealed record MigrationStep(WorkspaceMigration Migration, TimeSpan Duration);
 
-    /// <summary>Repairs roles and grants, then applies pending migrations in order, under the database's schema lock.</summary>
-    public async Task<IReadOnlyList<MigrationStep>> MigrateAsync(WorkspaceTarget target, Action<MigrationStep>? progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// Checks the marker, repairs roles and grants, then applies pending migrations in order, under the database's
+    /// schema lock.
+    /// </summary>
+    public async Task<IReadOnlyList<MigrationStep>> MigrateAsync(WorkspaceTarget target, WorkspaceOwnership ownership, Action<MigrationStep>? progress,
+        CancellationToken cancellationToken)
     {
-        await RunOnServerAsync(target, async (provider, server, ct) =>
-        {
-            await provider.PrepareDatabaseAsync(server, target.Database, ct);
-            return true;
-        }, cancellationToken);
+        await PrepareAsync(target, ownership, cancellationToken);
 
         var steps = await RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
         {
@@ -219,6 +317,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         {
             case WorkspaceDatabaseException:
                 return null;
+            case WorkspaceServerSetupException setup:
+                return new WorkspaceTargetException(setup.Message, environment, 503);
             case OperationCanceledException when cancellationToken.IsCancellationRequested:
                 return null;
             case PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } pg when !cancellationToken.IsCancellationRequested:

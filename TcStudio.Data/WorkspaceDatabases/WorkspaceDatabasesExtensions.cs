@@ -11,8 +11,9 @@ namespace TcStudio.Data.WorkspaceDatabases;
 public static class WorkspaceDatabasesExtensions
 {
     /// <summary>
-    /// The workspace-database layer: registered servers, both providers, the connection cache, the service the API
-    /// and worker use, and its metrics (meter <see cref="WorkspaceDatabaseMetrics.MeterName"/>).
+    /// The workspace-database layer: registered servers, both providers, the claims and their secrets, the connection
+    /// cache, the service and the environment use cases the API and worker use, and its metrics (meter
+    /// <see cref="WorkspaceDatabaseMetrics.MeterName"/>).
     /// </summary>
     public static IHostApplicationBuilder AddWorkspaceDatabases(this IHostApplicationBuilder builder)
     {
@@ -23,8 +24,12 @@ public static class WorkspaceDatabasesExtensions
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, PostgresWorkspaceProvider>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, SqlServerWorkspaceProvider>());
         builder.Services.TryAddSingleton<WorkspaceDatabaseMetrics>();
+        builder.Services.TryAddSingleton<WorkspaceSecrets>();
+        builder.Services.TryAddSingleton<WorkspaceOwnershipStore>();
+        builder.Services.TryAddSingleton<IWorkspaceOwnershipSource>(sp => sp.GetRequiredService<WorkspaceOwnershipStore>());
         builder.Services.TryAddSingleton<WorkspaceConnectionCache>();
         builder.Services.TryAddSingleton<WorkspaceDatabaseService>();
+        builder.Services.TryAddScoped<EnvironmentProvisioning>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(WorkspaceDatabaseMetrics.MeterName));
         builder.Services.AddHostedService<WorkspaceServersReport>();
         return builder;

@@ -11,6 +11,9 @@ namespace TcStudio.Data.WorkspaceDatabases;
 /// </summary>
 public sealed record WorkspaceServer(string Name, string Provider, string ConnectionString, string? ExecuteConnectionString)
 {
+    /// <summary>Which physical server this is (<see cref="WorkspaceServerIdentity"/>): the claim on its databases is keyed by it.</summary>
+    public string Identity { get; init; } = WorkspaceServerIdentity.Of(Provider, ConnectionString);
+
     /// <summary>Name and provider only: connection strings hold secrets.</summary>
     public override string ToString() => $"{Name} ({Provider})";
 }
@@ -19,10 +22,14 @@ public sealed record WorkspaceServer(string Name, string Provider, string Connec
 /// The registered workspace servers, read from configuration once:
 /// <list type="bullet">
 /// <item><c>ConnectionStrings:sql</c> → server <c>sql</c> (SQL Server);</item>
-/// <item>the system PostgreSQL (<c>ConnectionStrings:tcstudio</c>) → server <c>local</c> (PostgreSQL);</item>
+/// <item>the system PostgreSQL (<c>ConnectionStrings:tcstudio</c>) → server <c>local</c> (PostgreSQL), unless
+/// <c>WorkspaceServers:local:ConnectionString</c> gives it a deploy credential of its own (the provisioner login);</item>
 /// <item><c>WorkspaceServers:&lt;name&gt;:Provider</c> (sqlserver|postgres), <c>:ConnectionString</c> (deploy credential,
 /// may create databases) and optional <c>:ExecuteConnectionString</c> (SQL Server: EXECUTE only).</item>
 /// </list>
+/// Any server may set <c>WorkspaceServers:&lt;name&gt;:Identity</c> (see <see cref="WorkspaceServerIdentity"/>).
+/// Admin connection strings (<c>:AdminConnectionString</c>, <c>ConnectionStrings:postgres</c>) are never read here:
+/// only the worker's bootstrap uses them.
 /// </summary>
 public sealed partial class WorkspaceServerRegistry
 {
@@ -33,15 +40,29 @@ public sealed partial class WorkspaceServerRegistry
     private readonly Dictionary<string, WorkspaceServer> _servers = new(StringComparer.OrdinalIgnoreCase);
     private readonly List<string> _errors = [];
 
+    private readonly IConfiguration _configuration;
+
     public WorkspaceServerRegistry(IConfiguration configuration)
     {
+        _configuration = configuration;
         // ConnectionStrings:sql, or Aspire's SqlClient settings shape (Aspire:Microsoft:Data:SqlClient[:sql]:ConnectionString).
         if (TcStudio.ServiceDefaults.AspireSqlClientSettings.ReadConnectionString(configuration) is { Length: > 0 } sql)
         {
             Add(new WorkspaceServer(SqlServerName, WorkspaceProviders.SqlServer, sql,
                 configuration[$"{SectionName}:{SqlServerName}:ExecuteConnectionString"]));
         }
-        if (SystemDatabaseConnection.ReadConnectionString(configuration) is { Length: > 0 })
+        if (configuration[$"{SectionName}:{LocalName}:ConnectionString"] is { Length: > 0 } localOverride)
+        {
+            if (IsWellFormed(WorkspaceProviders.Postgres, localOverride))
+            {
+                Add(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, localOverride, null));
+            }
+            else
+            {
+                _errors.Add($"{SectionName}:{LocalName}:ConnectionString is malformed.");
+            }
+        }
+        else if (SystemDatabaseConnection.ReadConnectionString(configuration) is { Length: > 0 })
         {
             string? local = null;
             try
@@ -58,6 +79,7 @@ public sealed partial class WorkspaceServerRegistry
         foreach (var section in configuration.GetSection(SectionName).GetChildren())
         {
             var name = section.Key;
+            if (string.Equals(name, LocalName, StringComparison.OrdinalIgnoreCase)) continue; // read above
             var provider = section["Provider"]?.Trim().ToLowerInvariant();
             var connectionString = section["ConnectionString"];
             if (provider is null && connectionString is null) continue; // e.g. only sql's ExecuteConnectionString
@@ -90,7 +112,11 @@ public sealed partial class WorkspaceServerRegistry
     /// <summary>Where seeded environments go: SQL Server when configured, otherwise the local PostgreSQL.</summary>
     public WorkspaceServer? DefaultServer => Find(SqlServerName) ?? Find(LocalName);
 
-    private void Add(WorkspaceServer server) => _servers[server.Name] = server;
+    private void Add(WorkspaceServer server)
+    {
+        var identity = _configuration[$"{SectionName}:{server.Name}:Identity"];
+        _servers[server.Name] = string.IsNullOrWhiteSpace(identity) ? server : server with { Identity = identity.Trim().ToLowerInvariant() };
+    }
 
     private static bool IsWellFormed(string provider, string connectionString)
     {

@@ -52,8 +52,10 @@ public sealed class WorkspacesOptions
     public int MaxRows { get; set; } = 10_000;
 
     /// <summary>
-    /// Key for the passwords of the per-database PostgreSQL roles (derived, never stored). Unset: derived from each
-    /// server's deploy connection string, so rotating that credential rotates them at the next migrate.
+    /// CONNECTION LIMIT of each environment's PostgreSQL roles (1–1000): a backstop above what the pools open
+    /// (MaxPoolSize per API instance and credential) so one workspace cannot take the server's connections.
     /// </summary>
-    public string? RoleSecret { get; set; }
+    public int RoleConnectionLimit { get; set; } = 50;
+
+    // The role passwords' key is Workspaces:SecretKey, read by WorkspaceSecrets (not bound here: it is a secret).
 }

@@ -25,6 +25,7 @@ internal static class ApiHost
             web.UseSetting("Seed:AdminPassword", ApiFixture.AdminPassword);
             web.UseSetting("Seed:UserPassword", ApiFixture.UserPassword);
             web.UseSetting("Database:StartupTimeout", "00:00:20");
+            web.UseSetting("Workspaces:SecretKey", Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
             foreach (var (key, value) in settings) web.UseSetting(key, value);
         });
 
@@ -132,6 +133,7 @@ public sealed class ApiConfigurationTests
         ["ASPNETCORE_ENVIRONMENT"] = environment,
         ["ASPNETCORE_URLS"] = "http://127.0.0.1:0",
         ["Auth__SigningKey"] = null,
+        ["Workspaces__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
         ["Database__StartupTimeout"] = "00:00:05",
     };
 
@@ -159,6 +161,22 @@ public sealed class ApiConfigurationTests
         Assert.True(result.ExitCode == 2, result.ToString());
         var line = Assert.Single(result.StandardError.Trim().Split('\n'));
         Assert.Contains("Auth:SigningKey", line);
+        Assert.DoesNotContain("never-printed", result.AllOutput);
+    }
+
+    [Fact]
+    public async Task A_missing_workspace_secret_key_outside_development_exits_2_with_one_line_naming_the_key()
+    {
+        var environment = Environment("Production");
+        environment["ConnectionStrings__tcstudio"] = "Host=127.0.0.1;Port=1;Database=tc_studio;Username=u;Password=never-printed";
+        environment["Auth__SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48));
+        environment["Workspaces__SecretKey"] = null;
+
+        var result = await ProcessRunner.RunDotnetAsync(ApiDll, [], environment, TimeSpan.FromSeconds(60));
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        var line = Assert.Single(result.StandardError.Trim().Split('\n'));
+        Assert.Contains("Workspaces:SecretKey", line);
         Assert.DoesNotContain("never-printed", result.AllOutput);
     }
 }

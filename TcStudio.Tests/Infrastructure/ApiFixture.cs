@@ -19,14 +19,21 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
 
     private WebApplicationFactory<Program>? _factory;
 
+    /// <summary>The API's Workspaces:SecretKey (base64 of 32 bytes), so tests can read what it encrypted.</summary>
+    public string WorkspaceSecretKey { get; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+
     public WebApplicationFactory<Program> Factory => _factory ?? throw new InvalidOperationException("Not initialized.");
 
     /// <summary>Extra settings a derived fixture wants (e.g. lower rate limits).</summary>
     protected virtual IEnumerable<KeyValuePair<string, string?>> Settings => [];
 
+    /// <summary>Runs after the system database exists and before the API starts (e.g. to bootstrap a workspace server).</summary>
+    protected virtual Task BeforeApiStartsAsync() => Task.CompletedTask;
+
     public override async ValueTask InitializeAsync()
     {
         await base.InitializeAsync();
+        await BeforeApiStartsAsync();
         _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {
             web.UseEnvironment("Test");
@@ -35,6 +42,7 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             web.UseSetting("Seed:AdminPassword", AdminPassword);
             web.UseSetting("Seed:UserPassword", UserPassword);
             web.UseSetting("Database:StartupTimeout", "00:00:20");
+            web.UseSetting("Workspaces:SecretKey", WorkspaceSecretKey);
             // Sessions checked once per test class run: query counts stay exact (no periodic session lookup), and
             // changes made through the API revoke tokens at once anyway (UserSessions.Forget).
             web.UseSetting("Auth:SessionCheckInterval", "01:00:00");

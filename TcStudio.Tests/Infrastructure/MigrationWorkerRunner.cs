@@ -13,7 +13,11 @@ public static class MigrationWorkerRunner
         // The seeded twsbp/dev environment's database, one per system database (tests share a server).
         ["Seed__DevDatabaseName"] = DevDatabaseName(connectionString),
         ["Workspaces__ConnectTimeoutSeconds"] = "2",
+        ["Workspaces__SecretKey"] = TestWorkspaceSecretKey,
     };
+
+    /// <summary>The worker's Workspaces:SecretKey in tests (a test value: these clusters are throwaway).</summary>
+    public const string TestWorkspaceSecretKey = "dGNzdHVkaW8tdGVzdHMtd29ya3NwYWNlLXNlY3JldHM=";
 
     public static string? DevDatabaseName(string? connectionString)
     {

@@ -13,7 +13,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
 
         Assert.Equal(
             ["activities", "database_size_samples", "idempotency_keys", "migrations", "roles", "stored_procedures", "users",
-             "workspace_environments", "workspace_members", "workspaces"],
+             "workspace_databases", "workspace_environments", "workspace_members", "workspaces"],
             tables);
     }
 
@@ -62,6 +62,8 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
         Assert.Contains("ck_workspace_members_role", checks);
         Assert.Contains("ck_workspace_environments_provider", checks);
         Assert.Contains("ck_workspace_environments_status", checks);
+        Assert.Contains("ck_workspace_databases_state", checks);
+        Assert.Contains("ck_workspace_databases_attached_environment", checks);
         Assert.Contains("ck_stored_procedures_status", checks);
         Assert.Contains("ck_activities_entity_type", checks);
         Assert.Contains("ck_workspaces_slug_format", checks);
@@ -83,6 +85,9 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
         Assert.Contains(indexes, i => i.StartsWith("ux_stored_procedures_workspace_id_name ")
             && i.Contains("(workspace_id, lower((name)"));
         Assert.Contains(indexes, i => i.StartsWith("ux_workspace_environments_workspace_id_name ") && i.Contains("UNIQUE"));
+        // A database is claimed once per physical server, whatever the case of its name and the claim's state.
+        Assert.Contains(indexes, i => i.StartsWith("ux_workspace_databases_server_identity_database_name ")
+            && i.Contains("UNIQUE") && i.Contains("(server_identity, lower((database_name)"));
         Assert.Contains(indexes, i => i.StartsWith("pk_workspace_members ") && i.Contains("(workspace_id, user_id)"));
         // Uniqueness covers soft-deleted rows: no partial index.
         Assert.DoesNotContain(indexes, i => i.StartsWith("ux_") && i.Contains(" WHERE "));
@@ -119,7 +124,9 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
         // c = cascade, r = restrict, n = set null
         Assert.Equal(
             ["fk_activities_users:n", "fk_activities_workspaces:c", "fk_idempotency_keys_users:c", "fk_stored_procedures_users:r",
-             "fk_stored_procedures_workspaces:c", "fk_users_roles:r", "fk_workspace_environments_workspaces:c",
+             "fk_stored_procedures_workspaces:c", "fk_users_roles:r",
+             // An environment whose database is still attached cannot go: its claim is detached or dropped first.
+             "fk_workspace_databases_workspace_environments:r", "fk_workspace_environments_workspaces:c",
              "fk_workspace_members_users:c", "fk_workspace_members_workspaces:c", "fk_workspaces_users:r"],
             rules);
     }

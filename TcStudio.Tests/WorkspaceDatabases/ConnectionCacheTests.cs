@@ -159,6 +159,7 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
             SELECT gen_random_uuid(), id, 'dev', 'postgres', 'hang', 'hang_db', 'ready', now(), now() FROM workspaces WHERE slug = '{slug}';
             UPDATE stored_procedures SET status = 'published', sql_published = sql_draft, published_at = now() WHERE name = 'stuck';
             """);
+        await api.ClaimByHandAsync(slug, "dev");
 
         using var caller = await api.AdminAsync();
         var stopwatch = Stopwatch.StartNew();

@@ -99,14 +99,24 @@ public sealed class EnvironmentsApiTests(EnvironmentsApiFixture api) : IClassFix
         var existing = api.NewDatabaseName("existing");
         await api.Server.ExecuteAsync($"CREATE DATABASE {existing}");
         await Refused(new { name = "test", server = "local", databaseName = existing, create = true }, HttpStatusCode.Conflict);
+        // A system Admin may adopt an existing database, but only one the server's deploy login may own: another
+        // application's database (here the superuser's) stays out of reach.
+        var foreign = await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
+            new { name = "test", server = "local", databaseName = existing, create = false }), HttpStatusCode.Conflict);
+        Assert.Contains("owned by 'postgres'", foreign.GetProperty("detail").GetString());
 
         Assert.Equal(rowsBefore, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_environments"));
+        Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_databases WHERE database_name = @d", ("d", existing)));
 
-        // Attaching an existing database gives it the roles and the base schema.
+        // Handed over by the server's operator, it is adopted: new roles own it, with the marker and the base schema.
+        await api.Server.ExecuteAsync($"ALTER DATABASE {existing} OWNER TO {api.ProvisionerLogin}");
         var attached = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
             new { name = "test", server = "local", databaseName = existing, create = false }), HttpStatusCode.Created);
         Assert.Equal("ready", attached.GetProperty("status").GetString());
         Assert.True(await api.WorkspaceScalarAsync<bool>(existing, "SELECT to_regclass('tcstudio.procedure_deployments') IS NOT NULL"));
+        Assert.Equal($"tcws_{attached.GetProperty("id").GetGuid():N}_owner",
+            await api.WorkspaceScalarAsync<string>(existing, "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()"));
+        Assert.Equal("adopted", await api.ScalarAsync<string>("SELECT origin FROM workspace_databases WHERE database_name = @d", ("d", existing)));
 
         using var member = await api.UserAsync(); // a Member of twsbp only
         await HttpAssert.ProblemAsync(await member.PostAsJsonAsync("/api/workspaces/twsbp/environments",
@@ -141,7 +151,8 @@ public sealed class EnvironmentsApiTests(EnvironmentsApiFixture api) : IClassFix
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "env-migrate");
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "one", "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
         var workspaceId = await api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
-        var target = new WorkspaceTarget(workspaceId, slug, "dev", "local", database);
+        var environmentId = await api.ScalarAsync<Guid>("SELECT id FROM workspace_environments WHERE workspace_id = @w AND name = 'dev'", ("w", workspaceId));
+        var target = new WorkspaceTarget(workspaceId, slug, "dev", "local", database, environmentId);
 
         var reverted = await Databases.RevertAsync(target, toVersion: 0, progress: null, CancellationToken.None);
         Assert.Equal(["0002_deployment_lookup", "0001_base_schema"], reverted.Select(s => s.Migration.Id));
@@ -205,7 +216,11 @@ public sealed class EnvironmentsApiTests(EnvironmentsApiFixture api) : IClassFix
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{slug}/environments/test?dropDatabase=true")).StatusCode);
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{second}'"));
-        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tcws_{second.ToLowerInvariant()[..Math.Min(40, second.Length)]}%'"));
+        var testId = await api.ScalarAsync<Guid>("SELECT entity_id FROM activities WHERE action = 'environment.created' AND details->>'databaseName' = @d", ("d", second));
+        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tcws_{testId:N}%'"));
+        // The kept database stays claimed, detached: nobody else can create or attach it.
+        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d", ("d", database)));
+        Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_databases WHERE database_name = @d", ("d", second)));
         await HttpAssert.ProblemAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/test"), HttpStatusCode.NotFound);
         Assert.Equal(2L, await api.ScalarAsync<long>(
             "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'environment.deleted'", ("s", slug)));

@@ -91,7 +91,8 @@ public sealed class SqlServerWorkspaceTests(SqlServerApiFixture api) : IClassFix
 
         var databases = api.Factory.Services.GetRequiredService<WorkspaceDatabaseService>();
         var workspaceId = await api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
-        var target = new WorkspaceTarget(workspaceId, slug, "dev", "sql", database);
+        var environmentId = await api.ScalarAsync<Guid>("SELECT e.id FROM workspace_environments e JOIN workspaces w ON w.id = e.workspace_id WHERE w.slug = @s AND e.name = 'dev'", ("s", slug));
+        var target = new WorkspaceTarget(workspaceId, slug, "dev", "sql", database, environmentId);
         Assert.Equal(2, (await databases.RevertAsync(target, 0, null, CancellationToken.None)).Count);
         var behind = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
         Assert.Equal("behind", behind.GetProperty("schemaState").GetString());

@@ -28,12 +28,20 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
         }).Build();
         var wrapped = Options.Create(options);
         return _cache = new WorkspaceConnectionCache(new WorkspaceServerRegistry(configuration),
-            [new PostgresWorkspaceProvider(wrapped), new SqlServerWorkspaceProvider(wrapped)], wrapped,
+            [new PostgresWorkspaceProvider(wrapped), new SqlServerWorkspaceProvider(wrapped)], new ClaimedByEveryEnvironment(), wrapped,
             new WorkspaceDatabaseMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>()), TimeProvider.System,
             NullLogger<WorkspaceConnectionCache>.Instance);
     }
 
-    private static WorkspaceTarget Target(string server, string database) => new(Guid.NewGuid(), "ws", "dev", server, database);
+    private static WorkspaceTarget Target(string server, string database) => new(Guid.NewGuid(), "ws", "dev", server, database, Guid.NewGuid());
+
+    /// <summary>These targets are never reached, so any claim will do: roles named after the environment, throwaway passwords.</summary>
+    private sealed class ClaimedByEveryEnvironment : IWorkspaceOwnershipSource
+    {
+        public Task<WorkspaceOwnership> FindAsync(WorkspaceTarget target, WorkspaceServer server, CancellationToken cancellationToken) =>
+            Task.FromResult(new WorkspaceOwnership(Guid.NewGuid(), target.WorkspaceId, target.EnvironmentId, server.Identity, target.Database,
+                new WorkspaceRoleSet(PostgresWorkspaceRoles.Owner(target.EnvironmentId), "p1", PostgresWorkspaceRoles.Execute(target.EnvironmentId), "p2")));
+    }
 
     [Fact]
     public async Task Unknown_servers_and_bad_or_reserved_names_are_refused_without_connecting()

@@ -3,34 +3,49 @@ using Npgsql;
 
 namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 
-/// <summary>Per-workspace pools: one NpgsqlDataSource per credential, each bounded and named after the workspace.</summary>
-internal sealed class PostgresConnectionSource(WorkspaceServer server, string database, string applicationName, WorkspacesOptions options)
-    : IWorkspaceConnectionSource
+/// <summary>
+/// Per-environment pools: one NpgsqlDataSource per credential (the environment's owner and execute roles), each
+/// bounded and named after the workspace. Every physical connection checks, before the pool hands it out, that the
+/// database's marker names this environment (a physical connection initializer): a database swapped or re-created
+/// under the same name, or one that is not TC Studio's, is refused with a 409 naming both sides.
+/// </summary>
+internal sealed class PostgresConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership, string applicationName,
+    WorkspacesOptions options) : IWorkspaceConnectionSource
 {
     private readonly Lock _gate = new();
+    private readonly WorkspaceRoleSet _roles = ownership.Roles ?? throw new InvalidOperationException("A PostgreSQL environment's claim carries its roles.");
     private NpgsqlDataSource? _deploy;
     private NpgsqlDataSource? _execute;
 
-    public async Task<DbConnection> OpenAsync(WorkspaceCredential credential, CancellationToken cancellationToken) =>
-        await Source(credential).OpenConnectionAsync(cancellationToken);
+    public async Task<DbConnection> OpenAsync(WorkspaceCredential credential, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await Source(credential).OpenConnectionAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is not WorkspaceOwnershipException && Find<WorkspaceOwnershipException>(e) is { } mismatch)
+        {
+            throw mismatch; // Npgsql may wrap what the initializer threw
+        }
+    }
 
     private NpgsqlDataSource Source(WorkspaceCredential credential)
     {
         lock (_gate)
         {
             return credential == WorkspaceCredential.Deploy
-                ? _deploy ??= Build(PostgresWorkspaceRoles.Owner(database), "deploy")
-                : _execute ??= Build(PostgresWorkspaceRoles.Execute(database), "exec");
+                ? _deploy ??= Build(_roles.OwnerRole, _roles.OwnerPassword, "deploy")
+                : _execute ??= Build(_roles.ExecuteRole, _roles.ExecutePassword, "exec");
         }
     }
 
-    private NpgsqlDataSource Build(string role, string purpose)
+    private NpgsqlDataSource Build(string role, string password, string purpose)
     {
         var builder = new NpgsqlConnectionStringBuilder(server.ConnectionString)
         {
-            Database = database,
+            Database = target.Database,
             Username = role,
-            Password = PostgresWorkspaceRoles.Password(role, server, options.RoleSecret),
+            Password = password,
             ApplicationName = $"{applicationName}:{purpose}",
             Pooling = true,
             MinPoolSize = 0,
@@ -43,7 +58,23 @@ internal sealed class PostgresConnectionSource(WorkspaceServer server, string da
         builder.Remove("Passfile");
         // One bounded name for every workspace pool: Npgsql tags its metrics with it, and workspace names would be
         // unbounded tag values. The server still tells the pools apart by their Application Name.
-        return new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"tcstudio-workspaces-{purpose}" }.Build();
+        var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"tcstudio-workspaces-{purpose}" };
+        dataSource.UsePhysicalConnectionInitializer(
+            connection => VerifyMarkerAsync(connection, CancellationToken.None).GetAwaiter().GetResult(),
+            connection => VerifyMarkerAsync(connection, CancellationToken.None));
+        return dataSource.Build();
+    }
+
+    private async Task VerifyMarkerAsync(NpgsqlConnection connection, CancellationToken ct) =>
+        WorkspaceMarker.Verify(await PostgresWorkspaceProvider.ReadMarkerAsync(connection, ct), ownership, target);
+
+    private static T? Find<T>(Exception? exception) where T : Exception
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is T match) return match;
+        }
+        return null;
     }
 
     public void ClearPools()

@@ -35,8 +35,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     private int OperationTimeoutSeconds => options.Value.OperationTimeoutSeconds;
 
-    public IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, string database, string applicationName,
-        WorkspacesOptions settings) => new PostgresConnectionSource(server, database, applicationName, settings);
+    public IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
+        string applicationName, WorkspacesOptions settings) => new PostgresConnectionSource(server, target, ownership, applicationName, settings);
 
     public async Task PingAsync(DbConnection connection, CancellationToken cancellationToken)
     {
@@ -46,6 +46,9 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     }
 
     // ---- Server-level work (deploy credential, unpooled) ----
+    // The deploy credential is the server's provisioner login (CREATEDB and EXECUTE on the provisioning functions,
+    // nothing else; see PostgresProvisioning), or a superuser. Roles come only from the provisioning functions, and
+    // passwords only ever travel as SCRAM verifiers: nothing here puts a password in SQL text.
 
     private NpgsqlConnection AdminConnection(WorkspaceServer server, string? database = null)
     {
@@ -61,101 +64,301 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return new NpgsqlConnection(builder.ConnectionString);
     }
 
-    public async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken) =>
+        await DatabaseOwnerAsync(server, database, cancellationToken) is not null;
+
+    public async Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
-        await using var command = new NpgsqlCommand("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", connection);
+        await using var command = new NpgsqlCommand("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = database });
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
-    public async Task CreateDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
     {
+        var roles = RolesOf(ownership);
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
-        var owner = await EnsureRolesAsync(connection, server, database, cancellationToken);
-        // Owned by the workspace's own role: it then owns the public schema too (pg_database_owner).
-        await ExecuteAsync(connection, $"CREATE DATABASE {Quote(database)} OWNER {Quote(owner)}", cancellationToken);
+        await EnsureRolesAsync(connection, server, roles, cancellationToken);
+        // Made by the deploy login, then handed over (public schema included) to the environment's own owner role.
+        await ExecuteAsync(connection, $"CREATE DATABASE {Quote(database)}", cancellationToken);
+        await HandOverAsync(connection, server, database, roles.OwnerRole, cancellationToken);
     }
 
-    public async Task PrepareDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    /// <summary>
+    /// Makes the environment's owner role the owner of the database and of its public schema. The workspace roles are
+    /// NOINHERIT, so the implicit pg_database_owner membership gives the owner role no rights on a public schema owned
+    /// by pg_database_owner (PostgreSQL 15's default): the schema is given to the role itself. Only the database's
+    /// owner may do that, so the deploy login owns the database for that moment (it may: it is a member of the current
+    /// owner role, and CREATEDB), then hands it over.
+    /// </summary>
+    private async Task HandOverAsync(NpgsqlConnection serverConnection, WorkspaceServer server, string database, string ownerRole, CancellationToken ct)
     {
-        string owner, exec;
+        await ExecuteAsync(serverConnection, $"ALTER DATABASE {Quote(database)} OWNER TO CURRENT_USER", ct);
+        await using (var connection = AdminConnection(server, database))
+        {
+            await connection.OpenAsync(ct);
+            await ExecuteAsync(connection, $"""
+                DO $handover$
+                BEGIN
+                    IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public') THEN
+                        ALTER SCHEMA public OWNER TO {Quote(ownerRole)};
+                    ELSE
+                        CREATE SCHEMA public AUTHORIZATION {Quote(ownerRole)};
+                    END IF;
+                END
+                $handover$
+                """, ct);
+        }
+        await ExecuteAsync(serverConnection, $"ALTER DATABASE {Quote(database)} OWNER TO {Quote(ownerRole)}", ct);
+    }
+
+    public async Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
+        CancellationToken cancellationToken)
+    {
+        var roles = RolesOf(ownership);
+        var (owner, exec) = (Quote(roles.OwnerRole), Quote(roles.ExecuteRole));
         await using (var connection = AdminConnection(server))
         {
             await connection.OpenAsync(cancellationToken);
-            owner = await EnsureRolesAsync(connection, server, database, cancellationToken);
-            exec = PostgresWorkspaceRoles.Execute(database);
-            // Nobody but the workspace's roles (and the operator's) may connect: the roles of other workspaces on
+            await EnsureRolesAsync(connection, server, roles, cancellationToken);
+            if (!await PublicSchemaOwnedByAsync(server, database, roles.OwnerRole, cancellationToken))
+            {
+                await HandOverAsync(connection, server, database, roles.OwnerRole, cancellationToken);
+            }
+            // Nobody but the environment's roles (and the operator's) may connect: the roles of other workspaces on
             // this server cannot reach this database, nor these roles theirs.
             await ExecuteAsync(connection, $"""
                 REVOKE ALL ON DATABASE {Quote(database)} FROM PUBLIC;
-                GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {Quote(database)} TO {Quote(owner)};
-                GRANT CONNECT, TEMPORARY ON DATABASE {Quote(database)} TO {Quote(exec)};
+                GRANT CONNECT, TEMPORARY, CREATE ON DATABASE {Quote(database)} TO {owner};
+                GRANT CONNECT, TEMPORARY ON DATABASE {Quote(database)} TO {exec};
                 """, cancellationToken);
         }
 
         await using (var connection = AdminConnection(server, database))
         {
             await connection.OpenAsync(cancellationToken);
+            if (writeMarker) await WriteMarkerAsync(connection, ownership, cancellationToken);
             await ExecuteAsync(connection, $"""
-                GRANT USAGE, CREATE ON SCHEMA public TO {Quote(owner)};
-                GRANT USAGE ON SCHEMA public TO {Quote(exec)};
-                ALTER DEFAULT PRIVILEGES FOR ROLE {Quote(owner)} IN SCHEMA public GRANT EXECUTE ON ROUTINES TO {Quote(exec)};
-                ALTER DEFAULT PRIVILEGES FOR ROLE {Quote(owner)} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {Quote(exec)};
-                ALTER DEFAULT PRIVILEGES FOR ROLE {Quote(owner)} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {Quote(exec)};
+                GRANT USAGE ON SCHEMA public TO {exec};
+                ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT EXECUTE ON ROUTINES TO {exec};
+                ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {exec};
+                ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {exec};
                 """, cancellationToken);
         }
     }
 
-    /// <summary>Creates or repairs the database's owner and exec roles; returns the owner's name.</summary>
-    private async Task<string> EnsureRolesAsync(NpgsqlConnection admin, WorkspaceServer server, string database, CancellationToken ct)
+    public async Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+        CancellationToken cancellationToken)
     {
-        var owner = PostgresWorkspaceRoles.Owner(database);
-        var exec = PostgresWorkspaceRoles.Execute(database);
-        foreach (var (role, purpose) in new[] { (owner, "owner"), (exec, "execute") })
+        var roles = RolesOf(ownership);
+        var previous = new List<string>();
+        await using (var connection = AdminConnection(server))
         {
-            var password = PostgresWorkspaceRoles.Password(role, server, options.Value.RoleSecret);
-            const string Limits = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT";
-            try
+            await connection.OpenAsync(cancellationToken);
+            await EnsureRolesAsync(connection, server, roles, cancellationToken);
+            foreach (var role in previousRoles.Where(r => !roles.Names.Contains(r)).Distinct())
             {
-                await ExecuteAsync(admin, $"CREATE ROLE {Quote(role)} {Limits} PASSWORD {Literal(password)}", ct);
+                await using var membership = new NpgsqlCommand(
+                    "SELECT pg_has_role(current_user, oid, 'USAGE') FROM pg_roles WHERE rolname = $1", connection);
+                membership.Parameters.Add(new NpgsqlParameter { Value = role });
+                var isMember = await membership.ExecuteScalarAsync(cancellationToken);
+                if (isMember is null) continue; // gone already
+                if (isMember is false) await PostgresProvisioning.GrantRoleAsync(connection, role, cancellationToken);
+                previous.Add(role);
             }
-            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.DuplicateObject or PostgresErrorCodes.UniqueViolation)
-            {
-                // It exists: the ALTER below puts its attributes and password back to what they must be.
-            }
-            await ExecuteAsync(admin, $"""
-                ALTER ROLE {Quote(role)} WITH {Limits} PASSWORD {Literal(password)};
-                COMMENT ON ROLE {Quote(role)} IS {Literal($"TC Studio workspace database {database}: {purpose} role")};
-                """, ct);
+            // The hand-over starts with ALTER DATABASE ... OWNER TO CURRENT_USER, refused (42501) unless the deploy
+            // credential owns the database (directly, or through an earlier environment's role): a database of another
+            // application stays out of reach.
+            await HandOverAsync(connection, server, database, roles.OwnerRole, cancellationToken);
         }
-
-        await using var isSuperuser = new NpgsqlCommand("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", admin);
-        if (!(bool)(await isSuperuser.ExecuteScalarAsync(ct))!)
+        await using (var inDatabase = AdminConnection(server, database))
         {
-            // A CREATEROLE operator must be a member to create a database owned by the role and set its default privileges.
-            await ExecuteAsync(admin, $"GRANT {Quote(owner)} TO CURRENT_USER", ct);
+            await inDatabase.OpenAsync(cancellationToken);
+            foreach (var role in previous)
+            {
+                // Schemas first (a routine moves only into a schema its new owner may create in), then the rest; then the
+                // previous role's privileges and default privileges go, so it can be dropped.
+                await ExecuteAsync(inDatabase, $"""
+                    DO $schemas$
+                    DECLARE
+                        s name;
+                    BEGIN
+                        FOR s IN SELECT nspname FROM pg_namespace WHERE nspowner = {Literal(role)}::regrole LOOP
+                            EXECUTE format('ALTER SCHEMA %I OWNER TO %I', s, {Literal(roles.OwnerRole)});
+                        END LOOP;
+                    END
+                    $schemas$;
+                    REASSIGN OWNED BY {Quote(role)} TO {Quote(roles.OwnerRole)};
+                    DROP OWNED BY {Quote(role)};
+                    """, cancellationToken);
+            }
+            // What the previous roles' privileges and default privileges gave (dropped with them), for the new ones:
+            // the execute role uses every schema the owner role owns, except TC Studio's own.
+            await ExecuteAsync(inDatabase, $"""
+                DO $grants$
+                DECLARE
+                    s name;
+                BEGIN
+                    FOR s IN SELECT nspname FROM pg_namespace
+                             WHERE nspowner = {Literal(roles.OwnerRole)}::regrole AND nspname NOT IN ('tcstudio', '{WorkspaceMarker.Schema}')
+                    LOOP
+                        EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', s, {Literal(roles.ExecuteRole)});
+                        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO %I', s, {Literal(roles.ExecuteRole)});
+                        EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO %I', s, {Literal(roles.ExecuteRole)});
+                        EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %I TO %I', s, {Literal(roles.ExecuteRole)});
+                        EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I',
+                            {Literal(roles.OwnerRole)}, s, {Literal(roles.ExecuteRole)});
+                        EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT USAGE, SELECT ON SEQUENCES TO %I',
+                            {Literal(roles.OwnerRole)}, s, {Literal(roles.ExecuteRole)});
+                        EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT EXECUTE ON ROUTINES TO %I',
+                            {Literal(roles.OwnerRole)}, s, {Literal(roles.ExecuteRole)});
+                    END LOOP;
+                END
+                $grants$
+                """, cancellationToken);
         }
-        return owner;
+        await PrepareDatabaseAsync(server, database, ownership, writeMarker: true, cancellationToken);
+        await DropRolesAsync(server, previous, cancellationToken);
     }
 
-    public async Task DropDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    private async Task<bool> PublicSchemaOwnedByAsync(WorkspaceServer server, string database, string role, CancellationToken ct)
     {
-        await using var connection = AdminConnection(server);
+        await using var connection = AdminConnection(server, database);
+        await connection.OpenAsync(ct);
+        await using var command = new NpgsqlCommand("SELECT pg_get_userbyid(nspowner) = $1 FROM pg_namespace WHERE nspname = 'public'", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = role });
+        return await command.ExecuteScalarAsync(ct) is true;
+    }
+
+    public async Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    {
+        await using var connection = AdminConnection(server, database);
         await connection.OpenAsync(cancellationToken);
-        await ExecuteAsync(connection, $"DROP DATABASE IF EXISTS {Quote(database)} WITH (FORCE)", cancellationToken);
+        return await ReadMarkerAsync(connection, cancellationToken);
+    }
+
+    /// <summary>The marker as this connection's role may read it; null when the database has none.</summary>
+    internal static async Task<WorkspaceMarker?> ReadMarkerAsync(NpgsqlConnection connection, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand(
+            $"SELECT workspace_id, environment_id, database_id FROM {WorkspaceMarker.Schema}.marker", connection);
         try
         {
-            await ExecuteAsync(connection, $"DROP ROLE IF EXISTS {Quote(PostgresWorkspaceRoles.Execute(database))}, {Quote(PostgresWorkspaceRoles.Owner(database))}",
-                cancellationToken);
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            return await reader.ReadAsync(ct) ? new WorkspaceMarker(reader.GetGuid(0), reader.GetGuid(1), reader.GetGuid(2)) : null;
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UndefinedTable or PostgresErrorCodes.InvalidSchemaName
+                                              or PostgresErrorCodes.InsufficientPrivilege)
         {
-            // The roles were granted something elsewhere by hand; they stay, harmless without their database.
+            return null;
         }
     }
+
+    private static async Task WriteMarkerAsync(NpgsqlConnection connection, WorkspaceOwnership ownership, CancellationToken ct)
+    {
+        // Only the deploy credential may own the marker: one a workspace role made (to forge it) is dropped first.
+        await using (var owner = new NpgsqlCommand($"""
+            SELECT pg_get_userbyid(nspowner) <> current_user AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+            FROM pg_namespace WHERE nspname = '{WorkspaceMarker.Schema}'
+            """, connection))
+        {
+            if (await owner.ExecuteScalarAsync(ct) is true) await ExecuteAsync(connection, $"DROP SCHEMA {WorkspaceMarker.Schema} CASCADE", ct);
+        }
+        await ExecuteAsync(connection, $"""
+            CREATE SCHEMA IF NOT EXISTS {WorkspaceMarker.Schema};
+            COMMENT ON SCHEMA {WorkspaceMarker.Schema} IS 'TC Studio: which workspace environment this database belongs to; checked before every connection is used';
+            REVOKE ALL ON SCHEMA {WorkspaceMarker.Schema} FROM PUBLIC;
+            CREATE TABLE IF NOT EXISTS {WorkspaceMarker.Schema}.marker (
+                singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                workspace_id uuid NOT NULL,
+                environment_id uuid NOT NULL,
+                database_id uuid NOT NULL,
+                server_identity text NOT NULL,
+                written_at timestamptz NOT NULL DEFAULT now()
+            );
+            REVOKE ALL ON {WorkspaceMarker.Schema}.marker FROM PUBLIC;
+            -- Readable by whoever may connect (the environment's roles, the deploy login; ids only, nothing secret), so every
+            -- connection can check it; written only by its owner, the deploy login.
+            GRANT USAGE ON SCHEMA {WorkspaceMarker.Schema} TO PUBLIC;
+            GRANT SELECT ON {WorkspaceMarker.Schema}.marker TO PUBLIC;
+            """, ct);
+        await using var write = new NpgsqlCommand($"""
+            INSERT INTO {WorkspaceMarker.Schema}.marker (singleton, workspace_id, environment_id, database_id, server_identity)
+            VALUES (true, $1, $2, $3, $4)
+            ON CONFLICT (singleton) DO UPDATE SET workspace_id = EXCLUDED.workspace_id, environment_id = EXCLUDED.environment_id,
+                database_id = EXCLUDED.database_id, server_identity = EXCLUDED.server_identity, written_at = now()
+            """, connection);
+        write.Parameters.Add(new NpgsqlParameter { Value = ownership.WorkspaceId });
+        write.Parameters.Add(new NpgsqlParameter { Value = ownership.EnvironmentId });
+        write.Parameters.Add(new NpgsqlParameter { Value = ownership.DatabaseId });
+        write.Parameters.Add(new NpgsqlParameter { Value = ownership.ServerIdentity });
+        await write.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>Creates (or repairs) the environment's two roles through the provisioning functions; their passwords travel as verifiers.</summary>
+    private async Task EnsureRolesAsync(NpgsqlConnection connection, WorkspaceServer server, WorkspaceRoleSet roles, CancellationToken ct)
+    {
+        await EnsureProvisioningAsync(connection, server, ct);
+        var limit = Math.Clamp(options.Value.RoleConnectionLimit, 1, 1000);
+        await PostgresProvisioning.CreateRoleAsync(connection, roles.OwnerRole, ScramVerifier.Compute(roles.OwnerPassword), limit, ct);
+        await PostgresProvisioning.CreateRoleAsync(connection, roles.ExecuteRole, ScramVerifier.Compute(roles.ExecutePassword), limit, ct);
+    }
+
+    /// <summary>
+    /// The provisioning functions must be there (the worker's bootstrap installs them). A superuser deploy credential
+    /// installs them itself; any other is told to run the bootstrap.
+    /// </summary>
+    private static async Task EnsureProvisioningAsync(NpgsqlConnection connection, WorkspaceServer server, CancellationToken ct)
+    {
+        var state = await PostgresProvisioning.ReadStateAsync(connection, ct);
+        if (state.InstalledVersion >= PostgresProvisioning.Version && (state.CanExecute || state.IsSuperuser)) return;
+        if (state.IsSuperuser)
+        {
+            await PostgresProvisioning.InstallAsync(connection, grantee: null, ct);
+            return;
+        }
+        throw new WorkspaceServerSetupException(state.InstalledVersion is null or < PostgresProvisioning.Version
+            ? $"Server '{server.Name}' is not prepared for workspace roles: run the migration worker's 'workspaces bootstrap --server {server.Name}' "
+              + "with the server's admin connection string once."
+            : $"The deploy login of server '{server.Name}' ({state.CurrentUser}) may not execute the provisioning functions: run the migration worker's "
+              + $"'workspaces bootstrap --server {server.Name}' to grant them.");
+    }
+
+    public async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+    {
+        await using (var connection = AdminConnection(server))
+        {
+            await connection.OpenAsync(cancellationToken);
+            // Refused (42501) unless the deploy credential owns it: through the environment's owner role.
+            await ExecuteAsync(connection, $"DROP DATABASE IF EXISTS {Quote(database)} WITH (FORCE)", cancellationToken);
+        }
+        await DropRolesAsync(server, roles, cancellationToken);
+    }
+
+    public async Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+    {
+        if (roles.Count == 0) return;
+        await using var connection = AdminConnection(server);
+        await connection.OpenAsync(cancellationToken);
+        await EnsureProvisioningAsync(connection, server, cancellationToken);
+        foreach (var role in roles)
+        {
+            try
+            {
+                await PostgresProvisioning.DropRoleAsync(connection, role, cancellationToken);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
+            {
+                // Granted something elsewhere by hand: it stays, harmless without its database and unknown to any environment.
+            }
+        }
+    }
+
+    private static WorkspaceRoleSet RolesOf(WorkspaceOwnership ownership) =>
+        ownership.Roles ?? throw new InvalidOperationException("A PostgreSQL environment's claim carries its roles.");
 
     // ---- Base schema ----
 
@@ -393,7 +596,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         var previous = await RoutinesAsync(npgsql, name, cancellationToken);
         if (name.Schema is { } schema && !schema.Equals(DefaultSchema, StringComparison.OrdinalIgnoreCase))
         {
-            var exec = PostgresWorkspaceRoles.Execute(npgsql.Database);
+            var exec = PostgresWorkspaceRoles.Execute(npgsql);
             var quoted = Quote(schema.ToLowerInvariant());
             await ExecuteAsync(npgsql, $"""
                 CREATE SCHEMA IF NOT EXISTS {quoted};

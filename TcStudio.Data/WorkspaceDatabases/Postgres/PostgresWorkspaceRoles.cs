@@ -1,38 +1,49 @@
 using System.Security.Cryptography;
 using System.Text;
+using Npgsql;
 
 namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 
 /// <summary>
-/// Each PostgreSQL workspace database gets two roles of its own, neither SUPERUSER, CREATEDB, CREATEROLE,
-/// REPLICATION nor BYPASSRLS, and neither a member of pg_read_server_files / pg_write_server_files /
-/// pg_execute_server_program: so published code cannot read or write server files, run programs (COPY ... PROGRAM),
-/// load untrusted languages or extensions such as dblink, nor connect to any other database (CONNECT is revoked from
-/// PUBLIC on every workspace database).
+/// Each PostgreSQL environment gets two roles of its own, named after the environment's id (never its database's
+/// name), so a later environment never inherits an earlier one's roles or data:
 /// <list type="bullet">
-/// <item><b>owner</b> owns the database and everything in it: migrations, deploys and validation run as it;</item>
-/// <item><b>exec</b> may only use the schemas, run routines and read/write tables: the execute path runs as it.</item>
+/// <item><b>tcws_&lt;32 hex of the environment id&gt;_owner</b> owns the database and everything in it: migrations,
+/// deploys and validation run as it;</item>
+/// <item><b>tcws_&lt;...&gt;_exec</b> may only use the schemas, run routines and read/write tables: the execute path
+/// runs as it.</item>
 /// </list>
-/// Their passwords are derived (HMAC-SHA256) from Workspaces:RoleSecret, or else from the server's deploy connection
-/// string, and never stored anywhere; PrepareDatabaseAsync (environment creation and every migrate) sets them.
+/// Both are LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS with a connection limit,
+/// and members of nothing: they are created only through the provisioning functions (<see cref="PostgresProvisioning"/>),
+/// with random passwords kept encrypted in the system database and set as SCRAM verifiers.
 /// </summary>
-internal static class PostgresWorkspaceRoles
+public static class PostgresWorkspaceRoles
 {
-    public static string Owner(string database) => Prefix(database) + "_owner";
-    public static string Execute(string database) => Prefix(database) + "_exec";
+    public const string Prefix = "tcws_";
 
-    public static string Password(string role, WorkspaceServer server, string? secret)
+    public static string Owner(Guid environmentId) => $"{Prefix}{environmentId:N}_owner";
+    public static string Execute(Guid environmentId) => $"{Prefix}{environmentId:N}_exec";
+
+    /// <summary>The execute role of the environment whose owner role this connection logged in as (deploys grant to it).</summary>
+    public static string Execute(NpgsqlConnection ownerConnection)
     {
-        var key = Encoding.UTF8.GetBytes(string.IsNullOrEmpty(secret) ? "tcstudio:" + server.ConnectionString : secret);
-        return Convert.ToHexStringLower(HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"tcstudio-workspace-role:{server.Name}:{role}")));
+        var owner = ownerConnection.UserName ?? throw new InvalidOperationException("The connection has no user name.");
+        if (!owner.EndsWith("_owner", StringComparison.Ordinal) || !owner.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException("Deploys run as an environment's owner role.");
+        }
+        return owner[..^"_owner".Length] + "_exec";
     }
 
-    /// <summary>Readable, unique per database name (role names are server-wide and at most 63 bytes).</summary>
-    private static string Prefix(string database)
+    /// <summary>
+    /// The roles an earlier version made per database name (<c>tcws_&lt;database&gt;_&lt;hash&gt;_owner|exec</c>, passwords
+    /// derived, never stored): read only to convert such environments (<c>workspaces migrate</c>).
+    /// </summary>
+    public static (string Owner, string Execute) Legacy(string database)
     {
         var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(database)))[..6];
         var readable = database.ToLowerInvariant();
         if (readable.Length > 40) readable = readable[..40];
-        return $"tcws_{readable}_{hash}";
+        return ($"{Prefix}{readable}_{hash}_owner", $"{Prefix}{readable}_{hash}_exec");
     }
 }

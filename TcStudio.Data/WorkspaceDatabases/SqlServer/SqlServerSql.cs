@@ -33,6 +33,38 @@ public static class SqlServerSql
         EXEC (@sql);
         """;
 
+    /// <summary>The database's owner (a login name), or NULL when the database does not exist.</summary>
+    public const string DatabaseOwner = "SELECT SUSER_SNAME(owner_sid) FROM sys.databases WHERE name = @database;";
+
+    /// <summary>
+    /// Writes the ownership marker (which workspace environment this database belongs to) in a schema of its own that
+    /// only the deploy credential (dbo) writes; checked before connections are used and before the database is dropped.
+    /// </summary>
+    public const string WriteMarker = """
+        SET XACT_ABORT ON;
+        IF SCHEMA_ID(N'tcstudio_ownership') IS NULL EXEC (N'CREATE SCHEMA tcstudio_ownership AUTHORIZATION dbo;');
+        IF OBJECT_ID(N'tcstudio_ownership.marker', N'U') IS NULL
+            CREATE TABLE tcstudio_ownership.marker (
+                singleton bit NOT NULL CONSTRAINT df_marker_singleton DEFAULT 1 CONSTRAINT pk_marker PRIMARY KEY CONSTRAINT ck_marker_singleton CHECK (singleton = 1),
+                workspace_id uniqueidentifier NOT NULL,
+                environment_id uniqueidentifier NOT NULL,
+                database_id uniqueidentifier NOT NULL,
+                server_identity nvarchar(300) NOT NULL,
+                written_at datetimeoffset NOT NULL CONSTRAINT df_marker_written_at DEFAULT SYSDATETIMEOFFSET()
+            );
+        BEGIN TRANSACTION;
+        DELETE FROM tcstudio_ownership.marker;
+        INSERT INTO tcstudio_ownership.marker (singleton, workspace_id, environment_id, database_id, server_identity)
+        VALUES (1, @workspace_id, @environment_id, @database_id, @server_identity);
+        COMMIT TRANSACTION;
+        """;
+
+    /// <summary>The marker's one row; no result set at all when the database has no marker.</summary>
+    public const string ReadMarker = """
+        IF OBJECT_ID(N'tcstudio_ownership.marker', N'U') IS NOT NULL
+            SELECT workspace_id, environment_id, database_id FROM tcstudio_ownership.marker;
+        """;
+
     public const string HistoryExists =
         "SELECT CASE WHEN OBJECT_ID(N'tcstudio.tcstudio_schema_migrations', N'U') IS NULL THEN 0 ELSE 1 END;";
 

@@ -24,8 +24,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 
     private int OperationTimeoutSeconds => options.Value.OperationTimeoutSeconds;
 
-    public IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, string database, string applicationName,
-        WorkspacesOptions settings) => new SqlServerConnectionSource(server, database, applicationName, settings);
+    public IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
+        string applicationName, WorkspacesOptions settings) => new SqlServerConnectionSource(server, target, ownership, applicationName, settings);
 
     public async Task PingAsync(DbConnection connection, CancellationToken cancellationToken)
     {
@@ -54,7 +54,15 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) == 1;
     }
 
-    public async Task CreateDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public async Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    {
+        await using var connection = AdminConnection(server);
+        await connection.OpenAsync(cancellationToken);
+        await using var command = Command(connection, SqlServerSql.DatabaseOwner, ("@database", database));
+        return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
+
+    public async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -62,8 +70,10 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task PrepareDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public async Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
+        CancellationToken cancellationToken)
     {
+        if (writeMarker) await WriteMarkerAsync(server, database, ownership, cancellationToken);
         if (server.ExecuteConnectionString is null) return;
         var execute = new SqlConnectionStringBuilder(server.ExecuteConnectionString);
         if (execute.IntegratedSecurity || string.IsNullOrEmpty(execute.UserID)) return; // a Windows/Entra principal: the operator grants it
@@ -73,13 +83,44 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task DropDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    /// <summary>SQL Server environments have no roles of their own: taking a database over is writing its marker (as dbo).</summary>
+    public Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+        CancellationToken cancellationToken) =>
+        PrepareDatabaseAsync(server, database, ownership, writeMarker: true, cancellationToken);
+
+    private async Task WriteMarkerAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
+    {
+        await using var connection = AdminConnection(server, database);
+        await connection.OpenAsync(cancellationToken);
+        await using var command = Command(connection, SqlServerSql.WriteMarker, ("@workspace_id", ownership.WorkspaceId),
+            ("@environment_id", ownership.EnvironmentId), ("@database_id", ownership.DatabaseId), ("@server_identity", ownership.ServerIdentity));
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public async Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    {
+        await using var connection = AdminConnection(server, database);
+        await connection.OpenAsync(cancellationToken);
+        return await ReadMarkerAsync(connection, cancellationToken);
+    }
+
+    internal static async Task<WorkspaceMarker?> ReadMarkerAsync(SqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, SqlServerSql.ReadMarker);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        if (reader.FieldCount == 0 || !await reader.ReadAsync(cancellationToken)) return null;
+        return new WorkspaceMarker(reader.GetGuid(0), reader.GetGuid(1), reader.GetGuid(2));
+    }
+
+    public async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
         await using var command = Command(connection, SqlServerSql.DropDatabase(database), ("@database", database));
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
+
+    public Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken) => Task.CompletedTask;
 
     // ---- Base schema ----
 
@@ -464,12 +505,17 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
     }
 }
 
-/// <summary>Per-workspace pools: SqlClient pools by connection string, so a distinct Application Name is a distinct, bounded pool.</summary>
-internal sealed class SqlServerConnectionSource(WorkspaceServer server, string database, string applicationName, WorkspacesOptions options)
-    : IWorkspaceConnectionSource
+/// <summary>
+/// Per-workspace pools: SqlClient pools by connection string, so a distinct Application Name is a distinct, bounded pool.
+/// SqlClient has no physical-connection hook, so the database's marker is checked (on a deploy connection) before the
+/// first connection is handed out and again after every pool clear; a mismatch is a 409 naming both sides.
+/// </summary>
+internal sealed class SqlServerConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership, string applicationName,
+    WorkspacesOptions options) : IWorkspaceConnectionSource
 {
-    private readonly string _deploy = Build(server.ConnectionString, database, applicationName + ":deploy", options);
-    private readonly string _execute = Build(server.ExecuteConnectionString ?? server.ConnectionString, database, applicationName + ":exec", options);
+    private readonly string _deploy = Build(server.ConnectionString, target.Database, applicationName + ":deploy", options);
+    private readonly string _execute = Build(server.ExecuteConnectionString ?? server.ConnectionString, target.Database, applicationName + ":exec", options);
+    private volatile bool _verified;
 
     private static string Build(string connectionString, string database, string applicationName, WorkspacesOptions options) =>
         new SqlConnectionStringBuilder(connectionString)
@@ -486,6 +532,13 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, string d
 
     public async Task<DbConnection> OpenAsync(WorkspaceCredential credential, CancellationToken cancellationToken)
     {
+        if (!_verified)
+        {
+            await using var check = new SqlConnection(_deploy);
+            await check.OpenAsync(cancellationToken);
+            WorkspaceMarker.Verify(await SqlServerWorkspaceProvider.ReadMarkerAsync(check, cancellationToken), ownership, target);
+            _verified = true;
+        }
         var connection = new SqlConnection(credential == WorkspaceCredential.Deploy ? _deploy : _execute);
         try
         {
@@ -501,6 +554,7 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, string d
 
     public void ClearPools()
     {
+        _verified = false; // a cleared pool may come back to another database under the same name: check again
         using (var deploy = new SqlConnection(_deploy)) SqlConnection.ClearPool(deploy);
         using (var execute = new SqlConnection(_execute)) SqlConnection.ClearPool(execute);
     }
