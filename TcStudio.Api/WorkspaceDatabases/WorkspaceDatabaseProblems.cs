@@ -5,7 +5,7 @@ namespace TcStudio.Api.WorkspaceDatabases;
 
 /// <summary>
 /// Answers workspace-database failures with problem details naming the environment: unreachable or circuit open →
-/// 503 with Retry-After; refused statement → 422 with the server's number; timeout → 504; schema mismatch → 409;
+/// 503 with Retry-After; refused statement → 422 with the server's number; a draft whose result may not stand → 422 with its errors; timeout → 504; schema mismatch → 409;
 /// bad target → 4xx; a parameter value that does not fit → 400 naming it. Runs inside
 /// <see cref="Workspaces.WorkspaceScopeFilter"/>, so a problem rolls its transaction back like any other.
 /// </summary>
@@ -43,6 +43,9 @@ public sealed class WorkspaceDatabaseProblems : IEndpointFilter
             case WorkspaceSqlException sql:
                 extensions["number"] = sql.Number;
                 if (sql.Line is { } line) extensions["line"] = line;
+                break;
+            case WorkspaceDraftRefusedException refused:
+                extensions["errors"] = refused.Validation.Errors;
                 break;
         }
         return TypedResults.Problem(statusCode: e.StatusCode, title: e.Title, detail: e.Message, extensions: extensions);
