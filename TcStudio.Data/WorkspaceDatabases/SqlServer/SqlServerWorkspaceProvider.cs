@@ -13,8 +13,10 @@ namespace TcStudio.Data.WorkspaceDatabases.SqlServer;
 /// SQL Server workspace databases (Microsoft.Data.SqlClient). Drafts are T-SQL CREATE [OR ALTER] PROCEDURE
 /// statements, checked by <see cref="TSqlDraftValidator"/> (ScriptDom); every text this provider sends itself is in
 /// <see cref="SqlServerSql"/>. Deploys run CREATE OR ALTER and record the deployment in one transaction (T-SQL DDL is
-/// transactional); execution uses the server's ExecuteConnectionString (EXECUTE only) when configured, with
-/// parameters typed from sys.parameters (defaults read from the procedure's own definition with ScriptDom).
+/// transactional). Execution reads the procedure's parameters (typed from sys.parameters, defaults read from its own
+/// definition with ScriptDom) on a fresh, unpooled session, then enters the database's own execute user
+/// (<see cref="SqlServerSql.EnterExecuteUser"/>: a user WITHOUT LOGIN with EXECUTE on the procedures' schemas only,
+/// entered WITH NO REVERT) and only then runs the procedure: no user code ever runs with the deploy login's rights.
 /// </summary>
 public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> options) : IWorkspaceDatabaseProvider
 {
@@ -64,12 +66,9 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 
     public async Task PrepareDatabaseAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
     {
-        if (server.ExecuteConnectionString is null) return;
-        var execute = new SqlConnectionStringBuilder(server.ExecuteConnectionString);
-        if (execute.IntegratedSecurity || string.IsNullOrEmpty(execute.UserID)) return; // a Windows/Entra principal: the operator grants it
         await using var connection = AdminConnection(server, database);
         await connection.OpenAsync(cancellationToken);
-        await using var command = Command(connection, SqlServerSql.EnsureExecuteUser, ("@user", execute.UserID), ("@login", execute.UserID));
+        await using var command = Command(connection, SqlServerSql.EnsureExecuteUser);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
@@ -205,6 +204,10 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         {
             await deploy.ExecuteNonQueryAsync(cancellationToken);
         }
+        await using (var grant = Command(sqlConnection, SqlServerSql.GrantExecuteOnSchema(ProcedureName.Parse(procedureName).SchemaOr(TSqlDraftValidator.DefaultSchema)), transaction))
+        {
+            await grant.ExecuteNonQueryAsync(cancellationToken);
+        }
         var checksum = Checksums.Of(sql);
         long id;
         DateTimeOffset deployedAt;
@@ -310,6 +313,12 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             definition = await read.ExecuteScalarAsync(cancellationToken) as string ?? "";
         }
         var withDefaults = TSqlDraftValidator.ParametersWithDefaults(definition);
+
+        // From here on this session is the execute user's, for good (the connection is never pooled).
+        await using (var enter = Command(sql, SqlServerSql.EnterExecuteUser))
+        {
+            await enter.ExecuteNonQueryAsync(cancellationToken);
+        }
 
         await using var command = new SqlCommand(qualified, sql)
         {
@@ -464,19 +473,23 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
     }
 }
 
-/// <summary>Per-workspace pools: SqlClient pools by connection string, so a distinct Application Name is a distinct, bounded pool.</summary>
+/// <summary>
+/// Per-workspace pools: SqlClient pools by connection string, so a distinct Application Name is a distinct, bounded
+/// pool. Execute sessions are never pooled: each enters the database's execute user WITH NO REVERT, a security
+/// context that a pooled connection's reset could not undo.
+/// </summary>
 internal sealed class SqlServerConnectionSource(WorkspaceServer server, string database, string applicationName, WorkspacesOptions options)
     : IWorkspaceConnectionSource
 {
-    private readonly string _deploy = Build(server.ConnectionString, database, applicationName + ":deploy", options);
-    private readonly string _execute = Build(server.ExecuteConnectionString ?? server.ConnectionString, database, applicationName + ":exec", options);
+    private readonly string _deploy = Build(server.ConnectionString, database, applicationName + ":deploy", options, pooling: true);
+    private readonly string _execute = Build(server.ConnectionString, database, applicationName + ":exec", options, pooling: false);
 
-    private static string Build(string connectionString, string database, string applicationName, WorkspacesOptions options) =>
+    private static string Build(string connectionString, string database, string applicationName, WorkspacesOptions options, bool pooling) =>
         new SqlConnectionStringBuilder(connectionString)
         {
             InitialCatalog = database,
             ApplicationName = applicationName,
-            Pooling = true,
+            Pooling = pooling,
             MinPoolSize = 0,
             MaxPoolSize = options.MaxPoolSize,
             ConnectTimeout = Math.Max(1, options.ConnectTimeoutSeconds),
@@ -484,9 +497,35 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, string d
             ConnectRetryCount = 0, // retries are the cache's job (with backoff and a circuit breaker)
         }.ConnectionString;
 
+    /// <summary>Unpooled execute sessions are still bounded, like a pool: at most MaxPoolSize at once per environment.</summary>
+    private readonly SemaphoreSlim _executeSessions = new(Math.Max(1, options.MaxPoolSize));
+
     public async Task<DbConnection> OpenAsync(WorkspaceCredential credential, CancellationToken cancellationToken)
     {
-        var connection = new SqlConnection(credential == WorkspaceCredential.Deploy ? _deploy : _execute);
+        if (credential == WorkspaceCredential.Deploy) return await OpenAsync(_deploy, cancellationToken);
+        if (!await _executeSessions.WaitAsync(TimeSpan.FromSeconds(Math.Max(1, options.ConnectTimeoutSeconds)), cancellationToken))
+        {
+            throw new TimeoutException($"All {options.MaxPoolSize} execute sessions of this environment are busy.");
+        }
+        try
+        {
+            var connection = await OpenAsync(_execute, cancellationToken);
+            var released = 0;
+            void Release() { if (Interlocked.Exchange(ref released, 1) == 0) _executeSessions.Release(); }
+            connection.StateChange += (_, change) => { if (change.CurrentState == ConnectionState.Closed) Release(); };
+            connection.Disposed += (_, _) => Release();
+            return connection;
+        }
+        catch
+        {
+            _executeSessions.Release();
+            throw;
+        }
+    }
+
+    private static async Task<SqlConnection> OpenAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        var connection = new SqlConnection(connectionString);
         try
         {
             await connection.OpenAsync(cancellationToken);
@@ -501,8 +540,8 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, string d
 
     public void ClearPools()
     {
-        using (var deploy = new SqlConnection(_deploy)) SqlConnection.ClearPool(deploy);
-        using (var execute = new SqlConnection(_execute)) SqlConnection.ClearPool(execute);
+        using var deploy = new SqlConnection(_deploy);
+        SqlConnection.ClearPool(deploy);
     }
 
     public ValueTask DisposeAsync()
