@@ -1,0 +1,272 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.Tests.Infrastructure;
+
+namespace TcStudio.Tests.WorkspaceDatabases;
+
+/// <summary>
+/// The API on a PostgreSQL server of its own (a private cluster when the machine has the binaries): the suite
+/// compares cluster-wide catalogs (pg_roles, pg_database, pg_db_role_setting), which other test classes change.
+/// </summary>
+public sealed class AdversarialServerFixture : IAsyncLifetime
+{
+    public PostgresServer Server { get; } = new();
+    public WorkspaceApiFixture Api { get; private set; } = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        await Server.InitializeAsync();
+        Api = new WorkspaceApiFixture(Server);
+        await Api.InitializeAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Api.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
+
+/// <summary>
+/// More than a thousand hostile drafts from a fixed seed, through validate, publish and execute against a real
+/// environment (and a share of them straight to the server, below the static check): before and after each one
+/// that reaches the server, a snapshot of pg_class, pg_proc, pg_namespace, pg_roles (pg_authid), pg_database,
+/// pg_db_role_setting, large objects, postgresql.auto.conf and the workspace's own tcstudio rows shows that nothing
+/// changed but the drafts' own routines. A failure prints the seed and the draft.
+/// </summary>
+public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixture, ITestOutputHelper output) : IClassFixture<AdversarialServerFixture>
+{
+    private const int Seed = 20261129;
+    private const int Count = 1200;
+
+    /// <summary>Statically refused drafts go through the API one in this many (they never reach the server there)…</summary>
+    private const int ApiSampleOfRefused = 4;
+
+    /// <summary>…and straight to the server, below the static check, one in this many.</summary>
+    private const int ServerSampleOfRefused = 2;
+
+    private const int MinimumServerReachPerClass = 8;
+
+    private WorkspaceApiFixture Api => fixture.Api;
+
+    private sealed class Tally
+    {
+        public int ThroughApi, ServerValidations, Published, Executed, BelowStatic, FooledStatic;
+        public readonly Dictionary<string, int> ServerReach = [];
+        public readonly Dictionary<string, int> ServerOutcomes = [];
+
+        public void Reached(AdversarialDraft draft)
+        {
+            ServerReach[draft.Technique] = ServerReach.GetValueOrDefault(draft.Technique) + 1;
+            ServerReach["payload:" + draft.Payload] = ServerReach.GetValueOrDefault("payload:" + draft.Payload) + 1;
+        }
+
+        public void Outcome(string what) => ServerOutcomes[what] = ServerOutcomes.GetValueOrDefault(what) + 1;
+    }
+
+    [Fact]
+    public async Task Hostile_drafts_change_nothing_but_their_own_routine()
+    {
+        var started = Stopwatch.StartNew();
+        var markerPrefix = $"pwn_{Guid.NewGuid():N}"[..12] + "_";
+        var drafts = AdversarialDrafts.Generate(Seed, Count, markerPrefix);
+
+        using var admin = await Api.AdminAsync();
+        admin.DefaultRequestHeaders.IfMatch.Add(System.Net.Http.Headers.EntityTagHeaderValue.Any);
+        var (slug, database) = await Api.NewWorkspaceWithEnvironmentAsync(admin, "adversarial");
+        foreach (var name in AdversarialDrafts.Names)
+        {
+            await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, name, $"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'select 0';");
+        }
+        var databases = Api.Factory.Services.GetRequiredService<WorkspaceDatabaseService>();
+        var provider = Api.Factory.Services.GetServices<IWorkspaceDatabaseProvider>().OfType<PostgresWorkspaceProvider>().Single();
+        var workspaceId = await Api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
+        var target = new WorkspaceTarget(workspaceId, slug, "dev", "local", database);
+
+        await using var catalog = new NpgsqlConnection(Api.Server.ConnectionString(database, pooling: false));
+        await catalog.OpenAsync();
+        var ownerRole = (string)(await new NpgsqlCommand(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()", catalog).ExecuteScalarAsync())!;
+        var baseline = await SnapshotAsync(catalog, fixture.Server.IsPrivateCluster, markerPrefix);
+        output.WriteLine($"Adversarial drafts: seed {Seed}, {Count} drafts, baseline of {baseline.Count} catalog rows, set up in {started.Elapsed.TotalSeconds:0.0} s.");
+
+        var tally = new Tally();
+        var base_ = $"/api/workspaces/{slug}/procedures";
+        foreach (var draft in drafts)
+        {
+            string Context(string what) => $"Seed {Seed}, {what}\n{draft}";
+            var reachedServer = false;
+            var staticCheck = provider.ValidateStatically(draft.Name, draft.Sql);
+            try
+            {
+                if (staticCheck.IsValid || draft.Control || draft.Index % ApiSampleOfRefused == 0)
+                {
+                    tally.ThroughApi++;
+                    await ExpectAsync(await admin.PutAsJsonAsync($"{base_}/{draft.Name}", new { sql = draft.Sql }), HttpStatusCode.OK);
+                    var validation = await ExpectAsync(await admin.PostAsync($"{base_}/{draft.Name}/validate?env=dev", null), HttpStatusCode.OK);
+                    var serverValid = validation.GetProperty("valid").GetBoolean();
+                    if (staticCheck.IsValid)
+                    {
+                        reachedServer = true;
+                        tally.ServerValidations++;
+                        if (!serverValid)
+                        {
+                            var message = validation.GetProperty("errors")[0].GetProperty("message").GetString()!;
+                            tally.Outcome(message.Length > 5 && message[5] == ':' ? message[..5] : "refused after the statement");
+                            if (message.StartsWith("42601", StringComparison.Ordinal)) tally.FooledStatic++;
+                        }
+                    }
+                    var publish = await admin.PostAsync($"{base_}/{draft.Name}/publish?env=dev", null);
+                    var published = await ExpectAsync(publish, HttpStatusCode.OK, HttpStatusCode.UnprocessableEntity);
+                    Assert.True(publish.StatusCode != HttpStatusCode.OK || serverValid, Context("published although validation refused it"));
+                    if (publish.StatusCode == HttpStatusCode.OK)
+                    {
+                        tally.Published++;
+                        var execute = await admin.PostAsJsonAsync($"{base_}/{draft.Name}/execute?env=dev", new { timeoutSeconds = 5 });
+                        await ExpectAsync(execute, HttpStatusCode.OK, HttpStatusCode.BadRequest, HttpStatusCode.UnprocessableEntity);
+                        if (execute.StatusCode == HttpStatusCode.OK) tally.Executed++;
+                        if (draft.Control) Assert.True(execute.StatusCode == HttpStatusCode.OK, Context($"the control did not execute ({(int)execute.StatusCode})"));
+                    }
+                    else if (draft.Control)
+                    {
+                        Assert.Fail(Context($"the control was refused: {published}"));
+                    }
+                    Assert.DoesNotContain(ownerRole, validation.ToString(), StringComparison.OrdinalIgnoreCase);
+                    Assert.DoesNotContain(ownerRole, published.ToString(), StringComparison.OrdinalIgnoreCase);
+                }
+
+                if (!staticCheck.IsValid && draft.Index % ServerSampleOfRefused == 0)
+                {
+                    // Straight to the server, as if the static check had said yes.
+                    reachedServer = true;
+                    tally.BelowStatic++;
+                    var shape = PostgresWorkspaceProvider.DraftShape.Unchecked(draft.Sql, draft.Name);
+                    var validation = await databases.RunAsync(target, WorkspaceCredential.Deploy,
+                        (lease, ct) => provider.ValidateOnServerAsync((NpgsqlConnection)lease.Connection, draft.Name, draft.Sql, shape, ct), CancellationToken.None);
+                    tally.Outcome(validation.IsValid ? "below: valid" : "below: " + validation.Errors[0].Message[..Math.Min(5, validation.Errors[0].Message.Length)]);
+                    try
+                    {
+                        await databases.RunAsync(target, WorkspaceCredential.Deploy,
+                            (lease, ct) => provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, draft.Name, draft.Sql, shape, "adversary", ct),
+                            CancellationToken.None);
+                        tally.Outcome("below: deployed");
+                    }
+                    catch (WorkspaceDatabaseException e) when (e.StatusCode is >= 400 and < 500)
+                    {
+                        // Refused: a 4xx for the caller, nothing kept (the snapshot below says so).
+                    }
+                }
+            }
+            catch (Exception e) when (e is not Xunit.Sdk.XunitException)
+            {
+                Assert.Fail(Context($"threw {e.GetType().Name}: {e.Message}"));
+            }
+
+            if (!reachedServer) continue;
+            tally.Reached(draft);
+            var now = await SnapshotAsync(catalog, fixture.Server.IsPrivateCluster, markerPrefix);
+            if (!now.SetEquals(baseline))
+            {
+                var appeared = now.Except(baseline).Take(10);
+                var vanished = baseline.Except(now).Take(10);
+                Assert.Fail(Context($"the catalogs changed.\n  new or changed: {string.Join("\n    ", appeared)}\n  gone or changed: {string.Join("\n    ", vanished)}"));
+            }
+        }
+
+        Assert.Empty(Directory.GetFiles("/tmp", markerPrefix + "*"));
+        output.WriteLine($"Done in {started.Elapsed.TotalSeconds:0.0} s: {tally.ThroughApi} through the API ({tally.ServerValidations} validated on the server, "
+            + $"{tally.Published} published, {tally.Executed} executed), {tally.BelowStatic} straight to the server below the static check, "
+            + $"{tally.FooledStatic} passed the static check and were refused by the server (42601).");
+        output.WriteLine("Reached the server: " + string.Join(", ", tally.ServerReach.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}")));
+        output.WriteLine("Server outcomes: " + string.Join(", ", tally.ServerOutcomes.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}")));
+
+        foreach (var technique in AdversarialDrafts.Techniques.Append("control"))
+        {
+            Assert.True(tally.ServerReach.GetValueOrDefault(technique) >= MinimumServerReachPerClass,
+                $"Technique '{technique}' reached the server only {tally.ServerReach.GetValueOrDefault(technique)} times (seed {Seed}).");
+        }
+        foreach (var payload in AdversarialDrafts.Payloads)
+        {
+            Assert.True(tally.ServerReach.GetValueOrDefault("payload:" + payload) >= MinimumServerReachPerClass,
+                $"Payload '{payload}' reached the server only {tally.ServerReach.GetValueOrDefault("payload:" + payload)} times (seed {Seed}).");
+        }
+        Assert.True(tally.FooledStatic > 0, "No draft passed the static check only to be refused by the server: the 42601 defence was not exercised.");
+        Assert.True(tally.Executed > 0);
+    }
+
+    /// <summary>Reads the response; fails (naming the status and body) unless its status is one of <paramref name="allowed"/>.</summary>
+    private static async Task<JsonElement> ExpectAsync(HttpResponseMessage response, params HttpStatusCode[] allowed)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True((int)response.StatusCode < 500, $"{(int)response.StatusCode}: {body}");
+        Assert.True(allowed.Contains(response.StatusCode), $"expected {string.Join(" or ", allowed.Select(s => (int)s))}, got {(int)response.StatusCode}: {body}");
+        return body.Length == 0 ? default : JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    /// <summary>
+    /// Everything a draft must not change, as one row per object, in one round trip: user objects in detail and a
+    /// digest of the system catalogs' rows. The drafts' own routines (and their deployment records) are left out:
+    /// they are the one thing a draft may change, and only as non-SECURITY DEFINER routines (counted separately).
+    /// </summary>
+    private static async Task<HashSet<string>> SnapshotAsync(NpgsqlConnection connection, bool strictSharedCatalogs, string markerPrefix)
+    {
+        // On a shared server (TCSTUDIO_TEST_POSTGRES) other test classes create roles and databases meanwhile: there the
+        // cluster-wide catalogs are compared for this database, the roles that may connect to it, and anything marked.
+        const string Sql = """
+            SELECT concat_ws(' ', 'pg_class', c.oid, c.relname, c.relnamespace::regnamespace, c.relkind, pg_get_userbyid(c.relowner), c.relacl)
+            FROM pg_class c WHERE c.oid >= 16384 AND c.relpersistence <> 't'
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_class (system)', md5(string_agg(concat_ws(' ', c.oid, c.relname, c.relowner, c.relacl), ',' ORDER BY c.oid)))
+            FROM pg_class c WHERE c.oid < 16384
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_proc', p.oid::regprocedure, pg_get_userbyid(p.proowner), p.prosecdef, p.proconfig, p.proacl, md5(p.prosrc))
+            FROM pg_proc p WHERE p.oid >= 16384 AND NOT (p.proname = ANY ($1))
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_proc (system)', md5(string_agg(concat_ws(' ', p.oid, p.proname, p.proowner, p.prosecdef, p.proacl), ',' ORDER BY p.oid)))
+            FROM pg_proc p WHERE p.oid < 16384
+            UNION ALL
+            SELECT concat_ws(' ', 'drafts'' routines that are SECURITY DEFINER or switch roles:', count(*))
+            FROM pg_proc p WHERE p.proname = ANY ($1) AND (p.prosecdef OR coalesce(p.proconfig::text, '') ~* '(role|session_authorization)=')
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_namespace', n.oid, n.nspname, pg_get_userbyid(n.nspowner), n.nspacl)
+            FROM pg_namespace n WHERE n.nspname !~ '^pg_(toast_)?temp_'
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_authid', a.oid, a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, a.rolcanlogin,
+                             a.rolreplication, a.rolbypassrls, a.rolconnlimit, md5(coalesce(a.rolpassword, '')),
+                             (SELECT string_agg(m.roleid::regrole::text, ',' ORDER BY m.roleid) FROM pg_auth_members m WHERE m.member = a.oid))
+            FROM pg_authid a
+            WHERE $2 OR a.rolname LIKE $3 || '%' OR (NOT a.rolsuper AND has_database_privilege(a.oid, current_database(), 'CONNECT'))
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_database', d.oid, d.datname, pg_get_userbyid(d.datdba), d.datallowconn, d.datconnlimit, d.datacl)
+            FROM pg_database d WHERE $2 OR d.datname = current_database() OR d.datname LIKE $3 || '%'
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_db_role_setting', s.setdatabase, s.setrole, s.setconfig) FROM pg_db_role_setting s
+            WHERE $2 OR s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+               OR s.setrole IN (SELECT oid FROM pg_roles WHERE NOT rolsuper AND has_database_privilege(oid, current_database(), 'CONNECT'))
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_largeobject_metadata', count(*)) FROM pg_largeobject_metadata
+            UNION ALL
+            SELECT concat_ws(' ', 'pg_extension', e.extname) FROM pg_extension e
+            UNION ALL
+            SELECT concat_ws(' ', 'postgresql.auto.conf', f.name, f.setting) FROM pg_file_settings f WHERE f.sourcefile LIKE '%postgresql.auto.conf'
+            UNION ALL
+            SELECT concat_ws(' ', 'tcstudio_schema_migrations', m.version, m.checksum) FROM tcstudio.tcstudio_schema_migrations m
+            UNION ALL
+            SELECT concat_ws(' ', 'procedure_deployments', d.id, d.procedure) FROM tcstudio.procedure_deployments d WHERE NOT (lower(d.procedure) = ANY ($1))
+            """;
+        await using var command = new NpgsqlCommand(Sql, connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = AdversarialDrafts.Names });
+        command.Parameters.Add(new NpgsqlParameter { Value = strictSharedCatalogs });
+        command.Parameters.Add(new NpgsqlParameter { Value = markerPrefix });
+        await using var reader = await command.ExecuteReaderAsync();
+        var rows = new HashSet<string>(StringComparer.Ordinal);
+        while (await reader.ReadAsync()) rows.Add(reader.IsDBNull(0) ? "<null>" : reader.GetString(0));
+        return rows;
+    }
+}
