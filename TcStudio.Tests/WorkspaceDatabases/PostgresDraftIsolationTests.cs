@@ -194,4 +194,27 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
         Assert.DoesNotContain("tcws_", detail);
         Assert.DoesNotContain(ownerRole, detail);
     }
+
+    [Fact]
+    public async Task Results_of_any_type_come_back_without_a_server_error()
+    {
+        using var owner = await api.AdminAsync();
+        var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(owner, "exotic");
+        await WorkspaceApiFixture.CreateProcedureAsync(owner, slug, "exotic", """
+            CREATE FUNCTION exotic()
+            RETURNS TABLE (r int4range, v tsvector, m money, x xml, p point, i inet, b bit(3), c "char", l pg_lsn, t tid,
+                           row_value record, arr int[][], nested text[], iv interval, big numeric, f float8, u uuid)
+            LANGUAGE sql AS $$
+                SELECT int4range(1, 5), to_tsvector('simple', 'a b'), 12.5::money, '<a/>'::xml, point(1, 2), '10.0.0.1'::inet,
+                       B'101', 'x'::"char", '0/16B6C50'::pg_lsn, '(0,1)'::tid, ROW(1, 'a'), ARRAY[[1, 2], [3, 4]], ARRAY['a', NULL],
+                       interval '1 day 2 hours', 1e40::numeric, 'NaN'::float8, gen_random_uuid()
+            $$;
+            """);
+        await HttpAssert.JsonAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/exotic/publish?env=dev", null));
+        var result = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/exotic/execute?env=dev", new { }));
+        var row = result.GetProperty("resultSets")[0].GetProperty("rows")[0];
+        Assert.Equal(17, row.GetArrayLength());
+        Assert.Equal("1" + new string('0', 40), row[14].GetString()); // beyond decimal: its digits, not a 500
+        Assert.Equal("NaN", row[15].GetString());
+    }
 }
