@@ -359,7 +359,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
                 {
                     if (total >= limits.MaxRows) { truncated = true; continue; } // keep reading so output parameters arrive
                     var row = new object?[reader.FieldCount];
-                    for (var i = 0; i < row.Length; i++) row[i] = ResultValues.Normalize(reader.GetValue(i));
+                    for (var i = 0; i < row.Length; i++) row[i] = ReadValue(reader, i);
                     rows.Add(row);
                     total++;
                 }
@@ -374,6 +374,20 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             .ToDictionary(p => p.ParameterName.TrimStart('@'), p => ResultValues.Normalize(p.Value), StringComparer.Ordinal);
         outputs["returnValue"] = ResultValues.Normalize(returnValue.Value);
         return new ExecutionResult(resultSets, outputs, Math.Max(0, rowsAffected), stopwatch.ElapsedMilliseconds, truncated);
+    }
+
+    /// <summary>A column's value; CLR types whose assembly is not here (geography, hierarchyid…) come back as a note, never a 500.</summary>
+    private static object? ReadValue(SqlDataReader reader, int ordinal)
+    {
+        try
+        {
+            return ResultValues.Normalize(reader.GetValue(ordinal));
+        }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or FileNotFoundException
+                                       or FileLoadException or TypeLoadException or InvalidOperationException)
+        {
+            return $"(a value of type {reader.GetDataTypeName(ordinal)} that cannot be shown)";
+        }
     }
 
     private static SqlParameter ToParameter(Parameter declared, JsonElement value, bool supplied, string environment)
