@@ -14,10 +14,14 @@ namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 /// <list type="bullet">
 /// <item>Validation: the draft must be exactly one such statement naming the draft's routine (checked by
 /// <see cref="PostgresSqlText"/> without a server); then it runs as the database's owner role in a transaction that
-/// is rolled back, with check_function_bodies on, so PL/pgSQL and SQL bodies are parsed by the server itself.</item>
+/// is always rolled back, with check_function_bodies on, so PL/pgSQL and SQL bodies are parsed by the server itself.</item>
+/// <item>The server holds the line whatever the static check said: a draft's text only ever travels as one
+/// extended-protocol statement (<see cref="RunDraftStatementAsync"/>: PostgreSQL refuses a second statement with
+/// 42601), and the catalog, read in the same transaction, must show the named routine created, not SECURITY
+/// DEFINER, with the transaction still the one the service began (<see cref="CreateOrReplaceAsync"/>).</item>
 /// <item>Deploy: in one transaction, as the owner role: the previous definitions (pg_get_functiondef) are captured,
-/// the draft runs, other overloads of the same name are dropped (one name, one routine: like CREATE OR ALTER) and
-/// the deployment is recorded in tcstudio.procedure_deployments.</item>
+/// the draft runs (and is checked) as above, other overloads of the same name are dropped (one name, one routine:
+/// like CREATE OR ALTER) and the deployment is recorded in tcstudio.procedure_deployments.</item>
 /// <item>Execute (as the exec role, in one transaction that commits): procedures by CALL, their OUT/INOUT values
 /// as outputParameters; functions by SELECT * FROM f(...), their rows as a result set. Multiple result sets come
 /// from refcursors: a procedure's refcursor OUT/INOUT parameters, or a function returning refcursor or SETOF
