@@ -105,7 +105,11 @@ public static class WorkspaceFailures
     /// that nobody outside the service holds their passwords and CONNECT is revoked from PUBLIC.
     /// </summary>
     public static string Scrub(string message, string? principal) =>
-        string.IsNullOrEmpty(principal) ? message : message.Replace(principal, "<workspace role>", StringComparison.OrdinalIgnoreCase);
+        string.IsNullOrEmpty(principal)
+            ? message
+            // Whole names only: a login called "sa" must not turn "usage" into "u<workspace role>ge".
+            : System.Text.RegularExpressions.Regex.Replace(message, $@"(?<![\w$]){System.Text.RegularExpressions.Regex.Escape(principal)}(?![\w$])",
+                "<workspace role>", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     public static string Describe(Exception e) => e switch
     {
