@@ -124,6 +124,8 @@ public sealed class SqlServerTSqlTests
         { "UPDATE o SET Total = 0 FROM otherdb.dbo.Orders AS o;", "otherdb" },
         { "EXEC otherdb.dbo.GetOrders;", "otherdb" },
         { "SELECT otherdb.dbo.Price(1);", "otherdb" },
+        { "SELECT o.Id, otherdb.dbo.Price(o.Id) FROM dbo.Orders AS o;", "otherdb" },
+        { "SELECT * FROM dbo.Orders AS o CROSS APPLY otherdb.dbo.Lines(o.Id) AS l;", "otherdb" },
         { "SELECT * FROM OPENROWSET('SQLNCLI', 'Server=x;Trusted_Connection=yes;', 'SELECT 1') AS r;", "OPENROWSET" },
         { "SELECT * FROM OPENROWSET(BULK 'C:\\secrets.txt', SINGLE_CLOB) AS r;", "OPENROWSET" },
         { "SELECT * FROM OPENDATASOURCE('SQLNCLI', 'Data Source=x;Integrated Security=SSPI').db.dbo.t;", "OPENDATASOURCE" },
@@ -356,6 +358,18 @@ public sealed class SqlServerTSqlTests
                 GOTO done;
                 done:
                 SELECT NEXT VALUE FOR dbo.ItemNumbers AS NextNumber, NEWID() AS Token, @@ROWCOUNT AS Rows;
+            END;
+            """ },
+        { "dbo.XmlAndSpatial", """
+            CREATE PROCEDURE dbo.XmlAndSpatial @Doc xml
+            AS
+            BEGIN
+                SELECT n.c.value('@id', 'int') AS Id, t.Doc.query('/order/line') AS Lines, t.Doc.exist('/order[@open]') AS IsOpen
+                FROM dbo.Orders AS t CROSS APPLY t.Doc.nodes('/order') AS n(c);
+                SELECT x.c.value('.', 'nvarchar(40)') FROM @Doc.nodes('/a/b') AS x(c);
+                WITH Shapes AS (SELECT Id, Area FROM dbo.Regions)
+                SELECT Shapes.Area.STArea(), geography::Point(47.6, -122.3, 4326).ToString() FROM Shapes;
+                UPDATE dbo.Orders SET Doc.modify('delete /order/draft') WHERE Id = 1;
             END;
             """ },
         { "dbo.InsertFromProcedure", """

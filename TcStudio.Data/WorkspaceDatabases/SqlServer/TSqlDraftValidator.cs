@@ -228,6 +228,26 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
 {
     private readonly List<SqlProblem> _problems = [];
 
+    /// <summary>
+    /// Table aliases and table names the procedure uses: <c>alias.column.value(…)</c> (an XML, spatial or CLR method)
+    /// looks exactly like <c>database.schema.function(…)</c> in the tree, and only these tell them apart.
+    /// </summary>
+    private readonly HashSet<string> _tables = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Method calls on columns that ScriptDom reads as three-part names (<c>alias.column.nodes(…)</c> in FROM).</summary>
+    private readonly HashSet<SchemaObjectName> _methodCalls = [];
+
+    private sealed class TableNames(HashSet<string> tables) : TSqlFragmentVisitor
+    {
+        public override void Visit(TableReferenceWithAlias node)
+        {
+            if (node.Alias is { } alias) tables.Add(alias.Value);
+            if (node is NamedTableReference { SchemaObject.BaseIdentifier: { } name }) tables.Add(name.Value);
+        }
+
+        public override void Visit(CommonTableExpression node) => tables.Add(node.ExpressionName.Value);
+    }
+
     /// <summary>System procedures a body may call: application locks only (they take a lock in this database).</summary>
     private static readonly HashSet<string> AllowedSystemProcedures = new(StringComparer.OrdinalIgnoreCase) { "sp_getapplock", "sp_releaseapplock" };
 
@@ -265,6 +285,7 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
                     break;
             }
         }
+        procedure.StatementList?.Accept(new TableNames(body._tables));
         foreach (var parameter in procedure.Parameters) parameter.Accept(body);
         procedure.StatementList?.Accept(body);
         return body._problems;
@@ -286,8 +307,13 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
             case SchemaObjectName name:
                 CheckName(name);
                 break;
-            case FunctionCall { CallTarget: MultiPartIdentifierCallTarget { MultiPartIdentifier.Count: > 1 } target } call:
+            case FunctionCall { CallTarget: MultiPartIdentifierCallTarget { MultiPartIdentifier.Count: > 1 } target } call
+                when !_tables.Contains(target.MultiPartIdentifier.Identifiers[0].Value):
                 Refuse(call, $"'{target.MultiPartIdentifier.Identifiers[0].Value}' (another database: three-part function names)");
+                break;
+            case SchemaObjectFunctionTableReference { SchemaObject: { DatabaseIdentifier: { } first, ServerIdentifier: null } name }
+                when _tables.Contains(first.Value):
+                _methodCalls.Add(name); // alias.column.nodes(…)
                 break;
             case ColumnReferenceExpression { MultiPartIdentifier.Count: > 3 } column:
                 Refuse(column, $"'{column.MultiPartIdentifier.Identifiers[0].Value}' (another database or server: four-part column names)");
@@ -357,6 +383,7 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
 
     private void CheckName(SchemaObjectName name)
     {
+        if (_methodCalls.Contains(name)) return;
         if (name.ServerIdentifier is not null || name.DatabaseIdentifier is not null)
         {
             var where = (name.ServerIdentifier ?? name.DatabaseIdentifier)!.Value;
