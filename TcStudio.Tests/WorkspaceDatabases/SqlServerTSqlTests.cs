@@ -275,6 +275,8 @@ public sealed class SqlServerTSqlTests
                 DECLARE @moved TABLE (Id int PRIMARY KEY, Shelf int);
                 CREATE TABLE #work (Id int NOT NULL, Shelf int NOT NULL, INDEX ix_work_shelf (Shelf));
                 CREATE INDEX ix_work_id ON #work (Id);
+                ALTER TABLE #work ADD Note nvarchar(40) NULL;
+                EXEC sys.sp_set_session_context @key = N'job', @value = N'rebalance';
                 INSERT INTO #work (Id, Shelf) SELECT Id, Shelf FROM dbo.Items WHERE Shelf IS NOT NULL;
                 SELECT Id, Shelf INTO #copy FROM #work;
                 MERGE dbo.Items AS target

@@ -248,8 +248,11 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
         public override void Visit(CommonTableExpression node) => tables.Add(node.ExpressionName.Value);
     }
 
-    /// <summary>System procedures a body may call: application locks only (they take a lock in this database).</summary>
-    private static readonly HashSet<string> AllowedSystemProcedures = new(StringComparer.OrdinalIgnoreCase) { "sp_getapplock", "sp_releaseapplock" };
+    /// <summary>System procedures a body may call: application locks (in this database) and the session's own context.</summary>
+    private static readonly HashSet<string> AllowedSystemProcedures = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "sp_getapplock", "sp_releaseapplock", "sp_set_session_context",
+    };
 
     /// <summary>sys catalog views that describe the server rather than this database (as sys.name).</summary>
     private static readonly HashSet<string> ServerScopedViews = new(StringComparer.OrdinalIgnoreCase)
@@ -370,6 +373,9 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
             case CreateIndexStatement index:
                 construct = "CREATE INDEX on a permanent table (only #temporary tables)";
                 return IsLocalTemp(index.OnName);
+            case AlterTableStatement alter:
+                construct = "ALTER TABLE of a permanent table (only #temporary tables)";
+                return IsLocalTemp(alter.SchemaObjectName);
             case ExecuteAsStatement executeAs:
                 construct = $"EXECUTE AS {executeAs.ExecuteContext.Kind.ToString().ToUpperInvariant()} (procedures run as the environment's execute user)";
                 return false;
