@@ -5,9 +5,10 @@ namespace TcStudio.Api.WorkspaceDatabases;
 
 /// <summary>
 /// Answers workspace-database failures with problem details naming the environment: unreachable or circuit open →
-/// 503 with Retry-After; refused statement → 422 with the server's number; timeout → 504; schema mismatch → 409;
-/// bad target → 4xx; a database that is not the environment's (claimed elsewhere, unmarked, marked for another) →
-/// 409 naming both sides; a parameter value that does not fit → 400 naming it. Runs inside
+/// 503 with Retry-After; refused statement → 422 with the server's number; a draft whose result may not stand → 422
+/// with its errors; timeout → 504; schema mismatch → 409; bad target → 4xx; a database that is not the environment's
+/// (claimed elsewhere, unmarked, marked for another) → 409 naming both sides; a parameter value that does not fit → 400
+/// naming it. Runs inside
 /// <see cref="Workspaces.WorkspaceScopeFilter"/>, so a problem rolls its transaction back like any other.
 /// </summary>
 public sealed class WorkspaceDatabaseProblems : IEndpointFilter
@@ -45,6 +46,9 @@ public sealed class WorkspaceDatabaseProblems : IEndpointFilter
             case WorkspaceSqlException sql:
                 extensions["number"] = sql.Number;
                 if (sql.Line is { } line) extensions["line"] = line;
+                break;
+            case WorkspaceDraftRefusedException refused:
+                extensions["errors"] = refused.Validation.Errors;
                 break;
         }
         return TypedResults.Problem(statusCode: e.StatusCode, title: e.Title, detail: e.Message, extensions: extensions);

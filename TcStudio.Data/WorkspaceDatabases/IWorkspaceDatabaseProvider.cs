@@ -138,7 +138,21 @@ public sealed record WorkspaceMigration(int Version, string Name, string Up, str
 public sealed record AppliedWorkspaceMigration(int Version, string Name, string Checksum, DateTimeOffset AppliedAt, int DurationMs);
 
 public sealed record ProcedureDeployment(long Id, string Procedure, string Checksum, DateTimeOffset DeployedAt, string DeployedBy,
-    string? PreviousDefinition);
+    string? PreviousDefinition)
+{
+    /// <summary>The previous definitions one statement each, when the deploy that returned this record knows them (for its undo).</summary>
+    public IReadOnlyList<string>? PreviousStatements { get; init; }
+}
+
+/// <summary>
+/// The server accepted a draft's statement, but what it did may not stand (it did not create the named routine,
+/// made it SECURITY DEFINER, or ended its transaction): nothing was kept.
+/// </summary>
+public sealed class DraftRefusedException(SqlValidation validation)
+    : Exception(string.Join(" ", validation.Errors.Select(e => e.Message)))
+{
+    public SqlValidation Validation { get; } = validation;
+}
 
 public sealed record ExecutionLimits(TimeSpan Timeout, int MaxRows);
 

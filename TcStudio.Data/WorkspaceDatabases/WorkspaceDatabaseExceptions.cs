@@ -70,6 +70,15 @@ public sealed class WorkspaceSqlException(string message, string environment, ob
     public override string Title => "The workspace database reported an error.";
 }
 
+/// <summary>A draft the server accepted but whose result may not stand (see <see cref="DraftRefusedException"/>): 422 with the problems.</summary>
+public sealed class WorkspaceDraftRefusedException(string message, string environment, SqlValidation validation, Exception inner)
+    : WorkspaceDatabaseException(message, environment, inner)
+{
+    public SqlValidation Validation { get; } = validation;
+    public override int StatusCode => 422;
+    public override string Title => "The draft does not validate.";
+}
+
 /// <summary>An execution ran past its timeout and was cancelled on the server: 504.</summary>
 public sealed class WorkspaceTimeoutException(string message, string environment, Exception? inner = null)
     : WorkspaceDatabaseException(message, environment, inner)
@@ -105,6 +114,18 @@ public static class WorkspaceFailures
         System.IO.IOException => true,
         _ => e.InnerException is not null && IsConnectionFailure(e.InnerException),
     };
+
+    /// <summary>
+    /// Server messages with the connection's own role or login name taken out (e.g. a failed cast of current_user).
+    /// Hygiene, not a secret: any published routine can read role names from the catalog; what keeps them useless is
+    /// that nobody outside the service holds their passwords and CONNECT is revoked from PUBLIC.
+    /// </summary>
+    public static string Scrub(string message, string? principal) =>
+        string.IsNullOrEmpty(principal)
+            ? message
+            // Whole names only: a login called "sa" must not turn "usage" into "u<workspace role>ge".
+            : System.Text.RegularExpressions.Regex.Replace(message, $@"(?<![\w$]){System.Text.RegularExpressions.Regex.Escape(principal)}(?![\w$])",
+                "<workspace role>", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     public static string Describe(Exception e) => e switch
     {

@@ -37,7 +37,7 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         {
             return await work(lease, cancellationToken);
         }
-        catch (Exception e) when (Translate(e, target.Environment, cancellationToken) is { } translated)
+        catch (Exception e) when (Translate(e, target.Environment, cancellationToken, PrincipalOf(lease.Connection)) is { } translated)
         {
             if (translated is WorkspaceDatabaseUnavailableException) lease.ReportConnectionFailure(e);
             throw translated;
@@ -310,8 +310,16 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     private static string TimeoutMessage(WorkspaceTarget target, ExecutionLimits limits) =>
         $"The execution in environment '{target.Environment}' ran past its timeout ({limits.Timeout.TotalSeconds:0} s, timeoutSeconds) and was cancelled.";
 
+    /// <summary>The role or login a connection signed in as (taken out of the messages callers see).</summary>
+    private static string? PrincipalOf(System.Data.Common.DbConnection connection) => connection switch
+    {
+        NpgsqlConnection npgsql => npgsql.UserName,
+        SqlConnection sql => new SqlConnectionStringBuilder(sql.ConnectionString).UserID,
+        _ => null,
+    };
+
     /// <summary>What a driver exception means for the caller; null for exceptions that pass through unchanged.</summary>
-    private static WorkspaceDatabaseException? Translate(Exception e, string environment, CancellationToken cancellationToken)
+    private static WorkspaceDatabaseException? Translate(Exception e, string environment, CancellationToken cancellationToken, string? principal = null)
     {
         switch (e)
         {
@@ -336,9 +344,11 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         }
         return e switch
         {
-            PostgresException pg => new WorkspaceSqlException(
-                pg.MessageText + (pg.Detail is { Length: > 0 } detail ? $" ({detail})" : ""), environment, pg.SqlState, line: null, pg),
-            SqlException sql => new WorkspaceSqlException(sql.Message, environment, sql.Number, sql.LineNumber, sql),
+            DraftRefusedException refused => new WorkspaceDraftRefusedException(
+                $"Nothing was deployed to environment '{environment}': {refused.Message}", environment, refused.Validation, refused),
+            PostgresException pg => new WorkspaceSqlException(WorkspaceFailures.Scrub(
+                pg.MessageText + (pg.Detail is { Length: > 0 } detail ? $" ({detail})" : ""), principal), environment, pg.SqlState, line: null, pg),
+            SqlException sql => new WorkspaceSqlException(WorkspaceFailures.Scrub(sql.Message, principal), environment, sql.Number, sql.LineNumber, sql),
             _ => null,
         };
     }

@@ -41,6 +41,12 @@ public static class WorkspaceDatabasesExtensions
         public Task StartAsync(CancellationToken cancellationToken)
         {
             foreach (var error in servers.ConfigurationErrors) logger.LogError("Workspace server ignored: {Error}", error);
+            foreach (var server in servers.Servers.Where(s => s.ExecuteConnectionString is not null))
+            {
+                // Executions run as each database's own user without login now; a shared login would reach every database.
+                logger.LogWarning("WorkspaceServers:{Server}:ExecuteConnectionString is no longer used: procedures run as each workspace "
+                    + "database's own execute user (README, Isolation). Drop that login's users from the workspace databases, then the login.", server.Name);
+            }
             logger.LogDebug("Workspace servers: {Servers}", string.Join(", ", servers.Servers));
             return Task.CompletedTask;
         }

@@ -178,4 +178,69 @@ public sealed class SqlServerWorkspaceTests(SqlServerApiFixture api) : IClassFix
             await api.ExecuteAsync("DROP TRIGGER IF EXISTS test_refuse_publish_ss ON stored_procedures");
         }
     }
+
+    [Fact(Skip = SqlServerApiFixture.SkipReason, SkipUnless = nameof(SqlServerConfigured))]
+    public async Task SqlServer_procedures_run_as_their_databases_own_user_without_login_and_cannot_leave_that_database()
+    {
+        var (admin, slug, database) = await NewWorkspaceAsync("ss-ident");
+        var (_, otherSlug, otherDatabase) = await NewWorkspaceAsync("ss-other");
+        Assert.NotEqual(slug, otherSlug);
+
+        // Each database has its own execute user: no login behind it, EXECUTE on dbo and nothing at database level.
+        foreach (var db in new[] { database, otherDatabase })
+        {
+            Assert.Equal(1, (int)(await SqlServerApiFixture.ScalarOnSqlServerAsync(db, """
+                SELECT COUNT(*) FROM sys.database_principals AS dp
+                WHERE dp.name = N'tcstudio_exec' AND dp.authentication_type_desc = N'NONE'
+                  AND NOT EXISTS (SELECT 1 FROM sys.server_principals AS sp WHERE sp.sid = dp.sid)
+                """))!);
+            Assert.Equal(0, (int)(await SqlServerApiFixture.ScalarOnSqlServerAsync(db, """
+                SELECT COUNT(*) FROM sys.database_permissions AS p JOIN sys.database_principals AS dp ON dp.principal_id = p.grantee_principal_id
+                WHERE dp.name = N'tcstudio_exec' AND p.class_desc <> N'SCHEMA' AND p.permission_name <> N'CONNECT'
+                """))!);
+            Assert.Equal(0, (int)(await SqlServerApiFixture.ScalarOnSqlServerAsync(db, """
+                SELECT COUNT(*) FROM sys.database_role_members AS m JOIN sys.database_principals AS dp ON dp.principal_id = m.member_principal_id
+                WHERE dp.name = N'tcstudio_exec'
+                """))!);
+        }
+
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "dbo.WhoAmI", """
+            CREATE PROCEDURE dbo.WhoAmI AS
+            SELECT USER_NAME() AS UserName, IS_SRVROLEMEMBER(N'sysadmin') AS IsSysadmin,
+                   HAS_PERMS_BY_NAME(NULL, NULL, N'VIEW SERVER STATE') AS ServerState,
+                   HAS_PERMS_BY_NAME(DB_NAME(), N'DATABASE', N'CREATE TABLE') AS CreateTable;
+            """);
+        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/dbo.WhoAmI/publish?env=dev", null));
+        var who = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.WhoAmI/execute?env=dev", new { }));
+        var row = who.GetProperty("resultSets")[0].GetProperty("rows")[0];
+        Assert.Equal("tcstudio_exec", row[0].GetString());
+        Assert.True(row[1].ValueKind == System.Text.Json.JsonValueKind.Null || row[1].GetInt32() == 0, row.ToString());
+        Assert.Equal(0, row[2].GetInt32());
+        Assert.Equal(0, row[3].GetInt32());
+
+        // As if the allow-list had missed something: replace published bodies behind TC Studio's back, then execute.
+        foreach (var name in new[] { "dbo.ReadOther", "dbo.DynamicDdl", "dbo.CallOther" })
+        {
+            await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, name, $"CREATE PROCEDURE {name} AS SELECT 1 AS One;");
+            await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/{name}/publish?env=dev", null));
+        }
+        await SqlServerApiFixture.ExecuteOnSqlServerAsync(database,
+            $"ALTER PROCEDURE dbo.ReadOther AS SELECT COUNT(*) AS N FROM [{otherDatabase}].tcstudio.tcstudio_schema_migrations;");
+        await SqlServerApiFixture.ExecuteOnSqlServerAsync(database, "ALTER PROCEDURE dbo.DynamicDdl AS EXEC (N'CREATE TABLE dbo.Pwned (x int)');");
+        await SqlServerApiFixture.ExecuteOnSqlServerAsync(database, $"ALTER PROCEDURE dbo.CallOther AS EXEC [{otherDatabase}].sys.sp_helpuser;");
+
+        var crossDatabase = await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.ReadOther/execute?env=dev", new { }),
+            HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(916, crossDatabase.GetProperty("number").GetInt32()); // not able to access the database under the current security context
+        var dynamicDdl = await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.DynamicDdl/execute?env=dev", new { }),
+            HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(262, dynamicDdl.GetProperty("number").GetInt32()); // CREATE TABLE permission denied
+        await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.CallOther/execute?env=dev", new { }),
+            HttpStatusCode.UnprocessableEntity);
+        Assert.Null(await SqlServerApiFixture.ScalarOnSqlServerAsync(database, "SELECT OBJECT_ID(N'dbo.Pwned', N'U')") as int?);
+
+        // Execute sessions are closed after use, never returned to a pool with the impersonated context.
+        Assert.Equal(0, (int)(await SqlServerApiFixture.ScalarOnSqlServerAsync("master",
+            $"SELECT COUNT(*) FROM sys.dm_exec_sessions WHERE program_name LIKE N'%/{slug}/dev:exec'"))!);
+    }
 }

@@ -286,15 +286,26 @@ internal static class PostgresRoutineExecutor
         if (reader.IsDBNull(ordinal)) return null;
         var typeName = reader.GetDataTypeName(ordinal);
         if (typeName is "json" or "jsonb") return JsonDocument.Parse(reader.GetString(ordinal)).RootElement.Clone();
-        object value;
         try
         {
-            value = reader.GetValue(ordinal);
+            return ResultValues.Normalize(reader.GetValue(ordinal));
         }
-        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException)
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException)
         {
-            value = reader.GetFieldValue<string>(ordinal); // types without a .NET mapping (or out of its range): their text form
+            // Types without a .NET mapping, or values out of its range (numeric beyond decimal): whatever form reads.
+            return Fallback(reader, ordinal);
         }
-        return ResultValues.Normalize(value);
+    }
+
+    /// <summary>A value GetValue cannot give: its text, else a wider number, else a note; a result never fails the call.</summary>
+    private static object? Fallback(NpgsqlDataReader reader, int ordinal)
+    {
+        try { return reader.GetFieldValue<string>(ordinal); }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException) { }
+        try { return reader.GetFieldValue<System.Numerics.BigInteger>(ordinal).ToString(CultureInfo.InvariantCulture); }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException) { }
+        try { return reader.GetDouble(ordinal); }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException) { }
+        return $"(a value of type {reader.GetDataTypeName(ordinal)} that cannot be shown)";
     }
 }

@@ -14,10 +14,14 @@ namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 /// <list type="bullet">
 /// <item>Validation: the draft must be exactly one such statement naming the draft's routine (checked by
 /// <see cref="PostgresSqlText"/> without a server); then it runs as the database's owner role in a transaction that
-/// is rolled back, with check_function_bodies on, so PL/pgSQL and SQL bodies are parsed by the server itself.</item>
+/// is always rolled back, with check_function_bodies on, so PL/pgSQL and SQL bodies are parsed by the server itself.</item>
+/// <item>The server holds the line whatever the static check said: a draft's text only ever travels as one
+/// extended-protocol statement (<see cref="RunDraftStatementAsync"/>: PostgreSQL refuses a second statement with
+/// 42601), and the catalog, read in the same transaction, must show the named routine created, not SECURITY
+/// DEFINER, with the transaction still the one the service began (<see cref="CreateOrReplaceAsync"/>).</item>
 /// <item>Deploy: in one transaction, as the owner role: the previous definitions (pg_get_functiondef) are captured,
-/// the draft runs, other overloads of the same name are dropped (one name, one routine: like CREATE OR ALTER) and
-/// the deployment is recorded in tcstudio.procedure_deployments.</item>
+/// the draft runs (and is checked) as above, other overloads of the same name are dropped (one name, one routine:
+/// like CREATE OR ALTER) and the deployment is recorded in tcstudio.procedure_deployments.</item>
 /// <item>Execute (as the exec role, in one transaction that commits): procedures by CALL, their OUT/INOUT values
 /// as outputParameters; functions by SELECT * FROM f(...), their rows as a result set. Multiple result sets come
 /// from refcursors: a procedure's refcursor OUT/INOUT parameters, or a function returning refcursor or SETOF
@@ -418,7 +422,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     /// <param name="Statement">The draft's statement as run: CREATE turned into CREATE OR REPLACE where needed.</param>
     /// <param name="Inserted">Where " OR REPLACE" was inserted into <paramref name="Statement"/> (-1: not), to map error positions back.</param>
-    private sealed record DraftShape(SqlValidation Validation, int StatementStart, string Statement, int Inserted, string? Schema)
+    internal sealed record DraftShape(SqlValidation Validation, int StatementStart, string Statement, int Inserted, string? Schema)
     {
         public int OffsetInDraft(int position)
         {
@@ -426,9 +430,22 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
             if (Inserted >= 0 && offset > Inserted) offset = Math.Max(Inserted, offset - OrReplace.Length);
             return StatementStart + Math.Max(0, offset);
         }
+
+        /// <summary>Raw text as if it had passed the static check: how tests show what the server does on its own.</summary>
+        internal static DraftShape Unchecked(string text, string procedureName) =>
+            new(SqlValidation.Valid, 0, text, -1, ProcedureName.Parse(procedureName).Schema);
     }
 
     private const string OrReplace = " OR REPLACE";
+
+    /// <summary>Schemas a draft may not create routines in: the service's own, and the server's.</summary>
+    private static bool IsReservedSchema(string schema) =>
+        schema.Equals(WorkspaceSchema, StringComparison.OrdinalIgnoreCase)
+        || schema.Equals("information_schema", StringComparison.OrdinalIgnoreCase)
+        || schema.StartsWith("pg_", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The schema of the service's own tables in every workspace database (migrations, deployments).</summary>
+    public const string WorkspaceSchema = "tcstudio";
 
     private static DraftShape Check(string procedureName, string sql)
     {
@@ -488,6 +505,18 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
             return Invalid(Problem(sql, nameStart,
                 $"The {kind.ToLowerInvariant()} is named '{string.Join('.', parts)}' but the draft is '{procedureName}'; they must match."));
         }
+        if (IsReservedSchema(expected.SchemaOr(DefaultSchema)))
+        {
+            return Invalid(Problem(sql, nameStart, $"Schema '{expected.Schema}' is reserved; choose another schema for the {kind.ToLowerInvariant()}."));
+        }
+        for (var k = i; k + 1 < tokens.Count; k++)
+        {
+            // The server checks the created routine too (CheckCreatedRoutine); this says it early and where.
+            if (IsWord(tokens[k], "SECURITY") && IsWord(tokens[k + 1], "DEFINER"))
+            {
+                return Invalid(Problem(sql, tokens[k].Start, SecurityDefinerRefused));
+            }
+        }
 
         var last = tokens[^1];
         var statement = sql[tokens[0].Start..(last.Start + last.Length)];
@@ -497,33 +526,163 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return new DraftShape(SqlValidation.Valid, tokens[0].Start, statement[..at] + OrReplace + statement[at..], at, expected.Schema);
     }
 
+    private static bool IsWord(Token token, string word) =>
+        token.Kind == TokenKind.Word && string.Equals(token.Text, word, StringComparison.OrdinalIgnoreCase);
+
+    private const string SecurityDefinerRefused =
+        "SECURITY DEFINER is not allowed: published routines run as the environment's execute role, never as its owner.";
+
     public async Task<SqlValidation> ValidateAsync(DbConnection connection, string procedureName, string sql, CancellationToken cancellationToken)
     {
         var shape = Check(procedureName, sql);
         if (!shape.Validation.IsValid) return shape.Validation;
+        return await ValidateOnServerAsync((NpgsqlConnection)connection, procedureName, sql, shape, cancellationToken);
+    }
 
-        var npgsql = (NpgsqlConnection)connection;
+    /// <summary>
+    /// The server's half of validation, below the static check: the draft runs in a transaction that is always
+    /// rolled back, as one extended-protocol statement (so PostgreSQL itself refuses a second one, 42601), and the
+    /// routine it created is checked in the catalog. The draft cannot end that transaction: one statement that is
+    /// a CREATE FUNCTION|PROCEDURE has no way to, and a guard setting local to the transaction proves it did not.
+    /// </summary>
+    internal async Task<SqlValidation> ValidateOnServerAsync(NpgsqlConnection npgsql, string procedureName, string sql, DraftShape shape,
+        CancellationToken cancellationToken)
+    {
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
         try
         {
-            await ExecuteAsync(npgsql, $"SET LOCAL statement_timeout = '{OperationTimeoutSeconds}s'; SET LOCAL check_function_bodies = on", cancellationToken);
+            var guard = await BeginDraftWorkAsync(npgsql, cancellationToken);
             if (shape.Schema is { } schema && !schema.Equals(DefaultSchema, StringComparison.OrdinalIgnoreCase))
             {
                 await ExecuteAsync(npgsql, $"CREATE SCHEMA IF NOT EXISTS {Quote(schema.ToLowerInvariant())}", cancellationToken);
             }
-            await CreateOrReplaceAsync(npgsql, shape, ProcedureName.Parse(procedureName), cancellationToken);
-            return SqlValidation.Valid;
+            var refusal = await CreateOrReplaceAsync(npgsql, shape, ProcedureName.Parse(procedureName), guard, cancellationToken);
+            return refusal is null ? SqlValidation.Valid : new SqlValidation([Problem(sql, shape.StatementStart, refusal)]);
         }
         catch (PostgresException e) when (!WorkspaceFailures.IsConnectionFailure(e) && e.SqlState != PostgresErrorCodes.QueryCanceled)
         {
             var offset = e.Position > 0 ? shape.OffsetInDraft(e.Position) : shape.StatementStart;
             var message = $"{e.SqlState}: {e.MessageText}" + (e.Detail is { Length: > 0 } d ? $" ({d})" : "") + (e.Hint is { Length: > 0 } h ? $" Hint: {h}" : "");
-            return new SqlValidation([Problem(sql, offset, message)]);
+            return new SqlValidation([Problem(sql, offset, WorkspaceFailures.Scrub(message, npgsql.UserName))]);
         }
         finally
         {
-            if (npgsql.State == System.Data.ConnectionState.Open) await transaction.RollbackAsync(CancellationToken.None);
+            await RollBackAsync(npgsql, transaction);
         }
+    }
+
+    /// <summary>Rolls back whatever state the transaction is in; never throws over the caller's own outcome.</summary>
+    private static async Task RollBackAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        if (connection.State != System.Data.ConnectionState.Open) return;
+        try
+        {
+            await transaction.RollbackAsync(CancellationToken.None);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already completed (the guard check has refused the draft then): there is nothing left to roll back.
+        }
+    }
+
+    private const string GuardSetting = "tcstudio.draft_guard";
+
+    /// <summary>
+    /// Transaction-local settings every draft runs under: a statement timeout, bodies checked, standard-conforming
+    /// strings (what <see cref="PostgresSqlText"/> assumes: a backslash in '…' is an ordinary character), and a
+    /// random guard value that disappears if the transaction ends. Returns the guard.
+    /// </summary>
+    private async Task<string> BeginDraftWorkAsync(NpgsqlConnection connection, CancellationToken ct)
+    {
+        var guard = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand($"SET LOCAL statement_timeout = '{OperationTimeoutSeconds}s'"),
+                new NpgsqlBatchCommand("SET LOCAL check_function_bodies = on"),
+                new NpgsqlBatchCommand("SET LOCAL standard_conforming_strings = on"),
+                new NpgsqlBatchCommand($"SELECT set_config('{GuardSetting}', $1, true)") { Parameters = { new NpgsqlParameter { Value = guard } } },
+            },
+        };
+        await batch.ExecuteNonQueryAsync(ct);
+        return guard;
+    }
+
+    /// <summary>
+    /// Sends a draft's text to the server, after the service's own <paramref name="before"/> (if any) in the same
+    /// round trip: each as one extended-protocol statement without parameters, which PostgreSQL parses as a whole
+    /// and refuses (42601, "cannot insert multiple commands into a prepared statement") if it holds more than one.
+    /// Never through NpgsqlCommand(text), which splits the text on ';' itself and would run every part.
+    /// </summary>
+    internal static async Task RunDraftStatementAsync(NpgsqlConnection connection, string statement, string? before, CancellationToken ct)
+    {
+        await using var batch = new NpgsqlBatch(connection);
+        if (before is not null) batch.BatchCommands.Add(new NpgsqlBatchCommand(before));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(statement));
+        await batch.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>What the statement must have done, read back from the catalog in the same transaction.</summary>
+    private const string CreatedRoutineCheck = $"""
+        SELECT coalesce(current_setting('{GuardSetting}', true) = $3, false),
+               count(p.oid),
+               coalesce(bool_or(p.prosecdef), false),
+               coalesce(bool_or(EXISTS (SELECT 1 FROM unnest(p.proconfig) AS s(setting)
+                                        WHERE lower(s.setting) LIKE 'role=%' OR lower(s.setting) LIKE 'session\_authorization=%')), false)
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE lower(n.nspname) = lower($1) AND lower(p.proname) = lower($2) AND p.prokind IN ('f', 'p')
+          -- written by this transaction or one of its subtransactions (their ids are newer than its own)
+          AND age(p.xmin) <= age(pg_current_xact_id()::xid)
+        """;
+
+    /// <summary>
+    /// Runs the draft's CREATE OR REPLACE (inside the caller's transaction), then checks what it did; returns why the
+    /// result may not stand, or null. PostgreSQL cannot replace a routine whose return type or parameter names
+    /// change: then the routines of that name are dropped and the draft runs again.
+    /// </summary>
+    private static async Task<string?> CreateOrReplaceAsync(NpgsqlConnection connection, DraftShape shape, ProcedureName name, string guard,
+        CancellationToken ct)
+    {
+        try
+        {
+            await RunDraftStatementAsync(connection, shape.Statement, before: "SAVEPOINT tcstudio_create", ct);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InvalidFunctionDefinition or PostgresErrorCodes.WrongObjectType)
+        {
+            await ExecuteAsync(connection, "ROLLBACK TO SAVEPOINT tcstudio_create", ct);
+            await DropRoutinesAsync(connection, await RoutinesAsync(connection, name, ct), ct);
+            await RunDraftStatementAsync(connection, shape.Statement, before: null, ct);
+        }
+
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands =
+            {
+                new NpgsqlBatchCommand(CreatedRoutineCheck)
+                {
+                    Parameters =
+                    {
+                        new NpgsqlParameter { Value = name.SchemaOr(DefaultSchema) },
+                        new NpgsqlParameter { Value = name.Name },
+                        new NpgsqlParameter { Value = guard },
+                    },
+                },
+                new NpgsqlBatchCommand("RELEASE SAVEPOINT tcstudio_create"),
+            },
+        };
+        bool sameTransaction, securityDefiner, switchesRole;
+        long created;
+        await using (var reader = await batch.ExecuteReaderAsync(ct))
+        {
+            await reader.ReadAsync(ct);
+            (sameTransaction, created, securityDefiner, switchesRole) = (reader.GetBoolean(0), reader.GetInt64(1), reader.GetBoolean(2), reader.GetBoolean(3));
+        }
+        if (!sameTransaction) return "The draft ended the transaction it ran in; a draft must be exactly one CREATE [OR REPLACE] FUNCTION|PROCEDURE.";
+        if (created == 0) return $"The draft did not create or replace '{name}'; a draft must be exactly one CREATE [OR REPLACE] FUNCTION|PROCEDURE of it.";
+        if (securityDefiner) return SecurityDefinerRefused;
+        if (switchesRole) return "SET role or session_authorization is not allowed on a published routine.";
+        return null;
     }
 
     // ---- Deploy, undeploy, drop ----
@@ -576,11 +735,15 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return routines;
     }
 
-    private static Task DropRoutinesAsync(NpgsqlConnection connection, IEnumerable<Routine> routines, CancellationToken ct)
+    private static async Task DropRoutinesAsync(NpgsqlConnection connection, IEnumerable<Routine> routines, CancellationToken ct)
     {
         // Signatures come from the catalog (regprocedure output is already quoted as needed).
-        var sql = string.Join(";\n", routines.Select(r => $"DROP {(r.Kind == "p" ? "PROCEDURE" : "FUNCTION")} {r.Signature}"));
-        return sql.Length == 0 ? Task.CompletedTask : ExecuteAsync(connection, sql, ct);
+        await using var batch = new NpgsqlBatch(connection);
+        foreach (var routine in routines)
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand($"DROP {(routine.Kind == "p" ? "PROCEDURE" : "FUNCTION")} {routine.Signature}"));
+        }
+        if (batch.BatchCommands.Count > 0) await batch.ExecuteNonQueryAsync(ct);
     }
 
     public async Task<ProcedureDeployment> DeployAsync(DbConnection connection, string procedureName, string sql, string deployedBy,
@@ -588,24 +751,29 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     {
         var shape = Check(procedureName, sql);
         if (!shape.Validation.IsValid) throw new InvalidOperationException("Deploy called with a draft that does not validate.");
-        var name = ProcedureName.Parse(procedureName);
-        var npgsql = (NpgsqlConnection)connection;
+        return await DeployOnServerAsync((NpgsqlConnection)connection, procedureName, sql, shape, deployedBy, cancellationToken);
+    }
 
+    /// <summary>
+    /// The deploy below the static check: the draft runs as one extended-protocol statement in a transaction that
+    /// commits only when the catalog shows the named routine created (not SECURITY DEFINER) in that same transaction;
+    /// otherwise a <see cref="DraftRefusedException"/> and nothing is kept.
+    /// </summary>
+    internal async Task<ProcedureDeployment> DeployOnServerAsync(NpgsqlConnection npgsql, string procedureName, string sql, DraftShape shape,
+        string deployedBy, CancellationToken cancellationToken)
+    {
+        var name = ProcedureName.Parse(procedureName);
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
-        await ExecuteAsync(npgsql, $"SET LOCAL statement_timeout = '{OperationTimeoutSeconds}s'", cancellationToken);
+        var guard = await BeginDraftWorkAsync(npgsql, cancellationToken);
         var previous = await RoutinesAsync(npgsql, name, cancellationToken);
         if (name.Schema is { } schema && !schema.Equals(DefaultSchema, StringComparison.OrdinalIgnoreCase))
         {
-            var exec = PostgresWorkspaceRoles.Execute(npgsql);
-            var quoted = Quote(schema.ToLowerInvariant());
-            await ExecuteAsync(npgsql, $"""
-                CREATE SCHEMA IF NOT EXISTS {quoted};
-                GRANT USAGE ON SCHEMA {quoted} TO {Quote(exec)};
-                ALTER DEFAULT PRIVILEGES IN SCHEMA {quoted} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {Quote(exec)};
-                ALTER DEFAULT PRIVILEGES IN SCHEMA {quoted} GRANT USAGE, SELECT ON SEQUENCES TO {Quote(exec)};
-                """, cancellationToken);
+            await GrantSchemaToExecuteRoleAsync(npgsql, schema, cancellationToken);
         }
-        await CreateOrReplaceAsync(npgsql, shape, name, cancellationToken);
+        if (await CreateOrReplaceAsync(npgsql, shape, name, guard, cancellationToken) is { } refusal)
+        {
+            throw new DraftRefusedException(new SqlValidation([Problem(sql, shape.StatementStart, refusal)]));
+        }
 
         // One name, one routine: a changed signature would otherwise leave the old overload behind.
         var now = await RoutinesAsync(npgsql, name, cancellationToken);
@@ -629,35 +797,38 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
             deployedAt = reader.GetFieldValue<DateTimeOffset>(1);
         }
         await transaction.CommitAsync(cancellationToken);
-        return new ProcedureDeployment(id, procedureName, Checksums.Of(sql), deployedAt, deployedBy, previousDefinition);
+        return new ProcedureDeployment(id, procedureName, Checksums.Of(sql), deployedAt, deployedBy, previousDefinition)
+        {
+            PreviousStatements = previous.Select(r => r.Definition).ToList(),
+        };
     }
 
-    /// <summary>
-    /// Runs the draft's CREATE OR REPLACE. PostgreSQL cannot replace a routine whose return type or parameter names
-    /// change; then the routines of that name are dropped and it is created afresh (inside the caller's transaction).
-    /// </summary>
-    private static async Task CreateOrReplaceAsync(NpgsqlConnection connection, DraftShape shape, ProcedureName name, CancellationToken ct)
+    /// <summary>A schema other than public that a deploy creates is usable by the execute role (and nothing more).</summary>
+    private static Task GrantSchemaToExecuteRoleAsync(NpgsqlConnection npgsql, string schema, CancellationToken ct)
     {
-        await ExecuteAsync(connection, "SAVEPOINT tcstudio_create", ct);
-        try
-        {
-            await ExecuteAsync(connection, shape.Statement, ct);
-        }
-        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.InvalidFunctionDefinition or PostgresErrorCodes.WrongObjectType)
-        {
-            await ExecuteAsync(connection, "ROLLBACK TO SAVEPOINT tcstudio_create", ct);
-            await DropRoutinesAsync(connection, await RoutinesAsync(connection, name, ct), ct);
-            await ExecuteAsync(connection, shape.Statement, ct);
-        }
-        await ExecuteAsync(connection, "RELEASE SAVEPOINT tcstudio_create", ct);
+        var exec = Quote(PostgresWorkspaceRoles.Execute(npgsql));
+        var quoted = Quote(schema.ToLowerInvariant());
+        return ExecuteAsync(npgsql, $"""
+            CREATE SCHEMA IF NOT EXISTS {quoted};
+            GRANT USAGE ON SCHEMA {quoted} TO {exec};
+            ALTER DEFAULT PRIVILEGES IN SCHEMA {quoted} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {exec};
+            ALTER DEFAULT PRIVILEGES IN SCHEMA {quoted} GRANT USAGE, SELECT ON SEQUENCES TO {exec};
+            """, ct);
     }
 
     public async Task UndeployAsync(DbConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
     {
         var npgsql = (NpgsqlConnection)connection;
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
+        await BeginDraftWorkAsync(npgsql, cancellationToken);
         await DropRoutinesAsync(npgsql, await RoutinesAsync(npgsql, ProcedureName.Parse(procedureName), cancellationToken), cancellationToken);
-        if (deployment.PreviousDefinition is { } previous) await ExecuteAsync(npgsql, previous, cancellationToken);
+        // The previous definitions are pg_get_functiondef's output, each still sent as one statement of its own.
+        var definitions = deployment.PreviousStatements
+            ?? (deployment.PreviousDefinition is { } joined ? Statements(joined, out _).Select(s => joined[s[0].Start..(s[^1].Start + s[^1].Length)]).ToList() : []);
+        foreach (var definition in definitions)
+        {
+            await RunDraftStatementAsync(npgsql, definition, before: null, cancellationToken);
+        }
         await using (var forget = new NpgsqlCommand("DELETE FROM tcstudio.procedure_deployments WHERE id = $1", npgsql))
         {
             forget.Parameters.Add(new NpgsqlParameter { Value = deployment.Id });
@@ -709,6 +880,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         IReadOnlyDictionary<string, JsonElement> parameters, ExecutionLimits limits, string environment, CancellationToken cancellationToken) =>
         PostgresRoutineExecutor.ExecuteAsync((NpgsqlConnection)connection, procedureName, parameters, limits, environment, cancellationToken);
 
+    /// <summary>SQL the service writes itself (Npgsql may split it on ';'); never a draft: see <see cref="RunDraftStatementAsync"/>.</summary>
     internal static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken ct)
     {
         await using var command = new NpgsqlCommand(sql, connection);

@@ -21,16 +21,38 @@ public static class SqlServerSql
         END;
         """;
 
-    /// <summary>Gives the server's execute login a user in this database with EXECUTE rights and nothing else.</summary>
-    public const string EnsureExecuteUser = """
-        DECLARE @sql nvarchar(max);
-        IF NOT EXISTS (SELECT 1 FROM sys.database_principals WHERE name = @user)
-        BEGIN
-            SET @sql = N'CREATE USER ' + QUOTENAME(@user) + N' FOR LOGIN ' + QUOTENAME(@login) + N';';
-            EXEC (@sql);
-        END;
-        SET @sql = N'GRANT EXECUTE TO ' + QUOTENAME(@user) + N';';
-        EXEC (@sql);
+    /// <summary>
+    /// The database's own execute principal: a user WITHOUT LOGIN (no server identity, so it exists in this database
+    /// only and nothing outside can sign in as it), entered with <see cref="EnterExecuteUser"/>.
+    /// </summary>
+    public static string ExecuteUser => "tcstudio_exec";
+
+    private const string RefuseTrustworthy = """
+        IF EXISTS (SELECT 1 FROM sys.databases WHERE database_id = DB_ID() AND is_trustworthy_on = 1)
+            THROW 50001, N'This database is TRUSTWORTHY, which would let code impersonating one of its users act outside it. Turn it off (ALTER DATABASE ... SET TRUSTWORTHY OFF) before TC Studio uses it.', 1;
+        """;
+
+    /// <summary>
+    /// Creates (or keeps) the execute user and gives it EXECUTE on the dbo schema and nothing else; every deploy adds
+    /// its procedure's schema (<see cref="GrantExecuteOnSchema"/>). A TRUSTWORTHY database is refused: impersonation
+    /// would not stay inside it.
+    /// </summary>
+    public const string EnsureExecuteUser = RefuseTrustworthy + """
+        IF NOT EXISTS (SELECT 1 FROM sys.database_principals WHERE name = N'tcstudio_exec')
+            CREATE USER [tcstudio_exec] WITHOUT LOGIN WITH DEFAULT_SCHEMA = [dbo];
+        GRANT EXECUTE ON SCHEMA::[dbo] TO [tcstudio_exec];
+        """;
+
+    public static string GrantExecuteOnSchema(string schema) => $"GRANT EXECUTE ON SCHEMA::{Quote(schema)} TO [tcstudio_exec];";
+
+    /// <summary>
+    /// Sent alone, as an ad hoc batch (no parameters: EXECUTE AS WITH NO REVERT is refused inside sp_executesql),
+    /// right before a procedure runs: from here to the end of the session everything runs as the execute user,
+    /// whose rights stop at this database; nothing the procedure does can switch back. The session is then closed,
+    /// never pooled (its security context could not be reset).
+    /// </summary>
+    public const string EnterExecuteUser = RefuseTrustworthy + """
+        EXECUTE AS USER = N'tcstudio_exec' WITH NO REVERT;
         """;
 
     /// <summary>The database's owner (a login name), or NULL when the database does not exist.</summary>

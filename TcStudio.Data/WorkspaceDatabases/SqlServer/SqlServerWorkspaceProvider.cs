@@ -13,8 +13,10 @@ namespace TcStudio.Data.WorkspaceDatabases.SqlServer;
 /// SQL Server workspace databases (Microsoft.Data.SqlClient). Drafts are T-SQL CREATE [OR ALTER] PROCEDURE
 /// statements, checked by <see cref="TSqlDraftValidator"/> (ScriptDom); every text this provider sends itself is in
 /// <see cref="SqlServerSql"/>. Deploys run CREATE OR ALTER and record the deployment in one transaction (T-SQL DDL is
-/// transactional); execution uses the server's ExecuteConnectionString (EXECUTE only) when configured, with
-/// parameters typed from sys.parameters (defaults read from the procedure's own definition with ScriptDom).
+/// transactional). Execution reads the procedure's parameters (typed from sys.parameters, defaults read from its own
+/// definition with ScriptDom) on a fresh, unpooled session, then enters the database's own execute user
+/// (<see cref="SqlServerSql.EnterExecuteUser"/>: a user WITHOUT LOGIN with EXECUTE on the procedures' schemas only,
+/// entered WITH NO REVERT) and only then runs the procedure: no user code ever runs with the deploy login's rights.
 /// </summary>
 public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> options) : IWorkspaceDatabaseProvider
 {
@@ -74,12 +76,9 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         CancellationToken cancellationToken)
     {
         if (writeMarker) await WriteMarkerAsync(server, database, ownership, cancellationToken);
-        if (server.ExecuteConnectionString is null) return;
-        var execute = new SqlConnectionStringBuilder(server.ExecuteConnectionString);
-        if (execute.IntegratedSecurity || string.IsNullOrEmpty(execute.UserID)) return; // a Windows/Entra principal: the operator grants it
         await using var connection = AdminConnection(server, database);
         await connection.OpenAsync(cancellationToken);
-        await using var command = Command(connection, SqlServerSql.EnsureExecuteUser, ("@user", execute.UserID), ("@login", execute.UserID));
+        await using var command = Command(connection, SqlServerSql.EnsureExecuteUser);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
@@ -246,6 +245,10 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         {
             await deploy.ExecuteNonQueryAsync(cancellationToken);
         }
+        await using (var grant = Command(sqlConnection, SqlServerSql.GrantExecuteOnSchema(ProcedureName.Parse(procedureName).SchemaOr(TSqlDraftValidator.DefaultSchema)), transaction))
+        {
+            await grant.ExecuteNonQueryAsync(cancellationToken);
+        }
         var checksum = Checksums.Of(sql);
         long id;
         DateTimeOffset deployedAt;
@@ -352,6 +355,12 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         }
         var withDefaults = TSqlDraftValidator.ParametersWithDefaults(definition);
 
+        // From here on this session is the execute user's, for good (the connection is never pooled).
+        await using (var enter = Command(sql, SqlServerSql.EnterExecuteUser))
+        {
+            await enter.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         await using var command = new SqlCommand(qualified, sql)
         {
             CommandType = CommandType.StoredProcedure,
@@ -391,7 +400,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
                 {
                     if (total >= limits.MaxRows) { truncated = true; continue; } // keep reading so output parameters arrive
                     var row = new object?[reader.FieldCount];
-                    for (var i = 0; i < row.Length; i++) row[i] = ResultValues.Normalize(reader.GetValue(i));
+                    for (var i = 0; i < row.Length; i++) row[i] = ReadValue(reader, i);
                     rows.Add(row);
                     total++;
                 }
@@ -406,6 +415,20 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             .ToDictionary(p => p.ParameterName.TrimStart('@'), p => ResultValues.Normalize(p.Value), StringComparer.Ordinal);
         outputs["returnValue"] = ResultValues.Normalize(returnValue.Value);
         return new ExecutionResult(resultSets, outputs, Math.Max(0, rowsAffected), stopwatch.ElapsedMilliseconds, truncated);
+    }
+
+    /// <summary>A column's value; CLR types whose assembly is not here (geography, hierarchyid…) come back as a note, never a 500.</summary>
+    private static object? ReadValue(SqlDataReader reader, int ordinal)
+    {
+        try
+        {
+            return ResultValues.Normalize(reader.GetValue(ordinal));
+        }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or FileNotFoundException
+                                       or FileLoadException or TypeLoadException or InvalidOperationException)
+        {
+            return $"(a value of type {reader.GetDataTypeName(ordinal)} that cannot be shown)";
+        }
     }
 
     private static SqlParameter ToParameter(Parameter declared, JsonElement value, bool supplied, string environment)
@@ -506,23 +529,25 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 }
 
 /// <summary>
-/// Per-workspace pools: SqlClient pools by connection string, so a distinct Application Name is a distinct, bounded pool.
-/// SqlClient has no physical-connection hook, so the database's marker is checked (on a deploy connection) before the
-/// first connection is handed out and again after every pool clear; a mismatch is a 409 naming both sides.
+/// Per-workspace pools: SqlClient pools by connection string, so a distinct Application Name is a distinct, bounded
+/// pool. Execute sessions are never pooled: each enters the database's execute user WITH NO REVERT, a security
+/// context that a pooled connection's reset could not undo. SqlClient has no physical-connection hook, so the
+/// database's marker is checked (on a deploy connection) before the first connection is handed out and again after
+/// every pool clear; a mismatch is a 409 naming both sides.
 /// </summary>
 internal sealed class SqlServerConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership, string applicationName,
     WorkspacesOptions options) : IWorkspaceConnectionSource
 {
-    private readonly string _deploy = Build(server.ConnectionString, target.Database, applicationName + ":deploy", options);
-    private readonly string _execute = Build(server.ExecuteConnectionString ?? server.ConnectionString, target.Database, applicationName + ":exec", options);
+    private readonly string _deploy = Build(server.ConnectionString, target.Database, applicationName + ":deploy", options, pooling: true);
+    private readonly string _execute = Build(server.ConnectionString, target.Database, applicationName + ":exec", options, pooling: false);
     private volatile bool _verified;
 
-    private static string Build(string connectionString, string database, string applicationName, WorkspacesOptions options) =>
+    private static string Build(string connectionString, string database, string applicationName, WorkspacesOptions options, bool pooling) =>
         new SqlConnectionStringBuilder(connectionString)
         {
             InitialCatalog = database,
             ApplicationName = applicationName,
-            Pooling = true,
+            Pooling = pooling,
             MinPoolSize = 0,
             MaxPoolSize = options.MaxPoolSize,
             ConnectTimeout = Math.Max(1, options.ConnectTimeoutSeconds),
@@ -530,16 +555,41 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, Workspac
             ConnectRetryCount = 0, // retries are the cache's job (with backoff and a circuit breaker)
         }.ConnectionString;
 
+    /// <summary>Unpooled execute sessions are still bounded, like a pool: at most MaxPoolSize at once per environment.</summary>
+    private readonly SemaphoreSlim _executeSessions = new(Math.Max(1, options.MaxPoolSize));
+
     public async Task<DbConnection> OpenAsync(WorkspaceCredential credential, CancellationToken cancellationToken)
     {
         if (!_verified)
         {
-            await using var check = new SqlConnection(_deploy);
-            await check.OpenAsync(cancellationToken);
+            await using var check = await OpenAsync(_deploy, cancellationToken);
             WorkspaceMarker.Verify(await SqlServerWorkspaceProvider.ReadMarkerAsync(check, cancellationToken), ownership, target);
             _verified = true;
         }
-        var connection = new SqlConnection(credential == WorkspaceCredential.Deploy ? _deploy : _execute);
+        if (credential == WorkspaceCredential.Deploy) return await OpenAsync(_deploy, cancellationToken);
+        if (!await _executeSessions.WaitAsync(TimeSpan.FromSeconds(Math.Max(1, options.ConnectTimeoutSeconds)), cancellationToken))
+        {
+            throw new TimeoutException($"All {options.MaxPoolSize} execute sessions of this environment are busy.");
+        }
+        try
+        {
+            var connection = await OpenAsync(_execute, cancellationToken);
+            var released = 0;
+            void Release() { if (Interlocked.Exchange(ref released, 1) == 0) _executeSessions.Release(); }
+            connection.StateChange += (_, change) => { if (change.CurrentState == ConnectionState.Closed) Release(); };
+            connection.Disposed += (_, _) => Release();
+            return connection;
+        }
+        catch
+        {
+            _executeSessions.Release();
+            throw;
+        }
+    }
+
+    private static async Task<SqlConnection> OpenAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        var connection = new SqlConnection(connectionString);
         try
         {
             await connection.OpenAsync(cancellationToken);
@@ -555,8 +605,8 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, Workspac
     public void ClearPools()
     {
         _verified = false; // a cleared pool may come back to another database under the same name: check again
-        using (var deploy = new SqlConnection(_deploy)) SqlConnection.ClearPool(deploy);
-        using (var execute = new SqlConnection(_execute)) SqlConnection.ClearPool(execute);
+        using var deploy = new SqlConnection(_deploy);
+        SqlConnection.ClearPool(deploy);
     }
 
     public ValueTask DisposeAsync()
