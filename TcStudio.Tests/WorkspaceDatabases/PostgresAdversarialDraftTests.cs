@@ -91,7 +91,6 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
         var drafts = AdversarialDrafts.Generate(Seed, Count, markerPrefix);
 
         using var admin = await Api.AdminAsync();
-        admin.DefaultRequestHeaders.IfMatch.Add(System.Net.Http.Headers.EntityTagHeaderValue.Any);
         var (slug, database) = await Api.NewWorkspaceWithEnvironmentAsync(admin, "adversarial");
         foreach (var name in AdversarialDrafts.Names)
         {
@@ -239,7 +238,10 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
             if (throughApi)
             {
                 var procedure = $"{run.Procedures}/{draft.Name}";
-                await ExpectAsync(await run.Admin.PutAsJsonAsync(procedure, new { sql = draft.Sql }), HttpStatusCode.OK);
+                // Every draft replaces the one before, whatever its version.
+                using var put = new HttpRequestMessage(HttpMethod.Put, procedure) { Content = JsonContent.Create(new { sql = draft.Sql }) };
+                put.Headers.IfMatch.Add(System.Net.Http.Headers.EntityTagHeaderValue.Any);
+                await ExpectAsync(await run.Admin.SendAsync(put), HttpStatusCode.OK);
                 var validation = await ExpectAsync(await run.Admin.PostAsync($"{procedure}/validate?env=dev", null), HttpStatusCode.OK);
                 var serverValid = validation.GetProperty("valid").GetBoolean();
                 string? serverRefusal = null;
