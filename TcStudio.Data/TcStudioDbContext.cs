@@ -18,6 +18,7 @@ public sealed class TcStudioDbContext(DbContextOptions<TcStudioDbContext> option
     public DbSet<StoredProcedure> StoredProcedures => Set<StoredProcedure>();
     public DbSet<Activity> Activities => Set<Activity>();
     public DbSet<DatabaseSizeSample> DatabaseSizeSamples => Set<DatabaseSizeSample>();
+    public DbSet<LoginFailure> LoginFailures => Set<LoginFailure>();
 
     /// <summary>
     /// Every index is declared on purpose: workspace-scoped tables lead their indexes with workspace_id, and a

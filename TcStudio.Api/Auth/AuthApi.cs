@@ -28,8 +28,10 @@ public static class AuthApi
             .Text("password", request.Password, 1024, required: true);
         if (errors.Any) return errors.ToProblem();
 
-        var address = http.Connection.RemoteIpAddress?.ToString();
-        if (throttle.RetryAfter(request.Username, address) is { } wait)
+        // Checked and recorded in one statement before the password is: a burst cannot get more guesses checked than
+        // the limit. Unknown usernames are counted like known ones, so the limit says nothing about who exists.
+        var address = ClientAddress.Of(http);
+        if (await throttle.BeginAttemptAsync(request.Username, address, http.RequestAborted) is { } wait)
         {
             http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString("0");
             return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
@@ -45,12 +47,12 @@ public static class AuthApi
         var passwordMatches = PasswordHashing.Verify(user?.PasswordHash ?? DecoyHash, request.Password, out _);
         if (user is null || !passwordMatches || !user.IsActive)
         {
-            throttle.RecordFailure(request.Username, address);
+            // The attempt already counts as a failure.
             return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized,
                 title: "Invalid credentials.", detail: "The username or password is wrong, or the account cannot sign in.");
         }
 
-        throttle.RecordSuccess(request.Username);
+        await throttle.SucceededAsync(request.Username, address, http.RequestAborted);
         var (token, expiresAt) = tokens.Issue(user.Id, user.Username, user.Role, user.SecurityStamp);
         return TypedResults.Ok(new TokenResponse(token, expiresAt));
     }

@@ -1,77 +1,91 @@
-using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace TcStudio.Api.Auth;
 
 /// <summary>
-/// Counts failed logins per username and per client address in a fixed window; once either is over its limit,
-/// further attempts are refused (429 with Retry-After) until the window ends, whatever the password. A success
-/// clears the username's count. In memory, per instance: enough to make online guessing slow.
+/// Limits failed sign-ins per username and per client address, in PostgreSQL (table <c>login_failures</c>), so every
+/// API instance shares the counts. Each attempt is checked and recorded in one statement under row locks
+/// (<c>login_attempt_begin</c>, see the LoginThrottle migration) before its password is checked, and counts as a failure
+/// until it succeeds: a burst of N concurrent guesses gets at most the limit checked, whatever N.
+/// <list type="bullet">
+/// <item>Per username: past <c>PermitLimitPerUsername</c> failures the username is locked for <c>BackoffBase</c>, doubled
+/// with each further failure up to <c>BackoffMax</c>. The lock applies to addresses with failures of their own: from an
+/// address without recent failures the right password still works, so a stranger cannot lock the owner out.</item>
+/// <item>Per client address (<see cref="ClientAddress"/>): past <c>PermitLimitPerAddress</c> failures it is refused for
+/// <c>Window</c>.</item>
+/// </list>
+/// A count is forgotten <c>Window</c> after its last failure or the end of its lock; a success clears the username's
+/// count. <see cref="LoginFailureCleanup"/> deletes forgotten rows.
 /// </summary>
-public sealed class LoginThrottle(IOptions<AuthOptions> options, TimeProvider clock)
+public sealed class LoginThrottle(NpgsqlDataSource dataSource, IOptions<AuthOptions> options)
 {
-    private sealed class Window
-    {
-        public DateTimeOffset StartedAt;
-        public int Failures;
-    }
-
-    private readonly ConcurrentDictionary<string, Window> _windows = new(StringComparer.Ordinal);
-
-    /// <summary>When blocked, how long until the caller may try again.</summary>
-    public TimeSpan? RetryAfter(string username, string? address)
+    /// <summary>Checks and records an attempt: null to go ahead, else how long the caller must wait.</summary>
+    public async Task<TimeSpan?> BeginAttemptAsync(string username, string clientAddress, CancellationToken cancellationToken)
     {
         var limits = options.Value.LoginRateLimit;
-        var byUser = Remaining(UserKey(username), limits.PermitLimitPerUsername);
-        var byAddress = address is null ? null : Remaining(AddressKey(address), limits.PermitLimitPerAddress);
-        if (byUser is null) return byAddress;
-        if (byAddress is null) return byUser;
-        return byUser > byAddress ? byUser : byAddress;
+        await using var command = dataSource.CreateCommand("SELECT login_attempt_begin($1, $2, $3, $4, $5, $6, $7)");
+        command.Parameters.Add(new NpgsqlParameter { Value = UsernameKey(username) });
+        command.Parameters.Add(new NpgsqlParameter { Value = AddressKey(clientAddress) });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerUsername });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerAddress });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.Window });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.BackoffBase });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.BackoffMax });
+        return await command.ExecuteScalarAsync(cancellationToken) is TimeSpan wait ? wait : null;
     }
 
-    public void RecordFailure(string username, string? address)
+    /// <summary>The attempt was right: the username's count is cleared and the address's attempt no longer counts.</summary>
+    public async Task SucceededAsync(string username, string clientAddress, CancellationToken cancellationToken)
     {
-        Increment(UserKey(username));
-        if (address is not null) Increment(AddressKey(address));
-        if (_windows.Count > 100_000) Prune();
+        await using var command = dataSource.CreateCommand("SELECT login_attempt_succeeded($1, $2, $3)");
+        command.Parameters.Add(new NpgsqlParameter { Value = UsernameKey(username) });
+        command.Parameters.Add(new NpgsqlParameter { Value = AddressKey(clientAddress) });
+        command.Parameters.Add(new NpgsqlParameter { Value = options.Value.LoginRateLimit.PermitLimitPerAddress });
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public void RecordSuccess(string username) => _windows.TryRemove(UserKey(username), out _);
-
-    private TimeSpan? Remaining(string key, int limit)
+    /// <summary>Deletes the counts that have been forgotten; returns how many.</summary>
+    public async Task<int> DeleteExpiredAsync(CancellationToken cancellationToken)
     {
-        if (!_windows.TryGetValue(key, out var window)) return null;
-        lock (window)
+        await using var command = dataSource.CreateCommand("DELETE FROM login_failures WHERE expires_at <= now()");
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>A digest, not the text: people type passwords into the username field.</summary>
+    public static string UsernameKey(string username) =>
+        LoginFailure.UsernamePrefix + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(username.ToLowerInvariant())));
+
+    public static string AddressKey(string clientAddress) => LoginFailure.AddressPrefix + clientAddress;
+}
+
+/// <summary>Deletes forgotten sign-in failure counts every <c>Auth:LoginRateLimit:CleanupInterval</c>.</summary>
+public sealed partial class LoginFailureCleanup(LoginThrottle throttle, IOptions<AuthOptions> options, ILogger<LoginFailureCleanup> logger)
+    : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.LoginRateLimit.CleanupInterval);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
         {
-            var left = window.StartedAt + options.Value.LoginRateLimit.Window - clock.GetUtcNow();
-            return window.Failures >= limit && left > TimeSpan.Zero ? left : null;
-        }
-    }
-
-    private void Increment(string key)
-    {
-        var window = _windows.GetOrAdd(key, _ => new Window { StartedAt = clock.GetUtcNow() });
-        lock (window)
-        {
-            var now = clock.GetUtcNow();
-            if (now - window.StartedAt >= options.Value.LoginRateLimit.Window)
+            try
             {
-                window.StartedAt = now;
-                window.Failures = 0;
+                var deleted = await throttle.DeleteExpiredAsync(stoppingToken);
+                if (deleted > 0) LogDeleted(logger, deleted);
             }
-            window.Failures++;
+            catch (Exception e) when (e is NpgsqlException or TimeoutException && !stoppingToken.IsCancellationRequested)
+            {
+                // The database is down or not migrated yet: the next round tries again.
+                LogFailed(logger, e.Message);
+            }
         }
     }
 
-    private void Prune()
-    {
-        var cutoff = clock.GetUtcNow() - options.Value.LoginRateLimit.Window;
-        foreach (var (key, window) in _windows)
-        {
-            if (window.StartedAt < cutoff) _windows.TryRemove(key, out _);
-        }
-    }
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Deleted {Count} expired sign-in failure counts")]
+    private static partial void LogDeleted(ILogger logger, int count);
 
-    private static string UserKey(string username) => "user:" + username.ToLowerInvariant();
-    private static string AddressKey(string address) => "addr:" + address;
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not delete expired sign-in failure counts: {Reason}")]
+    private static partial void LogFailed(ILogger logger, string reason);
 }

@@ -15,6 +15,7 @@ public static class StartupChecks
         var errors = new List<string>();
         if (SystemDatabaseConnection.FindConfigurationError(app.Configuration) is { } database) errors.Add(database);
         if (Auth.SigningKeys.FindConfigurationError(app.Configuration, app.Environment) is { } auth) errors.Add(auth);
+        errors.AddRange(SecurityDefaults.FindConfigurationErrors(app.Configuration));
         if (errors.Count > 0)
         {
             foreach (var error in errors) Console.Error.WriteLine(error);

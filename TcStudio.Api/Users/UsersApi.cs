@@ -234,8 +234,8 @@ public static class UsersApi
         if (isSelf)
         {
             // Guessing the current password through this endpoint is throttled like guessing it at sign-in.
-            var address = http.Connection.RemoteIpAddress?.ToString();
-            if (throttle.RetryAfter(user.Username, address) is { } wait)
+            var address = ClientAddress.Of(http);
+            if (await throttle.BeginAttemptAsync(user.Username, address, http.RequestAborted) is { } wait)
             {
                 http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString("0");
                 return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
@@ -243,9 +243,9 @@ public static class UsersApi
             }
             if (!PasswordHashing.Verify(user.PasswordHash, request.CurrentPassword!, out _))
             {
-                throttle.RecordFailure(user.Username, address);
                 return new FieldErrors().Add("currentPassword", "The current password is wrong.").ToProblem();
             }
+            await throttle.SucceededAsync(user.Username, address, http.RequestAborted);
         }
 
         user.PasswordHash = PasswordHashing.Hash(request.NewPassword);

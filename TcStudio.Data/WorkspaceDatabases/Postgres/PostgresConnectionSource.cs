@@ -43,6 +43,7 @@ internal sealed class PostgresConnectionSource(WorkspaceServer server, string da
         builder.Remove("Passfile");
         // One bounded name for every workspace pool: Npgsql tags its metrics with it, and workspace names would be
         // unbounded tag values. The server still tells the pools apart by their Application Name.
+        Telemetry.NpgsqlDataSources.Describe($"tcstudio-workspaces-{purpose}", builder); // for the connection log
         return new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"tcstudio-workspaces-{purpose}" }.Build();
     }
 
