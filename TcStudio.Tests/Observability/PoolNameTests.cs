@@ -5,7 +5,10 @@ using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using Microsoft.EntityFrameworkCore;
 using TcStudio.AppHost.LocalPostgres;
+using TcStudio.Data;
+using TcStudio.Data.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Observability;
@@ -48,10 +51,9 @@ public sealed partial class PoolNameTests(PostgresServer server)
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{apiPort}") };
             await WaitHealthyAsync(http, api, stdout, stderr);
 
-            var seeded = await MigrationWorkerRunner.RunAsync(server.ConnectionString(database), "seed");
-            Assert.True(seeded.ExitCode == 0, seeded.ToString());
+            await AddAdminAsync(server.ConnectionString(database, pooling: false));
             var token = await HttpAssert.JsonAsync(await http.PostAsJsonAsync("/api/auth/token",
-                new { username = "admin", password = Data.Seeding.SeedOptions.DevelopmentAdminPassword }));
+                new { username = "pool-admin", password = AdminPassword }));
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token.GetProperty("accessToken").GetString());
 
             await HttpAssert.JsonAsync(await http.GetAsync("/api/admin/database/overview"));
@@ -99,6 +101,22 @@ public sealed partial class PoolNameTests(PostgresServer server)
             await server.DropDatabaseAsync(workspaceDatabase);
             await server.DropDatabaseAsync(database);
         }
+    }
+
+    private const string AdminPassword = "pool-admin-password";
+
+    /// <summary>A system Admin, written straight to the database the API migrated (this test's own connection).</summary>
+    private static async Task AddAdminAsync(string connectionString)
+    {
+        var options = new DbContextOptionsBuilder<TcStudioDbContext>()
+            .UseNpgsql(connectionString, npgsql => npgsql.MigrationsHistoryTable(TcStudioDbContext.MigrationsHistoryTable))
+            .AddInterceptors(new AuditTimestampsInterceptor(TimeProvider.System));
+        TcStudioDataExtensions.ConfigureContext(options);
+        await using var db = new TcStudioDbContext(options.Options);
+        var role = new Role { Name = Role.Admin, Description = "Administers the whole system." };
+        db.Roles.Add(role);
+        db.Users.Add(new User { Username = "pool-admin", PasswordHash = PasswordHashing.Hash(AdminPassword), Role = role });
+        await db.SaveChangesAsync();
     }
 
     private static async Task WaitHealthyAsync(HttpClient http, Process api, StringBuilder stdout, StringBuilder stderr)
