@@ -108,7 +108,7 @@ public static class ServiceDefaultsExtensions
     /// </summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
-        var details = app.Configuration.GetValue<bool?>(HealthDetailsKey) ?? app.Environment.IsDevelopment();
+        var details = ReadSwitch(app.Configuration, HealthDetailsKey) ?? app.Environment.IsDevelopment();
         Func<HttpContext, HealthReport, Task> writer = details ? HealthReportWriter.WriteAsync : HealthReportWriter.WriteStatusAsync;
         app.MapHealthChecks(HealthEndpointPath, new HealthCheckOptions { ResponseWriter = writer });
         app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions
@@ -133,14 +133,16 @@ public static class ServiceDefaultsExtensions
         configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } name ? name : environment.ApplicationName;
 
     public static bool IsPrometheusEnabled(IConfiguration configuration, IHostEnvironment environment) =>
-        configuration.GetValue<bool?>(PrometheusEnabledKey)
-        ?? configuration.GetValue<bool?>(PrometheusSettingKey)
-        ?? environment.IsDevelopment();
+        ReadSwitch(configuration, PrometheusEnabledKey) ?? ReadSwitch(configuration, PrometheusSettingKey) ?? environment.IsDevelopment();
+
+    /// <summary>true/false, or null when unset or unreadable (the API's start-up checks name an unreadable one).</summary>
+    private static bool? ReadSwitch(IConfiguration configuration, string key) =>
+        bool.TryParse(configuration[key], out var value) ? value : null;
 
     /// <summary>One line naming the Prometheus setting that cannot be used, or null.</summary>
     public static string? FindPrometheusConfigurationError(IConfiguration configuration)
     {
-        foreach (var key in new[] { PrometheusEnabledKey, PrometheusSettingKey })
+        foreach (var key in new[] { PrometheusEnabledKey, PrometheusSettingKey, HealthDetailsKey })
         {
             if (configuration[key] is { Length: > 0 } value && !bool.TryParse(value, out _)) return $"{key} must be true or false.";
         }

@@ -22,6 +22,10 @@ public static class SecurityDefaults
         foreach (var error in ClientAddress.FindConfigurationErrors(configuration)) yield return error;
         foreach (var error in RateLimitOptions.FindConfigurationErrors(configuration)) yield return error;
         foreach (var error in HttpsOptions.FindConfigurationErrors(configuration)) yield return error;
+        if (configuration[ApiReference.EnabledKey] is { Length: > 0 } openApi && !bool.TryParse(openApi, out _))
+        {
+            yield return $"{ApiReference.EnabledKey} must be true or false.";
+        }
         var login = new AuthOptions();
         string? loginError;
         try
