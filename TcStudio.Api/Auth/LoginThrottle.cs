@@ -47,11 +47,26 @@ public sealed class LoginThrottle(NpgsqlDataSource dataSource, IOptions<AuthOpti
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    /// <summary>Deletes the counts that have been forgotten; returns how many.</summary>
+    /// <summary>
+    /// Deletes the counts that have been forgotten, in batches; returns how many. Rows an attempt holds are skipped
+    /// (the next round gets them), so the cleanup never waits for, nor deadlocks with, a sign-in.
+    /// </summary>
     public async Task<int> DeleteExpiredAsync(CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand("DELETE FROM login_failures WHERE expires_at <= now()");
-        return await command.ExecuteNonQueryAsync(cancellationToken);
+        const int batch = 10_000;
+        var total = 0;
+        int deleted;
+        do
+        {
+            await using var command = dataSource.CreateCommand("""
+                DELETE FROM login_failures
+                WHERE key IN (SELECT key FROM login_failures WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)
+                """);
+            command.Parameters.Add(new NpgsqlParameter { Value = batch });
+            deleted = await command.ExecuteNonQueryAsync(cancellationToken);
+            total += deleted;
+        } while (deleted == batch);
+        return total;
     }
 
     /// <summary>A digest, not the text: people type passwords into the username field.</summary>

@@ -46,6 +46,8 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             // so every test goes through it.
             web.UseSetting("RateLimit:PermitsPerSecondPerUser", "1000000");
             web.UseSetting("RateLimit:PermitsPerSecondPerAddress", "1000000");
+            // The "Test" environment is not Development: the OpenAPI document (which some tests read) is switched on.
+            web.UseSetting("Api:OpenApi:Enabled", "true");
             foreach (var (key, value) in Settings) web.UseSetting(key, value);
         });
         ConfigureFactory(_factory);

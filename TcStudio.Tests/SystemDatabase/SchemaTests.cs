@@ -12,7 +12,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
             "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname");
 
         Assert.Equal(
-            ["activities", "database_size_samples", "migrations", "roles", "stored_procedures", "users",
+            ["activities", "database_size_samples", "login_failures", "migrations", "roles", "stored_procedures", "users",
              "workspace_environments", "workspace_members", "workspaces"],
             tables);
     }
