@@ -7,44 +7,77 @@ namespace TcStudio.Api.Auth;
 
 /// <summary>
 /// Limits failed sign-ins per username and per client address, in PostgreSQL (table <c>login_failures</c>), so every
-/// API instance shares the counts. Each attempt is checked and recorded in one statement under row locks
-/// (<c>login_attempt_begin</c>, see the LoginThrottle migration) before its password is checked, and counts as a failure
-/// until it succeeds: a burst of N concurrent guesses gets at most the limit checked, whatever N.
+/// API instance shares the counts. Before its password is checked, an attempt is checked and recorded in one statement
+/// under row locks (<c>login_attempt_begin</c>, see the LoginThrottle migration) and counts as pending until it reports
+/// its outcome (<c>login_attempt_end</c>): no more attempts are let through at once than the failures the limit still
+/// allows, so a burst of N concurrent guesses gets at most the limit checked, whatever N. Attempts over that wait a
+/// moment (polling, never holding a connection) for the ones in flight, so concurrent sign-ins of one user queue
+/// rather than fail.
 /// <list type="bullet">
 /// <item>Per username: past <c>PermitLimitPerUsername</c> failures the username is locked for <c>BackoffBase</c>, doubled
-/// with each further failure up to <c>BackoffMax</c>. The lock applies to addresses with failures of their own: from an
-/// address without recent failures the right password still works, so a stranger cannot lock the owner out.</item>
+/// with each further failure up to <c>BackoffMax</c>. The lock applies to addresses with failures (or attempts) of their
+/// own: from an address without any the right password still works, so a stranger cannot lock the owner out.</item>
 /// <item>Per client address (<see cref="ClientAddress"/>): past <c>PermitLimitPerAddress</c> failures it is refused for
 /// <c>Window</c>.</item>
 /// </list>
 /// A count is forgotten <c>Window</c> after its last failure or the end of its lock; a success clears the username's
-/// count. <see cref="LoginFailureCleanup"/> deletes forgotten rows.
+/// failures. <see cref="LoginFailureCleanup"/> deletes forgotten rows.
 /// </summary>
 public sealed class LoginThrottle(NpgsqlDataSource dataSource, IOptions<AuthOptions> options)
 {
-    /// <summary>Checks and records an attempt: null to go ahead, else how long the caller must wait.</summary>
+    /// <summary>An attempt that never reports back (its process died) stops counting as pending after this.</summary>
+    public static readonly TimeSpan PendingTimeout = TimeSpan.FromMinutes(1);
+
+    /// <summary>How long an attempt waits for the ones in flight before it is answered 429 (Retry-After: 1).</summary>
+    public static readonly TimeSpan QueueTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Checks and records an attempt: null to go ahead (the caller must then call <see cref="EndAttemptAsync"/>, whatever
+    /// happens), else how long the caller must wait.
+    /// </summary>
     public async Task<TimeSpan?> BeginAttemptAsync(string username, string clientAddress, CancellationToken cancellationToken)
     {
         var limits = options.Value.LoginRateLimit;
-        await using var command = dataSource.CreateCommand("SELECT login_attempt_begin($1, $2, $3, $4, $5, $6, $7)");
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var pause = TimeSpan.FromMilliseconds(20);
+        while (true)
+        {
+            await using (var command = dataSource.CreateCommand("SELECT login_attempt_begin($1, $2, $3, $4, $5, $6)"))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = UsernameKey(username) });
+                command.Parameters.Add(new NpgsqlParameter { Value = AddressKey(clientAddress) });
+                command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerUsername });
+                command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerAddress });
+                command.Parameters.Add(new NpgsqlParameter { Value = limits.Window });
+                command.Parameters.Add(new NpgsqlParameter { Value = PendingTimeout });
+                var answer = await command.ExecuteScalarAsync(cancellationToken);
+                if (answer is not TimeSpan wait) return null;
+                if (wait > TimeSpan.Zero) return wait;
+            }
+            // Busy: attempts in flight could still reach a limit, or another attempt holds the rows this instant.
+            if (System.Diagnostics.Stopwatch.GetElapsedTime(started) > QueueTimeout) return TimeSpan.FromSeconds(1);
+            await Task.Delay(pause + TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)pause.TotalMilliseconds)), cancellationToken);
+            pause = TimeSpan.FromMilliseconds(Math.Min(pause.TotalMilliseconds * 2, 250));
+        }
+    }
+
+    /// <summary>
+    /// Reports an attempt's outcome: a failure is counted (and may lock the username or the address), a success clears
+    /// the username's failures. Called even when the request was aborted: an abandoned attempt counts as a failure.
+    /// </summary>
+    public async Task EndAttemptAsync(string username, string clientAddress, bool succeeded)
+    {
+        var limits = options.Value.LoginRateLimit;
+        await using var command = dataSource.CreateCommand("SELECT login_attempt_end($1, $2, $3, $4, $5, $6, $7, $8)");
         command.Parameters.Add(new NpgsqlParameter { Value = UsernameKey(username) });
         command.Parameters.Add(new NpgsqlParameter { Value = AddressKey(clientAddress) });
+        command.Parameters.Add(new NpgsqlParameter { Value = succeeded });
         command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerUsername });
         command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerAddress });
         command.Parameters.Add(new NpgsqlParameter { Value = limits.Window });
         command.Parameters.Add(new NpgsqlParameter { Value = limits.BackoffBase });
         command.Parameters.Add(new NpgsqlParameter { Value = limits.BackoffMax });
-        return await command.ExecuteScalarAsync(cancellationToken) is TimeSpan wait ? wait : null;
-    }
-
-    /// <summary>The attempt was right: the username's count is cleared and the address's attempt no longer counts.</summary>
-    public async Task SucceededAsync(string username, string clientAddress, CancellationToken cancellationToken)
-    {
-        await using var command = dataSource.CreateCommand("SELECT login_attempt_succeeded($1, $2, $3)");
-        command.Parameters.Add(new NpgsqlParameter { Value = UsernameKey(username) });
-        command.Parameters.Add(new NpgsqlParameter { Value = AddressKey(clientAddress) });
-        command.Parameters.Add(new NpgsqlParameter { Value = options.Value.LoginRateLimit.PermitLimitPerAddress });
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        await command.ExecuteNonQueryAsync(CancellationToken.None);
     }
 
     /// <summary>

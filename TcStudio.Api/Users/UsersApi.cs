@@ -241,11 +241,19 @@ public static class UsersApi
                 return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
                     title: "Too many failed attempts.", detail: "Wait before trying again.");
             }
-            if (!PasswordHashing.Verify(user.PasswordHash, request.CurrentPassword!, out _))
+            var currentPasswordMatches = false;
+            try
+            {
+                currentPasswordMatches = PasswordHashing.Verify(user.PasswordHash, request.CurrentPassword!, out _);
+            }
+            finally
+            {
+                await throttle.EndAttemptAsync(user.Username, address, succeeded: currentPasswordMatches);
+            }
+            if (!currentPasswordMatches)
             {
                 return new FieldErrors().Add("currentPassword", "The current password is wrong.").ToProblem();
             }
-            await throttle.SucceededAsync(user.Username, address, http.RequestAborted);
         }
 
         user.PasswordHash = PasswordHashing.Hash(request.NewPassword);

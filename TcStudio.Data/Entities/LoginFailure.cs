@@ -1,10 +1,10 @@
 namespace TcStudio.Data.Entities;
 
 /// <summary>
-/// Failed sign-in attempts counted against one username or one client address, shared by every API instance.
-/// An attempt counts from the moment it is let through (before its password is checked) until it succeeds, so a
-/// burst cannot get more attempts checked than the limit. Rows are only ever changed by the SQL functions of the
-/// <c>LoginThrottle</c> migration, which check and record in one statement under row locks.
+/// Sign-in attempts counted against one username or one client address, shared by every API instance: failures, and
+/// attempts let through whose password is still being checked (<see cref="Pending"/>), so that a burst cannot get more
+/// guesses checked than the limit allows. Rows are only changed by the SQL functions of the <c>LoginThrottle</c>
+/// migration, which check and record in one statement each, under row locks.
 /// </summary>
 public sealed class LoginFailure
 {
@@ -19,11 +19,17 @@ public sealed class LoginFailure
     public string Key { get; set; } = "";
 
     public int Failures { get; set; }
-    public DateTimeOffset LastFailureAt { get; set; }
+    public DateTimeOffset? LastFailureAt { get; set; }
 
-    /// <summary>Until when attempts are refused (from addresses with failures of their own, for a username).</summary>
+    /// <summary>Until when attempts are refused (for a username: from addresses with failures or attempts of their own).</summary>
     public DateTimeOffset? LockedUntil { get; set; }
 
-    /// <summary>When the row is forgotten: the quiet period after the last failure or the end of the lock.</summary>
+    /// <summary>Attempts let through and not decided yet.</summary>
+    public int Pending { get; set; }
+
+    /// <summary>When <see cref="Pending"/> is considered stale (an attempt that never reported back).</summary>
+    public DateTimeOffset? PendingExpiresAt { get; set; }
+
+    /// <summary>When the row is forgotten: the quiet period after the last failure, lock or pending attempt.</summary>
     public DateTimeOffset ExpiresAt { get; set; }
 }

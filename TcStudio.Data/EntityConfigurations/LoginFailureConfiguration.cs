@@ -13,6 +13,7 @@ internal sealed class LoginFailureConfiguration : IEntityTypeConfiguration<Login
             t.HasCheckConstraint("ck_login_failures_key",
                 $"key LIKE '{LoginFailure.UsernamePrefix}%' OR key LIKE '{LoginFailure.AddressPrefix}%'");
             t.HasCheckConstraint("ck_login_failures_failures_non_negative", "failures >= 0");
+            t.HasCheckConstraint("ck_login_failures_pending_non_negative", "pending >= 0");
         });
         // A natural key: the upsert that counts an attempt is keyed by it, and nothing refers to these rows.
         failure.HasKey(f => f.Key).HasName("pk_login_failures");

@@ -47,6 +47,22 @@ public sealed class SignInThrottleTests(SignInThrottleTests.Fixture api) : IClas
         Assert.Equal(100, unauthorized + refused.Count);
         Assert.All(refused, r => Assert.True(r.Headers.RetryAfter?.Delta > TimeSpan.Zero, "429 without Retry-After"));
         await HttpAssert.ProblemAsync(refused[0], HttpStatusCode.TooManyRequests);
+        // Only as many guesses were checked as the limit allows: the rest were refused before their password was.
+        Assert.Equal(5, await api.ScalarAsync<int>(
+            "SELECT failures FROM login_failures WHERE key = 'username:' || encode(sha256(convert_to('burst-target', 'UTF8')), 'hex')"));
+    }
+
+    [Fact]
+    public async Task Concurrent_sign_ins_with_the_right_password_queue_and_all_succeed()
+    {
+        (await api.NewUserClientAsync("busy-signer", password: Password)).Dispose();
+        using var client = api.ClientFrom("127.0.0.11");
+        // A typo first: this address is not a clean one, so attempts in flight are capped by the limit.
+        await HttpAssert.ProblemAsync(await SignInAsync(client, "busy-signer", "typo"), HttpStatusCode.Unauthorized);
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => SignInAsync(client, "busy-signer", Password)));
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
     }
 
     [Fact]

@@ -14,7 +14,7 @@ using TcStudio.Data;
 namespace TcStudio.Data.Migrations
 {
     [DbContext(typeof(TcStudioDbContext))]
-    [Migration("20261129212658_LoginThrottle")]
+    [Migration("20261129223018_LoginThrottle")]
     partial class LoginThrottle
     {
         /// <inheritdoc />
@@ -134,13 +134,21 @@ namespace TcStudio.Data.Migrations
                         .HasColumnType("integer")
                         .HasColumnName("failures");
 
-                    b.Property<DateTimeOffset>("LastFailureAt")
+                    b.Property<DateTimeOffset?>("LastFailureAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_failure_at");
 
                     b.Property<DateTimeOffset?>("LockedUntil")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("locked_until");
+
+                    b.Property<int>("Pending")
+                        .HasColumnType("integer")
+                        .HasColumnName("pending");
+
+                    b.Property<DateTimeOffset?>("PendingExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("pending_expires_at");
 
                     b.HasKey("Key")
                         .HasName("pk_login_failures");
@@ -153,6 +161,8 @@ namespace TcStudio.Data.Migrations
                             t.HasCheckConstraint("ck_login_failures_failures_non_negative", "failures >= 0");
 
                             t.HasCheckConstraint("ck_login_failures_key", "key LIKE 'username:%' OR key LIKE 'address:%'");
+
+                            t.HasCheckConstraint("ck_login_failures_pending_non_negative", "pending >= 0");
                         });
                 });
 
