@@ -73,6 +73,22 @@ public sealed class ProductionDefaultsTests(SystemDatabaseFixture database) : IC
     }
 
     [Fact]
+    public async Task A_scrape_address_that_is_taken_is_logged_naming_the_key_and_the_api_serves_on()
+    {
+        using var squatter = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        squatter.Start();
+        var port = ((IPEndPoint)squatter.LocalEndpoint).Port;
+        await using var api = Api("Production",
+            ("Telemetry:Prometheus:Enabled", "true"), ("Telemetry:Prometheus:Url", $"http://127.0.0.1:{port}"));
+        using var client = api.CreateClient();
+
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health")).StatusCode);
+        Assert.Contains(api.Logs.Entries, e => e.Level == Microsoft.Extensions.Logging.LogLevel.Error
+            && e.Message.Contains("Telemetry:Prometheus:Url", StringComparison.Ordinal)
+            && e.Message.Contains($"127.0.0.1:{port}", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task The_old_Telemetry_Prometheus_switch_still_works_and_warns_with_its_successor()
     {
         var port = LocalPostgresCluster.FindFreePort();
