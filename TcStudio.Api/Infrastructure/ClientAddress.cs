@@ -9,8 +9,9 @@ namespace TcStudio.Api.Infrastructure;
 /// a reverse proxy the operator listed in <c>ForwardedHeaders:KnownProxies</c> (addresses) or
 /// <c>ForwardedHeaders:KnownNetworks</c> (CIDR networks), the client it names in X-Forwarded-For (the last entry not
 /// added by a listed proxy). X-Forwarded-For from anyone else is ignored: a client cannot pick its own address. An
-/// IPv6 client counts as its /64 network (one host usually holds a whole /64); a peer without an IP address (a Unix
-/// socket) counts as <see cref="Unknown"/>.
+/// IPv6 client counts as its /64 network (one host usually holds a whole /64). A peer without an IP address (a Unix
+/// socket, which only a local proxy can be) counts as <see cref="Unknown"/>, or, when proxies are listed, by the
+/// X-Forwarded-For it sends (ASP.NET Core's rule for such peers).
 /// </summary>
 public static class ClientAddress
 {
