@@ -25,6 +25,8 @@ namespace TcStudio.Api.Auth;
 /// </summary>
 public sealed class LoginThrottle(NpgsqlDataSource dataSource, IOptions<AuthOptions> options)
 {
+    private readonly KeyedGates _gates = new();
+
     /// <summary>An attempt that never reports back (its process died) stops counting as pending after this.</summary>
     public static readonly TimeSpan PendingTimeout = TimeSpan.FromMinutes(1);
 
@@ -38,26 +40,43 @@ public sealed class LoginThrottle(NpgsqlDataSource dataSource, IOptions<AuthOpti
     public async Task<TimeSpan?> BeginAttemptAsync(string username, string clientAddress, CancellationToken cancellationToken)
     {
         var limits = options.Value.LoginRateLimit;
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var pause = TimeSpan.FromMilliseconds(20);
-        while (true)
+        var usernameKey = UsernameKey(username);
+        var addressKey = AddressKey(clientAddress);
+        using var queueTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        queueTimeout.CancelAfter(QueueTimeout);
+        try
         {
-            await using (var command = dataSource.CreateCommand("SELECT login_attempt_begin($1, $2, $3, $4, $5, $6)"))
+            // In this process, one attempt per username and per address asks PostgreSQL at a time; the others wait
+            // here, in memory, so a burst costs one query per attempt and never a crowd of pollers for the pool.
+            // Gates are entered in key order, like the rows they stand for.
+            var (first, second) = string.CompareOrdinal(usernameKey, addressKey) < 0 ? (usernameKey, addressKey) : (addressKey, usernameKey);
+            using var firstGate = await _gates.EnterAsync(first, queueTimeout.Token);
+            using var secondGate = await _gates.EnterAsync(second, queueTimeout.Token);
+
+            var pause = TimeSpan.FromMilliseconds(20);
+            while (true)
             {
-                command.Parameters.Add(new NpgsqlParameter { Value = UsernameKey(username) });
-                command.Parameters.Add(new NpgsqlParameter { Value = AddressKey(clientAddress) });
-                command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerUsername });
-                command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerAddress });
-                command.Parameters.Add(new NpgsqlParameter { Value = limits.Window });
-                command.Parameters.Add(new NpgsqlParameter { Value = PendingTimeout });
-                var answer = await command.ExecuteScalarAsync(cancellationToken);
-                if (answer is not TimeSpan wait) return null;
-                if (wait > TimeSpan.Zero) return wait;
+                await using (var command = dataSource.CreateCommand("SELECT login_attempt_begin($1, $2, $3, $4, $5, $6)"))
+                {
+                    command.Parameters.Add(new NpgsqlParameter { Value = usernameKey });
+                    command.Parameters.Add(new NpgsqlParameter { Value = addressKey });
+                    command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerUsername });
+                    command.Parameters.Add(new NpgsqlParameter { Value = limits.PermitLimitPerAddress });
+                    command.Parameters.Add(new NpgsqlParameter { Value = limits.Window });
+                    command.Parameters.Add(new NpgsqlParameter { Value = PendingTimeout });
+                    // Not cancelled halfway: a "go" that the caller never heard of would stay pending for a minute.
+                    var answer = await command.ExecuteScalarAsync(CancellationToken.None);
+                    if (answer is not TimeSpan wait) return null;
+                    if (wait > TimeSpan.Zero) return wait;
+                }
+                // Busy: attempts in flight (here or in another instance) could still reach a limit, or hold the rows.
+                await Task.Delay(pause + TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)pause.TotalMilliseconds)), queueTimeout.Token);
+                pause = TimeSpan.FromMilliseconds(Math.Min(pause.TotalMilliseconds * 2, 250));
             }
-            // Busy: attempts in flight could still reach a limit, or another attempt holds the rows this instant.
-            if (System.Diagnostics.Stopwatch.GetElapsedTime(started) > QueueTimeout) return TimeSpan.FromSeconds(1);
-            await Task.Delay(pause + TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)pause.TotalMilliseconds)), cancellationToken);
-            pause = TimeSpan.FromMilliseconds(Math.Min(pause.TotalMilliseconds * 2, 250));
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return TimeSpan.FromSeconds(1);
         }
     }
 
@@ -107,6 +126,58 @@ public sealed class LoginThrottle(NpgsqlDataSource dataSource, IOptions<AuthOpti
         LoginFailure.UsernamePrefix + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(username.ToLowerInvariant())));
 
     public static string AddressKey(string clientAddress) => LoginFailure.AddressPrefix + clientAddress;
+}
+
+/// <summary>One holder at a time per key, in this process; a key's gate exists while someone holds or waits for it.</summary>
+internal sealed class KeyedGates
+{
+    private sealed class Gate
+    {
+        public readonly SemaphoreSlim Semaphore = new(1, 1);
+        public int Users;
+    }
+
+    private readonly Dictionary<string, Gate> _gates = new(StringComparer.Ordinal);
+
+    public async Task<IDisposable> EnterAsync(string key, CancellationToken cancellationToken)
+    {
+        Gate gate;
+        lock (_gates)
+        {
+            if (!_gates.TryGetValue(key, out gate!)) _gates[key] = gate = new Gate();
+            gate.Users++;
+        }
+        try
+        {
+            await gate.Semaphore.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            Leave(key, gate);
+            throw;
+        }
+        return new Held(this, key, gate);
+    }
+
+    private void Leave(string key, Gate gate)
+    {
+        lock (_gates)
+        {
+            if (--gate.Users == 0) _gates.Remove(key);
+        }
+    }
+
+    private sealed class Held(KeyedGates gates, string key, Gate gate) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) != 0) return;
+            gate.Semaphore.Release();
+            gates.Leave(key, gate);
+        }
+    }
 }
 
 /// <summary>Deletes forgotten sign-in failure counts every <c>Auth:LoginRateLimit:CleanupInterval</c>.</summary>
