@@ -1,4 +1,3 @@
-using Scalar.AspNetCore;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Admin;
 using TcStudio.Api.Auth;
@@ -16,6 +15,7 @@ builder.AddServiceDefaults();
 builder.AddTcStudioData();
 builder.AddDatabaseInsights();
 builder.AddApiDefaults();
+builder.AddSecurityDefaults();
 builder.AddTcStudioAuthentication();
 builder.AddWorkspaceScope();
 builder.AddWorkspaceDatabases();
@@ -23,16 +23,18 @@ builder.AddWorkspaceDatabases();
 var app = builder.Build();
 if (await app.RunStartupChecksAsync() is { } exitCode) return exitCode;
 
+app.UseTrustedForwardedHeaders();
 app.UseApiDefaults();
+app.UseHttpsPolicy();
 // Before authentication: checking a token's session reads the users table, which a half-migrated schema may lack.
 app.UseSchemaReadinessGate();
 app.UseAuthentication();
+app.UseRequestRateLimits();
 app.UseAuthorization();
 app.UseRequestGuards();
 
 app.MapDefaultEndpoints();
-app.MapOpenApi();
-app.MapScalarApiReference();
+app.MapApiReference();
 
 app.MapGroup("/api").RequireAuthorization().WithApiRequestGuards()
     .MapAuthApi()

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using TcStudio.Data.Telemetry;
 
 namespace TcStudio.Data;
 
@@ -29,7 +30,7 @@ public sealed class MigrationLock : IAsyncDisposable
         };
         await EnsureDatabaseExistsAsync(lockConnectionString, logger, cancellationToken);
 
-        var connection = new NpgsqlConnection(lockConnectionString.ConnectionString);
+        var connection = NpgsqlDataSources.CreateUnpooledConnection(NpgsqlDataSources.MigrationLock, lockConnectionString);
         try
         {
             await connection.OpenAsync(cancellationToken);
@@ -74,7 +75,7 @@ public sealed class MigrationLock : IAsyncDisposable
     {
         try
         {
-            await using var probe = new NpgsqlConnection(target.ConnectionString);
+            await using var probe = NpgsqlDataSources.CreateUnpooledConnection(NpgsqlDataSources.MigrationLock, target);
             await probe.OpenAsync(cancellationToken);
             return;
         }
@@ -84,7 +85,7 @@ public sealed class MigrationLock : IAsyncDisposable
         }
 
         var maintenance = new NpgsqlConnectionStringBuilder(target.ConnectionString) { Database = "postgres" };
-        await using var connection = new NpgsqlConnection(maintenance.ConnectionString);
+        await using var connection = NpgsqlDataSources.CreateUnpooledConnection(NpgsqlDataSources.MigrationLock, maintenance);
         await connection.OpenAsync(cancellationToken);
         var quotedName = "\"" + target.Database!.Replace("\"", "\"\"") + "\"";
         try

@@ -4,6 +4,7 @@ using Npgsql;
 using Polly;
 using Polly.Retry;
 using Polly.Timeout;
+using TcStudio.Data.Telemetry;
 
 namespace TcStudio.Data;
 
@@ -69,7 +70,7 @@ public static class SystemDatabaseStartup
     {
         try
         {
-            await using var connection = new NpgsqlConnection(target.ConnectionString);
+            await using var connection = NpgsqlDataSources.CreateUnpooledConnection(NpgsqlDataSources.Startup, target);
             await connection.OpenAsync(ct);
             await using var command = new NpgsqlCommand("SELECT 1", connection);
             await command.ExecuteScalarAsync(ct);
@@ -77,7 +78,7 @@ public static class SystemDatabaseStartup
         catch (PostgresException e) when (databaseMayBeMissing && e.SqlState == PostgresErrorCodes.InvalidCatalogName)
         {
             var server = new NpgsqlConnectionStringBuilder(target.ConnectionString) { Database = "postgres" };
-            await using var connection = new NpgsqlConnection(server.ConnectionString);
+            await using var connection = NpgsqlDataSources.CreateUnpooledConnection(NpgsqlDataSources.Startup, server);
             await connection.OpenAsync(ct);
         }
     }

@@ -20,6 +20,7 @@ public sealed class TcStudioDbContext(DbContextOptions<TcStudioDbContext> option
     public DbSet<Activity> Activities => Set<Activity>();
     public DbSet<DatabaseSizeSample> DatabaseSizeSamples => Set<DatabaseSizeSample>();
     public DbSet<IdempotencyKey> IdempotencyKeys => Set<IdempotencyKey>();
+    public DbSet<LoginFailure> LoginFailures => Set<LoginFailure>();
 
     /// <summary>
     /// Every index is declared on purpose: workspace-scoped tables lead their indexes with workspace_id, and a

@@ -16,8 +16,8 @@ namespace Microsoft.Extensions.Hosting;
 
 /// <summary>
 /// What every TC Studio service gets, following the Aspire service-defaults template: OpenTelemetry (logs, traces,
-/// metrics; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; a Prometheus scrape endpoint when Telemetry:Prometheus is
-/// true), health checks, service discovery and resilience.
+/// metrics; OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; a Prometheus scrape endpoint on a listener of its own when
+/// Telemetry:Prometheus:Enabled is true), health checks, service discovery and resilience.
 /// </summary>
 public static class ServiceDefaultsExtensions
 {
@@ -26,8 +26,17 @@ public static class ServiceDefaultsExtensions
     public const string PrometheusEndpointPath = "/metrics";
     public const string LiveTag = "live";
 
-    /// <summary>Configuration key turning the Prometheus scrape endpoint on or off (default: on in Development only).</summary>
+    /// <summary>Turns the Prometheus scrape endpoint on or off (default: on in Development only).</summary>
+    public const string PrometheusEnabledKey = "Telemetry:Prometheus:Enabled";
+
+    /// <summary>Where the scrape endpoint listens (<see cref="PrometheusScrapeListener"/>); never the public port.</summary>
+    public const string PrometheusUrlKey = "Telemetry:Prometheus:Url";
+
+    /// <summary>The first switch, a bare true/false; still honoured, with a warning naming <see cref="PrometheusEnabledKey"/>.</summary>
     public const string PrometheusSettingKey = "Telemetry:Prometheus";
+
+    /// <summary>Whether /health and /alive list each check (status, description, duration); default: Development only.</summary>
+    public const string HealthDetailsKey = "Health:Details";
 
     public static TBuilder AddServiceDefaults<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
@@ -78,6 +87,8 @@ public static class ServiceDefaultsExtensions
                 if (sqlClient.Tracing) tracing.AddSqlClientInstrumentation();
             });
 
+        if (prometheus) builder.Services.AddPrometheusScrapeListener();
+
         if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
             // Endpoint, protocol and headers come from the standard OTEL_EXPORTER_OTLP_* settings.
@@ -97,20 +108,29 @@ public static class ServiceDefaultsExtensions
     }
 
     /// <summary>
-    /// /health runs every check and answers 503 when one fails; /alive only those tagged live; /metrics is the
-    /// Prometheus scrape endpoint when enabled. Both health endpoints answer with a small JSON report.
+    /// /health runs every check and answers 503 when one fails; /alive only those tagged live. Both answer with a small
+    /// JSON report: the overall status, and each check only where <see cref="HealthDetailsKey"/> allows (Development by
+    /// default: the endpoints need no sign-in); a failing check's details always go to the log. The Prometheus scrape
+    /// endpoint, when enabled, is served on a listener of its own (<see cref="PrometheusScrapeListener"/>), never here.
     /// </summary>
     public static WebApplication MapDefaultEndpoints(this WebApplication app)
     {
-        app.MapHealthChecks(HealthEndpointPath, new HealthCheckOptions { ResponseWriter = HealthReportWriter.WriteAsync });
+        var details = ReadSwitch(app.Configuration, HealthDetailsKey) ?? app.Environment.IsDevelopment();
+        Func<HttpContext, HealthReport, Task> writer = details ? HealthReportWriter.WriteAsync : HealthReportWriter.WriteStatusAsync;
+        app.MapHealthChecks(HealthEndpointPath, new HealthCheckOptions { ResponseWriter = writer });
         app.MapHealthChecks(AlivenessEndpointPath, new HealthCheckOptions
         {
             Predicate = r => r.Tags.Contains(LiveTag),
-            ResponseWriter = HealthReportWriter.WriteAsync,
+            ResponseWriter = writer,
         });
+        if (app.Configuration[PrometheusSettingKey] is { Length: > 0 })
+        {
+            app.Logger.LogWarning("{OldKey} is deprecated: use {NewKey} (and {UrlKey} for where /metrics listens; default {Url}).",
+                PrometheusSettingKey, PrometheusEnabledKey, PrometheusUrlKey, PrometheusScrapeListener.DefaultUrl);
+        }
         if (IsPrometheusEnabled(app.Configuration, app.Environment))
         {
-            app.MapPrometheusScrapingEndpoint(PrometheusEndpointPath);
+            app.Services.GetRequiredService<PrometheusScrapeListener>().Serve();
         }
         return app;
     }
@@ -125,7 +145,34 @@ public static class ServiceDefaultsExtensions
         configuration["OTEL_SERVICE_NAME"] is { Length: > 0 } name ? name : environment.ApplicationName;
 
     public static bool IsPrometheusEnabled(IConfiguration configuration, IHostEnvironment environment) =>
-        configuration.GetValue<bool?>(PrometheusSettingKey) ?? environment.IsDevelopment();
+        ReadSwitch(configuration, PrometheusEnabledKey) ?? ReadSwitch(configuration, PrometheusSettingKey) ?? environment.IsDevelopment();
+
+    /// <summary>true/false, or null when unset or unreadable (the API's start-up checks name an unreadable one).</summary>
+    private static bool? ReadSwitch(IConfiguration configuration, string key) =>
+        bool.TryParse(configuration[key], out var value) ? value : null;
+
+    /// <summary>One line naming the Prometheus setting that cannot be used, or null.</summary>
+    public static string? FindPrometheusConfigurationError(IConfiguration configuration)
+    {
+        foreach (var key in new[] { PrometheusEnabledKey, PrometheusSettingKey, HealthDetailsKey })
+        {
+            if (configuration[key] is { Length: > 0 } value && !bool.TryParse(value, out _)) return $"{key} must be true or false.";
+        }
+        if (configuration[PrometheusUrlKey] is { Length: > 0 } url
+            && !(Uri.TryCreate(url.Replace("*", "localhost").Replace("+", "localhost"), UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp))
+        {
+            return $"{PrometheusUrlKey} must be an http:// address to listen on (example: {PrometheusScrapeListener.DefaultUrl}).";
+        }
+        return null;
+    }
+
+    private static IServiceCollection AddPrometheusScrapeListener(this IServiceCollection services)
+    {
+        services.TryAddSingleton<PrometheusScrapeListener>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, PrometheusScrapeListener>(
+            sp => sp.GetRequiredService<PrometheusScrapeListener>()));
+        return services;
+    }
 
     /// <summary>Probe and scrape requests: kept out of traces.</summary>
     public static bool IsInfrastructureRequest(PathString path) =>

@@ -11,6 +11,17 @@ namespace TcStudio.ServiceDefaults;
 /// </summary>
 public static class HealthReportWriter
 {
+    /// <summary>The overall status only (<c>{"status":"Healthy"}</c>): what anyone may see outside Development.</summary>
+    public static async Task WriteStatusAsync(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json; charset=utf-8";
+        await using var json = new Utf8JsonWriter(context.Response.Body);
+        json.WriteStartObject();
+        json.WriteString("status", report.Status.ToString());
+        json.WriteEndObject();
+        await json.FlushAsync(context.RequestAborted);
+    }
+
     public static async Task WriteAsync(HttpContext context, HealthReport report)
     {
         context.Response.ContentType = "application/json; charset=utf-8";

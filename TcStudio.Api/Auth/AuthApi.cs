@@ -8,6 +8,8 @@ public sealed record TokenResponse(string AccessToken, DateTimeOffset ExpiresAt,
 
 public static class AuthApi
 {
+    private sealed record SignInRow(Guid Id, string Username, string PasswordHash, bool IsActive, Guid SecurityStamp, string Role);
+
     /// <summary>Verified against when the username is unknown, so a miss costs what a hit costs (no timing hint).</summary>
     private static readonly string DecoyHash = PasswordHashing.Hash(Guid.NewGuid().ToString());
 
@@ -28,30 +30,45 @@ public static class AuthApi
             .Text("password", request.Password, 1024, required: true);
         if (errors.Any) return errors.ToProblem();
 
-        var address = http.Connection.RemoteIpAddress?.ToString();
-        if (throttle.RetryAfter(request.Username, address) is { } wait)
+        // Checked and recorded in one statement before the password is: a burst cannot get more guesses checked than
+        // the limit. Unknown usernames are counted like known ones, so the limit says nothing about who exists.
+        var address = ClientAddress.Of(http);
+        if (await throttle.BeginAttemptAsync(request.Username, address, http.RequestAborted) is { } wait)
         {
             http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString("0");
             return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
                 title: "Too many failed logins.", detail: "Wait before trying again.");
         }
 
-        var username = request.Username.ToLowerInvariant();
-        var user = await db.Users.AsNoTracking()
-            .Where(u => u.Username.ToLower() == username)
-            .Select(u => new { u.Id, u.Username, u.PasswordHash, u.IsActive, u.SecurityStamp, Role = u.Role!.Name })
-            .FirstOrDefaultAsync(http.RequestAborted);
-
-        var passwordMatches = PasswordHashing.Verify(user?.PasswordHash ?? DecoyHash, request.Password, out _);
-        if (user is null || !passwordMatches || !user.IsActive)
+        SignInRow? user = null;
+        try
         {
-            throttle.RecordFailure(request.Username, address);
+            user = await FindIfPasswordMatchesAsync(db, request, http.RequestAborted);
+        }
+        finally
+        {
+            // Whatever happened, an aborted request included: only a right password clears anything.
+            await throttle.EndAttemptAsync(request.Username, address, succeeded: user is not null);
+        }
+        if (user is null)
+        {
             return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized,
                 title: "Invalid credentials.", detail: "The username or password is wrong, or the account cannot sign in.");
         }
 
-        throttle.RecordSuccess(request.Username);
         var (token, expiresAt) = tokens.Issue(user.Id, user.Username, user.Role, user.SecurityStamp);
         return TypedResults.Ok(new TokenResponse(token, expiresAt));
+    }
+
+    /// <summary>The active user with this username and password, else null, at the same cost either way.</summary>
+    private static async Task<SignInRow?> FindIfPasswordMatchesAsync(TcStudioDbContext db, TokenRequest request, CancellationToken cancellationToken)
+    {
+        var username = request.Username.ToLowerInvariant();
+        var user = await db.Users.AsNoTracking()
+            .Where(u => u.Username.ToLower() == username)
+            .Select(u => new SignInRow(u.Id, u.Username, u.PasswordHash, u.IsActive, u.SecurityStamp, u.Role!.Name))
+            .FirstOrDefaultAsync(cancellationToken);
+        var passwordMatches = PasswordHashing.Verify(user?.PasswordHash ?? DecoyHash, request.Password, out _);
+        return user is not null && passwordMatches && user.IsActive ? user : null;
     }
 }

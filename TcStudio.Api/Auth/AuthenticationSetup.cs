@@ -17,6 +17,7 @@ public static class AuthenticationSetup
         builder.Services.AddSingleton<TokenIssuer>();
         builder.Services.AddSingleton<UserSessions>();
         builder.Services.AddSingleton<LoginThrottle>();
+        builder.Services.AddHostedService<LoginFailureCleanup>();
 
         builder.Services.AddAuthentication(JwtBearerDefaults.AuthenticationScheme).AddJwtBearer();
         builder.Services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)

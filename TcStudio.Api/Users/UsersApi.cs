@@ -235,16 +235,24 @@ public static class UsersApi
         if (isSelf)
         {
             // Guessing the current password through this endpoint is throttled like guessing it at sign-in.
-            var address = http.Connection.RemoteIpAddress?.ToString();
-            if (throttle.RetryAfter(user.Username, address) is { } wait)
+            var address = ClientAddress.Of(http);
+            if (await throttle.BeginAttemptAsync(user.Username, address, http.RequestAborted) is { } wait)
             {
                 http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString("0");
                 return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
                     title: "Too many failed attempts.", detail: "Wait before trying again.");
             }
-            if (!PasswordHashing.Verify(user.PasswordHash, request.CurrentPassword!, out _))
+            var currentPasswordMatches = false;
+            try
             {
-                throttle.RecordFailure(user.Username, address);
+                currentPasswordMatches = PasswordHashing.Verify(user.PasswordHash, request.CurrentPassword!, out _);
+            }
+            finally
+            {
+                await throttle.EndAttemptAsync(user.Username, address, succeeded: currentPasswordMatches);
+            }
+            if (!currentPasswordMatches)
+            {
                 return new FieldErrors().Add("currentPassword", "The current password is wrong.").ToProblem();
             }
         }

@@ -12,7 +12,8 @@ namespace TcStudio.Benchmarks.Harness;
 /// The real API (its own Program: configuration, startup checks, middleware, endpoints) hosted in the benchmark's
 /// process on Kestrel and a real loopback socket, so the load generator's requests cross the network stack like a
 /// client's. Production environment, the product's defaults; only what a deployment must set is set here (the
-/// connection string, a signing key) plus whatever a scenario varies (the pool size).
+/// connection string, a signing key), the general rate limit raised (see <see cref="RateLimitDescription"/>), plus
+/// whatever a scenario varies (the pool size).
 /// </summary>
 public sealed class ApiHost : IAsyncDisposable
 {
@@ -25,6 +26,12 @@ public sealed class ApiHost : IAsyncDisposable
     }
 
     public string BaseUrl { get; }
+
+    private const string RaisedRateLimit = "1000000";
+
+    /// <summary>For the report's header: how the API's general rate limit is set in every run.</summary>
+    public const string RateLimitDescription =
+        "general rate limit on, raised to " + RaisedRateLimit + " requests/s per user and per address (never refuses; its cost is in every figure)";
     public IServiceProvider Services => _factory.Services;
 
     public static async Task<ApiHost> StartAsync(string connectionString, IReadOnlyDictionary<string, string?>? settings = null)
@@ -40,6 +47,11 @@ public sealed class ApiHost : IAsyncDisposable
             // The console is the benchmark's report: the API's console logger keeps to warnings (its other log
             // providers, OpenTelemetry's included, stay as configured).
             web.UseSetting("Logging:Console:LogLevel:Default", "Warning");
+            // The load generator is one client address and signs in as one user: with the product's limits (300 and 100
+            // requests a second) the limiter would refuse most requests. It stays on, raised so it never refuses, so its
+            // cost per request is part of every figure.
+            web.UseSetting("RateLimit:PermitsPerSecondPerUser", RaisedRateLimit);
+            web.UseSetting("RateLimit:PermitsPerSecondPerAddress", RaisedRateLimit);
             foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) web.UseSetting(key, value);
         });
         factory.UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port));

@@ -22,6 +22,7 @@ public static class Report
                 + $"synchronous_commit={pg.GetValueOrDefault("synchronous_commit")}, full_page_writes={pg.GetValueOrDefault("full_page_writes")}, "
                 + $"wal_sync_method={pg.GetValueOrDefault("wal_sync_method")}, shared_buffers={pg.GetValueOrDefault("shared_buffers")}, "
                 + $"max_connections={pg.GetValueOrDefault("max_connections")}")
+            .AppendLine($"  API:        Production environment, in this process on Kestrel; {ApiHost.RateLimitDescription}")
             .AppendLine($"  runs:       {options.Runs} per figure (median [min–max]); load runs {options.Duration.TotalSeconds:0.##} s after {options.Warmup.TotalSeconds:0.##} s warm-up")
             .ToString();
     }

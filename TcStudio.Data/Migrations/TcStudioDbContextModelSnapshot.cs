@@ -192,6 +192,53 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
+            modelBuilder.Entity("TcStudio.Data.Entities.LoginFailure", b =>
+                {
+                    b.Property<string>("Key")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("key");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<int>("Failures")
+                        .HasColumnType("integer")
+                        .HasColumnName("failures");
+
+                    b.Property<DateTimeOffset?>("LastFailureAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_failure_at");
+
+                    b.Property<DateTimeOffset?>("LockedUntil")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("locked_until");
+
+                    b.Property<int>("Pending")
+                        .HasColumnType("integer")
+                        .HasColumnName("pending");
+
+                    b.Property<DateTimeOffset?>("PendingExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("pending_expires_at");
+
+                    b.HasKey("Key")
+                        .HasName("pk_login_failures");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_login_failures_expires_at");
+
+                    b.ToTable("login_failures", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_login_failures_failures_non_negative", "failures >= 0");
+
+                            t.HasCheckConstraint("ck_login_failures_key", "key LIKE 'username:%' OR key LIKE 'address:%'");
+
+                            t.HasCheckConstraint("ck_login_failures_pending_non_negative", "pending >= 0");
+                        });
+                });
+
             modelBuilder.Entity("TcStudio.Data.Entities.Role", b =>
                 {
                     b.Property<Guid>("Id")

@@ -79,6 +79,13 @@ public sealed class SystemSeeder(
         if (user is not null) return user;
 
         var password = configuredPassword;
+        if (password == developmentPassword && !environment.IsDevelopment())
+        {
+            // Documented in the README, so anyone can sign in with it: fine on a laptop, never on a shared system.
+            throw new SeedRefusedException(
+                $"Refusing to seed user '{username}' with the documented Development password in the "
+                + $"{environment.EnvironmentName} environment: set {passwordKey} to a secret of your own.");
+        }
         if (string.IsNullOrEmpty(password))
         {
             if (!environment.IsDevelopment())

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -39,7 +38,6 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
     private readonly ILogger _slowQueryLogger;
     private readonly ILogger _connectionLogger;
     private readonly ActivityListener _listener;
-    private readonly ConcurrentDictionary<string, string> _dataSourceDescriptions = new(StringComparer.Ordinal);
     private readonly IDisposable? _optionsSubscription;
     private long _thresholdTicks;
     private int _started;
@@ -68,10 +66,9 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
 
     /// <summary>
     /// Tells the connection log how to describe a named data source (Npgsql tags activities with the data source's
-    /// name, which for a named source says nothing about where it connects).
+    /// name, which for a named source says nothing about where it connects). Same as <see cref="NpgsqlDataSources.Describe"/>.
     /// </summary>
-    public void DescribeDataSource(string name, NpgsqlConnectionStringBuilder settings) =>
-        _dataSourceDescriptions[name] = SystemDatabaseConnection.Describe(settings);
+    public void DescribeDataSource(string name, NpgsqlConnectionStringBuilder settings) => NpgsqlDataSources.Describe(name, settings);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
@@ -102,7 +99,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
         if (activity.GetTagItem(QueryTextTag) is not string sql)
         {
             // Npgsql's other activities: physical connection opens ("CONNECT <database>").
-            if (activity.OperationName.StartsWith("CONNECT", StringComparison.Ordinal)) OnConnectionOpened(activity);
+            if (activity.OperationName.StartsWith(ConnectPrefix, StringComparison.Ordinal)) OnConnectionOpened(activity);
             return;
         }
 
@@ -157,7 +154,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
         var elapsedMs = Math.Round(activity.Duration.TotalMilliseconds, 1);
         if (activity.Status == ActivityStatusCode.Error)
         {
-            LogConnectionFailed(_connectionLogger, where, activity.StatusDescription ?? "unknown error", elapsedMs);
+            LogConnectionFailed(_connectionLogger, where, FailureReason(activity), elapsedMs);
         }
         else
         {
@@ -165,11 +162,18 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
         }
     }
 
-    /// <summary>host:port/database as user. Npgsql names an unnamed data source by its connection string without the password.</summary>
-    private string DescribeTarget(Activity activity)
+    /// <summary>
+    /// host:port/database as user: registered for every data source the services create (<see cref="NpgsqlDataSources"/>),
+    /// by its name and the database, which the activity's name carries ("CONNECT tc_studio") even when the open failed.
+    /// Npgsql names a data source made for a bare connection string by that connection string without the password.
+    /// </summary>
+    private static string DescribeTarget(Activity activity)
     {
         var dataSource = activity.GetTagItem(DataSourceTag) as string ?? "";
-        if (_dataSourceDescriptions.TryGetValue(dataSource, out var described)) return described;
+        var database = activity.OperationName.StartsWith(ConnectPrefix, StringComparison.Ordinal)
+            ? activity.OperationName[ConnectPrefix.Length..]
+            : activity.GetTagItem(DatabaseNameTag) as string ?? "";
+        if (NpgsqlDataSources.TryDescribe(dataSource, database, out var described)) return described;
         if (dataSource.Contains('='))
         {
             try
@@ -185,6 +189,33 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
         }
         return $"{activity.GetTagItem("server.address") ?? "?"}:{activity.GetTagItem("server.port") ?? "?"}/"
             + $"{activity.GetTagItem(DatabaseNameTag) ?? "?"} (data source {dataSource})";
+    }
+
+    private const string ConnectPrefix = "CONNECT ";
+
+    /// <summary>
+    /// Npgsql's status says "28P01" for a server's refusal (the SQLSTATE alone) and the cause's message otherwise; the
+    /// exception event recorded on the activity has the server's whole message ("28P01: password authentication
+    /// failed for user ..."), which never holds the password.
+    /// </summary>
+    private static string FailureReason(Activity activity)
+    {
+        var status = activity.StatusDescription;
+        if (status is { Length: 5 } && status.All(char.IsAsciiLetterOrDigit))
+        {
+            foreach (var activityEvent in activity.Events)
+            {
+                if (activityEvent.Name != "exception") continue;
+                foreach (var (key, value) in activityEvent.Tags)
+                {
+                    if (key == "exception.message" && value is string message && message.StartsWith(status, StringComparison.Ordinal))
+                    {
+                        return message;
+                    }
+                }
+            }
+        }
+        return status ?? "unknown error";
     }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning,

@@ -179,6 +179,25 @@ public sealed class ApiConfigurationTests
         Assert.Contains("Workspaces:SecretKey", line);
         Assert.DoesNotContain("never-printed", result.AllOutput);
     }
+
+    [Theory]
+    [InlineData("ForwardedHeaders__KnownProxies__0", "proxy.example", "ForwardedHeaders:KnownProxies")]
+    [InlineData("ForwardedHeaders__KnownNetworks", "10.0.0.0/99", "ForwardedHeaders:KnownNetworks")]
+    [InlineData("RateLimit__PermitsPerSecondPerUser", "0", "RateLimit:PermitsPerSecondPerUser")]
+    [InlineData("Telemetry__Prometheus__Url", "https://0.0.0.0:9464", "Telemetry:Prometheus:Url")]
+    public async Task An_unusable_security_setting_exits_2_with_one_line_naming_the_key(string variable, string value, string key)
+    {
+        var environment = Environment("Production");
+        environment["Auth__SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48));
+        environment["ConnectionStrings__tcstudio"] = "Host=127.0.0.1;Port=1;Database=tc_studio;Username=u;Password=never-printed";
+        environment[variable] = value;
+
+        var result = await ProcessRunner.RunDotnetAsync(ApiDll, [], environment, TimeSpan.FromSeconds(60));
+
+        Assert.True(result.ExitCode == 2, result.ToString());
+        var line = Assert.Single(result.StandardError.Trim().Split('\n'));
+        Assert.Contains(key, line);
+    }
 }
 
 /// <summary>

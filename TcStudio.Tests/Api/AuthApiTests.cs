@@ -116,13 +116,4 @@ public sealed class AuthApiTests(AuthApiTests.Fixture api) : IClassFixture<AuthA
         var roles = await HttpAssert.JsonAsync(await user.GetAsync("/api/roles"));
         Assert.Equal(["Admin", "User"], roles.EnumerateArray().Select(r => r.GetProperty("name").GetString()));
     }
-
-    [Fact]
-    public async Task The_openapi_document_and_scalar_ui_are_served()
-    {
-        using var anonymous = api.CreateAnonymousClient();
-        var openApi = await HttpAssert.JsonAsync(await anonymous.GetAsync("/openapi/v1.json"));
-        Assert.True(openApi.GetProperty("paths").TryGetProperty("/api/auth/token", out _));
-        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/scalar")).StatusCode);
-    }
 }

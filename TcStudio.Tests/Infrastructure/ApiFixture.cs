@@ -30,6 +30,9 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
     /// <summary>Runs after the system database exists and before the API starts (e.g. to bootstrap a workspace server).</summary>
     protected virtual Task BeforeApiStartsAsync() => Task.CompletedTask;
 
+    /// <summary>Called before the host starts, e.g. to host it on Kestrel.</summary>
+    protected virtual void ConfigureFactory(WebApplicationFactory<Program> factory) { }
+
     public override async ValueTask InitializeAsync()
     {
         await base.InitializeAsync();
@@ -46,16 +49,18 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             // Sessions checked once per test class run: query counts stay exact (no periodic session lookup), and
             // changes made through the API revoke tokens at once anyway (UserSessions.Forget).
             web.UseSetting("Auth:SessionCheckInterval", "01:00:00");
+            // Deliberately high general rate limits: scenarios here send hundreds of requests a second from one
+            // client, and are not about the limiter (RateLimitTests are, with low limits of their own). It stays on,
+            // so every test goes through it.
+            web.UseSetting("RateLimit:PermitsPerSecondPerUser", "1000000");
+            web.UseSetting("RateLimit:PermitsPerSecondPerAddress", "1000000");
+            // The "Test" environment is not Development: the OpenAPI document (which some tests read) is switched on.
+            web.UseSetting("Api:OpenApi:Enabled", "true");
             foreach (var (key, value) in Settings) web.UseSetting(key, value);
         });
         ConfigureFactory(_factory);
         await using var scope = _factory.Services.CreateAsyncScope();
         await scope.ServiceProvider.GetRequiredService<SystemSeeder>().SeedAsync();
-    }
-
-    /// <summary>Before the host starts (e.g. to serve over real Kestrel sockets).</summary>
-    protected virtual void ConfigureFactory(WebApplicationFactory<Program> factory)
-    {
     }
 
     public override async ValueTask DisposeAsync()

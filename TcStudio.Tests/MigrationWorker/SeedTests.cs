@@ -69,6 +69,20 @@ public sealed class SeedTests(SystemDatabaseFixture database) : IClassFixture<Sy
             Assert.Contains("Seed:AdminPassword", refused.StandardError);
             Assert.Single(refused.StandardError.Trim().Split('\n'), l => l.StartsWith("seed:"));
 
+            // The documented Development passwords are refused too, even when configured explicitly.
+            environment["Seed__AdminPassword"] = Data.Seeding.SeedOptions.DevelopmentAdminPassword;
+            environment["Seed__UserPassword"] = "a-long-production-secret-2";
+            var development = await MigrationWorkerRunner.RunAsync(environment, "seed");
+            Assert.Equal(2, development.ExitCode);
+            Assert.Contains("Seed:AdminPassword", development.StandardError);
+            Assert.DoesNotContain(Data.Seeding.SeedOptions.DevelopmentAdminPassword, development.AllOutput);
+            await using (var connection = new Npgsql.NpgsqlConnection(database.Server.ConnectionString(fresh, pooling: false)))
+            {
+                await connection.OpenAsync();
+                await using var count = new Npgsql.NpgsqlCommand("SELECT count(*) FROM users", connection);
+                Assert.Equal(0L, (long)(await count.ExecuteScalarAsync())!);
+            }
+
             environment["Seed__AdminPassword"] = "a-long-production-secret-1";
             environment["Seed__UserPassword"] = "a-long-production-secret-2";
             var seeded = await MigrationWorkerRunner.RunAsync(environment, "seed");

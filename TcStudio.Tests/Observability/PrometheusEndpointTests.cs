@@ -1,11 +1,15 @@
 using System.Diagnostics;
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 
 namespace TcStudio.Tests.Observability;
 
-/// <summary>/metrics serves the Prometheus text format when Telemetry:Prometheus is on (the default in Development).</summary>
+/// <summary>
+/// /metrics serves the Prometheus text format on its own listener when Telemetry:Prometheus:Enabled is on (the default
+/// in Development); the public port never serves it.
+/// </summary>
 public sealed class PrometheusEndpointTests(SystemDatabaseFixture database) : IClassFixture<SystemDatabaseFixture>
 {
     [Fact]
@@ -18,12 +22,13 @@ public sealed class PrometheusEndpointTests(SystemDatabaseFixture database) : IC
         });
         using var client = api.CreateClient();
         (await client.GetAsync("/test/slow/1?marker=m&seconds=0.1")).EnsureSuccessStatusCode();
+        using var scraper = new HttpClient();
 
         var scrape = "";
         var deadline = Stopwatch.StartNew();
         while (deadline.Elapsed < TimeSpan.FromSeconds(15))
         {
-            var response = await client.GetAsync("/metrics");
+            var response = await scraper.GetAsync(api.MetricsUrl);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             scrape = await response.Content.ReadAsStringAsync();
             // The size gauge appears once the sampler's first sample (taken at start) is in.
@@ -45,10 +50,11 @@ public sealed class PrometheusEndpointTests(SystemDatabaseFixture database) : IC
         await using var api = new ObservedApiFactory(new Dictionary<string, string?>
         {
             ["ConnectionStrings:tcstudio"] = database.ConnectionString,
-            ["Telemetry:Prometheus"] = "false",
+            ["Telemetry:Prometheus:Enabled"] = "false",
         });
         using var client = api.CreateClient();
 
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/metrics")).StatusCode);
+        Assert.Null(api.Services.GetService<TcStudio.ServiceDefaults.PrometheusScrapeListener>());
     }
 }

@@ -12,7 +12,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
             "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname");
 
         Assert.Equal(
-            ["activities", "database_size_samples", "idempotency_keys", "migrations", "roles", "stored_procedures", "users",
+            ["activities", "database_size_samples", "idempotency_keys", "login_failures", "migrations", "roles", "stored_procedures", "users",
              "workspace_databases", "workspace_environments", "workspace_members", "workspaces"],
             tables);
     }

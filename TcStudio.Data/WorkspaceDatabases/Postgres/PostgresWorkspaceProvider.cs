@@ -65,7 +65,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         };
         if (database is not null) builder.Database = database;
         else if (string.IsNullOrEmpty(builder.Database)) builder.Database = "postgres";
-        return new NpgsqlConnection(builder.ConnectionString);
+        return Telemetry.NpgsqlDataSources.CreateUnpooledConnection(Telemetry.NpgsqlDataSources.WorkspaceAdmin, builder);
     }
 
     public async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken) =>

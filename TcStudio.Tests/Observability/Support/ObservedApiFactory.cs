@@ -17,8 +17,15 @@ public sealed class ObservedApiFactory(IReadOnlyDictionary<string, string?> sett
 {
     public LogSink Logs { get; } = new();
 
+    /// <summary>Where /metrics is served (its own listener), when Prometheus is on.</summary>
+    public Uri MetricsUrl =>
+        new(Services.GetRequiredService<TcStudio.ServiceDefaults.PrometheusScrapeListener>().Address
+            ?? throw new InvalidOperationException("The Prometheus scrape listener is not listening."), "/metrics");
+
     protected override void ConfigureWebHost(IWebHostBuilder builder)
     {
+        // Development serves /metrics on its own listener, 127.0.0.1:9464 by default: a free port for each host here.
+        builder.UseSetting("Telemetry:Prometheus:Url", "http://127.0.0.1:0");
         foreach (var (key, value) in settings) builder.UseSetting(key, value);
         builder.ConfigureServices(services =>
         {

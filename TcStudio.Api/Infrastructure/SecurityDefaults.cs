@@ -1,0 +1,43 @@
+using TcStudio.Api.Auth;
+
+namespace TcStudio.Api.Infrastructure;
+
+/// <summary>
+/// The API's edge: who the client is (<see cref="ClientAddress"/>, trusting forwarded headers only from listed
+/// proxies), the general rate limit (<see cref="RequestRateLimits"/>) and HTTPS redirection and HSTS
+/// (<see cref="HttpsPolicy"/>). Program.cs places their middleware.
+/// </summary>
+public static class SecurityDefaults
+{
+    public static WebApplicationBuilder AddSecurityDefaults(this WebApplicationBuilder builder)
+    {
+        // A mistake here is reported by the start-up checks (one line, exit code 2) right after the build.
+        if (FindConfigurationErrors(builder.Configuration).Any()) return builder;
+        return builder.AddClientAddress().AddRequestRateLimits().AddHttpsPolicy();
+    }
+
+    /// <summary>One line per unusable setting of these sections (checked at start: exit code 2).</summary>
+    public static IEnumerable<string> FindConfigurationErrors(IConfiguration configuration)
+    {
+        foreach (var error in ClientAddress.FindConfigurationErrors(configuration)) yield return error;
+        foreach (var error in RateLimitOptions.FindConfigurationErrors(configuration)) yield return error;
+        foreach (var error in HttpsOptions.FindConfigurationErrors(configuration)) yield return error;
+        if (configuration[ApiReference.EnabledKey] is { Length: > 0 } openApi && !bool.TryParse(openApi, out _))
+        {
+            yield return $"{ApiReference.EnabledKey} must be true or false.";
+        }
+        var login = new AuthOptions();
+        string? loginError;
+        try
+        {
+            configuration.GetSection(AuthOptions.SectionName).Bind(login);
+            loginError = login.LoginRateLimit.FindError();
+        }
+        catch (InvalidOperationException)
+        {
+            loginError = "Section 'Auth:LoginRateLimit' holds a value that is not a number or a duration (hh:mm:ss).";
+        }
+        if (loginError is not null) yield return loginError;
+        if (ServiceDefaultsExtensions.FindPrometheusConfigurationError(configuration) is { } prometheus) yield return prometheus;
+    }
+}
