@@ -3,6 +3,7 @@ using TcStudio.Api.Activities;
 using TcStudio.Api.Admin;
 using TcStudio.Api.Auth;
 using TcStudio.Api.Environments;
+using TcStudio.Api.Events;
 using TcStudio.Api.Members;
 using TcStudio.Api.Procedures;
 using TcStudio.Api.Roles;
@@ -19,6 +20,7 @@ builder.AddApiDefaults();
 builder.AddTcStudioAuthentication();
 builder.AddWorkspaceScope();
 builder.AddWorkspaceDatabases();
+builder.AddActivityEvents();
 
 var app = builder.Build();
 if (await app.RunStartupChecksAsync() is { } exitCode) return exitCode;
@@ -43,6 +45,7 @@ app.MapGroup("/api").RequireAuthorization()
     .MapEnvironmentsApi()
     .MapProceduresApi()
     .MapActivitiesApi()
+    .MapEventsApi()
     .MapDatabaseInsightsApi();
 
 await app.RunAsync();
