@@ -13,8 +13,8 @@ public sealed record ActivityStreamRow(ActivityStreamPosition Position, Guid Id,
 
 /// <param name="Rows">Rows after the position asked for, in stream order, all below the horizon.</param>
 /// <param name="Horizon">
-/// pg_snapshot_xmin of the read's snapshot: every transaction with a smaller id had finished, so no row below it can
-/// appear any more. After a read that was not full, everything before <c>Before(Horizon)</c> has been seen.
+/// The read's transaction horizon (<see cref="ActivityStreamDatabase.HorizonCte"/>): no row below it can appear any
+/// more. After a read that was not full, everything before <c>Before(Horizon)</c> has been seen.
 /// </param>
 /// <param name="Pending">The workspace has committed rows at or above the horizon, held back by an older transaction.</param>
 public sealed record ActivityStreamBatch(IReadOnlyList<ActivityStreamRow> Rows, ulong Horizon, bool Pending)
@@ -39,9 +39,9 @@ public sealed record ActivityStreamBatch(IReadOnlyList<ActivityStreamRow> Rows, 
 /// </summary>
 /// <remarks>
 /// The commit-safe order (README, "Live events"): every row carries the id of the transaction that inserted it
-/// (<c>activities.xid</c>, default pg_current_xact_id()). A read hands out only rows whose xid is below the xmin of
-/// its own snapshot — transactions that had all finished — in (xid, id) order. A transaction still running has an
-/// xid at or above that xmin, and one that starts later gets a larger xid still, so no row can ever appear before a
+/// (<c>activities.xid</c>, default pg_current_xact_id()). A read hands out only rows whose xid is below the horizon
+/// of its own snapshot (transactions that had all finished), in (xid, id) order. A transaction still running has an
+/// xid at or above the horizon, and one that starts later gets a larger xid still, so no row can ever appear before a
 /// position already handed out: nothing is skipped, nothing is handed out twice.
 /// </remarks>
 public sealed class ActivityStreamDatabase : IAsyncDisposable
@@ -52,16 +52,37 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
     public const string ReadsDataSourceName = "tcstudio-stream-primary";
     public const string ListenerDataSourceName = "tcstudio-stream-listener";
 
-    private const string HorizonSql = "SELECT pg_snapshot_xmin(pg_current_snapshot())";
+    /// <summary>
+    /// The horizon of the statement's snapshot for this database: the oldest transaction that was still running when
+    /// the snapshot was taken and may write here, or the snapshot's xmax when there is none. Every transaction below
+    /// it had finished (its rows are visible or never will be); any that writes a row later has an id at or above it.
+    /// Transactions of other databases on the same server (their backends' datid says so) cannot write this table and
+    /// are left out, so a long transaction in a workspace database on the same server does not hold the stream back.
+    /// One whose database is not known (it ended between the snapshot and the look at pg_stat_activity, or the role may
+    /// not see it) counts as this database's: that can only delay an event, never skip one.
+    /// </summary>
+    internal const string HorizonCte = """
+        snapshot AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
+        horizon AS MATERIALIZED (
+            SELECT coalesce(min(x), pg_snapshot_xmax((SELECT s FROM snapshot))) AS xmin
+            FROM pg_snapshot_xip((SELECT s FROM snapshot)) AS x
+            WHERE x::xid NOT IN (
+                SELECT a.backend_xid FROM pg_stat_activity a
+                WHERE a.backend_xid IS NOT NULL
+                  AND a.datid IS DISTINCT FROM (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())))
+        """;
 
-    // One statement, one snapshot: the horizon, whether rows wait above it, and the rows below it after the position.
-    // The lateral read walks ix_activities_workspace_id_xid (workspace_id, xid, id) from the position on.
-    private const string ReadAfterSql = """
-        WITH horizon AS MATERIALIZED (
-            SELECT s.xmin, EXISTS (SELECT 1 FROM activities p WHERE p.workspace_id = $1 AND p.xid >= s.xmin) AS pending
-            FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) s)
+    internal const string HorizonSql = "WITH " + HorizonCte + " SELECT xmin FROM horizon";
+
+    // One statement, one snapshot: the horizon, whether committed rows wait above it, and the rows below it after the
+    // position. The lateral read walks ix_activities_workspace_id_xid (workspace_id, xid, id) from the position on.
+    internal const string ReadAfterSql = "WITH " + HorizonCte + """
+        ,
+        probe AS MATERIALIZED (
+            SELECT h.xmin, EXISTS (SELECT 1 FROM activities p WHERE p.workspace_id = $1 AND p.xid >= h.xmin) AS pending
+            FROM horizon h)
         SELECT h.xmin, h.pending, a.xid, a.id, a.action, a.entity_type, a.entity_id, u.username, a.details::text, a.created_at
-        FROM horizon h
+        FROM probe h
         LEFT JOIN LATERAL (
             SELECT * FROM activities a
             WHERE a.workspace_id = $1 AND (a.xid, a.id) > ($2, $3) AND a.xid < h.xmin
@@ -84,6 +105,9 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
         var reads = SystemDatabaseConnection.Build(configuration, environment.ApplicationName);
         reads.MinPoolSize = 0;
         reads.MaxPoolSize = maxReads;
+        // A failed connection must not mark the primary unusable for Npgsql's default 10 s: the stream's own retries
+        // pace the attempts, and with PostgreSQL 14+ telling a primary costs nothing (it is reported at connect).
+        reads.HostRecheckSeconds = 0;
         var readsBuilder = new NpgsqlDataSourceBuilder(reads.ConnectionString) { Name = ReadsDataSourceName };
         readsBuilder.UseLoggerFactory(loggers);
         _readsSource = readsBuilder.BuildMultiHost();
@@ -97,6 +121,7 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
         listener.ApplicationName = $"{listener.ApplicationName} activity-listener";
         // Keepalive probes notice a peer that vanished without closing the socket (the health-check round trip too).
         listener.TcpKeepAlive = true;
+        listener.HostRecheckSeconds = 0;
         var listenerBuilder = new NpgsqlDataSourceBuilder(listener.ConnectionString) { Name = ListenerDataSourceName };
         listenerBuilder.UseLoggerFactory(loggers);
         // LISTEN and the idle health check are plumbing, not work: kept out of traces and query metrics.
