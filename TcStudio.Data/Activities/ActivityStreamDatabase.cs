@@ -79,7 +79,10 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
     internal const string ReadAfterSql = "WITH " + HorizonCte + """
         ,
         probe AS MATERIALIZED (
-            SELECT h.xmin, EXISTS (SELECT 1 FROM activities p WHERE p.workspace_id = $1 AND p.xid >= h.xmin) AS pending
+            -- The workspace's newest xid, one step down the index backwards (an EXISTS on xid >= horizon lets the
+            -- planner pick a sequential scan of the whole table, hoping to meet such a row early).
+            SELECT h.xmin,
+                   coalesce((SELECT p.xid FROM activities p WHERE p.workspace_id = $1 ORDER BY p.xid DESC LIMIT 1) >= h.xmin, false) AS pending
             FROM horizon h)
         SELECT h.xmin, h.pending, a.xid, a.id, a.action, a.entity_type, a.entity_id, u.username, a.details::text, a.created_at
         FROM probe h

@@ -485,6 +485,46 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         lock (payloads) Assert.Equal([string.Join(',', expectedPair), "*"], payloads);
     }
 
+    [Fact]
+    public async Task The_stream_read_seeks_the_workspace_xid_index_from_the_position()
+    {
+        using var owner = await api.NewUserClientAsync("stream-plan-owner");
+        var (_, workspaceId) = await NewWorkspaceAsync(owner, "stream-plan");
+        await api.ExecuteAsync($"""
+            INSERT INTO activities (id, workspace_id, action, entity_type, created_at)
+            SELECT gen_random_uuid(), CASE WHEN i % 4 = 0 THEN '{workspaceId}'::uuid ELSE (SELECT id FROM workspaces WHERE slug = 'twsbp') END,
+                   'test.planned', 'system', now()
+            FROM generate_series(1, 40000) AS i;
+            ANALYZE activities;
+            """);
+
+        await using var connection = await api.OpenConnectionAsync();
+        await using var explain = new NpgsqlCommand("EXPLAIN " + ActivityStreamDatabase.ReadAfterSql, connection)
+        {
+            Parameters =
+            {
+                new() { Value = workspaceId, NpgsqlDbType = NpgsqlDbType.Uuid },
+                new() { Value = 5UL, NpgsqlDbType = NpgsqlDbType.Xid8 },
+                new() { Value = Guid.CreateVersion7(), NpgsqlDbType = NpgsqlDbType.Uuid },
+                new() { Value = 500, NpgsqlDbType = NpgsqlDbType.Integer },
+            },
+        };
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync()) plan.Add(reader.GetString(0));
+        }
+        var text = string.Join('\n', plan);
+        TestContext.Current.TestOutputHelper?.WriteLine(text);
+        Assert.Contains("ix_activities_workspace_id_xid", text);
+        Assert.DoesNotContain("Seq Scan on activities", text); // neither the read nor the probe for held-back rows
+        // The position and the horizon bound the index scan itself; no sort of the workspace's rows.
+        Assert.Contains(plan, line => line.Contains("Index Cond") && line.Contains("xid") && line.Contains("workspace_id"));
+        var limit = plan.FindIndex(line => line.Contains("Limit"));
+        Assert.True(limit >= 0, text);
+        Assert.DoesNotContain(plan.Skip(limit), line => line.Contains("Sort"));
+    }
+
     private static async Task WaitUntilAsync(Func<Task<bool>> condition)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
