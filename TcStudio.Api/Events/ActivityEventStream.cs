@@ -50,9 +50,10 @@ public sealed partial class ActivityEventStream(WorkspaceAccess workspace, Activ
             var session = new Session(http, workspace, subscription.Feed, start, services, stop.Token);
             reason = await session.RunAsync();
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        catch (OperationCanceledException)
         {
-            if (!http.RequestAborted.IsCancellationRequested) reason = EndReasons.Shutdown;
+            // The client left (or a write found it gone), or the instance is stopping: then say so before closing.
+            if (lifetime.ApplicationStopping.IsCancellationRequested && !http.RequestAborted.IsCancellationRequested) reason = EndReasons.Shutdown;
         }
         catch (Exception e) when (e is IOException || http.RequestAborted.IsCancellationRequested)
         {
