@@ -108,8 +108,8 @@ public sealed record BenchOptions
         ReadWorkspaceProcedures = 200,
         Scale = ScaleSizes.Quick,
         ScaleDuration = TimeSpan.FromMilliseconds(150),
-        EventSubscribers = 20,
-        EventCount = 10,
+        EventSubscribers = 10,
+        EventCount = 5,
         EventInterval = TimeSpan.FromMilliseconds(20),
     };
 }

@@ -95,9 +95,9 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
         ORDER BY a.xid, a.id
         """;
 
-    private readonly NpgsqlMultiHostDataSource _readsSource;
+    private readonly NpgsqlDataSource _readsSource;
     private readonly NpgsqlDataSource _primaryReads;
-    private readonly NpgsqlMultiHostDataSource _listenerSource;
+    private readonly NpgsqlDataSource _listenerSource;
     private readonly NpgsqlDataSource _primaryListener;
     private readonly SemaphoreSlim _readSlots;
 
@@ -108,13 +108,9 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
         var reads = SystemDatabaseConnection.Build(configuration, environment.ApplicationName);
         reads.MinPoolSize = 0;
         reads.MaxPoolSize = maxReads;
-        // A failed connection must not mark the primary unusable for Npgsql's default 10 s: the stream's own retries
-        // pace the attempts, and with PostgreSQL 14+ telling a primary costs nothing (it is reported at connect).
-        reads.HostRecheckSeconds = 0;
         var readsBuilder = new NpgsqlDataSourceBuilder(reads.ConnectionString) { Name = ReadsDataSourceName };
         readsBuilder.UseLoggerFactory(loggers);
-        _readsSource = readsBuilder.BuildMultiHost();
-        _primaryReads = _readsSource.WithTargetSession(TargetSessionAttributes.Primary);
+        (_readsSource, _primaryReads) = PrimaryOnly(readsBuilder);
         // Reads queue here rather than in Npgsql's pool, whose wait is bounded by the connect timeout: a thousand
         // streams reconnecting at once must wait their turn, not fail.
         _readSlots = new SemaphoreSlim(maxReads, maxReads);
@@ -124,13 +120,30 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
         listener.ApplicationName = $"{listener.ApplicationName} activity-listener";
         // Keepalive probes notice a peer that vanished without closing the socket (the health-check round trip too).
         listener.TcpKeepAlive = true;
+        // With several hosts, a lost connection must not make the primary count as down for Npgsql's default 10 s:
+        // the listener's own backoff paces its attempts, and it opens a connection only to replace a lost one.
         listener.HostRecheckSeconds = 0;
         var listenerBuilder = new NpgsqlDataSourceBuilder(listener.ConnectionString) { Name = ListenerDataSourceName };
         listenerBuilder.UseLoggerFactory(loggers);
         // LISTEN and the idle health check are plumbing, not work: kept out of traces and query metrics.
         listenerBuilder.ConfigureTracing(tracing => tracing.ConfigureCommandFilter(_ => false));
-        _listenerSource = listenerBuilder.BuildMultiHost();
-        _primaryListener = _listenerSource.WithTargetSession(TargetSessionAttributes.Primary);
+        (_listenerSource, _primaryListener) = PrimaryOnly(listenerBuilder);
+    }
+
+    /// <summary>
+    /// A data source that only ever connects to the primary. With one host (today's configuration: the system
+    /// database's connection string names the primary) a plain data source; with several (a primary and standbys),
+    /// Npgsql's multi-host data source restricted to the primary.
+    /// </summary>
+    private static (NpgsqlDataSource Owner, NpgsqlDataSource Primary) PrimaryOnly(NpgsqlDataSourceBuilder builder)
+    {
+        if (builder.ConnectionStringBuilder.Host?.Contains(',') != true)
+        {
+            var single = builder.Build();
+            return (single, single);
+        }
+        var multi = builder.BuildMultiHost();
+        return (multi, multi.WithTargetSession(TargetSessionAttributes.Primary));
     }
 
     /// <summary>A new physical connection to the primary, owned by the caller (the one listener of this instance).</summary>

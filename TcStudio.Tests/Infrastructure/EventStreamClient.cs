@@ -116,6 +116,10 @@ public sealed class EventStreamClient : IAsyncDisposable
     /// <summary>Reads the opening <c>ready</c> event and returns its id (the start position).</summary>
     public async Task<string> ReadyAsync()
     {
+        if (!IsOpen)
+        {
+            throw new InvalidOperationException($"The stream did not open: {(int)_response.StatusCode} {await _response.Content.ReadAsStringAsync()}");
+        }
         var ready = await NextAsync() ?? throw new InvalidOperationException("The stream ended before it was ready.");
         Assert.Equal("ready", ready.Event);
         return ready.Id!;
