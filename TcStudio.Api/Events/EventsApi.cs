@@ -23,7 +23,7 @@ public static class EventsApi
     /// <param name="lastEventId">The same as a query parameter, for clients that cannot set headers; the header wins.</param>
     public static async Task<Results<ActivityEventStream, ValidationProblem>> StreamEvents(
         [FromHeader(Name = LastEventIdHeader)] string? lastEventIdHeader, [FromQuery] string? lastEventId,
-        CurrentWorkspace workspace, ActivityStreamDatabase database, HttpContext http)
+        CurrentWorkspace workspace, ActivityStreamDatabase database, WorkspaceActivityFeeds feeds, HttpContext http)
     {
         var (field, text) = !string.IsNullOrEmpty(lastEventIdHeader) ? (LastEventIdHeader, lastEventIdHeader) : ("lastEventId", lastEventId);
         ActivityStreamPosition? resume = null;
@@ -34,6 +34,11 @@ public static class EventsApi
                 return new FieldErrors().Add(field, $"'{field}' is not an event id this stream sent.").ToProblem();
             }
             resume = position;
+        }
+
+        if (resume is null && feeds.TryGetLiveHead(workspace.Id, out var head))
+        {
+            return new ActivityEventStream(workspace.Access, head);
         }
 
         // Every position the stream hands out lies at or below the primary's current horizon; one beyond it was not

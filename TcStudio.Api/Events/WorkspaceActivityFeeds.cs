@@ -33,6 +33,20 @@ public sealed partial class WorkspaceActivityFeeds(ActivityStreamDatabase databa
         }
     }
 
+    /// <summary>
+    /// Where a new stream without Last-Event-ID may start when its workspace's feed is already running: the feed's
+    /// head. Every activity committed from now on lies after it (its transaction was still running, or had no id yet,
+    /// when the feed last read, so its xid is at or above that read's horizon); the stream may also get a few that
+    /// committed just before it connected. Saves a round trip per connect when many streams watch one workspace.
+    /// </summary>
+    public bool TryGetLiveHead(Guid workspaceId, out ActivityStreamPosition head)
+    {
+        WorkspaceFeed? feed;
+        lock (_feeds) _feeds.TryGetValue(workspaceId, out feed);
+        head = default;
+        return feed is not null && feed.TryGetHead(out head);
+    }
+
     internal void Release(WorkspaceFeed feed)
     {
         lock (_feeds)
@@ -161,6 +175,15 @@ public sealed class WorkspaceFeed
     }
 
     public void Wake() => _wake.Writer.TryWrite(true);
+
+    public bool TryGetHead(out ActivityStreamPosition head)
+    {
+        lock (_gate)
+        {
+            head = _head;
+            return _started;
+        }
+    }
 
     internal void Start() => _ = Task.Run(RunAsync);
 
