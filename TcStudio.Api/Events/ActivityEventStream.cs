@@ -95,6 +95,7 @@ public sealed partial class ActivityEventStream(WorkspaceAccess workspace, Activ
         private readonly ILogger _logger;
         private readonly CancellationToken _cancellationToken;
         private readonly DateTimeOffset _tokenExpiresAt;
+        private readonly Guid _userId;
         private ActivityStreamPosition _cursor;
         private DateTimeOffset _nextHeartbeat;
         private DateTimeOffset _nextAccessCheck;
@@ -115,6 +116,7 @@ public sealed partial class ActivityEventStream(WorkspaceAccess workspace, Activ
             _logger = services.GetRequiredService<ILogger<ActivityEventStream>>();
             _cancellationToken = cancellationToken;
             _tokenExpiresAt = TokenExpiry(http.User);
+            _userId = workspace.UserId;
         }
 
         /// <returns>Why the server ends the stream; the loop only returns for that (the client leaving cancels it).</returns>
@@ -189,13 +191,13 @@ public sealed partial class ActivityEventStream(WorkspaceAccess workspace, Activ
             }
         }
 
-        /// <summary>Writes events in order; before one that may change access, re-checks the caller first.</summary>
+        /// <summary>Writes events in order; before one that may change the caller's access, re-checks it first.</summary>
         private async Task<string?> DeliverAsync(IReadOnlyList<StreamEvent> events)
         {
             var written = 0;
             for (var i = 0; i < events.Count; i++)
             {
-                if (events[i].MayChangeAccess)
+                if (events[i].ChangesAccessFor(_userId))
                 {
                     if (i > written) await FlushAsync(events, written, i);
                     written = i;

@@ -7,8 +7,14 @@ using TcStudio.Data.Activities;
 namespace TcStudio.Api.Events;
 
 /// <summary>One activity ready to send: its position and its whole SSE frame, formatted once for every stream.</summary>
-/// <param name="MayChangeAccess">A membership or workspace change: streams re-check their caller before sending it.</param>
-public sealed record StreamEvent(ActivityStreamPosition Position, byte[] Frame, DateTimeOffset CreatedAt, bool MayChangeAccess);
+/// <param name="ChangesAccessOf">
+/// Whose access to the workspace this activity may change: a member's user id (member.*), <see cref="Guid.Empty"/> for
+/// everyone (workspace.deleted), or null. The streams concerned re-check their caller before sending it.
+/// </param>
+public sealed record StreamEvent(ActivityStreamPosition Position, byte[] Frame, DateTimeOffset CreatedAt, Guid? ChangesAccessOf)
+{
+    public bool ChangesAccessFor(Guid userId) => ChangesAccessOf is { } who && (who == Guid.Empty || who == userId);
+}
 
 /// <summary>
 /// Formats activities as SSE frames: <c>id:</c> the position (the resume cursor), <c>data:</c> the activity in the
@@ -29,9 +35,16 @@ public sealed class StreamEventFormatter(IOptions<Microsoft.AspNetCore.Http.Json
         }
         var item = new ActivityResponse(row.Id, row.Action, row.EntityType, row.EntityId, row.Username, details, row.CreatedAt);
         var frame = $"id: {row.Position.Encode()}\ndata: {JsonSerializer.Serialize(item, _json)}\n\n";
-        return new StreamEvent(row.Position, Encoding.UTF8.GetBytes(frame), row.CreatedAt,
-            row.EntityType is EntityTypes.Member or EntityTypes.Workspace);
+        return new StreamEvent(row.Position, Encoding.UTF8.GetBytes(frame), row.CreatedAt, ChangesAccessOf(row));
     }
+
+    /// <summary>Member activities name the member's user as their entity; a workspace's deletion concerns everyone.</summary>
+    private static Guid? ChangesAccessOf(ActivityStreamRow row) => row.EntityType switch
+    {
+        EntityTypes.Member => row.EntityId ?? Guid.Empty,
+        EntityTypes.Workspace when row.Action != "workspace.updated" => Guid.Empty,
+        _ => null,
+    };
 
     /// <summary>The first frame of every stream: where it starts (also a valid Last-Event-ID).</summary>
     public static byte[] Ready(ActivityStreamPosition start) =>

@@ -319,11 +319,18 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
 
         await using var stream = await OpenAsync(member, slug);
         await stream.ReadyAsync();
+        await using var ownerStream = await OpenAsync(owner, slug);
+        await ownerStream.ReadyAsync();
         var seen = await InsertActivitiesAsync(workspaceId, 1, "test.while_member");
         Assert.Equal(seen, (await stream.ActivitiesAsync(1)).Select(IdOf));
 
         Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/workspaces/{slug}/members/removal-member")).StatusCode);
-        await InsertActivitiesAsync(workspaceId, 1, "test.after_removal");
+        var after = await InsertActivitiesAsync(workspaceId, 1, "test.after_removal");
+
+        // Everyone else goes on, the removal included.
+        var ownerSees = await ownerStream.ActivitiesAsync(3);
+        Assert.Equal(["test.while_member", "member.removed", "test.after_removal"], ownerSees.Select(e => e.Json.GetProperty("action").GetString()));
+        Assert.Equal(after.Single(), IdOf(ownerSees[2]));
 
         var end = await stream.NextAsync();
         Assert.NotNull(end);
