@@ -2,6 +2,7 @@ using TcStudio.Api.Activities;
 using TcStudio.Api.Admin;
 using TcStudio.Api.Auth;
 using TcStudio.Api.Environments;
+using TcStudio.Api.Events;
 using TcStudio.Api.Members;
 using TcStudio.Api.Procedures;
 using TcStudio.Api.Roles;
@@ -19,6 +20,7 @@ builder.AddSecurityDefaults();
 builder.AddTcStudioAuthentication();
 builder.AddWorkspaceScope();
 builder.AddWorkspaceDatabases();
+builder.AddActivityEvents();
 
 var app = builder.Build();
 if (await app.RunStartupChecksAsync() is { } exitCode) return exitCode;
@@ -46,6 +48,7 @@ app.MapGroup("/api").RequireAuthorization().WithApiRequestGuards()
     .MapEnvironmentsApi()
     .MapProceduresApi()
     .MapActivitiesApi()
+    .MapEventsApi()
     .MapDatabaseInsightsApi();
 
 await app.RunAsync();

@@ -13,6 +13,7 @@ public static class BenchProgram
     public static async Task<int> Main(string[] args)
     {
         if (args is ["loadgen", ..]) return await LoadGenerator.ServeAsync();
+        if (args is ["events-probe", ..]) return await EventStreamProbe.ServeAsync();
         if (args.Contains("--help") || args.Contains("-h"))
         {
             Console.WriteLine(BenchOptions.Usage);
@@ -45,6 +46,7 @@ public static class BenchRunner
         new ScaleScenario(),
         new MigrationsScenario(),
         new StartupScenario(),
+        new LiveEventsScenario(),
     ];
 
     public static async Task<int> RunAsync(BenchOptions options)

@@ -30,16 +30,23 @@ public sealed record BenchOptions
     /// <summary>Requests per measured scale run (one client: latency, not throughput).</summary>
     public TimeSpan ScaleDuration { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>Live-events scenario: SSE subscribers of one workspace, activities written, and the pause between two.</summary>
+    public int EventSubscribers { get; init; } = 1000;
+    public int EventCount { get; init; } = 100;
+    public TimeSpan EventInterval { get; init; } = TimeSpan.FromMilliseconds(100);
+
     public string OutputDirectory { get; init; } = "";
 
-    public static readonly IReadOnlySet<int> AllScenarios = new HashSet<int> { 1, 2, 3, 4, 5, 6, 7 };
+    public static readonly IReadOnlySet<int> AllScenarios = new HashSet<int> { 1, 2, 3, 4, 5, 6, 7, 8 };
 
     public const string Usage = """
         usage: TcStudio.Benchmarks [--quick] [--scenario N[,N...]] [--runs N] [--duration SECONDS] [--out DIR]
                TcStudio.Benchmarks loadgen      (the HTTP load generator; started by the benchmark itself)
+               TcStudio.Benchmarks events-probe (the live-events subscribers; started by the benchmark itself)
 
           --quick      smoke mode: small sizes, short runs (what the test suite runs)
-          --scenario   run only these scenarios (1 bulk, 2 reads, 3 writes, 4 pool, 5 scale, 6 migrations, 7 start-up)
+          --scenario   run only these scenarios (1 bulk, 2 reads, 3 writes, 4 pool, 5 scale, 6 migrations, 7 start-up,
+                       8 live events)
           --runs       runs per measurement (default 3; the table shows their median, min and max)
           --duration   measured seconds per load run (default 10; warm-up is a third of it, at most 3 s)
           --out        where the JSON goes (default artifacts/bench under the repository)
@@ -59,7 +66,7 @@ public sealed record BenchOptions
                 case "--scenario" or "--scenarios":
                     var picked = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                         .Select(s => int.TryParse(s, out var n) && AllScenarios.Contains(n) ? n
-                            : throw new BenchUsageException($"Unknown scenario '{s}' (1-7)."))
+                            : throw new BenchUsageException($"Unknown scenario '{s}' (1-8)."))
                         .ToHashSet();
                     options = options with { Scenarios = picked };
                     break;
@@ -101,6 +108,9 @@ public sealed record BenchOptions
         ReadWorkspaceProcedures = 200,
         Scale = ScaleSizes.Quick,
         ScaleDuration = TimeSpan.FromMilliseconds(150),
+        EventSubscribers = 10,
+        EventCount = 5,
+        EventInterval = TimeSpan.FromMilliseconds(20),
     };
 }
 

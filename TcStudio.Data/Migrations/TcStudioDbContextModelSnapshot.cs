@@ -58,6 +58,11 @@ namespace TcStudio.Data.Migrations
                         .HasColumnType("character varying(32)")
                         .HasColumnName("entity_type");
 
+                    b.Property<ulong>("TransactionId")
+                        .HasColumnType("xid8")
+                        .HasColumnName("xid")
+                        .HasDefaultValueSql("pg_current_xact_id()");
+
                     b.Property<Guid?>("UserId")
                         .HasColumnType("uuid")
                         .HasColumnName("user_id");
@@ -72,6 +77,10 @@ namespace TcStudio.Data.Migrations
                     b.HasIndex("WorkspaceId", "CreatedAt", "Id")
                         .IsDescending(false, true, true)
                         .HasDatabaseName("ix_activities_workspace_id_created_at");
+
+                    b.HasIndex("WorkspaceId", "TransactionId", "Id")
+                        .HasDatabaseName("ix_activities_workspace_id_xid")
+                        .HasAnnotation("Npgsql:CreatedConcurrently", true);
 
                     b.ToTable("activities", null, t =>
                         {
