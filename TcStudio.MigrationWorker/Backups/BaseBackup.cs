@@ -135,7 +135,7 @@ public sealed partial class BaseBackup(PostgresTools tools, BackupOptions option
             {
                 await connection.OpenAsync(cancellationToken);
                 await using var now = new NpgsqlCommand("SELECT now()", connection);
-                finishedAt = (DateTimeOffset)(await now.ExecuteScalarAsync(cancellationToken))!;
+                finishedAt = new DateTimeOffset((DateTime)(await now.ExecuteScalarAsync(cancellationToken))!, TimeSpan.Zero);
             }
             var size = new DirectoryInfo(temporaryPath).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
             Directory.Move(temporaryPath, finalPath);
