@@ -45,6 +45,7 @@ public static class BenchRunner
         new ScaleScenario(),
         new MigrationsScenario(),
         new StartupScenario(),
+        new BackupScenario(),
     ];
 
     public static async Task<int> RunAsync(BenchOptions options)

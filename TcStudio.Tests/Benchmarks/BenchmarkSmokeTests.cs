@@ -18,7 +18,7 @@ public sealed class BenchmarkSmokeTests
                 ["--quick", "--out", output], new Dictionary<string, string?>(), TimeSpan.FromMinutes(5));
 
             Assert.True(result.ExitCode == 0, result.ToString());
-            for (var scenario = 1; scenario <= 7; scenario++)
+            for (var scenario = 1; scenario <= 8; scenario++)
             {
                 Assert.Matches($@"(?m)^\| {scenario} \| ", result.StandardOutput);
             }
