@@ -25,8 +25,13 @@ public sealed class BackupScheduler(
     public const string LogicalKind = "logical";
     public const string BaseKind = "base";
 
-    /// <summary>"tcbackup" in ASCII: the schedulers' advisory lock key (the migration lock uses "tcstudio").</summary>
-    public const long LockKey = 0x7463_6261_636B_7570;
+    /// <summary>
+    /// The schedulers' advisory lock: (class "tcbk" in ASCII, 1 logical | 2 base), in the two-key space, which never
+    /// meets the migration lock's single key. One lock per kind: a logical and a base scheduler run side by side.
+    /// </summary>
+    public const int LockClass = 0x7463_626B;
+
+    public static int LockObject(string kind) => kind == BaseKind ? 2 : 1;
 
     /// <summary>How often a standing-by scheduler tries to take over.</summary>
     public TimeSpan StandbyPollInterval { get; init; } = TimeSpan.FromSeconds(10);
@@ -116,13 +121,14 @@ public sealed class BackupScheduler(
             try
             {
                 await connection.OpenAsync(cancellationToken);
-                await using var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock(@key)", connection);
-                tryLock.Parameters.AddWithValue("key", LockKey);
+                await using var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock(@class, @object)", connection);
+                tryLock.Parameters.AddWithValue("class", LockClass);
+                tryLock.Parameters.AddWithValue("object", LockObject(kind));
                 if ((bool)(await tryLock.ExecuteScalarAsync(cancellationToken))!)
                 {
                     output.WriteLine(standingBy
                         ? "backup --schedule: the other scheduler is gone; this one takes over"
-                        : $"backup --schedule: holding the scheduler lock on {lockConnection.Host}:{lockConnection.Port}/{lockConnection.Database}");
+                        : $"backup --schedule: holding the {kind} scheduler lock on {lockConnection.Host}:{lockConnection.Port}/{lockConnection.Database}");
                     return connection;
                 }
                 contended = true;
@@ -134,7 +140,7 @@ public sealed class BackupScheduler(
             await connection.DisposeAsync();
             if (contended && !standingBy)
             {
-                output.WriteLine("backup --schedule: another scheduler holds the lock; standing by");
+                output.WriteLine($"backup --schedule: another {kind} scheduler holds the lock; standing by");
                 standingBy = true;
             }
             await Task.Delay(StandbyPollInterval, clock, cancellationToken);

@@ -89,27 +89,32 @@ public sealed partial class LogicalBackup(PostgresTools tools, BackupOptions opt
                 },
                 dumpCancellation.Token);
 
+            // The checksum pass runs beside pg_dump; whichever fails first stops the other.
+            using var checksumCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var contents = new List<TableContent>();
-            try
+            var checksums = Task.Run(async () =>
             {
                 foreach (var table in tables)
                 {
-                    var content = await TableChecksums.ComputeAsync(connection, table, cancellationToken);
+                    var content = await TableChecksums.ComputeAsync(connection, table, checksumCancellation.Token);
                     contents.Add(content);
                     output.WriteLine($"    {content.Table}: {content.Rows:#,0} rows, checksum {content.Checksum[..12]}");
                 }
+            }, checksumCancellation.Token);
+            if (await Task.WhenAny(dump, checksums) == dump && dump.IsCompletedSuccessfully && dump.Result.ExitCode != 0)
+            {
+                await checksumCancellation.CancelAsync();
+                await Task.WhenAny(checksums); // its cancellation is expected; pg_dump's reason is the one to report
+                PostgresTools.EnsureSuccess(dump.Result, "pg_dump");
+            }
+            try
+            {
+                await checksums;
             }
             catch
             {
                 await dumpCancellation.CancelAsync();
-                try
-                {
-                    await dump;
-                }
-                catch (OperationCanceledException)
-                {
-                    // Expected: we stopped it.
-                }
+                await Task.WhenAny(dump); // stopped on purpose: the checksum pass's reason is the one to report
                 throw;
             }
             PostgresTools.EnsureSuccess(await dump, "pg_dump");

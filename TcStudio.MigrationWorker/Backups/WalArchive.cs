@@ -1,6 +1,8 @@
 namespace TcStudio.MigrationWorker.Backups;
 
 /// <summary>
+/// (Self-contained on purpose: the AppHost's local cluster needs the same settings; this file can move next to
+/// LocalPostgresCluster as it is.)
 /// WAL archiving on a server TC Studio runs itself: the settings that make PostgreSQL copy every finished WAL segment
 /// into <c>Backup:WalArchive</c>. The directory must be on the server's host and writable by the server's user
 /// (postgres); restore --pitr reads it back. (Managed servers archive WAL themselves: README, "Recovery drill".)
@@ -25,11 +27,14 @@ public static class WalArchive
         ["archive_command"] = ArchiveCommand(directory),
     };
 
-    /// <summary>Creates the archive directory and hands it to the postgres user (when root).</summary>
+    /// <summary>Creates the archive directory and hands it to the postgres user (when root: the server runs as postgres).</summary>
     public static void PrepareDirectory(string directory)
     {
         Directory.CreateDirectory(Check(directory));
-        PostgresTools.GiveToPostgresUser(directory, recursive: false);
+        if (!OperatingSystem.IsLinux() || Environment.UserName != "root") return;
+        using var chown = System.Diagnostics.Process.Start("chown", ["postgres:postgres", directory]);
+        chown.WaitForExit();
+        if (chown.ExitCode != 0) throw new InvalidOperationException($"chown postgres {directory} failed.");
     }
 
     private static string Check(string directory)
@@ -37,7 +42,7 @@ public static class WalArchive
         var full = Path.GetFullPath(directory).TrimEnd('/');
         if (full.IndexOfAny(['\'', '"', '%', '\n', '\r', '\\']) >= 0)
         {
-            throw new BackupConfigurationException("Backup:WalArchive must not contain quotes, '%', backslashes or line breaks (it goes into archive_command).");
+            throw new ArgumentException("The WAL archive directory (Backup:WalArchive) must not contain quotes, '%', backslashes or line breaks: it goes into archive_command.");
         }
         return full;
     }

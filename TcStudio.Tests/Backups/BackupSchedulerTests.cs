@@ -53,9 +53,9 @@ public sealed class BackupSchedulerTests(SystemDatabaseFixture database) : IClas
         using var stopSecond = new CancellationTokenSource();
         var firstRunning = firstScheduler.RunAsync(stopFirst.Token);
         await WaitForAsync(() => first.Text.Contains("next logical backup at 2026-11-29 03:00:00Z ('0 3 * * *', UTC)"), first);
-        Assert.Contains("holding the scheduler lock", first.Text);
+        Assert.Contains("holding the logical scheduler lock", first.Text);
         var secondRunning = secondScheduler.RunAsync(stopSecond.Token);
-        await WaitForAsync(() => second.Text.Contains("another scheduler holds the lock; standing by"), second);
+        await WaitForAsync(() => second.Text.Contains("another logical scheduler holds the lock; standing by"), second);
 
         recorder.Observe();
         Assert.Empty(recorder.Of(BackupMetrics.LastSuccessName)); // no good backup yet: no value, so an "absent" alert fires
@@ -123,7 +123,7 @@ public sealed class BackupSchedulerTests(SystemDatabaseFixture database) : IClas
             process.WaitForExit();
             Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{stdout}\n{stderr}");
             var output = stdout.ToString();
-            Assert.Contains("backup --schedule: holding the scheduler lock", output);
+            Assert.Contains("backup --schedule: holding the logical scheduler lock", output);
             Assert.Matches(@"(?m)^backup: \S+ .* → \S+\.dump .*; 1 kept, 0 removed", output);
             Assert.Contains("backup --schedule: stopped.", output);
         }
