@@ -95,8 +95,9 @@ public sealed class BackupVerbs(
                 output.WriteLine($"    {label}: {Bytes(result.DatabaseBytes)} in {result.Duration.TotalSeconds:0.0} s → "
                     + $"{Path.GetRelativePath(options.ResolvedDirectory, result.File)}; {result.Kept} kept, {result.Removed} removed");
             }
-            catch (Exception e) when (e is BackupException or System.Data.Common.DbException or TimeoutException or IOException
-                                          && !ct.IsCancellationRequested)
+            catch (Exception e) when (e is BackupException or BackupConfigurationException or System.Data.Common.DbException
+                                          or TimeoutException or IOException or InvalidOperationException
+                                      && !ct.IsCancellationRequested)
             {
                 failures.Add(label);
                 output.WriteLine($"    FAILED: {WorkerHost.OneLine(e)}");
