@@ -101,11 +101,11 @@ public sealed partial class LogicalBackup(PostgresTools tools, BackupOptions opt
                     output.WriteLine($"    {content.Table}: {content.Rows:#,0} rows, checksum {content.Checksum[..12]}");
                 }
             }, checksumCancellation.Token);
-            if (await Task.WhenAny(dump, checksums) == dump && dump.IsCompletedSuccessfully && dump.Result.ExitCode != 0)
+            if (await Task.WhenAny(dump, checksums) == dump && !(dump.IsCompletedSuccessfully && dump.Result.ExitCode == 0))
             {
                 await checksumCancellation.CancelAsync();
                 await Task.WhenAny(checksums); // its cancellation is expected; pg_dump's reason is the one to report
-                PostgresTools.EnsureSuccess(dump.Result, "pg_dump");
+                PostgresTools.EnsureSuccess(await dump, "pg_dump");
             }
             try
             {
