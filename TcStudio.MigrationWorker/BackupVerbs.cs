@@ -87,7 +87,7 @@ public sealed class BackupVerbs(
                 }
                 else
                 {
-                    var connection = new NpgsqlConnectionStringBuilder(WorkspaceBackupConnectionString(server)) { Database = item.DatabaseName };
+                    var connection = BackupOptions.Patient(new NpgsqlConnectionStringBuilder(WorkspaceBackupConnectionString(server)) { Database = item.DatabaseName });
                     result = await new LogicalBackup(tools, options, output, clock).RunAsync(
                         new BackupSource(BackupKinds.Workspace, connection, directory, server.Name, item.Slug, item.Name), ct);
                 }
@@ -217,7 +217,7 @@ public sealed class BackupVerbs(
         {
             throw new BackupUsageException($"the backup comes from workspace server '{manifest.WorkspaceServer}', which is not a PostgreSQL server registered here.");
         }
-        return (new NpgsqlConnectionStringBuilder(workspaceServer.ConnectionString), manifest.Database);
+        return (BackupOptions.Patient(new NpgsqlConnectionStringBuilder(workspaceServer.ConnectionString)), manifest.Database);
     }
 
     // ---- backup --base ----

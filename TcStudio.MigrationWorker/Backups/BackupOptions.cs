@@ -94,7 +94,7 @@ public sealed class BackupOptions
     private static NpgsqlConnectionStringBuilder Credential(IConfiguration configuration, string name)
     {
         var system = SystemDatabaseConnection.Build(configuration, "tcstudio-backup");
-        if (configuration.GetConnectionString(name) is not { Length: > 0 } own) return system;
+        if (configuration.GetConnectionString(name) is not { Length: > 0 } own) return Patient(system);
         NpgsqlConnectionStringBuilder builder;
         try
         {
@@ -109,6 +109,17 @@ public sealed class BackupOptions
         if (!builder.Keys.Cast<string>().Contains("Port", StringComparer.OrdinalIgnoreCase)) builder.Port = system.Port;
         if (string.IsNullOrEmpty(builder.Database)) builder.Database = system.Database;
         builder.ApplicationName = "tcstudio-backup";
+        return Patient(builder);
+    }
+
+    /// <summary>
+    /// A backup is a batch job, not a request: it waits longer for a connection than the API's short connect timeout
+    /// (a busy server must not fail a nightly backup), and its statements have no time limit.
+    /// </summary>
+    public static NpgsqlConnectionStringBuilder Patient(NpgsqlConnectionStringBuilder builder)
+    {
+        builder.Timeout = Math.Max(builder.Timeout, 30);
+        builder.CommandTimeout = 0;
         return builder;
     }
 }

@@ -151,6 +151,7 @@ public sealed partial class LogicalRestore(PostgresTools tools, BackupOptions op
             Database = "postgres",
             Pooling = false,
             ApplicationName = "tcstudio-restore",
+            CommandTimeout = 0, // CREATE and DROP DATABASE wait for a checkpoint
         };
         var connection = new NpgsqlConnection(maintenance.ConnectionString);
         await connection.OpenAsync(cancellationToken);
