@@ -47,6 +47,7 @@ public static class BenchRunner
         new MigrationsScenario(),
         new StartupScenario(),
         new LiveEventsScenario(),
+        new BackupScenario(),
     ];
 
     public static async Task<int> RunAsync(BenchOptions options)

@@ -23,6 +23,12 @@ public sealed record LocalPostgresOptions
     public bool Durable { get; init; } = true;
 
     public int MaxConnections { get; init; } = 200;
+
+    /// <summary>
+    /// Extra server settings given at every start (<c>-c name=value</c>; they win over postgresql.conf and are not
+    /// written into the data directory), e.g. archive_mode and archive_command for WAL archiving.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
 }
 
 /// <summary>
@@ -87,10 +93,16 @@ public sealed class LocalPostgresCluster
 
         Port = _options.Port != 0 ? _options.Port : FindFreePort();
         await RunPostgresToolAsync("pg_ctl", cancellationToken,
-            "-D", DataDirectory, "-l", LogFile, "-w", "-t", "60", "-o", $"-p {Port}", "start");
+            "-D", DataDirectory, "-l", LogFile, "-w", "-t", "60", "-o", $"-p {Port}{SettingsArguments()}", "start");
         StartedHere = true;
         return stopwatch.Elapsed;
     }
+
+    /// <summary>pg_ctl hands -o to the server through /bin/sh: each setting is one single-quoted word.</summary>
+    private string SettingsArguments() => string.Concat(_options.Settings.Select(setting =>
+        System.Text.RegularExpressions.Regex.IsMatch(setting.Key, "^[a-z_][a-z0-9_.]*$")
+            ? $" -c '{setting.Key}={setting.Value.Replace("'", "'\\''")}'"
+            : throw new ArgumentException($"'{setting.Key}' is not a PostgreSQL setting name.")));
 
     /// <summary>Stops the server (fast shutdown: open sessions are ended).</summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)

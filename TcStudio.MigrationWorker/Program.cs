@@ -4,7 +4,7 @@ namespace TcStudio.MigrationWorker;
 public static class Program
 {
     /// <summary>
-    /// Verbs: migrate, revert, status, seed, reset, script, workspaces migrate|status|revert; with none, migrate, seed
+    /// Verbs: migrate, revert, status, seed, reset, script, workspaces migrate|status|revert, backup, restore; with none, migrate, seed
     /// and migrate every workspace environment (what the AppHost runs).
     /// </summary>
     public static Task<int> Main(string[] args) => WorkerCommandLine.Create().RunAsync(args);

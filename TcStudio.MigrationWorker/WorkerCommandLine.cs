@@ -59,6 +59,7 @@ public static class WorkerCommandLine
         root.Subcommands.Add(seed);
         root.Subcommands.Add(reset);
         root.Subcommands.Add(script);
+        foreach (var command in BackupCommandLine.Create()) root.Subcommands.Add(command);
         return root;
     }
 

@@ -8,6 +8,7 @@ using Npgsql;
 using TcStudio.Data;
 using TcStudio.Data.Seeding;
 using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.MigrationWorker.Backups;
 
 namespace TcStudio.MigrationWorker;
 
@@ -22,8 +23,13 @@ public static class WorkerHost
     /// <summary>The run without a verb: migrate, seed, migrate the workspace databases.</summary>
     public const string DefaultRunVerb = "migrate+seed";
 
-    public static async Task<int> RunAsync(string verb, Func<WorkerVerbs, CancellationToken, Task<int>> run,
-        CancellationToken cancellationToken, bool needsDatabase = true)
+    public static Task<int> RunAsync(string verb, Func<WorkerVerbs, CancellationToken, Task<int>> run,
+        CancellationToken cancellationToken, bool needsDatabase = true) =>
+        RunAsync<WorkerVerbs>(verb, run, cancellationToken, needsDatabase);
+
+    /// <summary>Runs a verb of <typeparamref name="TVerbs"/> (WorkerVerbs, BackupVerbs), resolved in a scope of the host.</summary>
+    public static async Task<int> RunAsync<TVerbs>(string verb, Func<TVerbs, CancellationToken, Task<int>> run,
+        CancellationToken cancellationToken, bool needsDatabase = true) where TVerbs : notnull
     {
         var builder = Host.CreateApplicationBuilder();
         if (!needsDatabase && SystemDatabaseConnection.ReadConnectionString(builder.Configuration) is null)
@@ -44,6 +50,7 @@ public static class WorkerHost
             .AddSource(SystemDatabaseMigrator.ActivitySource.Name));
         builder.Services.AddScoped<WorkerVerbs>();
         builder.Services.AddScoped<WorkspaceVerbs>();
+        builder.AddBackups();
 
         using var host = builder.Build();
         var configuration = host.Services.GetRequiredService<IConfiguration>();
@@ -63,7 +70,7 @@ public static class WorkerHost
             }
             using var activity = ActivitySource.StartActivity(verb);
             await using var scope = host.Services.CreateAsyncScope();
-            var exitCode = await run(scope.ServiceProvider.GetRequiredService<WorkerVerbs>(), cancellationToken);
+            var exitCode = await run(scope.ServiceProvider.GetRequiredService<TVerbs>(), cancellationToken);
             activity?.SetTag("exit_code", exitCode);
             return exitCode;
         }

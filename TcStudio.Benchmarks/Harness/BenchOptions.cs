@@ -46,7 +46,8 @@ public sealed record BenchOptions
 
           --quick      smoke mode: small sizes, short runs (what the test suite runs)
           --scenario   run only these scenarios (1 bulk, 2 reads, 3 writes, 4 pool, 5 scale, 6 migrations, 7 start-up,
-                       8 live events)
+                       8 live events,
+                       9 backups)
           --runs       runs per measurement (default 3; the table shows their median, min and max)
           --duration   measured seconds per load run (default 10; warm-up is a third of it, at most 3 s)
           --out        where the JSON goes (default artifacts/bench under the repository)
