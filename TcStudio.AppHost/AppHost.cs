@@ -18,8 +18,10 @@ public static class Program
             var containerRuntimeAnswers = new Lazy<bool>(() => ContainerRuntimeProbe.Answers(ContainerRuntimeProbe.DefaultTimeout));
             var repositoryRoot = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, ".."));
 
-            var postgres = builder.AddSystemDatabase(PostgresSettings.Read(
-                builder.Configuration, builder.ExecutionContext.IsPublishMode, repositoryRoot, () => containerRuntimeAnswers.Value));
+            var postgresSettings = PostgresSettings.Read(
+                builder.Configuration, builder.ExecutionContext.IsPublishMode, repositoryRoot, () => containerRuntimeAnswers.Value);
+            var backups = BackupSettings.Read(builder.Configuration, postgresSettings);
+            var postgres = builder.AddSystemDatabase(postgresSettings with { Local = backups.Apply(postgresSettings.Local) });
             var sql = builder.AddSqlServer(() => containerRuntimeAnswers.Value);
 
             var signingKey = builder.AddSecret("api-signing-key", "The API's token signing key (Auth:SigningKey).", minLength: 48);
@@ -45,6 +47,7 @@ public static class Program
                 worker.WithReference(sql).WaitFor(sql);
                 api.WithReference(sql).WaitFor(sql);
             }
+            builder.AddBackups(backups, postgres, worker);
 
             StartupBanner.PrintWhenReady(builder, api, postgres, [adminPassword.Resource.Name, userPassword.Resource.Name]);
             builder.Build().Run();

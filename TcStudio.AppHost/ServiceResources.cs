@@ -1,4 +1,5 @@
 using Aspire.Hosting.ApplicationModel;
+using TcStudio.AppHost.Postgres;
 
 namespace TcStudio.AppHost;
 
@@ -35,4 +36,35 @@ public static class ServiceResources
         builder.ExecutionContext.IsRunMode
             ? project.WithEnvironment("DOTNET_ENVIRONMENT", builder.Environment.EnvironmentName)
             : project;
+
+    /// <summary>
+    /// Backups on the application model: the worker knows where backups and the WAL archive go (so `backup` verbs run
+    /// against this system find them), the archive directory exists before the cluster archives into it, and with a
+    /// schedule a long-lived <c>backup-scheduler</c> (the worker's <c>backup --schedule</c>) runs after the migration
+    /// worker, exporting <c>tcstudio.backup.last_success</c> to the dashboard.
+    /// </summary>
+    public static void AddBackups(this IDistributedApplicationBuilder builder, BackupSettings backups, SystemDatabase postgres,
+        IResourceBuilder<ProjectResource> worker)
+    {
+        IResourceBuilder<ProjectResource> WithBackupSettings(IResourceBuilder<ProjectResource> project)
+        {
+            project.WithEnvironment("Backup__Directory", backups.Directory);
+            if (backups.WalArchive is not null) project.WithEnvironment("Backup__WalArchive", backups.WalArchive);
+            return project;
+        }
+
+        if (backups.WalArchive is not null && builder.ExecutionContext.IsRunMode)
+        {
+            TcStudio.LocalPostgres.WalArchive.PrepareDirectory(backups.WalArchive);
+        }
+        WithBackupSettings(worker);
+        if (backups.Schedule is null) return;
+
+        string[] arguments = backups.Base ? ["backup", "--base", "--schedule", backups.Schedule] : ["backup", "--schedule", backups.Schedule];
+        WithBackupSettings(builder.AddProject<Projects.TcStudio_MigrationWorker>(BackupSettings.SchedulerResourceName)
+            .WithArgs(arguments)
+            .WithSystemDatabase(postgres)
+            .WaitForCompletion(worker)
+            .WithRunEnvironment(builder));
+    }
 }

@@ -132,6 +132,95 @@ public sealed class AppHostModelTests
         Assert.Contains(api.Annotations.OfType<HealthCheckAnnotation>(), a => a.Key.Contains("http", StringComparison.OrdinalIgnoreCase));
     }
 
+    [Fact]
+    public async Task Backups_archive_the_local_clusters_wal_and_a_schedule_adds_a_scheduler_after_the_worker()
+    {
+        var state = Path.Combine(Path.GetTempPath(), $"tcstudio-apphost-backups-{Guid.NewGuid():N}");
+        try
+        {
+            await using var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TcStudio_AppHost>(
+            [
+                "--AppHost:Postgres:Mode=local", $"--AppHost:Postgres:StateDirectory={state}", "--AppHost:SqlServer:Mode=none",
+                "--AppHost:Backup:WalArchive=true", "--AppHost:Backup:Base=true", "--AppHost:Backup:Schedule=0 3 * * *",
+            ]);
+
+            var archive = Path.Combine(state, "wal-archive");
+            var server = Assert.IsType<LocalPostgresServerResource>(Single(builder, "postgres"));
+            Assert.Equal("on", server.Options.Settings["archive_mode"]);
+            Assert.Contains($"'{archive}/%f'", server.Options.Settings["archive_command"]);
+            Assert.True(Directory.Exists(archive), "the archive directory exists before the cluster archives into it");
+
+            var scheduler = builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "backup-scheduler");
+            Assert.Equal(["backup", "--base", "--schedule", "0 3 * * *"], await ArgumentsAsync(scheduler));
+            var waitsForWorker = scheduler.Annotations.OfType<WaitAnnotation>().Single(w => w.Resource.Name == "migration-worker");
+            Assert.Equal(WaitType.WaitForCompletion, waitsForWorker.WaitType);
+            Assert.Contains(scheduler.Annotations.OfType<ResourceRelationshipAnnotation>(), r => r.Resource.Name == "tcstudio" && r.Type == "Reference");
+            foreach (var name in new[] { "backup-scheduler", "migration-worker" })
+            {
+                var environment = await EnvironmentAsync(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == name));
+                Assert.Equal(archive, environment["Backup__WalArchive"]);
+                Assert.Equal(Path.Combine(state, "backups"), environment["Backup__Directory"]);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Without_backup_settings_nothing_is_archived_and_no_scheduler_runs()
+    {
+        await using var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TcStudio_AppHost>(
+            ["--AppHost:Postgres:Mode=local", "--AppHost:Postgres:StateDirectory=/tmp/never-started", "--AppHost:SqlServer:Mode=none"]);
+
+        var server = Assert.IsType<LocalPostgresServerResource>(Single(builder, "postgres"));
+        Assert.False(server.Options.Settings.ContainsKey("archive_mode"));
+        Assert.DoesNotContain(builder.Resources, r => r.Name == "backup-scheduler");
+    }
+
+    [Theory]
+    [InlineData("container", "AppHost:Backup:WalArchive", "true", "needs the local cluster")]
+    [InlineData("local", "AppHost:Backup:WalArchive", "yes", "must be true or false")]
+    [InlineData("local", "AppHost:Backup:Schedule", "every night", "cron expression")]
+    [InlineData("local", "AppHost:Backup:Base", "true", "needs AppHost:Backup:WalArchive=true")]
+    public void Bad_backup_settings_are_one_line_naming_the_key(string mode, string key, string value, string expected)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection([KeyValuePair.Create<string, string?>(key, value)])
+            .Build();
+        var postgres = Read(false, false, ("AppHost:Postgres:Mode", mode));
+
+        var error = Assert.Throws<AppHostConfigurationException>(() => BackupSettings.Read(configuration, postgres));
+
+        Assert.Contains(key, error.Message);
+        Assert.Contains(expected, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    /// <summary>The literal arguments a resource's annotations add (what DCP would pass).</summary>
+    private static async Task<List<string>> ArgumentsAsync(IResource resource)
+    {
+        var arguments = new List<object>();
+        foreach (var annotation in resource.Annotations.OfType<CommandLineArgsCallbackAnnotation>())
+        {
+            await annotation.Callback(new CommandLineArgsCallbackContext(arguments));
+        }
+        return arguments.Select(a => a.ToString()!).ToList();
+    }
+
+    /// <summary>The literal environment variables a resource's annotations set (values that are plain strings).</summary>
+    private static async Task<Dictionary<string, string>> EnvironmentAsync(IResource resource)
+    {
+        var variables = new Dictionary<string, object>();
+        var context = new EnvironmentCallbackContext(new DistributedApplicationExecutionContext(DistributedApplicationOperation.Run), variables);
+        foreach (var annotation in resource.Annotations.OfType<EnvironmentCallbackAnnotation>())
+        {
+            await annotation.Callback(context);
+        }
+        return variables.Where(v => v.Value is string).ToDictionary(v => v.Key, v => (string)v.Value);
+    }
+
     private static void AssertServicesReferenceAndWaitFor(IDistributedApplicationTestingBuilder builder, string reference, params string[] waitsFor)
     {
         foreach (var name in new[] { "migration-worker", "api" })

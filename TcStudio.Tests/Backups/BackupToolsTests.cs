@@ -1,3 +1,4 @@
+using TcStudio.LocalPostgres;
 using System.Diagnostics;
 using Npgsql;
 using TcStudio.MigrationWorker;

@@ -1,10 +1,9 @@
-namespace TcStudio.MigrationWorker.Backups;
+namespace TcStudio.LocalPostgres;
 
 /// <summary>
-/// (Self-contained on purpose: the AppHost's local cluster needs the same settings; this file can move next to
-/// LocalPostgresCluster as it is.)
 /// WAL archiving on a server TC Studio runs itself: the settings that make PostgreSQL copy every finished WAL segment
-/// into <c>Backup:WalArchive</c>. The directory must be on the server's host and writable by the server's user
+/// into <c>Backup:WalArchive</c> (the AppHost's local cluster with <c>AppHost:Backup:WalArchive=true</c>, the tests'
+/// PITR cluster). The directory must be on the server's host and writable by the server's user
 /// (postgres); restore --pitr reads it back. (Managed servers archive WAL themselves: README, "Recovery drill".)
 /// </summary>
 public static class WalArchive
