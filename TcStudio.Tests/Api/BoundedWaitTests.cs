@@ -183,7 +183,8 @@ public sealed class BoundedWaitTests(PostgresServer server)
     {
         await using var api = await StartAsync(
             ("Database:LockTimeout", "00:00:04"), ("Database:MinPoolSize", "0"), ("Database:MaxPoolSize", "3"),
-            ("Database:ConnectTimeoutSeconds", "1"), ("Database:HealthCheckTimeout", "00:00:03"));
+            ("Database:ConnectTimeoutSeconds", "1"), ("Database:HealthCheckTimeout", "00:00:03"),
+            ("Health:Details", "true")); // the test reads the check's own status and description
         using var admin = await api.Factory.AdminClientAsync();
         var slug = await NewWorkspaceWithProcedureAsync(admin);
         using var metrics = new MeasurementRecorder(i => i.Name == DatabaseMetrics.PoolExhaustedName);

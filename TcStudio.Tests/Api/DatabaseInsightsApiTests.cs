@@ -69,7 +69,8 @@ public sealed class DatabaseInsightsApiTests(ApiFixture api) : IClassFixture<Api
     {
         await using var sleeper = new NpgsqlConnection(api.ConnectionString);
         await sleeper.OpenAsync();
-        await using var sleep = new NpgsqlCommand("SELECT pg_sleep(5) /* insights-long-running */", sleeper);
+        // Long enough to outlast a slow sign-in on a loaded machine; cancelled once seen.
+        await using var sleep = new NpgsqlCommand("SELECT pg_sleep(120) /* insights-long-running */", sleeper);
         var running = sleep.ExecuteNonQueryAsync();
         await Task.Delay(TimeSpan.FromSeconds(1.5));
 
@@ -81,6 +82,7 @@ public sealed class DatabaseInsightsApiTests(ApiFixture api) : IClassFixture<Api
         var slow = await HttpAssert.JsonAsync(await admin.GetAsync("/api/admin/database/slow-queries"));
         Assert.Contains(slow.GetProperty("source").GetString(), new[] { "pg_stat_statements", "in-memory" });
         Assert.Equal(System.Text.Json.JsonValueKind.Array, slow.GetProperty("queries").ValueKind);
-        await running;
+        sleep.Cancel();
+        await Assert.ThrowsAnyAsync<Exception>(() => running); // 57014: cancelled on request
     }
 }

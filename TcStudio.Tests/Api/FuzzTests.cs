@@ -402,6 +402,8 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
         var tables = await api.ColumnAsync(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name");
         Assert.Contains("idempotency_keys", tables);
+        // A refused sign-in is recorded on purpose (the throttle counts it): the one write a 4xx makes by design.
+        tables.Remove("login_failures");
         return string.Join("\nUNION ALL ", tables.Select(t =>
             $"SELECT '{t}', md5(coalesce(string_agg(md5(x::text), '' ORDER BY md5(x::text)), '')) FROM \"{t}\" x"));
     }

@@ -22,6 +22,7 @@ public sealed class ProductionDefaultsTests(SystemDatabaseFixture database) : IC
             ["environment"] = environment,
             ["ConnectionStrings:tcstudio"] = database.ConnectionString,
             ["Auth:SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48)),
+            ["Workspaces:SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
         };
         foreach (var (key, value) in settings) all[key] = value;
         return new ObservedApiFactory(all);
