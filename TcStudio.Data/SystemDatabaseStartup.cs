@@ -64,6 +64,11 @@ public static class SystemDatabaseStartup
         {
             throw new DatabaseUnavailableException($"PostgreSQL at {where} refused the connection: {e.SqlState} {e.MessageText}");
         }
+        catch (NpgsqlException e) when (PostgresTlsFailure.IsTlsFailure(e))
+        {
+            var reason = await PostgresTlsFailure.DescribeAsync(target, e, cancellationToken);
+            throw new DatabaseUnavailableException($"PostgreSQL at {where}: TLS failed: {reason}");
+        }
     }
 
     private static async Task ProbeAsync(NpgsqlConnectionStringBuilder target, bool databaseMayBeMissing, CancellationToken ct)
@@ -83,9 +88,13 @@ public static class SystemDatabaseStartup
         }
     }
 
-    /// <summary>Wrong passwords and refused logins do not fix themselves; everything else might (a server starting).</summary>
+    /// <summary>
+    /// Wrong passwords, refused logins and certificates that fail verification do not fix themselves; everything else
+    /// might (a server starting).
+    /// </summary>
     private static bool IsWorthRetrying(Exception e) => e switch
     {
+        NpgsqlException when PostgresTlsFailure.IsTlsFailure(e) => false,
         PostgresException pg => pg.SqlState is not (PostgresErrorCodes.InvalidPassword
             or PostgresErrorCodes.InvalidAuthorizationSpecification),
         OperationCanceledException => false,

@@ -29,6 +29,16 @@ public sealed record LocalPostgresOptions
     /// written into the data directory), e.g. archive_mode and archive_command for WAL archiving.
     /// </summary>
     public IReadOnlyDictionary<string, string> Settings { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>
+    /// TLS with a CA of the cluster's own (<see cref="LocalPostgresTls"/>): <c>ssl = on</c>, and
+    /// <see cref="LocalPostgresCluster.ConnectionString"/> asks for <c>SSL Mode=VerifyFull</c> with that CA. False
+    /// only for tests of a server without TLS.
+    /// </summary>
+    public bool Tls { get; init; } = true;
+
+    /// <summary>The host names (DNS names or IP addresses) the server certificate is issued for.</summary>
+    public IReadOnlyList<string> TlsHostNames { get; init; } = LocalPostgresTls.DefaultHostNames;
 }
 
 /// <summary>
@@ -68,9 +78,30 @@ public sealed class LocalPostgresCluster
 
     public static bool RunningAsRoot => OperatingSystem.IsLinux() && geteuid() == 0;
 
-    /// <summary>A superuser connection string to <paramref name="database"/> over TCP on 127.0.0.1.</summary>
+    /// <summary>The cluster's CA and server certificate files (present once started, when TLS is on).</summary>
+    public LocalPostgresTls TlsFiles => new(_options.StateDirectory);
+
+    /// <summary>True when the server is started with TLS and clients verify it (<see cref="LocalPostgresOptions.Tls"/>).</summary>
+    public bool Tls => _options.Tls;
+
+    /// <summary>What the last start did with the certificates (null when TLS is off or before a start).</summary>
+    public LocalPostgresTlsOutcome? TlsOutcome { get; private set; }
+
+    /// <summary>
+    /// A superuser connection string to <paramref name="database"/> over TCP on 127.0.0.1; with TLS on, it verifies the
+    /// server's certificate and name against the cluster's own CA (<c>SSL Mode=VerifyFull;Root Certificate=…</c>).
+    /// </summary>
     public string ConnectionString(string database = "postgres") =>
-        $"Host=127.0.0.1;Port={Port};Database={database};Username={Superuser};Password={Password}";
+        $"Host=127.0.0.1;Port={Port};Database={database};Username={Superuser};Password={Password}{TlsConnectionSettings}";
+
+    /// <summary><c>;SSL Mode=VerifyFull;Root Certificate=&lt;ca.crt&gt;</c> when TLS is on, else empty.</summary>
+    public string TlsConnectionSettings => _options.Tls
+        ? $";SSL Mode=VerifyFull;Root Certificate={QuoteConnectionStringValue(TlsFiles.CaCertificateFile)}"
+        : "";
+
+    /// <summary>A path may hold ';' or '=': such a value is double-quoted, as Npgsql's connection string parser expects.</summary>
+    public static string QuoteConnectionStringValue(string value) =>
+        value.IndexOfAny([';', '=', '"', '\'', ' ']) < 0 ? value : $"\"{value.Replace("\"", "\"\"")}\"";
 
     /// <summary>Creates the cluster if needed and starts it unless it is already running. Returns how long it took.</summary>
     public async Task<TimeSpan> StartAsync(CancellationToken cancellationToken = default)
@@ -83,11 +114,17 @@ public sealed class LocalPostgresCluster
             await InitializeAsync(cancellationToken);
         }
         Password = (await File.ReadAllTextAsync(PasswordFile, cancellationToken)).Trim();
+        PrepareTls();
 
         if (await ReadRunningPortAsync(cancellationToken) is { } runningPort)
         {
             Port = runningPort;
             StartedHere = false;
+            // A server left running reads renewed certificate files on a reload (SIGHUP), without dropping sessions.
+            if (TlsOutcome is LocalPostgresTlsOutcome.Created or LocalPostgresTlsOutcome.ServerCertificateRenewed)
+            {
+                await RunPostgresToolAsync("pg_ctl", cancellationToken, "-D", DataDirectory, "reload");
+            }
             return stopwatch.Elapsed;
         }
 
@@ -98,8 +135,36 @@ public sealed class LocalPostgresCluster
         return stopwatch.Elapsed;
     }
 
+    /// <summary>
+    /// What every start sets on the command line (so clusters created by older versions get it too): TLS with the
+    /// cluster's own certificate, and a log line for each connection attempt (who, from where, to which database;
+    /// PostgreSQL never logs the password). <see cref="LocalPostgresOptions.Settings"/> win over these.
+    /// </summary>
+    private Dictionary<string, string> ServerSettings()
+    {
+        var settings = new Dictionary<string, string> { ["log_connections"] = "on" };
+        if (_options.Tls)
+        {
+            settings["ssl"] = "on";
+            settings["ssl_cert_file"] = TlsFiles.ServerCertificateFile;
+            settings["ssl_key_file"] = TlsFiles.ServerKeyFile;
+            settings["ssl_min_protocol_version"] = "TLSv1.2";
+        }
+        foreach (var (name, value) in _options.Settings) settings[name] = value;
+        return settings;
+    }
+
+    /// <summary>Writes (or keeps) the certificate files; the server reads its key as the postgres user.</summary>
+    private void PrepareTls()
+    {
+        if (!_options.Tls) return;
+        var files = TlsFiles;
+        TlsOutcome = files.Ensure(_options.TlsHostNames, DateTimeOffset.UtcNow);
+        if (RunningAsRoot) Run("chown", ["-R", $"{Superuser}:{Superuser}", files.Directory]);
+    }
+
     /// <summary>pg_ctl hands -o to the server through /bin/sh: each setting is one single-quoted word.</summary>
-    private string SettingsArguments() => string.Concat(_options.Settings.Select(setting =>
+    private string SettingsArguments() => string.Concat(ServerSettings().Select(setting =>
         System.Text.RegularExpressions.Regex.IsMatch(setting.Key, "^[a-z_][a-z0-9_.]*$")
             ? $" -c '{setting.Key}={setting.Value.Replace("'", "'\\''")}'"
             : throw new ArgumentException($"'{setting.Key}' is not a PostgreSQL setting name.")));

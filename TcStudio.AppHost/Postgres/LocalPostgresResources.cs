@@ -24,8 +24,12 @@ public sealed class LocalPostgresServerResource(string name, LocalPostgresOption
 
     internal void SetFailed(Exception reason) => _running.TrySetException(reason);
 
+    /// <summary>
+    /// With the cluster's own CA as <c>Root Certificate</c> and <c>SSL Mode=VerifyFull</c>: the services verify the
+    /// server's certificate and name without that CA ever being installed into the machine's trust store.
+    /// </summary>
     public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
-        $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={LocalPostgresCluster.Superuser};Password={new ClusterValue(this, "password", c => c.Password)}");
+        $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={LocalPostgresCluster.Superuser};Password={new ClusterValue(this, "password", c => c.Password)}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
 
     /// <summary>A part of the connection string that exists once the cluster has started.</summary>
     private sealed class ClusterValue(LocalPostgresServerResource server, string part, Func<LocalPostgresCluster, string> read)

@@ -106,6 +106,20 @@ public sealed class LocalPostgresRunner(
                 }
             }
 
+            foreach (var logger in new[] { log, _console })
+            {
+                if (cluster.TlsOutcome is { } tls)
+                {
+                    logger.LogInformation("TLS on: {What}; clients verify it with Root Certificate={CaFile} (never installed in the machine's trust store)",
+                        tls switch
+                        {
+                            LocalPostgresTlsOutcome.Created => "created a CA and a server certificate",
+                            LocalPostgresTlsOutcome.ServerCertificateRenewed => "issued a new server certificate",
+                            _ => "reusing the CA and server certificate",
+                        }, cluster.TlsFiles.CaCertificateFile);
+                }
+            }
+
             foreach (var database in server.Databases)
             {
                 await CreateDatabaseIfMissingAsync(cluster, database.DatabaseName, log, cancellationToken);
@@ -129,6 +143,7 @@ public sealed class LocalPostgresRunner(
                     ("postgres.stateDirectory", cluster.StateDirectory),
                     ("postgres.address", $"127.0.0.1:{cluster.Port}"),
                     ("postgres.logFile", cluster.LogFile),
+                    ("postgres.tlsRootCertificate", cluster.Tls ? cluster.TlsFiles.CaCertificateFile : "off"),
                     ("postgres.pid", LocalPostgresLayout.ReadPostmasterId(cluster)?.ToString() ?? "")),
             });
             foreach (var database in server.Databases)

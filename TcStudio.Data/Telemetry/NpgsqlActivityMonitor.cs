@@ -201,6 +201,12 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
     private static string FailureReason(Activity activity)
     {
         var status = activity.StatusDescription;
+        if (RecordedException(activity) is { } recorded && recorded.Contains("AuthenticationException", StringComparison.Ordinal))
+        {
+            // .NET's own words ("rejected by the provided RemoteCertificateValidationCallback") do not say what to fix.
+            return "TLS: the server's certificate failed verification (not signed by the CA the client trusts, "
+                + "or not issued for this host name)";
+        }
         if (status is { Length: 5 } && status.All(char.IsAsciiLetterOrDigit))
         {
             foreach (var activityEvent in activity.Events)
@@ -216,6 +222,20 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
             }
         }
         return status ?? "unknown error";
+    }
+
+    /// <summary>The recorded exception's type and inner exceptions (exception.stacktrace holds the whole ToString()).</summary>
+    private static string? RecordedException(Activity activity)
+    {
+        foreach (var activityEvent in activity.Events)
+        {
+            if (activityEvent.Name != "exception") continue;
+            foreach (var (key, value) in activityEvent.Tags)
+            {
+                if (key == "exception.stacktrace" && value is string text) return text;
+            }
+        }
+        return null;
     }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning,

@@ -22,6 +22,8 @@ public sealed class LocalPostgresResourceTests
                 Assert.Contains("Creating a private cluster in " + stateDirectory, await first.ConsoleLogsAsync("postgres"));
                 var connectionString = await first.App.GetConnectionStringAsync("tcstudio");
                 password = new NpgsqlConnectionStringBuilder(connectionString).Password!;
+                await AssertVerifiedTlsAsync(connectionString!, stateDirectory);
+                Assert.Contains("TLS on: created a CA and a server certificate", await first.ConsoleLogsAsync("postgres"));
                 await ExecuteAsync(connectionString!, "CREATE TABLE reuse_marker (note text); INSERT INTO reuse_marker VALUES ('from the first run')");
 
                 await first.StopAsync();
@@ -34,6 +36,9 @@ public sealed class LocalPostgresResourceTests
             var postgresLog = await second.ConsoleLogsAsync("postgres");
             Assert.Contains("Starting the private cluster in " + stateDirectory, postgresLog);
             Assert.DoesNotContain("Creating a private cluster", postgresLog);
+            Assert.Contains("TLS on: reusing the CA and server certificate", postgresLog);
+            // log_connections: the worker's sessions, as whom and to which database, over TLS.
+            Assert.Contains("connection authorized: user=postgres database=tc_studio application_name=", postgresLog);
             var secondConnection = await second.App.GetConnectionStringAsync("tcstudio");
             Assert.Equal(password, new NpgsqlConnectionStringBuilder(secondConnection).Password);
             Assert.Equal("from the first run", await ScalarAsync(secondConnection!, "SELECT note FROM reuse_marker"));
@@ -60,6 +65,15 @@ public sealed class LocalPostgresResourceTests
         {
             await TcStudioAppHost.DeleteStateDirectoryAsync(stateDirectory);
         }
+    }
+
+    /// <summary>The services' connection string verifies the cluster's own CA and host name, and the session is TLS.</summary>
+    private static async Task AssertVerifiedTlsAsync(string connectionString, string stateDirectory)
+    {
+        var settings = new NpgsqlConnectionStringBuilder(connectionString);
+        Assert.Equal(SslMode.VerifyFull, settings.SslMode);
+        Assert.Equal(Path.Combine(stateDirectory, "tls", "ca.crt"), settings.RootCertificate);
+        Assert.Equal(true, await ScalarAsync(connectionString, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"));
     }
 
     private static async Task ExecuteAsync(string connectionString, string sql)

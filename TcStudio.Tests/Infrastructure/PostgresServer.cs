@@ -91,7 +91,7 @@ public sealed class PostgresServer : IAsyncLifetime
     /// A cluster of the test's own (for tests that stop, start or break a server). Not durable: fast and throwaway.
     /// The caller destroys it.
     /// </summary>
-    public static async Task<LocalPostgresCluster> StartPrivateClusterAsync(int port = 0, bool start = true)
+    public static async Task<LocalPostgresCluster> StartPrivateClusterAsync(int port = 0, bool start = true, bool tls = true)
     {
         var cluster = new LocalPostgresCluster(new LocalPostgresOptions
         {
@@ -99,6 +99,7 @@ public sealed class PostgresServer : IAsyncLifetime
             Port = port,
             Durable = false,
             MaxConnections = 300,
+            Tls = tls,
         });
         if (start)
         {
