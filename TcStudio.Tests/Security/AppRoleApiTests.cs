@@ -20,6 +20,9 @@ public sealed class AppRoleApiFixture(PostgresServer server) : ApiFixture(server
         Username = Names.App, Password = _appPassword,
     }.ConnectionString;
 
+    protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
+        [new("Events:HeartbeatInterval", "00:00:01"), new("Events:AccessCheckInterval", "00:00:01")];
+
     protected override Task BeforeApiStartsAsync() =>
         SystemDatabaseRoles.EnsureAsync(ConnectionString, Names, new SystemDatabaseRoles.Passwords(null, _appPassword, null));
 }
@@ -69,5 +72,20 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
         using var carol = await api.NewUserClientAsync("carol");
         Assert.Equal(HttpStatusCode.NotFound, (await carol.GetAsync("/api/workspaces/sealed/procedures")).StatusCode);
         Assert.DoesNotContain("twsbp", await user.GetStringAsync("/api/workspaces/sealed/activities"));
+    }
+
+    [Fact]
+    public async Task The_live_stream_reads_its_workspace_activities_under_row_level_security()
+    {
+        using var owner = await api.NewUserClientAsync("streamer");
+        Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/workspaces", new { name = "Streamed", slug = "streamed" })).StatusCode);
+        await using var stream = await EventStreamClient.OpenAsync(owner, "/api/workspaces/streamed/events");
+        Assert.Equal(HttpStatusCode.OK, stream.Response.StatusCode);
+        await stream.ReadyAsync();
+
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PostAsJsonAsync("/api/workspaces/streamed/procedures", new { name = "live_report", sql = "select 1" })).StatusCode);
+        var events = await stream.ActivitiesAsync(1);
+        Assert.Equal("procedure.created", events[0].Json.GetProperty("action").GetString());
     }
 }
