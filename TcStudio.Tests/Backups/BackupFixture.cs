@@ -33,6 +33,14 @@ public class BackupFixture(PostgresServer server) : SystemDatabaseFixture(server
             INSERT INTO database_size_samples (id, sampled_at, database_bytes, largest_tables)
             SELECT gen_random_uuid(), now() - g * interval '15 minutes', 8000000 + g, '[{"table": "activities", "bytes": 1}]'::jsonb
               FROM generate_series(1, 5) g;
+            INSERT INTO idempotency_keys (user_id, key, request_hash, method, path, status_code, response_body, created_at, expires_at)
+            SELECT u.id, 'key-' || g, sha256(('request ' || g)::bytea), 'POST', '/api/workspaces', 201, convert_to('{"n": ' || g || '}', 'UTF8'),
+                   now(), now() + interval '1 day'
+              FROM users u, generate_series(1, 3) g
+             WHERE u.username = 'user';
+            INSERT INTO login_failures (key, failures, pending, last_failure_at, expires_at)
+            VALUES ('username:someone', 2, 0, now(), now() + interval '15 minutes'),
+                   ('address:192.0.2.7', 1, 0, now(), now() + interval '15 minutes');
             """);
     }
 

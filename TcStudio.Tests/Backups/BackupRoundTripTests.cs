@@ -15,8 +15,11 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
 {
     private static readonly string[] Tables =
     [
-        "public.activities", "public.database_size_samples", "public.migrations", "public.roles", "public.stored_procedures",
-        "public.users", "public.workspace_environments", "public.workspace_members", "public.workspaces",
+        "public.activities", "public.database_size_samples", "public.idempotency_keys", "public.login_failures", "public.migrations",
+        "public.roles", "public.stored_procedures", "public.users", "public.workspace_databases", "public.workspace_environments",
+        "public.workspace_members", "public.workspaces",
+        // The provisioning registry (workspaces bootstrap) lives in the system database when the local server is its server.
+        "tcstudio_provisioning.workspace_roles",
     ];
 
     [Fact]
@@ -26,7 +29,7 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
         var (dump, manifest, result) = await database.BackupAsync(directory.Path);
 
         Assert.Matches($@"(?m)^backup: {database.DatabaseName} [\d.]+ [kMG]?B in [\d.]+ s → {database.DatabaseName}-\d{{8}}T\d{{6}}Z\.dump "
-            + $@"\([\d.]+ [kMG]?B, 9 tables, [\d,]+ rows\); 1 kept, 0 removed\r?$", result.StandardOutput);
+            + $@"\([\d.]+ [kMG]?B, {Tables.Length} tables, [\d,]+ rows\); 1 kept, 0 removed\r?$", result.StandardOutput);
         Assert.Contains("    public.stored_procedures: 150 rows, checksum ", result.StandardOutput); // progress per table
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(dump));
         Assert.Empty(Directory.GetFiles(directory.Path, "*.partial", SearchOption.AllDirectories));
@@ -50,7 +53,7 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
         var verify = await database.WorkerAsync(directory.Path, "backup", "verify", dump);
         Assert.True(verify.ExitCode == 0, verify.ToString());
         Assert.Contains("SHA-256 matches the manifest", verify.StandardOutput);
-        Assert.Matches($@"(?m)^backup verify: {Path.GetFileName(dump)} is good: 9 tables, [\d,]+ rows match the manifest", verify.StandardOutput);
+        Assert.Matches($@"(?m)^backup verify: {Path.GetFileName(dump)} is good: {Tables.Length} tables, [\d,]+ rows match the manifest", verify.StandardOutput);
         await database.AssertScratchDatabaseGoneAsync(verify);
 
         var restoredName = database.DatabaseName + "_copy";
@@ -59,7 +62,7 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
             var restore = await database.WorkerAsync(directory.Path, "restore", "--from", dump, "--into", restoredName);
             Assert.True(restore.ExitCode == 0, restore.ToString());
             Assert.Contains("    public.activities: 400 rows, matches", restore.StandardOutput);
-            Assert.Matches($@"(?m)^restore: {Path.GetFileName(dump)} → {restoredName} in [\d.]+ s; 9 tables, [\d,]+ rows match the manifest\.", restore.StandardOutput);
+            Assert.Matches($@"(?m)^restore: {Path.GetFileName(dump)} → {restoredName} in [\d.]+ s; {Tables.Length} tables, [\d,]+ rows match the manifest\.", restore.StandardOutput);
             foreach (var table in Tables) Assert.Equal(await database.CountAsync(table), await database.CountAsync(table, restoredName));
             Assert.Equal(
                 await database.ScalarAsync<string>("SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"),

@@ -42,6 +42,7 @@ public sealed partial class PoolNameTests(PostgresServer server)
                 ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{apiPort}",
                 ["ConnectionStrings__tcstudio"] = server.ConnectionString(database),
                 ["Auth__SigningKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(48)),
+                ["Workspaces__SecretKey"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
                 ["Database__MigrateOnStartup"] = "true",
                 ["Database__StartupTimeout"] = "00:00:30",
                 ["Telemetry__Prometheus__Enabled"] = "true",

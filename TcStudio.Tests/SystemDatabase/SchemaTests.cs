@@ -137,6 +137,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
         var triggers = await database.ColumnAsync(
             "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1");
 
-        Assert.Equal(["trg_workspace_members_count_members", "trg_workspaces_guard_member_count"], triggers);
+        // The live-events trigger notifies once per transaction (see ActivityEventsTests).
+        Assert.Equal(["trg_activities_notify_stream", "trg_workspace_members_count_members", "trg_workspaces_guard_member_count"], triggers);
     }
 }
