@@ -15,7 +15,7 @@ public static class WorkerCommandLine
     public static RootCommand Create()
     {
         var root = new RootCommand("TC Studio migration worker: applies, reverts and reports the system database's "
-            + "migrations and seeds it. With no verb: migrate, seed, bootstrap the workspace servers that have an admin connection "
+            + "migrations and seeds it. With no verb: the roles (with an admin connection string), migrate, seed, bootstrap the workspace servers that have an admin connection "
             + "string, then migrate every workspace environment.");
         root.SetAction((_, ct) => WorkerHost.RunAsync(WorkerHost.DefaultRunVerb, async (verbs, ct2) =>
             await verbs.MigrateAndSeedAsync(ct2), ct));
@@ -52,6 +52,11 @@ public static class WorkerCommandLine
         script.SetAction((parse, ct) => WorkerHost.RunAsync("script", (verbs, ct2) =>
             verbs.ScriptAsync(parse.GetValue(idempotent), ct2), ct, needsDatabase: !parse.GetValue(idempotent)));
 
+        var roles = new Command("roles", "With ConnectionStrings:postgres (the server's admin): create or check the system database's "
+            + "roles (owner, app, backup, definer; names under SystemRoles) and put its privileges in order. Idempotent.");
+        roles.SetAction((_, ct) => WorkerHost.RunAsync("roles", (verbs, ct2) => verbs.RolesAsync(ct2), ct));
+
+        root.Subcommands.Add(roles);
         root.Subcommands.Add(CreateWorkspacesCommand());
         root.Subcommands.Add(migrate);
         root.Subcommands.Add(revert);

@@ -64,7 +64,13 @@ public static class WorkerHost
         await host.StartAsync(cancellationToken);
         try
         {
-            if (needsDatabase)
+            // The roles step connects with the admin string only: the owner it creates may be what
+            // ConnectionStrings:tcstudio signs in as.
+            if (verb == DefaultRunVerb && TcStudio.Data.Security.SystemDatabaseRoles.FromConfiguration(configuration) is { } roles)
+            {
+                await WorkerVerbs.EnsureRolesAsync(roles, Console.Out, cancellationToken);
+            }
+            if (needsDatabase && verb != "roles")
             {
                 await SystemDatabaseStartup.WaitUntilReachableAsync(configuration, logger, databaseMayBeMissing: true, cancellationToken);
             }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TcStudio.Data;
+using TcStudio.Data.Security;
 using TcStudio.Data.Seeding;
 using TcStudio.Data.WorkspaceDatabases;
 
@@ -26,8 +27,12 @@ public sealed class WorkerVerbs(
     public async Task<int> MigrateAndSeedAsync(CancellationToken ct)
     {
         RequireWorkspaceSecrets();
+        // With the admin string the host ran the roles step before connecting (the owner must exist to migrate as
+        // it); again after the migrations, which may have added objects (SECURITY DEFINER functions go to the definer).
+        var roles = SystemDatabaseRoles.FromConfiguration(configuration);
         await using var migrationLock = await AcquireLockAsync(ct);
         await ApplyAsync(target: null, ct);
+        if (roles is not null) await EnsureRolesAsync(roles.Value, _out, ct);
         await SeedUnlockedAsync(ct);
         var bootstrap = await workspaces.BootstrapAsync(serverName: null, createProvisioner: true, _out, ct);
         if (bootstrap.Failed > 0)
@@ -41,6 +46,26 @@ public sealed class WorkerVerbs(
                 summary.Failed);
         }
         return WorkerExitCodes.Done;
+    }
+
+    /// <summary>roles: creates or checks the system database's roles and privileges with ConnectionStrings:postgres.</summary>
+    public async Task<int> RolesAsync(CancellationToken ct)
+    {
+        var roles = SystemDatabaseRoles.FromConfiguration(configuration) ?? throw new MigrationCommandException(
+            $"roles needs the server's admin connection string: set ConnectionStrings:{SystemDatabaseRoles.AdminConnectionName} "
+            + "(environment variable ConnectionStrings__postgres), a superuser of the server holding the system database.");
+        await EnsureRolesAsync(roles, _out, ct);
+        return WorkerExitCodes.Done;
+    }
+
+    public static async Task EnsureRolesAsync((string Admin, SystemRoleNames Names, SystemDatabaseRoles.Passwords Passwords) roles, TextWriter output,
+        CancellationToken ct)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var lines = await SystemDatabaseRoles.EnsureAsync(roles.Admin, roles.Names, roles.Passwords, ct);
+        foreach (var line in lines) output.WriteLine($"  {line}");
+        output.WriteLine($"roles: {string.Join(", ", roles.Names.All)} in place on {new Npgsql.NpgsqlConnectionStringBuilder(roles.Admin).Database} "
+            + $"({stopwatch.Elapsed.TotalSeconds:0.0} s).");
     }
 
     /// <summary>workspaces migrate|status|revert: exit 1 when any environment failed.</summary>

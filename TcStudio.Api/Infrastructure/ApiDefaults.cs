@@ -22,6 +22,8 @@ public static class ApiDefaults
         // Bounded waits and safe retries (README, "Robustness").
         builder.Services.AddSingleton<RequestTransactionSettings>();
         builder.Services.AddSingleton<RequestTransactionSettingsInterceptor>();
+        builder.Services.AddHttpContextAccessor();
+        builder.Services.AddScoped<RequestRowSecurity>();
         builder.Services.AddSingleton<IdempotencyRecordInterceptor>();
         // After AddTcStudioData's configuration, so these run after the audit-timestamps interceptor.
         builder.Services.ConfigureDbContext<TcStudioDbContext>((sp, options) => options.AddInterceptors(

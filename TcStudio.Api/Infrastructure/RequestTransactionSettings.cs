@@ -29,31 +29,39 @@ public sealed class RequestTransactionSettings
         // Zero means "no limit of ours": leave the server's (or the role's) own setting alone.
         if (lockTimeout > TimeSpan.Zero) settings.Add(SetConfig("lock_timeout", lockTimeout));
         if (statementTimeout > TimeSpan.Zero) settings.Add(SetConfig("statement_timeout", statementTimeout));
-        // The marker lets the command monitor classify a prefixed command by what follows (SqlOperationKind).
-        Sql = settings.Count == 0 ? null : $"{TcStudio.Data.Telemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {string.Join(", ", settings)}";
+        _timeouts = settings.Count == 0 ? "" : string.Join(", ", settings) + ", ";
+        Sql = SqlFor(RequestRowSecurity.Anonymous);
     }
+
+    private readonly string _timeouts;
+
+    /// <summary>
+    /// The statement for a request: the timeouts and the row-level-security settings (tcstudio.user_id,
+    /// tcstudio.workspace_id; empty when not known yet). The marker lets the command monitor classify a prefixed
+    /// command by what follows (SqlOperationKind). Values are numbers and ids we format, never input.
+    /// </summary>
+    public string SqlFor(RequestRowSecurity rowSecurity) =>
+        $"{TcStudio.Data.Telemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {_timeouts}{rowSecurity.SetConfig}";
 
     public TimeSpan LockTimeout { get; }
     public TimeSpan StatementTimeout { get; }
 
-    /// <summary>One statement returning one row, or null when there is nothing to set. Values are numbers we format, never input.</summary>
-    public string? Sql { get; }
+    /// <summary>The statement of a request with no user or workspace known (one statement returning one row).</summary>
+    public string Sql { get; }
 
     /// <summary>Sets them for the rest of <paramref name="transaction"/> (one round trip; Npgsql sends BEGIN with it).</summary>
-    public async Task ApplyAsync(DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    public static async Task ApplyAsync(string sql, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
-        if (Sql is null) return;
         await using var command = connection.CreateCommand();
-        command.CommandText = Sql;
+        command.CommandText = sql;
         command.Transaction = transaction;
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public void Apply(DbConnection connection, DbTransaction? transaction)
+    public static void Apply(string sql, DbConnection connection, DbTransaction? transaction)
     {
-        if (Sql is null) return;
         using var command = connection.CreateCommand();
-        command.CommandText = Sql;
+        command.CommandText = sql;
         command.Transaction = transaction;
         command.ExecuteNonQuery();
     }
@@ -62,9 +70,13 @@ public sealed class RequestTransactionSettings
         $"set_config('{name}', '{Math.Max(1, (long)Math.Ceiling(value.TotalMilliseconds)).ToString(CultureInfo.InvariantCulture)}ms', true)";
 
     private static readonly AsyncLocal<RequestTransactionSettings?> CurrentRequest = new();
+    private static readonly AsyncLocal<RequestRowSecurity?> CurrentRowSecurity = new();
 
     /// <summary>The settings of the API request this code runs for; null outside requests (start-up, background work).</summary>
     public static RequestTransactionSettings? Current => CurrentRequest.Value;
+
+    /// <summary>The statement to run first in this request's transactions (or in front of each statement outside one); null outside requests.</summary>
+    public static string? CurrentSql => CurrentRequest.Value is { } settings ? settings.SqlFor(CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous) : null;
 
     /// <summary>From here on (in this async flow), database work belongs to an API request.</summary>
     public static IApplicationBuilder UseRequestTransactionSettings(IApplicationBuilder app) => app.Use(async (context, next) =>
@@ -75,6 +87,7 @@ public sealed class RequestTransactionSettings
             return;
         }
         CurrentRequest.Value = context.RequestServices.GetRequiredService<RequestTransactionSettings>();
+        CurrentRowSecurity.Value = context.RequestServices.GetRequiredService<RequestRowSecurity>();
         try
         {
             await next();
@@ -82,6 +95,7 @@ public sealed class RequestTransactionSettings
         finally
         {
             CurrentRequest.Value = null;
+            CurrentRowSecurity.Value = null;
         }
     });
 }
@@ -102,7 +116,8 @@ public sealed class RequestTransactionSettings
 /// </summary>
 public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor, IDbTransactionInterceptor, ISaveChangesInterceptor
 {
-    private static readonly ConditionalWeakTable<DbTransaction, object> Applied = new();
+    // The statement last applied in a transaction: applied again when it changes (the request entered a workspace).
+    private static readonly ConditionalWeakTable<DbTransaction, string> Applied = new();
     private static readonly ConditionalWeakTable<DbCommand, object> Prefixed = new();
     private static readonly object Marker = new();
 
@@ -117,6 +132,14 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
     {
         await Prepare(command, eventData, isReader: true, cancellationToken);
         return result;
+    }
+
+    /// <summary>True when <paramref name="sql"/> still has to be run in <paramref name="transaction"/> (and records it as run).</summary>
+    private static bool MarkApplied(DbTransaction transaction, string sql)
+    {
+        if (Applied.TryGetValue(transaction, out var applied) && applied == sql) return false;
+        Applied.AddOrUpdate(transaction, sql);
+        return true;
     }
 
     public override DbDataReader ReaderExecuted(DbCommand command, CommandExecutedEventData eventData, DbDataReader result)
@@ -150,10 +173,9 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
     {
         // A scalar reads the first result set, so nothing can go in front of it: inside a transaction the settings
         // are sent just before it; outside one they cannot apply (EF issues no such commands for API requests).
-        if (RequestTransactionSettings.Current is { Sql: not null } settings && command.Transaction is { } transaction
-            && Applied.TryAdd(transaction, Marker))
+        if (RequestTransactionSettings.CurrentSql is { } sql && command.Transaction is { } transaction && MarkApplied(transaction, sql))
         {
-            await settings.ApplyAsync(command.Connection!, transaction, cancellationToken);
+            await RequestTransactionSettings.ApplyAsync(sql, command.Connection!, transaction, cancellationToken);
         }
         return result;
     }
@@ -212,7 +234,7 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
 
     private static void RequireTransaction(DbContext? context)
     {
-        if (context is not null && RequestTransactionSettings.Current is { Sql: not null } && context.Database.CurrentTransaction is null)
+        if (context is not null && RequestTransactionSettings.Current is not null && context.Database.CurrentTransaction is null)
         {
             context.Database.AutoTransactionBehavior = AutoTransactionBehavior.Always;
         }
@@ -220,25 +242,48 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
 
     private static async Task Prepare(DbCommand command, CommandEventData eventData, bool isReader, CancellationToken? cancellationToken)
     {
-        if (RequestTransactionSettings.Current is not { Sql: { } sql } settings
+        if (RequestTransactionSettings.CurrentSql is not { } sql
             || command.CommandType != CommandType.Text
             || eventData.CommandSource == CommandSource.Migrations)
         {
             return;
         }
         var transaction = command.Transaction;
-        if (transaction is not null && !Applied.TryAdd(transaction, Marker)) return; // already set for this transaction
+        if (transaction is not null && !MarkApplied(transaction, sql)) return; // already set for this transaction
 
         if (eventData.CommandSource == CommandSource.SaveChanges)
         {
             // EF reads a SaveChanges batch's results by statement position: send the settings separately, first.
             if (transaction is null) return;
-            if (cancellationToken is { } token) await settings.ApplyAsync(command.Connection!, transaction, token);
-            else settings.Apply(command.Connection!, transaction);
+            if (cancellationToken is { } token) await RequestTransactionSettings.ApplyAsync(sql, command.Connection!, transaction, token);
+            else RequestTransactionSettings.Apply(sql, command.Connection!, transaction);
             return;
         }
 
         command.CommandText = sql + ";\n" + command.CommandText;
         if (isReader) Prefixed.AddOrUpdate(command, Marker);
     }
+}
+
+/// <summary>
+/// Who a request's database work is for, as row-level security sees it: <c>tcstudio.user_id</c> (the signed-in
+/// user, once authentication has run) and <c>tcstudio.workspace_id</c> (once the request entered a workspace:
+/// <see cref="Workspaces.WorkspaceScopeFilter"/> after checking access, or a handler that created one). Set with
+/// <c>set_config(…, true)</c> at the start of each transaction, and again when it changes in the middle of one; a
+/// statement outside a transaction carries them in front of it. Never per session.
+/// </summary>
+public sealed class RequestRowSecurity(IHttpContextAccessor? http)
+{
+    public static readonly RequestRowSecurity Anonymous = new(null);
+
+    public Guid? WorkspaceId { get; private set; }
+
+    public Guid? UserId => http?.HttpContext?.User.FindFirst(Auth.TcStudioClaims.UserId)?.Value is { } value && Guid.TryParse(value, out var id)
+        ? id : null;
+
+    /// <summary>From here on this request's statements see (and may write) this workspace's rows.</summary>
+    public void EnterWorkspace(Guid workspaceId) => WorkspaceId = workspaceId;
+
+    internal string SetConfig =>
+        $"set_config('tcstudio.user_id', '{UserId?.ToString("D") ?? ""}', true), set_config('tcstudio.workspace_id', '{WorkspaceId?.ToString("D") ?? ""}', true)";
 }

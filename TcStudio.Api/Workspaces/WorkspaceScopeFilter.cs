@@ -17,14 +17,15 @@ public sealed record WaitsOnWorkspaceDatabase;
 /// <item>resolves {slug} and the caller's membership in one query; a non-member (or unknown slug) gets 404, so
 /// existence does not leak; a member without the endpoint's permission gets 403;</item>
 /// <item>runs the handler inside the execution strategy and, for writes, one transaction that commits only when
-/// the handler succeeds — the place where the row-level-security setting (tcstudio.workspace_id) will be applied,
-/// next to the lock and statement timeouts of <see cref="RequestTransactionSettings"/>;</item>
+/// the handler succeeds; the row-level-security setting (tcstudio.workspace_id, <see cref="RequestRowSecurity"/>) is
+/// applied from the access check on, next to the lock and statement timeouts of <see cref="RequestTransactionSettings"/>;</item>
 /// <item>claims and records a POST's Idempotency-Key in that transaction (<see cref="IdempotentRequests"/>).</item>
 /// </list>
 /// Handlers never call BeginTransaction themselves. Endpoints marked <see cref="WaitsOnWorkspaceDatabase"/> get the
 /// first step only (see there).
 /// </summary>
-public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current, IdempotentRequests idempotency) : IEndpointFilter
+public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace current, IdempotentRequests idempotency, RequestRowSecurity rowSecurity)
+    : IEndpointFilter
 {
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -79,6 +80,8 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
         if (found is null || (found.MemberRole is null && !isSystemAdmin)) return NotFound(slug);
 
         current.Set(new WorkspaceAccess(found.Id, slug, userId, found.MemberRole, isSystemAdmin));
+        // Row-level security: from the next statement on (in this transaction too), this workspace's rows only.
+        rowSecurity.EnterWorkspace(found.Id);
         return current.Can(permission) ? null
             : Problems.Forbidden($"Your role in workspace '{slug}' ({found.MemberRole}) does not allow this.");
     }

@@ -67,6 +67,8 @@ public static class WorkspacesApi
             CreatedBy = userId,
         };
         db.Workspaces.Add(workspace);
+        // Row-level security: the membership and the activity belong to the new workspace.
+        http.RequestServices.GetRequiredService<RequestRowSecurity>().EnterWorkspace(workspace.Id);
         db.WorkspaceMembers.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = userId, Role = WorkspaceRoles.Owner });
         db.AddActivity(workspace.Id, userId, "workspace.created", EntityTypes.Workspace, workspace.Id,
             new { workspace.Name, workspace.Slug });

@@ -72,6 +72,8 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
                   AND a.datid IS DISTINCT FROM (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())))
         """;
 
+    internal const string SetWorkspaceSql = "SELECT set_config('tcstudio.workspace_id', $1, true)";
+
     internal const string HorizonSql = "WITH " + HorizonCte + " SELECT xmin FROM horizon";
 
     // One statement, one snapshot: the horizon, whether committed rows wait above it, and the rows below it after the
@@ -168,8 +170,8 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
 
     /// <summary>
     /// Up to <paramref name="limit"/> rows of one workspace after <paramref name="after"/> in stream order, from the
-    /// primary, in one batch (one implicit transaction; when row-level security lands, its
-    /// set_config('tcstudio.workspace_id', …, true) is the batch's first command).
+    /// primary, in one batch: one implicit transaction whose first command declares the workspace to row-level
+    /// security (set_config('tcstudio.workspace_id', …, true), transaction-local like every such setting).
     /// </summary>
     public async Task<ActivityStreamBatch> ReadFromPrimaryAsync(Guid workspaceId, ActivityStreamPosition after, int limit,
         CancellationToken cancellationToken)
@@ -182,6 +184,7 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
             {
                 BatchCommands =
                 {
+                    new NpgsqlBatchCommand(SetWorkspaceSql) { Parameters = { new NpgsqlParameter { Value = workspaceId.ToString("D") } } },
                     new NpgsqlBatchCommand(ReadAfterSql)
                     {
                         Parameters =
@@ -195,6 +198,7 @@ public sealed class ActivityStreamDatabase : IAsyncDisposable
                 },
             };
             await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+            await reader.NextResultAsync(cancellationToken); // past set_config's row
             var rows = new List<ActivityStreamRow>();
             ulong horizon = 0;
             var pending = false;

@@ -24,6 +24,9 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
 
     public WebApplicationFactory<Program> Factory => _factory ?? throw new InvalidOperationException("Not initialized.");
 
+    /// <summary>What the API signs in with (the fixture's superuser unless a derived fixture says otherwise).</summary>
+    protected virtual string ApiConnectionString => ConnectionString;
+
     /// <summary>Extra settings a derived fixture wants (e.g. lower rate limits).</summary>
     protected virtual IEnumerable<KeyValuePair<string, string?>> Settings => [];
 
@@ -40,7 +43,7 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
         _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {
             web.UseEnvironment("Test");
-            web.UseSetting("ConnectionStrings:tcstudio", ConnectionString);
+            web.UseSetting("ConnectionStrings:tcstudio", ApiConnectionString);
             web.UseSetting("Auth:SigningKey", Convert.ToBase64String(RandomNumberGenerator.GetBytes(48)));
             web.UseSetting("Seed:AdminPassword", AdminPassword);
             web.UseSetting("Seed:UserPassword", UserPassword);
@@ -60,7 +63,19 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
         });
         ConfigureFactory(_factory);
         await using var scope = _factory.Services.CreateAsyncScope();
-        await scope.ServiceProvider.GetRequiredService<SystemSeeder>().SeedAsync();
+        if (ApiConnectionString == ConnectionString)
+        {
+            await scope.ServiceProvider.GetRequiredService<SystemSeeder>().SeedAsync();
+        }
+        else
+        {
+            // Seeding is the owner's work (the worker's in production), not the API's: seed with the fixture's
+            // superuser, with the API's seed settings.
+            await using var seedDb = CreateDbContext();
+            await new SystemSeeder(seedDb, scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<Data.Seeding.SeedOptions>>(),
+                scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Hosting.IHostEnvironment>(),
+                scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Configuration.IConfiguration>()).SeedAsync();
+        }
     }
 
     public override async ValueTask DisposeAsync()
