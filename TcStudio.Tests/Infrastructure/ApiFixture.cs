@@ -46,6 +46,10 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             // Sessions checked once per test class run: query counts stay exact (no periodic session lookup), and
             // changes made through the API revoke tokens at once anyway (UserSessions.Forget).
             web.UseSetting("Auth:SessionCheckInterval", "01:00:00");
+            // Test classes create many workspaces and environments as one user; the quota tests set their own.
+            web.UseSetting("Quotas:WorkspacesPerUser", "10000");
+            web.UseSetting("Quotas:EnvironmentsPerWorkspace", "1000");
+            web.UseSetting("Workspaces:Limits:ConcurrentExecutions", "1000");
             foreach (var (key, value) in Settings) web.UseSetting(key, value);
         });
         ConfigureFactory(_factory);
