@@ -323,7 +323,8 @@ public static class ProceduresApi
     }
 
     public static async Task<Results<Ok<ExecutionResult>, ValidationProblem, ProblemHttpResult>> ExecuteProcedure(string name, string? env,
-        ExecuteRequest? request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
+        ExecuteRequest? request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases,
+        ExecutionSlots slots)
     {
         request ??= new ExecuteRequest(); // no body: no parameters, default limits
         var limits = databases.Options;
@@ -347,9 +348,18 @@ public static class ProceduresApi
             return Problems.Conflict($"'{procedure.Name}' has never been published; publish it before executing it.");
         }
 
+        using var slot = slots.TryEnter(workspace.Id);
+        if (slot is null)
+        {
+            http.Response.Headers.RetryAfter = slots.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many executions at once.",
+                detail: $"Workspace '{workspace.Slug}' already runs {slots.Limit} execution(s) at once (Workspaces:Limits:ConcurrentExecutions); "
+                    + $"try again in {slots.RetryAfterSeconds} s. Nothing was executed.");
+        }
+
         var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
         var executionLimits = new ExecutionLimits(TimeSpan.FromSeconds(request.TimeoutSeconds ?? limits.DefaultExecuteTimeoutSeconds),
-            request.MaxRows ?? limits.DefaultMaxRows);
+            request.MaxRows ?? limits.DefaultMaxRows, Math.Max(1, limits.MaxResultBytes));
         var started = System.Diagnostics.Stopwatch.StartNew();
         ExecutionResult? result = null;
         Exception? failure = null;

@@ -88,6 +88,8 @@ internal static class PostgresRoutineExecutor
         var cursors = new List<string>();
         var truncated = false;
         var total = 0;
+        var budget = new ResultBudget(limits.MaxBytes);
+        var cancelled = false;
 
         if (kind == "p")
         {
@@ -121,29 +123,60 @@ internal static class PostgresRoutineExecutor
             }
             else
             {
-                var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, cancellationToken);
+                var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, budget, cancellationToken);
                 resultSets.Add(set);
                 total += set.Rows.Count;
                 truncated |= cut;
+                if (budget.Exhausted) cancelled = await CancelAsync(command, reader);
             }
         }
 
         foreach (var cursor in cursors)
         {
+            if (budget.Exhausted) break;
             await using var fetch = new NpgsqlCommand($"FETCH FORWARD {Math.Max(0, rowCap - total) + 1} FROM {Quote(cursor)}", npgsql)
             {
                 CommandTimeout = commandTimeout,
             };
             await using var reader = await fetch.ExecuteReaderAsync(cancellationToken);
-            var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, cancellationToken);
+            var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, budget, cancellationToken);
             resultSets.Add(set);
             total += set.Rows.Count;
             truncated |= cut;
+            if (budget.Exhausted) cancelled = await CancelAsync(fetch, reader);
         }
 
-        await transaction.CommitAsync(cancellationToken);
+        // A command cancelled at the byte cap aborts the transaction: the routine's own changes are rolled back with it.
+        if (cancelled) await transaction.RollbackAsync(CancellationToken.None);
+        else await transaction.CommitAsync(cancellationToken);
         // PostgreSQL does not report the rows a routine changed; only SQL Server has a count to give.
-        return new ExecutionResult(resultSets, outputs, RowsAffected: null, stopwatch.ElapsedMilliseconds, truncated);
+        return new ExecutionResult(resultSets, outputs, RowsAffected: null, stopwatch.ElapsedMilliseconds, truncated,
+            budget.Exhausted ? ExecutionResult.ByBytes : truncated ? ExecutionResult.ByRows : null);
+    }
+
+    /// <summary>
+    /// The byte cap was reached: asks the server to cancel the statement rather than stream (and discard) the rest,
+    /// then closes the reader. True when the cancellation took effect (the transaction is then aborted).
+    /// </summary>
+    private static async Task<bool> CancelAsync(NpgsqlCommand command, NpgsqlDataReader reader)
+    {
+        try
+        {
+            command.Cancel();
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // Could not reach the server to cancel: closing the reader below still skips the remaining rows.
+        }
+        try
+        {
+            await reader.DisposeAsync();
+            return false;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.QueryCanceled)
+        {
+            return true;
+        }
     }
 
     private static string BindArguments(NpgsqlCommand command, List<Argument> arguments, int defaults, bool isProcedure,
@@ -266,7 +299,8 @@ internal static class PostgresRoutineExecutor
         _ => throw new FormatException("Expected a scalar value."),
     };
 
-    private static async Task<(ExecutionResultSet Set, bool Truncated)> ReadResultSetAsync(NpgsqlDataReader reader, int remaining, CancellationToken ct)
+    private static async Task<(ExecutionResultSet Set, bool Truncated)> ReadResultSetAsync(NpgsqlDataReader reader, int remaining, ResultBudget budget,
+        CancellationToken ct)
     {
         var columns = Enumerable.Range(0, reader.FieldCount).Select(i => new ExecutionColumn(reader.GetName(i), reader.GetDataTypeName(i))).ToList();
         var rows = new List<object?[]>();
@@ -276,6 +310,7 @@ internal static class PostgresRoutineExecutor
             if (rows.Count >= remaining) { truncated = true; break; }
             var row = new object?[reader.FieldCount];
             for (var i = 0; i < row.Length; i++) row[i] = ReadValue(reader, i);
+            if (!budget.TryAdd(row)) { truncated = true; break; }
             rows.Add(row);
         }
         return (new ExecutionResultSet(columns, rows), truncated);
