@@ -102,7 +102,7 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
                 FROM pg_roles r WHERE rolname = '{made}'
                 """)).Replace("true", "t").Replace("false", "f"));
             Assert.True(await AsProvisioner<bool>($"SELECT pg_has_role(current_user, '{made}', 'MEMBER')"));
-            Assert.Equal("statement_timeout=1min temp_file_limit=1GB work_mem=16MB", await api.WorkspaceScalarAsync<string>("postgres", $"""
+            Assert.Equal("statement_timeout=60000ms temp_file_limit=1048576kB work_mem=16384kB", await api.WorkspaceScalarAsync<string>("postgres", $"""
                 SELECT string_agg(setting, ' ' ORDER BY setting) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole,
                        unnest(s.setconfig) AS setting WHERE r.rolname = '{made}' AND s.setdatabase = 0
                 """));
