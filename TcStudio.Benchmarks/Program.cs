@@ -45,6 +45,7 @@ public static class BenchRunner
         new ScaleScenario(),
         new MigrationsScenario(),
         new StartupScenario(),
+        new LargeResultsScenario(),
     ];
 
     public static async Task<int> RunAsync(BenchOptions options)
