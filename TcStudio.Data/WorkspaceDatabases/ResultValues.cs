@@ -31,6 +31,17 @@ public sealed class ResultBudget(long maxBytes)
     public long Used { get; private set; }
     public bool Exhausted { get; private set; }
 
+    /// <summary>
+    /// Whether a row of <paramref name="bytes"/> (as the server measured it) still fits, before it is read; false
+    /// (and <see cref="Exhausted"/>) when it would pass the cap.
+    /// </summary>
+    public bool Fits(long bytes)
+    {
+        if (Used + bytes <= maxBytes) return true;
+        Exhausted = true;
+        return false;
+    }
+
     /// <summary>Adds a row if it fits; false (and <see cref="Exhausted"/>) when it would pass the cap.</summary>
     public bool TryAdd(object?[] row)
     {
