@@ -193,6 +193,20 @@ public sealed class LimitsAndQuotasTests(LimitsFixture api) : IClassFixture<Limi
     }
 
     [Fact]
+    public async Task Numerics_read_in_one_pass_keep_their_exact_value()
+    {
+        using var admin = await api.AdminAsync();
+        var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "numerics");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "numbers",
+            "CREATE FUNCTION numbers() RETURNS TABLE (a numeric, b numeric, c numeric, d numeric, e numeric, f numeric, g numeric) LANGUAGE sql AS $$ "
+            + "SELECT 0.0005, -12.50, 0, 0.00000005, 123456789.123456789, -1e30::numeric * 1e10, 'NaN'::numeric $$;");
+        await PublishAsync(admin, slug, "numbers");
+        var row = (await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "numbers", new { }))).GetProperty("resultSets")[0].GetProperty("rows")[0];
+        Assert.Equal(["0.0005", "-12.50", "0", "0.00000005", "123456789.123456789", "\"-10000000000000000000000000000000000000000\"", "\"NaN\""],
+            row.EnumerateArray().Select(v => v.GetRawText()));
+    }
+
+    [Fact]
     public async Task Workspace_roles_carry_a_connection_limit_a_statement_timeout_a_temp_file_limit_and_work_mem()
     {
         using var admin = await api.AdminAsync();
