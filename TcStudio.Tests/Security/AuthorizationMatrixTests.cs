@@ -138,8 +138,11 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
                     // In another workspace: signed-in callers who are not system Admins are not members there.
                     var expected = isOwn || caller is Caller.Anonymous or Caller.SystemAdmin ? statuses[i] : 404;
                     var response = await SendAsync(clients[caller], route, row, workspace);
-                    // The problem's "instance" echoes the path the caller sent; anything else is the server's.
-                    var body = (await response.Content.ReadAsStringAsync()).Replace(response.RequestMessage!.RequestUri!.AbsolutePath, "");
+                    // The problem's "instance" echoes the path the caller sent; anything else is the server's. A stream
+                    // (text/event-stream) is judged by its status and headers: its body never ends.
+                    using var _ = response;
+                    var streaming = response.Content.Headers.ContentType?.MediaType == "text/event-stream";
+                    var body = streaming ? "" : (await response.Content.ReadAsStringAsync()).Replace(response.RequestMessage!.RequestUri!.AbsolutePath, "");
                     if ((int)response.StatusCode != expected)
                     {
                         failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: expected {expected}, got {(int)response.StatusCode} {Shorten(body)}");
@@ -164,7 +167,7 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
         var request = new HttpRequestMessage(method, row.Path.Replace("{slug}", workspace.Slug).Replace("{owner}", workspace.Owner));
         if (row.Body is not null) request.Content = JsonContent.Create(row.Body);
         if (row.WrongIfMatch) request.Headers.IfMatch.Add(new EntityTagHeaderValue("\"1\""));
-        return client.SendAsync(request);
+        return client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
     }
 
     private static string Shorten(string body) => body.Length <= 300 ? body : body[..300] + "…";
