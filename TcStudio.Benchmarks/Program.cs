@@ -48,6 +48,7 @@ public static class BenchRunner
         new StartupScenario(),
         new LiveEventsScenario(),
         new BackupScenario(),
+        new LargeResultsScenario(),
     ];
 
     public static async Task<int> RunAsync(BenchOptions options)

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
 using TcStudio.Api.WorkspaceDatabases;
@@ -9,16 +10,20 @@ namespace TcStudio.Api.Environments;
 public sealed record WorkspaceServerSummary(string Name, string Provider);
 
 public sealed record EnvironmentDetails(Guid Id, string Name, string Server, string Provider, string DatabaseName, int SchemaVersion,
-    string Status, string? LastError, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+    string Status, string? LastError, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, bool IsProduction);
 
 /// <param name="Create">
 /// True (the default): create the environment's own new database, which must not exist. False: attach an existing
 /// database; reserved to system Admins (the same as POST .../environments/{name}/adopt), 403 for anyone else.
 /// </param>
-public sealed record CreateEnvironmentRequest(string Name, string Server, string DatabaseName, bool Create = true);
+/// <param name="IsProduction">Executing in a production environment needs the production right (workspace Admin and above).</param>
+public sealed record CreateEnvironmentRequest(string Name, string Server, string DatabaseName, bool Create = true, bool IsProduction = false);
 
 /// <summary>An existing database for a new environment {env}: unclaimed, or detached since its environment went.</summary>
-public sealed record AdoptEnvironmentRequest(string Server, string DatabaseName);
+public sealed record AdoptEnvironmentRequest(string Server, string DatabaseName, bool IsProduction = false);
+
+/// <summary>PATCH: absent (or null) fields stay as they are.</summary>
+public sealed record UpdateEnvironmentRequest(bool? IsProduction = null);
 
 public sealed record AppliedMigrationSummary(int Version, string Name, double DurationMs);
 
@@ -54,6 +59,8 @@ public static partial class EnvironmentsApi
         environments.MapPost("/{env}/adopt", AdoptEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
             .WithSummary("System Admins: create environment {env} on an existing database that no environment holds (recorded in the activity log).");
         environments.MapGet("/{env}", GetEnvironment).RequireWorkspacePermission(WorkspacePermission.Read);
+        environments.MapPatch("/{env}", UpdateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments)
+            .WithSummary("Change isProduction (executing in a production environment needs the production right).");
         environments.MapDelete("/{env}", DeleteEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
             .WithSummary("Delete the environment; its database is kept, detached (still claimed), unless ?dropDatabase=true.");
         environments.MapPost("/{env}/migrate", MigrateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
@@ -71,17 +78,34 @@ public static partial class EnvironmentsApi
             .Where(e => e.WorkspaceId == workspace.Id).OrderBy(e => e.Name).Select(e => ToDetails(e)).ToListAsync(http.RequestAborted));
 
     public static async Task<Results<Ok<EnvironmentDetails>, ProblemHttpResult>> GetEnvironment(string env, CurrentWorkspace workspace,
-        HttpContext http, TcStudioDbContext db) =>
-        await FindAsync(db, workspace.Id, env, http.RequestAborted) is { } environment
-            ? TypedResults.Ok(ToDetails(environment))
-            : NotFound(env);
+        HttpContext http, TcStudioDbContext db)
+    {
+        return await FindAsync(db, workspace.Id, env, http.RequestAborted) is { } environment ? TypedResults.Ok(ToDetails(environment)) : NotFound(env);
+    }
+
+    public static async Task<Results<Ok<EnvironmentDetails>, ProblemHttpResult>> UpdateEnvironment(string env, UpdateEnvironmentRequest request,
+        CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
+    {
+        var environment = await FindAsync(db, workspace.Id, env, http.RequestAborted, tracked: true);
+        if (environment is null) return NotFound(env);
+
+        if (request.IsProduction is { } isProduction && isProduction != environment.IsProduction)
+        {
+            environment.IsProduction = isProduction;
+            db.AddActivity(workspace.Id, workspace.UserId, "environment.updated", EntityTypes.Environment, environment.Id,
+                new { environment.Name, isProduction });
+            await db.SaveChangesAsync(http.RequestAborted);
+        }
+        return TypedResults.Ok(ToDetails(environment));
+    }
 
     public static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> CreateEnvironment(
         CreateEnvironmentRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db,
-        WorkspaceServerRegistry servers, WorkspaceDatabaseService databases, EnvironmentProvisioning provisioning)
+        WorkspaceServerRegistry servers, WorkspaceDatabaseService databases, EnvironmentProvisioning provisioning, IOptions<QuotaOptions> quotas)
     {
         var errors = Validate(request.Name, request.Server, request.DatabaseName, servers, databases, out var server);
         if (errors.Any) return errors.ToProblem();
+        if (await EnvironmentQuotaProblemAsync(workspace, http, db, quotas.Value) is { } overQuota) return overQuota;
         if (!request.Create)
         {
             if (!http.User.IsSystemAdmin())
@@ -90,10 +114,11 @@ public static partial class EnvironmentsApi
                     + $"(POST /api/workspaces/{workspace.Slug}/environments/{request.Name}/adopt). Omit 'create' (or set it to true) to create the "
                     + "environment's own new database.");
             }
-            return await AdoptAsync(request.Name, server!, request.DatabaseName, workspace, http, db, provisioning);
+            return await AdoptAsync(request.Name, server!, request.DatabaseName, request.IsProduction, workspace, http, db, provisioning);
         }
 
-        var result = await provisioning.CreateAsync(workspace.Id, workspace.Slug, request.Name, server!, request.DatabaseName, http.RequestAborted);
+        var result = await provisioning.CreateAsync(workspace.Id, workspace.Slug, request.Name, server!, request.DatabaseName, request.IsProduction,
+            http.RequestAborted);
         db.ChangeTracker.Clear();
         db.AddActivity(workspace.Id, workspace.UserId, "environment.created", EntityTypes.Environment, result.Environment.Id,
             new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, createdDatabase = true, schemaVersion = result.SchemaVersion });
@@ -113,13 +138,13 @@ public static partial class EnvironmentsApi
         }
         var errors = Validate(env, request.Server, request.DatabaseName, servers, databases, out var server, nameField: "env");
         if (errors.Any) return errors.ToProblem();
-        return await AdoptAsync(env, server!, request.DatabaseName, workspace, http, db, provisioning);
+        return await AdoptAsync(env, server!, request.DatabaseName, request.IsProduction, workspace, http, db, provisioning);
     }
 
     private static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> AdoptAsync(string name, WorkspaceServer server,
-        string database, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, EnvironmentProvisioning provisioning)
+        string database, bool isProduction, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, EnvironmentProvisioning provisioning)
     {
-        var result = await provisioning.AdoptAsync(workspace.Id, workspace.Slug, name, server, database, http.RequestAborted);
+        var result = await provisioning.AdoptAsync(workspace.Id, workspace.Slug, name, server, database, isProduction, http.RequestAborted);
         db.ChangeTracker.Clear();
         db.AddActivity(workspace.Id, workspace.UserId, "environment.adopted", EntityTypes.Environment, result.Environment.Id,
             new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, schemaVersion = result.SchemaVersion, notes = result.Notes });
@@ -227,6 +252,22 @@ public static partial class EnvironmentsApi
             databases.Cache.CircuitStateOf(workspace.Id, environment.Name) ?? "closed", status, lastError));
     }
 
+    /// <summary>
+    /// 409 when the workspace has its quota of environments (system Admins are exempt). Checked before the database
+    /// is created: concurrent creates in one workspace may pass together, by at most the number of requests in flight.
+    /// </summary>
+    private static async Task<ProblemHttpResult?> EnvironmentQuotaProblemAsync(CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db,
+        QuotaOptions quotas)
+    {
+        if (http.User.IsSystemAdmin()) return null;
+        var count = await db.WorkspaceEnvironments.CountAsync(e => e.WorkspaceId == workspace.Id, http.RequestAborted);
+        if (count < quotas.EnvironmentsPerWorkspace) return null;
+        return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Quota reached.",
+            detail: $"Workspace '{workspace.Slug}' already has {count} environment(s), its quota (Quotas:EnvironmentsPerWorkspace = "
+                + $"{quotas.EnvironmentsPerWorkspace}). Delete an environment, or ask a system Admin. Nothing was created.",
+            extensions: new Dictionary<string, object?> { ["quota"] = "environmentsPerWorkspace", ["limit"] = quotas.EnvironmentsPerWorkspace });
+    }
+
     internal static Task<WorkspaceEnvironment?> FindAsync(TcStudioDbContext db, Guid workspaceId, string name, CancellationToken ct, bool tracked = false)
     {
         var query = db.WorkspaceEnvironments.Where(e => e.WorkspaceId == workspaceId && e.Name == name);
@@ -236,7 +277,7 @@ public static partial class EnvironmentsApi
     internal static ProblemHttpResult NotFound(string env) => Problems.NotFound($"Environment '{env}'");
 
     private static EnvironmentDetails ToDetails(WorkspaceEnvironment e) =>
-        new(e.Id, e.Name, e.Server, e.Provider, e.DatabaseName, e.SchemaVersion, e.Status, e.LastError, e.CreatedAt, e.UpdatedAt);
+        new(e.Id, e.Name, e.Server, e.Provider, e.DatabaseName, e.SchemaVersion, e.Status, e.LastError, e.CreatedAt, e.UpdatedAt, e.IsProduction);
 
     [System.Text.RegularExpressions.GeneratedRegex("^[a-z0-9][a-z0-9-]{0,62}\\z")]
     private static partial System.Text.RegularExpressions.Regex EnvironmentName();

@@ -14,7 +14,7 @@ public sealed record ProcedureSummary(Guid Id, string Name, string Status, DateT
 
 /// <summary>A draft as stored in the system database.</summary>
 public sealed record ProcedureDraft(Guid Id, string Name, string Status, string Sql, string? SqlPublished, DateTimeOffset? PublishedAt,
-    Guid CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+    Guid CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, string? PublishedChecksum = null);
 
 /// <param name="State">deployed, not_deployed, or unavailable (then <paramref name="Error"/> says why).</param>
 public sealed record ProcedureEnvironmentState(string Environment, string Provider, string State, string? Checksum, DateTimeOffset? DeployedAt,
@@ -22,7 +22,8 @@ public sealed record ProcedureEnvironmentState(string Environment, string Provid
 
 /// <summary>GET .../procedures/{name}: the draft and, per environment, what its database holds.</summary>
 public sealed record ProcedureDetails(Guid Id, string Name, string Status, string Sql, string? SqlPublished, DateTimeOffset? PublishedAt,
-    Guid CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, IReadOnlyList<ProcedureEnvironmentState> Environments);
+    Guid CreatedBy, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, IReadOnlyList<ProcedureEnvironmentState> Environments,
+    string? PublishedChecksum = null);
 
 public sealed record CreateProcedureRequest(string Name, string Sql);
 
@@ -62,7 +63,9 @@ public static class ProceduresApi
         procedures.MapPost("/{name}/validate", ValidateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase()
             .WithSummary("Validate the stored draft: ?env= against an environment's database, or ?dialect=tsql|postgres statically.");
         procedures.MapPost("/{name}/publish", PublishProcedure).RequireWorkspacePermission(WorkspacePermission.Publish).WaitsOnWorkspaceDatabase()
-            .WithSummary("Validate, deploy to ?env=, then record the publish; the deploy is undone if recording fails.");
+            .WithPreconditions()
+            .WithSummary("Validate, deploy to ?env=, then record the publish; the deploy is undone if recording fails. "
+                + "If-Match with the draft's ETag publishes exactly the version that was reviewed (412 when it changed since).");
         procedures.MapPost("/{name}/execute", ExecuteProcedure).RequireWorkspacePermission(WorkspacePermission.ExecuteNonProduction).WaitsOnWorkspaceDatabase()
             .WithSummary("Execute the published procedure in ?env= with typed parameters, a timeout and a row cap.");
         return api;
@@ -157,7 +160,7 @@ public static class ProceduresApi
 
         http.Response.Headers.ETag = ETags.From(procedure.Version);
         return TypedResults.Ok(new ProcedureDetails(procedure.Id, procedure.Name, procedure.Status, procedure.SqlDraft, procedure.SqlPublished,
-            procedure.PublishedAt, procedure.CreatedBy, procedure.CreatedAt, procedure.UpdatedAt, states));
+            procedure.PublishedAt, procedure.CreatedBy, procedure.CreatedAt, procedure.UpdatedAt, states, procedure.PublishedChecksum));
     }
 
     public static async Task<Results<Ok<ProcedureDraft>, ValidationProblem, ProblemHttpResult>> UpdateProcedure(string name,
@@ -254,6 +257,9 @@ public static class ProceduresApi
         if (env is null) return new FieldErrors().Add("env", "'env' is required: the environment to publish to.").ToProblem();
         var procedure = await FindAsync(db, workspace.Id, name, http.RequestAborted);
         if (procedure is null) return NotFound(name);
+        // The reviewer's ETag names the draft they read: what is deployed below is the text of this very version
+        // (read once, here), so a later edit can neither slip in nor be published unseen.
+        if (ETags.CheckPreconditions(http.Request, procedure.Version, "procedure draft") is { } refused) return refused;
         var environment = await EnvironmentsApi.FindAsync(db, workspace.Id, env, http.RequestAborted);
         if (environment is null) return EnvironmentsApi.NotFound(env);
 
@@ -286,6 +292,7 @@ public static class ProceduresApi
                     entity.Status = ProcedureStatus.Published;
                     entity.SqlPublished = draft;
                     entity.PublishedAt = publishedAt;
+                    entity.PublishedChecksum = deployment.Checksum;
                     db.AddActivity(workspace.Id, workspace.UserId, "procedure.published", EntityTypes.Procedure, procedure.Id,
                         new { procedure.Name, environment = environment.Name, deployment.Checksum });
                     IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(published));
@@ -316,7 +323,8 @@ public static class ProceduresApi
     }
 
     public static async Task<Results<Ok<ExecutionResult>, ValidationProblem, ProblemHttpResult>> ExecuteProcedure(string name, string? env,
-        ExecuteRequest? request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases)
+        ExecuteRequest? request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, WorkspaceDatabaseService databases,
+        ExecutionSlots slots)
     {
         request ??= new ExecuteRequest(); // no body: no parameters, default limits
         var limits = databases.Options;
@@ -330,18 +338,28 @@ public static class ProceduresApi
         if (procedure is null) return NotFound(name);
         var environment = await EnvironmentsApi.FindAsync(db, workspace.Id, env!, http.RequestAborted);
         if (environment is null) return EnvironmentsApi.NotFound(env!);
-        if (!workspace.Can(WorkspacePermissions.ExecutePermissionFor(environment.Name)))
+        if (!workspace.Can(WorkspacePermissions.ExecutePermissionFor(environment)))
         {
-            return Problems.Forbidden($"Your role in workspace '{workspace.Slug}' may not execute in environment '{environment.Name}'.");
+            return Problems.Forbidden($"Environment '{environment.Name}' is a production environment: executing there needs the production right "
+                + $"(workspace Admin or Owner), which your role in workspace '{workspace.Slug}' does not have.");
         }
         if (procedure.Status != ProcedureStatus.Published)
         {
             return Problems.Conflict($"'{procedure.Name}' has never been published; publish it before executing it.");
         }
 
+        using var slot = slots.TryEnter(workspace.Id);
+        if (slot is null)
+        {
+            http.Response.Headers.RetryAfter = slots.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many executions at once.",
+                detail: $"Workspace '{workspace.Slug}' already runs {slots.Limit} execution(s) at once (Workspaces:Limits:ConcurrentExecutions); "
+                    + $"try again in {slots.RetryAfterSeconds} s. Nothing was executed.");
+        }
+
         var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
         var executionLimits = new ExecutionLimits(TimeSpan.FromSeconds(request.TimeoutSeconds ?? limits.DefaultExecuteTimeoutSeconds),
-            request.MaxRows ?? limits.DefaultMaxRows);
+            request.MaxRows ?? limits.DefaultMaxRows, Math.Max(1, limits.MaxResultBytes));
         var started = System.Diagnostics.Stopwatch.StartNew();
         ExecutionResult? result = null;
         Exception? failure = null;
@@ -396,7 +414,7 @@ public static class ProceduresApi
     private static ProblemHttpResult NotFound(string name) => Problems.NotFound($"Procedure '{name}'");
 
     private static ProcedureDraft ToDraft(StoredProcedure p) =>
-        new(p.Id, p.Name, p.Status, p.SqlDraft, p.SqlPublished, p.PublishedAt, p.CreatedBy, p.CreatedAt, p.UpdatedAt);
+        new(p.Id, p.Name, p.Status, p.SqlDraft, p.SqlPublished, p.PublishedAt, p.CreatedBy, p.CreatedAt, p.UpdatedAt, p.PublishedChecksum);
 
     private static string DialectOf(string provider) => provider == WorkspaceProviders.SqlServer ? "tsql" : "postgres";
 

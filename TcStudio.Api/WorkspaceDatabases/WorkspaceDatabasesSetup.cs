@@ -8,6 +8,7 @@ public static class WorkspaceDatabasesSetup
     public static WebApplicationBuilder AddWorkspaceDatabases(this WebApplicationBuilder builder)
     {
         WorkspaceDatabasesExtensions.AddWorkspaceDatabases(builder);
+        builder.Services.AddSingleton<Procedures.ExecutionSlots>();
         return builder;
     }
 }

@@ -46,9 +46,7 @@ public static class WorkspacePermissions
     public static bool Allows(string? workspaceRole, bool isSystemAdmin, WorkspacePermission permission) =>
         isSystemAdmin || (workspaceRole is not null && ByRole.TryGetValue(workspaceRole, out var granted) && granted.Contains(permission));
 
-    /// <summary>Environments named like production need the production execute right.</summary>
-    public static WorkspacePermission ExecutePermissionFor(string environmentName) =>
-        environmentName is "prod" or "production" || environmentName.StartsWith("prod-", StringComparison.Ordinal)
-            ? WorkspacePermission.ExecuteProduction
-            : WorkspacePermission.ExecuteNonProduction;
+    /// <summary>Production is an attribute of the environment (isProduction), never guessed from its name.</summary>
+    public static WorkspacePermission ExecutePermissionFor(TcStudio.Data.Entities.WorkspaceEnvironment environment) =>
+        environment.IsProduction ? WorkspacePermission.ExecuteProduction : WorkspacePermission.ExecuteNonProduction;
 }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Options;
 using System.Text.Json;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
@@ -50,7 +51,7 @@ public static class WorkspacesApi
     }
 
     public static async Task<Results<Created<WorkspaceDetails>, ValidationProblem, ProblemHttpResult>> CreateWorkspace(
-        CreateWorkspaceRequest request, HttpContext http, TcStudioDbContext db)
+        CreateWorkspaceRequest request, HttpContext http, TcStudioDbContext db, IOptions<QuotaOptions> quotas)
     {
         var errors = new FieldErrors()
             .Name("name", request.Name, Workspace.NameMaxLength, required: true)
@@ -59,6 +60,22 @@ public static class WorkspacesApi
         if (errors.Any) return errors.ToProblem();
 
         var userId = http.User.UserId();
+        if (!http.User.IsSystemAdmin())
+        {
+            // One user's creates take turns (a transaction-scoped lock on the user), so parallel requests cannot all
+            // pass the count; the lock goes with the request's transaction.
+            var limit = quotas.Value.WorkspacesPerUser;
+            await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({"tcstudio.quota.workspaces:" + userId}, 0))",
+                http.RequestAborted);
+            var owned = await db.Workspaces.CountAsync(w => w.Members.Any(m => m.UserId == userId && m.Role == WorkspaceRoles.Owner), http.RequestAborted);
+            if (owned >= limit)
+            {
+                return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Quota reached.",
+                    detail: $"You already own {owned} workspace(s), your quota (Quotas:WorkspacesPerUser = {limit}). Delete one you no longer "
+                        + "need, or ask a system Admin. Nothing was created.",
+                    extensions: new Dictionary<string, object?> { ["quota"] = "workspacesPerUser", ["limit"] = limit });
+            }
+        }
         var workspace = new Workspace
         {
             Name = request.Name.Trim(),

@@ -13,6 +13,9 @@ public sealed class StoredProcedure : IAuditedEntity
     public string SqlDraft { get; set; } = "";
     public string? SqlPublished { get; set; }
     public DateTimeOffset? PublishedAt { get; set; }
+
+    /// <summary>The checksum of the SQL the last publish deployed (what was reviewed, when published with If-Match).</summary>
+    public string? PublishedChecksum { get; set; }
     public Guid CreatedBy { get; set; }
     public uint Version { get; set; }
     public DateTimeOffset CreatedAt { get; set; }

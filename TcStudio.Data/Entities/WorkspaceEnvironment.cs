@@ -16,6 +16,9 @@ public sealed class WorkspaceEnvironment : IAuditedEntity
     public int SchemaVersion { get; set; }
     public string Status { get; set; } = EnvironmentStatus.Pending;
     public string? LastError { get; set; }
+
+    /// <summary>Executing here needs the production right (workspace Admin and above); set by those who manage environments.</summary>
+    public bool IsProduction { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset UpdatedAt { get; set; }
 

@@ -23,6 +23,7 @@ internal sealed class StoredProcedureConfiguration : IEntityTypeConfiguration<St
         procedure.Property(p => p.Status).HasMaxLength(16).HasDefaultValue(ProcedureStatus.Draft);
         procedure.Property(p => p.SqlDraft).HasDefaultValue("");
         procedure.Property(p => p.Version).IsRowVersion();
+        procedure.Property(p => p.PublishedChecksum).HasMaxLength(128);
 
         procedure.HasOne(p => p.Workspace).WithMany().HasForeignKey(p => p.WorkspaceId)
             .OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_stored_procedures_workspaces");

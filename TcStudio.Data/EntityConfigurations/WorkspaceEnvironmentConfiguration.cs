@@ -24,6 +24,7 @@ internal sealed class WorkspaceEnvironmentConfiguration : IEntityTypeConfigurati
         environment.Property(e => e.DatabaseName).HasMaxLength(WorkspaceEnvironment.DatabaseNameMaxLength);
         environment.Property(e => e.Status).HasMaxLength(16).HasDefaultValue(EnvironmentStatus.Pending);
         environment.Property(e => e.SchemaVersion).HasDefaultValue(0);
+        environment.Property(e => e.IsProduction).HasDefaultValue(false);
         environment.Property(e => e.LastError).HasMaxLength(WorkspaceEnvironment.LastErrorMaxLength);
 
         environment.HasOne(e => e.Workspace).WithMany().HasForeignKey(e => e.WorkspaceId)

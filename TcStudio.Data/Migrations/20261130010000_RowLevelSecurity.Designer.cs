@@ -61,6 +61,11 @@ namespace TcStudio.Data.Migrations
                         .HasColumnType("character varying(32)")
                         .HasColumnName("entity_type");
 
+                    b.Property<ulong>("TransactionId")
+                        .HasColumnType("xid8")
+                        .HasColumnName("xid")
+                        .HasDefaultValueSql("pg_current_xact_id()");
+
                     b.Property<Guid?>("UserId")
                         .HasColumnType("uuid")
                         .HasColumnName("user_id");
@@ -75,6 +80,10 @@ namespace TcStudio.Data.Migrations
                     b.HasIndex("WorkspaceId", "CreatedAt", "Id")
                         .IsDescending(false, true, true)
                         .HasDatabaseName("ix_activities_workspace_id_created_at");
+
+                    b.HasIndex("WorkspaceId", "TransactionId", "Id")
+                        .HasDatabaseName("ix_activities_workspace_id_xid")
+                        .HasAnnotation("Npgsql:CreatedConcurrently", true);
 
                     b.ToTable("activities", null, t =>
                         {
@@ -116,6 +125,82 @@ namespace TcStudio.Data.Migrations
                             t.HasCheckConstraint("ck_database_size_samples_bytes_non_negative", "database_bytes >= 0");
 
                             t.HasCheckConstraint("ck_database_size_samples_largest_tables_array", "largest_tables IS NULL OR jsonb_typeof(largest_tables) = 'array'");
+                        });
+                });
+
+            modelBuilder.Entity("TcStudio.Data.Entities.IdempotencyKey", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("Key")
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("key");
+
+                    b.Property<string>("ContentType")
+                        .HasMaxLength(256)
+                        .HasColumnType("character varying(256)")
+                        .HasColumnName("content_type");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("ETag")
+                        .HasMaxLength(256)
+                        .HasColumnType("character varying(256)")
+                        .HasColumnName("etag");
+
+                    b.Property<DateTimeOffset>("ExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("expires_at");
+
+                    b.Property<string>("Location")
+                        .HasMaxLength(2048)
+                        .HasColumnType("character varying(2048)")
+                        .HasColumnName("location");
+
+                    b.Property<string>("Method")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("method");
+
+                    b.Property<string>("Path")
+                        .IsRequired()
+                        .HasMaxLength(2048)
+                        .HasColumnType("character varying(2048)")
+                        .HasColumnName("path");
+
+                    b.Property<byte[]>("RequestHash")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("request_hash");
+
+                    b.Property<byte[]>("ResponseBody")
+                        .IsRequired()
+                        .HasColumnType("bytea")
+                        .HasColumnName("response_body");
+
+                    b.Property<int>("StatusCode")
+                        .HasColumnType("integer")
+                        .HasColumnName("status_code");
+
+                    b.HasKey("UserId", "Key")
+                        .HasName("pk_idempotency_keys");
+
+                    b.HasIndex("ExpiresAt")
+                        .HasDatabaseName("ix_idempotency_keys_expires_at");
+
+                    b.ToTable("idempotency_keys", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_idempotency_keys_expires_after_creation", "expires_at > created_at");
+
+                            t.HasCheckConstraint("ck_idempotency_keys_request_hash_length", "octet_length(request_hash) = 32");
+
+                            t.HasCheckConstraint("ck_idempotency_keys_status_code", "status_code BETWEEN 200 AND 299");
                         });
                 });
 
@@ -229,6 +314,11 @@ namespace TcStudio.Data.Migrations
                     b.Property<DateTimeOffset?>("PublishedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("published_at");
+
+                    b.Property<string>("PublishedChecksum")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("published_checksum");
 
                     b.Property<NpgsqlTsVector>("SearchVector")
                         .ValueGeneratedOnAddOrUpdate()
@@ -448,6 +538,113 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
+            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<string>("DatabaseName")
+                        .IsRequired()
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("database_name");
+
+                    b.Property<DateTimeOffset?>("DetachedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("detached_at");
+
+                    b.Property<Guid?>("EnvironmentId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("environment_id");
+
+                    b.Property<string>("ExecuteRole")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("execute_role");
+
+                    b.Property<byte[]>("ExecuteSecret")
+                        .HasColumnType("bytea")
+                        .HasColumnName("execute_secret");
+
+                    b.Property<string>("Origin")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("origin");
+
+                    b.Property<string>("OwnerRole")
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("owner_role");
+
+                    b.Property<byte[]>("OwnerSecret")
+                        .HasColumnType("bytea")
+                        .HasColumnName("owner_secret");
+
+                    b.Property<string>("Provider")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("provider");
+
+                    b.Property<string>("Server")
+                        .IsRequired()
+                        .HasMaxLength(63)
+                        .HasColumnType("character varying(63)")
+                        .HasColumnName("server");
+
+                    b.Property<string>("ServerIdentity")
+                        .IsRequired()
+                        .HasMaxLength(300)
+                        .HasColumnType("character varying(300)")
+                        .HasColumnName("server_identity");
+
+                    b.Property<string>("State")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)")
+                        .HasColumnName("state");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.Property<Guid>("WorkspaceId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("workspace_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_workspace_databases");
+
+                    b.HasIndex("EnvironmentId")
+                        .IsUnique()
+                        .HasDatabaseName("ux_workspace_databases_environment_id");
+
+                    b.HasIndex("WorkspaceId")
+                        .HasDatabaseName("ix_workspace_databases_workspace_id");
+
+                    b.ToTable("workspace_databases", null, t =>
+                        {
+                            t.HasCheckConstraint("ck_workspace_databases_attached_environment", "(state = 'attached') = (environment_id IS NOT NULL)");
+
+                            t.HasCheckConstraint("ck_workspace_databases_database_name_format", "database_name ~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$'");
+
+                            t.HasCheckConstraint("ck_workspace_databases_origin", "origin IN ('created', 'adopted')");
+
+                            t.HasCheckConstraint("ck_workspace_databases_provider", "provider IN ('sqlserver', 'postgres')");
+
+                            t.HasCheckConstraint("ck_workspace_databases_role_format", "(owner_role IS NULL OR owner_role ~ '^tcws_[a-z0-9_]+_owner$') AND (execute_role IS NULL OR execute_role ~ '^tcws_[a-z0-9_]+_exec$')");
+
+                            t.HasCheckConstraint("ck_workspace_databases_state", "state IN ('attached', 'detached')");
+                        });
+                });
+
             modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
                 {
                     b.Property<Guid>("Id")
@@ -464,6 +661,12 @@ namespace TcStudio.Data.Migrations
                         .HasMaxLength(128)
                         .HasColumnType("character varying(128)")
                         .HasColumnName("database_name");
+
+                    b.Property<bool>("IsProduction")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("boolean")
+                        .HasDefaultValue(false)
+                        .HasColumnName("is_production");
 
                     b.Property<string>("LastError")
                         .HasMaxLength(4000)
@@ -582,6 +785,16 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_activities_workspaces");
                 });
 
+            modelBuilder.Entity("TcStudio.Data.Entities.IdempotencyKey", b =>
+                {
+                    b.HasOne("TcStudio.Data.Entities.User", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_idempotency_keys_users");
+                });
+
             modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
                 {
                     b.HasOne("TcStudio.Data.Entities.User", null)
@@ -621,6 +834,15 @@ namespace TcStudio.Data.Migrations
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_workspaces_users");
+                });
+
+            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+                {
+                    b.HasOne("TcStudio.Data.Entities.WorkspaceEnvironment", null)
+                        .WithMany()
+                        .HasForeignKey("EnvironmentId")
+                        .OnDelete(DeleteBehavior.Restrict)
+                        .HasConstraintName("fk_workspace_databases_workspace_environments");
                 });
 
             modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>

@@ -36,10 +36,12 @@ public sealed class EnvironmentProvisioning(
     // ---- Create ----
 
     /// <summary>A new environment with a new database (which must not exist), its roles, marker and base schema.</summary>
-    public async Task<Result> CreateAsync(Guid workspaceId, string slug, string name, WorkspaceServer server, string database, CancellationToken ct)
+    public async Task<Result> CreateAsync(Guid workspaceId, string slug, string name, WorkspaceServer server, string database, bool isProduction,
+        CancellationToken ct)
     {
         await CheckProviderAsync(workspaceId, name, server, ct);
         var environment = NewEnvironment(workspaceId, name, server, database);
+        environment.IsProduction = isProduction;
         var claim = NewClaim(environment, server, database, WorkspaceDatabaseOrigins.Created);
         var roles = server.Provider == WorkspaceProviders.Postgres ? store.IssueRoles(claim, environment.Id) : null;
         db.WorkspaceEnvironments.Add(environment);
@@ -85,10 +87,12 @@ public sealed class EnvironmentProvisioning(
     /// over from its old roles; an unclaimed one must be owned by the server's deploy login (the operator hands a
     /// database of another application over explicitly). A database attached to any environment is refused.
     /// </summary>
-    public async Task<Result> AdoptAsync(Guid workspaceId, string slug, string name, WorkspaceServer server, string database, CancellationToken ct)
+    public async Task<Result> AdoptAsync(Guid workspaceId, string slug, string name, WorkspaceServer server, string database, bool isProduction,
+        CancellationToken ct)
     {
         await CheckProviderAsync(workspaceId, name, server, ct);
         var environment = NewEnvironment(workspaceId, name, server, database);
+        environment.IsProduction = isProduction;
         db.WorkspaceEnvironments.Add(environment);
         await db.SaveChangesAsync(ct); // a taken name → 23505 → 409 naming "name"
         await CheckProviderRaceAsync(environment, server, claimId: null, ct);

@@ -154,14 +154,20 @@ public sealed class DraftRefusedException(SqlValidation validation)
     public SqlValidation Validation { get; } = validation;
 }
 
-public sealed record ExecutionLimits(TimeSpan Timeout, int MaxRows);
+/// <param name="MaxBytes">The cap on the results' size (Workspaces:MaxResultBytes): reading stops there and the command is cancelled.</param>
+public sealed record ExecutionLimits(TimeSpan Timeout, int MaxRows, long MaxBytes = long.MaxValue);
 
 public sealed record ExecutionColumn(string Name, string Type);
 
 public sealed record ExecutionResultSet(IReadOnlyList<ExecutionColumn> Columns, IReadOnlyList<object?[]> Rows);
 
+/// <param name="TruncatedReason">Why results were cut short: <c>rows</c> (maxRows) or <c>bytes</c> (Workspaces:MaxResultBytes); null when complete.</param>
 public sealed record ExecutionResult(IReadOnlyList<ExecutionResultSet> ResultSets, IReadOnlyDictionary<string, object?> OutputParameters,
-    long? RowsAffected, long DurationMs, bool Truncated);
+    long? RowsAffected, long DurationMs, bool Truncated, string? TruncatedReason = null)
+{
+    public const string ByRows = "rows";
+    public const string ByBytes = "bytes";
+}
 
 public static class Checksums
 {

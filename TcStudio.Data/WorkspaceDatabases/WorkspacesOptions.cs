@@ -52,10 +52,35 @@ public sealed class WorkspacesOptions
     public int MaxRows { get; set; } = 10_000;
 
     /// <summary>
-    /// CONNECTION LIMIT of each environment's PostgreSQL roles (1–1000): a backstop above what the pools open
-    /// (MaxPoolSize per API instance and credential) so one workspace cannot take the server's connections.
+    /// The cap on one execution's results (16 MiB): reading stops there, the command is cancelled and the answer is a
+    /// 200 with truncated: true and truncatedReason "bytes".
     /// </summary>
-    public int RoleConnectionLimit { get; set; } = 50;
+    public long MaxResultBytes { get; set; } = 16L * 1024 * 1024;
+
+    /// <summary>What one workspace may take of a server (section <c>Workspaces:Limits</c>).</summary>
+    public WorkspaceLimits Limits { get; set; } = new();
 
     // The role passwords' key is Workspaces:SecretKey, read by WorkspaceSecrets (not bound here: it is a secret).
+}
+
+/// <summary>
+/// Limits each PostgreSQL workspace role carries (set when its roles are created, and again by <c>migrate</c>), and
+/// the cap on concurrent executions per workspace in each API instance.
+/// </summary>
+public sealed class WorkspaceLimits
+{
+    /// <summary>CONNECTION LIMIT of each environment's roles (1–1000): one workspace cannot take the server's connections.</summary>
+    public int Connections { get; set; } = 10;
+
+    /// <summary>temp_file_limit of the roles, in kB (1 GB): sorts and hashes that spill cannot fill the server's disk.</summary>
+    public int TempFileLimitKilobytes { get; set; } = 1024 * 1024;
+
+    /// <summary>work_mem of the roles, in kB (16 MB): per sort or hash node.</summary>
+    public int WorkMemKilobytes { get; set; } = 16 * 1024;
+
+    /// <summary>Executions running at once in one workspace (per API instance); one more is a 429 with Retry-After.</summary>
+    public int ConcurrentExecutions { get; set; } = 4;
+
+    /// <summary>The Retry-After (seconds) of that 429.</summary>
+    public int RetryAfterSeconds { get; set; } = 2;
 }

@@ -59,6 +59,10 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             web.UseSetting("RateLimit:PermitsPerSecondPerAddress", "1000000");
             // The "Test" environment is not Development: the OpenAPI document (which some tests read) is switched on.
             web.UseSetting("Api:OpenApi:Enabled", "true");
+            // Test classes create many workspaces and environments as one user; the quota tests set their own.
+            web.UseSetting("Quotas:WorkspacesPerUser", "10000");
+            web.UseSetting("Quotas:EnvironmentsPerWorkspace", "1000");
+            web.UseSetting("Workspaces:Limits:ConcurrentExecutions", "1000");
             foreach (var (key, value) in Settings) web.UseSetting(key, value);
         });
         ConfigureFactory(_factory);

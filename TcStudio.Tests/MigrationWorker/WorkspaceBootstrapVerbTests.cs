@@ -50,7 +50,7 @@ public sealed class WorkspaceBootstrapVerbTests(SystemDatabaseFixture database) 
 
         var first = await MigrationWorkerRunner.RunAsync(Environment(), "workspaces", "bootstrap", "--create-provisioner");
         Assert.True(first.ExitCode == 0, first.ToString());
-        Assert.Contains($"installed the provisioning functions ({PostgresProvisioning.Schema} v1 in database {database.DatabaseName})", first.StandardOutput);
+        Assert.Contains($"installed the provisioning functions ({PostgresProvisioning.Schema} v{PostgresProvisioning.Version} in database {database.DatabaseName})", first.StandardOutput);
         Assert.Contains($"created the provisioner login '{Provisioner}' (LOGIN CREATEDB, nothing else)", first.StandardOutput);
         Assert.Contains("workspaces bootstrap: 1 ok, 0 failed", first.StandardOutput);
         Assert.DoesNotContain(_password, first.AllOutput);

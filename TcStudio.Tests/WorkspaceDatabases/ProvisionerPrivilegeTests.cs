@@ -77,27 +77,35 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
         await Refused("42501", "CREATE ROLE evil SUPERUSER");
         await Refused("42501", $"CREATE ROLE \"{NewRoleName()}\"");
 
-        const string Create = $"SELECT {PostgresProvisioning.Schema}.create_workspace_role($1, $2, $3)";
+        const string Create = $"SELECT {PostgresProvisioning.Schema}.create_workspace_role($1, $2, $3, $4, $5, $6)";
         foreach (var name in new[] { "evil", "postgres", api.ProvisionerLogin, "tcws_x_owner", NewRoleName("admin"), NewRoleName() + "\"; DROP ROLE postgres; --",
                      NewRoleName().ToUpperInvariant() })
         {
-            await Refused("22023", Create, null, name, verifier, 5);
+            await Refused("22023", Create, null, name, verifier, 5, 60_000, 1_048_576, 16_384);
         }
-        await Refused("22023", Create, null, NewRoleName(), "hunter2", 5); // a password, not a verifier
-        await Refused("22023", Create, null, NewRoleName(), verifier, 0);
-        await Refused("22023", Create, null, NewRoleName(), verifier, 100_000);
+        await Refused("22023", Create, null, NewRoleName(), "hunter2", 5, 60_000, 1_048_576, 16_384); // a password, not a verifier
+        await Refused("22023", Create, null, NewRoleName(), verifier, 0, 60_000, 1_048_576, 16_384);
+        await Refused("22023", Create, null, NewRoleName(), verifier, 100_000, 60_000, 1_048_576, 16_384);
+        // Role settings within bounds only (temp_file_limit is a superuser setting: 0 or -1 would lift it).
+        await Refused("22023", Create, null, NewRoleName(), verifier, 5, 0, 1_048_576, 16_384);
+        await Refused("22023", Create, null, NewRoleName(), verifier, 5, 60_000, -1, 16_384);
+        await Refused("22023", Create, null, NewRoleName(), verifier, 5, 60_000, 1_048_576, int.MaxValue);
 
         // What the function does make: a login with every privilege attribute off, a connection limit, a member of nothing.
         var made = NewRoleName();
         try
         {
-            await AsProvisioner<object>(Create, null, made, verifier, 5);
+            await AsProvisioner<object>(Create, null, made, verifier, 5, 60_000, 1_048_576, 16_384);
             Assert.Equal("t f f f f f f 5 0", (await api.WorkspaceScalarAsync<string>("postgres", $"""
                 SELECT concat_ws(' ', rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolinherit, rolreplication, rolbypassrls, rolconnlimit,
                        (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid))
                 FROM pg_roles r WHERE rolname = '{made}'
                 """)).Replace("true", "t").Replace("false", "f"));
             Assert.True(await AsProvisioner<bool>($"SELECT pg_has_role(current_user, '{made}', 'MEMBER')"));
+            Assert.Equal("statement_timeout=60000ms temp_file_limit=1048576kB work_mem=16384kB", await api.WorkspaceScalarAsync<string>("postgres", $"""
+                SELECT string_agg(setting, ' ' ORDER BY setting) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole,
+                       unnest(s.setconfig) AS setting WHERE r.rolname = '{made}' AND s.setdatabase = 0
+                """));
             await Refused("42501", $"DROP ROLE \"{made}\""); // only through the function
             Assert.True(await AsProvisioner<bool>($"SELECT {PostgresProvisioning.Schema}.drop_workspace_role($1)", null, made));
         }
@@ -111,7 +119,7 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
         await api.Server.ExecuteAsync($"CREATE ROLE \"{planted}\" SUPERUSER");
         try
         {
-            await Refused("42710", Create, null, planted, verifier, 5);
+            await Refused("42710", Create, null, planted, verifier, 5, 60_000, 1_048_576, 16_384);
             await Refused("42501", $"SELECT {PostgresProvisioning.Schema}.grant_workspace_role($1)", null, planted);
             await Refused("42501", $"SELECT {PostgresProvisioning.Schema}.drop_workspace_role($1)", null, planted);
             await Refused("22023", $"SELECT {PostgresProvisioning.Schema}.drop_workspace_role($1)", null, "postgres");

@@ -355,6 +355,8 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
     {
         using var admin = await api.AdminAsync();
         var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "exec-rights", environment: "prod");
+        // Production is the environment's attribute, not its name.
+        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/workspaces/{slug}/environments/prod", new { isProduction = true }));
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "one", "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
         await HttpAssert.ProblemAsync(await ExecuteAsync(admin, slug, "one", new { }, env: "prod"), HttpStatusCode.Conflict);
         await PublishAsync(admin, slug, "one", env: "prod");

@@ -198,7 +198,7 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         var database = api.NewDatabaseName("reused");
         await HttpAssert.JsonAsync(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Created);
         var first = await EnvironmentIdAsync(slug, "dev");
-        Assert.Equal("t f f f f f f 50", await api.WorkspaceScalarAsync<string>("postgres", $"""
+        Assert.Equal("t f f f f f f 10", await api.WorkspaceScalarAsync<string>("postgres", $"""
             SELECT concat_ws(' ', bool_and(rolcanlogin), bool_or(rolsuper), bool_or(rolcreatedb), bool_or(rolcreaterole), bool_or(rolinherit),
                    bool_or(rolreplication), bool_or(rolbypassrls), max(rolconnlimit))
             FROM pg_roles WHERE rolname IN ('tcws_{first:N}_owner', 'tcws_{first:N}_exec')

@@ -12,9 +12,11 @@ namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 /// identifiers and literals quoted with format(%I/%L), EXECUTE revoked from PUBLIC and granted to the deploy
 /// credential (the provisioner login: LOGIN CREATEDB, nothing else):</para>
 /// <list type="bullet">
-/// <item><c>create_workspace_role(new_role, verifier, max_connections)</c>: only names <c>tcws_&lt;32 hex&gt;_owner|exec</c>,
-/// only SCRAM-SHA-256 verifiers (never a password), fixed attributes LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE
-/// NOINHERIT NOREPLICATION NOBYPASSRLS and a connection limit of 1–1000; an existing role only if it made it; then
+/// <item><c>create_workspace_role(new_role, verifier, max_connections, statement_timeout_ms, temp_file_limit_kb, work_mem_kb)</c>:
+/// only names <c>tcws_&lt;32 hex&gt;_owner|exec</c>, only SCRAM-SHA-256 verifiers (never a password), fixed attributes
+/// LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS, a connection limit of 1–1000 and the
+/// role settings statement_timeout, temp_file_limit (a superuser setting: only this function can set it) and work_mem,
+/// each within bounds (v2; v1 had no settings); an existing role only if it made it; then
 /// grants the role to the caller (session_user), so the caller can CREATE DATABASE ... OWNER it, grant in it, and
 /// later drop it;</item>
 /// <item><c>grant_workspace_role(existing_role)</c>: grants a role it made (or one an earlier TC Studio made, recognised
@@ -27,12 +29,12 @@ namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 public static partial class PostgresProvisioning
 {
     public const string Schema = "tcstudio_provisioning";
-    public const int Version = 1;
-    public const string VersionComment = "tcstudio provisioning v1";
+    public const int Version = 2;
+    public const string VersionComment = "tcstudio provisioning v2";
 
     private static readonly string[] Functions =
     [
-        $"{Schema}.create_workspace_role(text, text, integer)",
+        $"{Schema}.create_workspace_role(text, text, integer, integer, integer, integer)",
         $"{Schema}.grant_workspace_role(text)",
         $"{Schema}.drop_workspace_role(text)",
     ];
@@ -59,7 +61,11 @@ public static partial class PostgresProvisioning
         $fn$;
         REVOKE ALL ON FUNCTION tcstudio_provisioning.is_tcstudio_role(text) FROM PUBLIC;
 
-        CREATE OR REPLACE FUNCTION tcstudio_provisioning.create_workspace_role(new_role text, verifier text, max_connections integer)
+        -- v1's signature had no limits; v2 replaces it (one way to create a role, with its limits).
+        DROP FUNCTION IF EXISTS tcstudio_provisioning.create_workspace_role(text, text, integer);
+
+        CREATE OR REPLACE FUNCTION tcstudio_provisioning.create_workspace_role(new_role text, verifier text, max_connections integer,
+            statement_timeout_ms integer, temp_file_limit_kb integer, work_mem_kb integer)
         RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
         DECLARE
             found_role pg_roles%ROWTYPE;
@@ -73,6 +79,15 @@ public static partial class PostgresProvisioning
             END IF;
             IF max_connections IS NULL OR max_connections NOT BETWEEN 1 AND 1000 THEN
                 RAISE EXCEPTION 'tcstudio: the connection limit must be between 1 and 1000' USING ERRCODE = '22023';
+            END IF;
+            IF statement_timeout_ms IS NULL OR statement_timeout_ms NOT BETWEEN 1000 AND 86400000 THEN
+                RAISE EXCEPTION 'tcstudio: statement_timeout must be between 1 s and 1 day (in ms)' USING ERRCODE = '22023';
+            END IF;
+            IF temp_file_limit_kb IS NULL OR temp_file_limit_kb NOT BETWEEN 1024 AND 1073741824 THEN
+                RAISE EXCEPTION 'tcstudio: temp_file_limit must be between 1 MB and 1 TB (in kB)' USING ERRCODE = '22023';
+            END IF;
+            IF work_mem_kb IS NULL OR work_mem_kb NOT BETWEEN 64 AND 4194304 THEN
+                RAISE EXCEPTION 'tcstudio: work_mem must be between 64 kB and 4 GB (in kB)' USING ERRCODE = '22023';
             END IF;
             SELECT * INTO found_role FROM pg_roles r WHERE r.rolname = new_role;
             IF FOUND THEN
@@ -90,6 +105,10 @@ public static partial class PostgresProvisioning
                 EXECUTE format('COMMENT ON ROLE %I IS %L', new_role, 'TC Studio workspace role (tcstudio_provisioning)');
                 INSERT INTO tcstudio_provisioning.workspace_roles (role_name) VALUES (new_role);
             END IF;
+            -- Role settings apply to every session the role opens, in any database.
+            EXECUTE format('ALTER ROLE %I SET statement_timeout = %L', new_role, statement_timeout_ms || 'ms');
+            EXECUTE format('ALTER ROLE %I SET temp_file_limit = %L', new_role, temp_file_limit_kb || 'kB');
+            EXECUTE format('ALTER ROLE %I SET work_mem = %L', new_role, work_mem_kb || 'kB');
             -- The caller may then create the database owned by the role, grant in it, and drop it later.
             EXECUTE format('GRANT %I TO %I', new_role, session_user);
         END
@@ -142,8 +161,8 @@ public static partial class PostgresProvisioning
         END
         $fn$;
 
-        COMMENT ON FUNCTION tcstudio_provisioning.create_workspace_role(text, text, integer) IS 'tcstudio provisioning v1';
-        REVOKE ALL ON FUNCTION tcstudio_provisioning.create_workspace_role(text, text, integer) FROM PUBLIC;
+        COMMENT ON FUNCTION tcstudio_provisioning.create_workspace_role(text, text, integer, integer, integer, integer) IS 'tcstudio provisioning v2';
+        REVOKE ALL ON FUNCTION tcstudio_provisioning.create_workspace_role(text, text, integer, integer, integer, integer) FROM PUBLIC;
         REVOKE ALL ON FUNCTION tcstudio_provisioning.grant_workspace_role(text) FROM PUBLIC;
         REVOKE ALL ON FUNCTION tcstudio_provisioning.drop_workspace_role(text) FROM PUBLIC;
         """;
@@ -196,12 +215,18 @@ public static partial class PostgresProvisioning
             + string.Concat(Functions.Select(f => $"GRANT EXECUTE ON FUNCTION {f} TO {role};\n")), ct);
     }
 
-    public static async Task CreateRoleAsync(NpgsqlConnection connection, string role, string verifier, int connectionLimit, CancellationToken ct)
+    /// <summary>What each workspace role may take of the server (Workspaces:Limits, and the largest execute timeout).</summary>
+    public sealed record RoleLimits(int Connections, int StatementTimeoutMilliseconds, int TempFileLimitKilobytes, int WorkMemKilobytes);
+
+    public static async Task CreateRoleAsync(NpgsqlConnection connection, string role, string verifier, RoleLimits limits, CancellationToken ct)
     {
-        await using var command = new NpgsqlCommand($"SELECT {Schema}.create_workspace_role($1, $2, $3)", connection);
+        await using var command = new NpgsqlCommand($"SELECT {Schema}.create_workspace_role($1, $2, $3, $4, $5, $6)", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = role });
         command.Parameters.Add(new NpgsqlParameter { Value = verifier });
-        command.Parameters.Add(new NpgsqlParameter { Value = connectionLimit });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.Connections });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.StatementTimeoutMilliseconds });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.TempFileLimitKilobytes });
+        command.Parameters.Add(new NpgsqlParameter { Value = limits.WorkMemKilobytes });
         await command.ExecuteNonQueryAsync(ct);
     }
 

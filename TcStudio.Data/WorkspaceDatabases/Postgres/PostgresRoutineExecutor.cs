@@ -88,6 +88,8 @@ internal static class PostgresRoutineExecutor
         var cursors = new List<string>();
         var truncated = false;
         var total = 0;
+        var budget = new ResultBudget(limits.MaxBytes);
+        var cancelled = false;
 
         if (kind == "p")
         {
@@ -109,41 +111,76 @@ internal static class PostgresRoutineExecutor
         }
         else
         {
-            command.CommandText = $"SELECT * FROM {target} LIMIT {rowCap + 1}";
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            var allCursors = reader.FieldCount > 0 && Enumerable.Range(0, reader.FieldCount).All(i => reader.GetDataTypeName(i) == "refcursor");
+            // Each row comes with its size as text, computed by the server and read first (sequential access: a row is
+            // not buffered whole), so a row past the byte cap is skipped on the wire, never held in memory. The
+            // function's implicit alias (its name) keeps a scalar function's column named as before.
+            var alias = Quote(routine);
+            command.CommandText = $"SELECT octet_length({alias}::text) AS tcstudio_row_bytes, {alias}.* FROM {target} LIMIT {rowCap + 1}";
+            await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, cancellationToken);
+            var allCursors = reader.FieldCount > 1 && Enumerable.Range(1, reader.FieldCount - 1).All(i => reader.GetDataTypeName(i) == "refcursor");
             if (allCursors)
             {
                 while (await reader.ReadAsync(cancellationToken))
                 {
-                    for (var i = 0; i < reader.FieldCount; i++) if (!reader.IsDBNull(i)) cursors.Add(reader.GetString(i));
+                    for (var i = 1; i < reader.FieldCount; i++) if (!reader.IsDBNull(i)) cursors.Add(reader.GetString(i));
                 }
             }
             else
             {
-                var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, cancellationToken);
+                var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, budget, cancellationToken, sizeColumn: true);
                 resultSets.Add(set);
                 total += set.Rows.Count;
                 truncated |= cut;
+                if (budget.Exhausted) cancelled = await CancelAsync(command, reader);
             }
         }
 
         foreach (var cursor in cursors)
         {
+            if (budget.Exhausted) break;
             await using var fetch = new NpgsqlCommand($"FETCH FORWARD {Math.Max(0, rowCap - total) + 1} FROM {Quote(cursor)}", npgsql)
             {
                 CommandTimeout = commandTimeout,
             };
             await using var reader = await fetch.ExecuteReaderAsync(cancellationToken);
-            var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, cancellationToken);
+            var (set, cut) = await ReadResultSetAsync(reader, rowCap - total, budget, cancellationToken);
             resultSets.Add(set);
             total += set.Rows.Count;
             truncated |= cut;
+            if (budget.Exhausted) cancelled = await CancelAsync(fetch, reader);
         }
 
-        await transaction.CommitAsync(cancellationToken);
+        // A command cancelled at the byte cap aborts the transaction: the routine's own changes are rolled back with it.
+        if (cancelled) await transaction.RollbackAsync(CancellationToken.None);
+        else await transaction.CommitAsync(cancellationToken);
         // PostgreSQL does not report the rows a routine changed; only SQL Server has a count to give.
-        return new ExecutionResult(resultSets, outputs, RowsAffected: null, stopwatch.ElapsedMilliseconds, truncated);
+        return new ExecutionResult(resultSets, outputs, RowsAffected: null, stopwatch.ElapsedMilliseconds, truncated,
+            budget.Exhausted ? ExecutionResult.ByBytes : truncated ? ExecutionResult.ByRows : null);
+    }
+
+    /// <summary>
+    /// The byte cap was reached: asks the server to cancel the statement rather than stream (and discard) the rest,
+    /// then closes the reader. True when the cancellation took effect (the transaction is then aborted).
+    /// </summary>
+    private static async Task<bool> CancelAsync(NpgsqlCommand command, NpgsqlDataReader reader)
+    {
+        try
+        {
+            command.Cancel();
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // Could not reach the server to cancel: closing the reader below still skips the remaining rows.
+        }
+        try
+        {
+            await reader.DisposeAsync();
+            return false;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.QueryCanceled)
+        {
+            return true;
+        }
     }
 
     private static string BindArguments(NpgsqlCommand command, List<Argument> arguments, int defaults, bool isProcedure,
@@ -266,16 +303,21 @@ internal static class PostgresRoutineExecutor
         _ => throw new FormatException("Expected a scalar value."),
     };
 
-    private static async Task<(ExecutionResultSet Set, bool Truncated)> ReadResultSetAsync(NpgsqlDataReader reader, int remaining, CancellationToken ct)
+    /// <param name="sizeColumn">Column 0 is the row's size (tcstudio_row_bytes), read before the values and not returned.</param>
+    private static async Task<(ExecutionResultSet Set, bool Truncated)> ReadResultSetAsync(NpgsqlDataReader reader, int remaining, ResultBudget budget,
+        CancellationToken ct, bool sizeColumn = false)
     {
-        var columns = Enumerable.Range(0, reader.FieldCount).Select(i => new ExecutionColumn(reader.GetName(i), reader.GetDataTypeName(i))).ToList();
+        var first = sizeColumn ? 1 : 0;
+        var columns = Enumerable.Range(first, reader.FieldCount - first).Select(i => new ExecutionColumn(reader.GetName(i), reader.GetDataTypeName(i))).ToList();
         var rows = new List<object?[]>();
         var truncated = false;
         while (await reader.ReadAsync(ct))
         {
             if (rows.Count >= remaining) { truncated = true; break; }
-            var row = new object?[reader.FieldCount];
-            for (var i = 0; i < row.Length; i++) row[i] = ReadValue(reader, i);
+            if (sizeColumn && !budget.Fits(reader.IsDBNull(0) ? 0 : reader.GetInt32(0))) { truncated = true; break; }
+            var row = new object?[reader.FieldCount - first];
+            for (var i = 0; i < row.Length; i++) row[i] = ReadValue(reader, i + first);
+            if (!budget.TryAdd(row)) { truncated = true; break; }
             rows.Add(row);
         }
         return (new ExecutionResultSet(columns, rows), truncated);
@@ -286,6 +328,20 @@ internal static class PostgresRoutineExecutor
         if (reader.IsDBNull(ordinal)) return null;
         var typeName = reader.GetDataTypeName(ordinal);
         if (typeName is "json" or "jsonb") return JsonDocument.Parse(reader.GetString(ordinal)).RootElement.Clone();
+        if (typeName == "numeric")
+        {
+            // Read once (a sequential reader cannot read a column twice), in PostgreSQL's own binary form: a decimal
+            // when it fits, else its exact digits.
+            byte[] raw;
+            using (var stream = reader.GetStream(ordinal))
+            using (var copy = new MemoryStream())
+            {
+                stream.CopyTo(copy);
+                raw = copy.ToArray();
+            }
+            var text = NumericText(raw);
+            return decimal.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) ? number : text;
+        }
         try
         {
             return ResultValues.Normalize(reader.GetValue(ordinal));
@@ -297,15 +353,54 @@ internal static class PostgresRoutineExecutor
         }
     }
 
+    /// <summary>
+    /// A numeric in PostgreSQL's binary form (ndigits, weight, sign, dscale, then base-10000 digits) as its exact text.
+    /// </summary>
+    internal static string NumericText(byte[] raw)
+    {
+        static int Int16At(byte[] b, int at) => (short)((b[at] << 8) | b[at + 1]);
+        var count = Int16At(raw, 0);
+        var weight = Int16At(raw, 2);
+        var sign = (raw[4] << 8) | raw[5];
+        var scale = Int16At(raw, 6);
+        switch (sign)
+        {
+            case 0xC000: return "NaN";
+            case 0xD000: return "Infinity";
+            case 0xF000: return "-Infinity";
+        }
+        var digits = new int[count];
+        for (var i = 0; i < count; i++) digits[i] = Int16At(raw, 8 + 2 * i);
+        var text = new System.Text.StringBuilder();
+        if (sign == 0x4000) text.Append('-');
+        if (weight < 0) text.Append('0');
+        for (var w = 0; w <= weight; w++)
+        {
+            var digit = w < count ? digits[w] : 0;
+            text.Append(w == 0 ? digit.ToString(CultureInfo.InvariantCulture) : digit.ToString("D4", CultureInfo.InvariantCulture));
+        }
+        if (scale > 0)
+        {
+            var fraction = new System.Text.StringBuilder();
+            for (var i = weight + 1; fraction.Length < scale; i++)
+            {
+                fraction.Append((i >= 0 && i < count ? digits[i] : 0).ToString("D4", CultureInfo.InvariantCulture));
+            }
+            text.Append('.').Append(fraction.ToString(0, scale));
+        }
+        return text.ToString();
+    }
+
     /// <summary>A value GetValue cannot give: its text, else a wider number, else a note; a result never fails the call.</summary>
     private static object? Fallback(NpgsqlDataReader reader, int ordinal)
     {
+        // InvalidOperationException: a sequential reader refuses a column already consumed by the failed attempt.
         try { return reader.GetFieldValue<string>(ordinal); }
-        catch (Exception e) when (e is InvalidCastException or NotSupportedException) { }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or InvalidOperationException) { }
         try { return reader.GetFieldValue<System.Numerics.BigInteger>(ordinal).ToString(CultureInfo.InvariantCulture); }
-        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException) { }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException or InvalidOperationException) { }
         try { return reader.GetDouble(ordinal); }
-        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException) { }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException or InvalidOperationException) { }
         return $"(a value of type {reader.GetDataTypeName(ordinal)} that cannot be shown)";
     }
 }

@@ -306,9 +306,15 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     private async Task EnsureRolesAsync(NpgsqlConnection connection, WorkspaceServer server, WorkspaceRoleSet roles, CancellationToken ct)
     {
         await EnsureProvisioningAsync(connection, server, ct);
-        var limit = Math.Clamp(options.Value.RoleConnectionLimit, 1, 1000);
-        await PostgresProvisioning.CreateRoleAsync(connection, roles.OwnerRole, ScramVerifier.Compute(roles.OwnerPassword), limit, ct);
-        await PostgresProvisioning.CreateRoleAsync(connection, roles.ExecuteRole, ScramVerifier.Compute(roles.ExecutePassword), limit, ct);
+        var settings = options.Value;
+        // The role's statement_timeout is the largest execute timeout: an execution's SET LOCAL may only lower it.
+        var limits = new PostgresProvisioning.RoleLimits(
+            Math.Clamp(settings.Limits.Connections, 1, 1000),
+            (int)Math.Clamp(Math.Max(settings.MaxExecuteTimeoutSeconds, settings.OperationTimeoutSeconds) * 1000L, 1000, 86_400_000),
+            Math.Clamp(settings.Limits.TempFileLimitKilobytes, 1024, 1_073_741_824),
+            Math.Clamp(settings.Limits.WorkMemKilobytes, 64, 4_194_304));
+        await PostgresProvisioning.CreateRoleAsync(connection, roles.OwnerRole, ScramVerifier.Compute(roles.OwnerPassword), limits, ct);
+        await PostgresProvisioning.CreateRoleAsync(connection, roles.ExecuteRole, ScramVerifier.Compute(roles.ExecutePassword), limits, ct);
     }
 
     /// <summary>

@@ -388,6 +388,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         var resultSets = new List<ExecutionResultSet>();
         var truncated = false;
         var total = 0;
+        var budget = new ResultBudget(limits.MaxBytes);
         long rowsAffected;
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
@@ -401,12 +402,15 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
                     if (total >= limits.MaxRows) { truncated = true; continue; } // keep reading so output parameters arrive
                     var row = new object?[reader.FieldCount];
                     for (var i = 0; i < row.Length; i++) row[i] = ReadValue(reader, i);
+                    if (!budget.TryAdd(row)) { truncated = true; break; }
                     rows.Add(row);
                     total++;
                 }
                 resultSets.Add(new ExecutionResultSet(columns, rows));
             }
-            while (await reader.NextResultAsync(cancellationToken));
+            while (!budget.Exhausted && await reader.NextResultAsync(cancellationToken));
+            // At the byte cap: cancel the batch rather than stream the rest (output parameters are then not returned).
+            if (budget.Exhausted) command.Cancel();
             rowsAffected = reader.RecordsAffected;
         }
 
@@ -414,7 +418,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             .Where(p => p.Direction == ParameterDirection.InputOutput)
             .ToDictionary(p => p.ParameterName.TrimStart('@'), p => ResultValues.Normalize(p.Value), StringComparer.Ordinal);
         outputs["returnValue"] = ResultValues.Normalize(returnValue.Value);
-        return new ExecutionResult(resultSets, outputs, Math.Max(0, rowsAffected), stopwatch.ElapsedMilliseconds, truncated);
+        return new ExecutionResult(resultSets, outputs, Math.Max(0, rowsAffected), stopwatch.ElapsedMilliseconds, truncated,
+            budget.Exhausted ? ExecutionResult.ByBytes : truncated ? ExecutionResult.ByRows : null);
     }
 
     /// <summary>A column's value; CLR types whose assembly is not here (geography, hierarchyid…) come back as a note, never a 500.</summary>
