@@ -66,7 +66,8 @@ public static class WorkerHost
         {
             if (needsDatabase)
             {
-                await SystemDatabaseStartup.WaitUntilReachableAsync(configuration, logger, databaseMayBeMissing: true, cancellationToken);
+                await SystemDatabaseStartup.WaitUntilReachableAsync(configuration, logger, databaseMayBeMissing: true, cancellationToken,
+                    progress: line => Console.Error.WriteLine($"{verb}: {line}"));
             }
             using var activity = ActivitySource.StartActivity(verb);
             await using var scope = host.Services.CreateAsyncScope();
