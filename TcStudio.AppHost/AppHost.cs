@@ -6,6 +6,9 @@ namespace TcStudio.AppHost;
 // A namespaced entry point: the API's Program is the global one (WebApplicationFactory<Program> in the tests).
 public static class Program
 {
+    /// <summary>The workspace server <c>local</c>'s identity (README, "Workspace databases", Servers).</summary>
+    public const string LocalClusterIdentityKey = "WorkspaceServers:local:Identity";
+
     /// <summary>
     /// TC Studio's application model: PostgreSQL and the system database, SQL Server when there is one, the migration
     /// worker (migrate + seed, run to completion), then the API. README.md, "Run the system" and "Deploy with azd".
@@ -38,9 +41,21 @@ public static class Program
                 .WithSystemDatabase(postgres)
                 .WithEnvironment("Auth__SigningKey", signingKey)
                 .WaitForCompletion(worker) // migrations and seed first; a failed worker keeps the API from starting
+                .FailWhenAFixedPortIsTaken(builder) // else /health could be answered by whoever holds the port
                 .WithHttpHealthCheck("/health")
                 .WithExternalHttpEndpoints()
                 .WithApiReferenceUrls();
+
+            if (postgres.Settings.Mode == PostgresMode.Local && postgres.Settings.Local.Port == 0
+                && string.IsNullOrWhiteSpace(builder.Configuration[LocalClusterIdentityKey]))
+            {
+                // The local cluster takes a free port at each start, and a workspace database's claim is keyed by its
+                // server's identity (host:port by default): without a stable identity the seeded twsbp/dev environment
+                // would refuse its own database after every restart. One state directory is one physical cluster.
+                var identity = $"postgres://tcstudio-local-cluster{postgres.Settings.Local.StateDirectory}";
+                worker.WithEnvironment(LocalClusterIdentityKey.Replace(":", "__"), identity);
+                api.WithEnvironment(LocalClusterIdentityKey.Replace(":", "__"), identity);
+            }
 
             if (sql is not null)
             {

@@ -49,7 +49,7 @@ public static class SystemDatabaseConnection
         }
         catch (Exception e) when (e is ArgumentException or FormatException or InvalidCastException)
         {
-            return $"Connection string '{ConnectionStringKey}' is malformed ({KeywordOnly(e)}). "
+            return $"Connection string '{ConnectionStringKey}' is malformed ({DescribeMalformed(connectionString, e)}). "
                 + $"Example: {ExampleConnectionString}";
         }
 
@@ -138,6 +138,87 @@ public static class SystemDatabaseConnection
     public static string Describe(NpgsqlConnectionStringBuilder builder) =>
         $"{builder.Host}:{builder.Port}/{builder.Database} as {builder.Username}";
 
-    private static string KeywordOnly(Exception e) =>
-        e.Message.StartsWith("Keyword not supported", StringComparison.Ordinal) ? e.Message : "a value could not be read";
+    /// <summary>
+    /// Which keyword is wrong and why, never a value (it may be a password): an unknown keyword, a keyword whose
+    /// value is not of its type (Port=abc), or text that is not Keyword=value (often a ';' inside an unquoted value).
+    /// </summary>
+    public static string DescribeMalformed(string connectionString, Exception error)
+    {
+        var generic = new System.Data.Common.DbConnectionStringBuilder();
+        try
+        {
+            generic.ConnectionString = connectionString;
+        }
+        catch (ArgumentException)
+        {
+            var previous = LastKeywordBefore(connectionString, FirstUnreadableIndex(connectionString));
+            return previous is null
+                ? "it does not start with Keyword=value"
+                : $"the text after keyword '{AsWritten(connectionString, previous)}' is not Keyword=value; quote a value that contains ';' or '=' with double quotes";
+        }
+        foreach (string keyword in generic.Keys)
+        {
+            try
+            {
+                _ = new NpgsqlConnectionStringBuilder { [keyword] = generic[keyword] };
+            }
+            catch (ArgumentException) when (!IsKnownKeyword(keyword))
+            {
+                return $"keyword '{AsWritten(connectionString, keyword)}' is not supported by Npgsql";
+            }
+            catch (Exception e) when (e is ArgumentException or FormatException or InvalidCastException or OverflowException)
+            {
+                return $"the value of keyword '{AsWritten(connectionString, keyword)}' is not valid for it ({ExpectedForm(keyword)})";
+            }
+        }
+        return error.Message.StartsWith("Keyword not supported", StringComparison.Ordinal) ? error.Message : "a value could not be read";
+    }
+
+    /// <summary>The keyword as the user wrote it (the generic parser lower-cases keys).</summary>
+    private static string AsWritten(string connectionString, string keyword) =>
+        System.Text.RegularExpressions.Regex.Matches(connectionString, @"(?:^|;)\s*(?<keyword>[^=;]+?)\s*=")
+            .Select(m => m.Groups["keyword"].Value)
+            .FirstOrDefault(k => k.Equals(keyword, StringComparison.OrdinalIgnoreCase)) ?? keyword;
+
+    private static bool IsKnownKeyword(string keyword) => new NpgsqlConnectionStringBuilder().ContainsKey(keyword);
+
+    private static string ExpectedForm(string keyword)
+    {
+        var property = typeof(NpgsqlConnectionStringBuilder).GetProperties().FirstOrDefault(p =>
+            p.Name.Equals(keyword.Replace(" ", ""), StringComparison.OrdinalIgnoreCase));
+        var type = Nullable.GetUnderlyingType(property?.PropertyType ?? typeof(string)) ?? property?.PropertyType;
+        return type switch
+        {
+            { } t when t == typeof(int) => "a whole number is expected",
+            { } t when t == typeof(bool) => "true or false is expected",
+            { IsEnum: true } t => $"one of {string.Join(", ", Enum.GetNames(t))} is expected",
+            _ => "see the Npgsql connection string reference",
+        };
+    }
+
+    /// <summary>Where the generic parser gives up: the shortest prefix of Keyword=value pairs that still parses.</summary>
+    private static int FirstUnreadableIndex(string connectionString)
+    {
+        var end = 0;
+        foreach (var index in Enumerable.Range(1, connectionString.Length).Where(i => i == connectionString.Length || connectionString[i] == ';'))
+        {
+            try
+            {
+                _ = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString[..index] };
+                end = index;
+            }
+            catch (ArgumentException)
+            {
+                break;
+            }
+        }
+        return end;
+    }
+
+    private static string? LastKeywordBefore(string connectionString, int index)
+    {
+        if (index <= 0) return null;
+        var generic = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString[..index] };
+        return generic.Keys.Cast<string>().LastOrDefault();
+    }
 }

@@ -14,12 +14,31 @@ namespace TcStudio.Data;
 /// </summary>
 public static class SystemDatabaseStartup
 {
+    /// <summary>How often <c>progress</c> hears that the wait goes on.</summary>
+    public static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// True inside a probe whose failures are reported through <c>progress</c>: the connection log then keeps its
+    /// per-attempt failure to Debug, so a console shows one line every few seconds rather than three per attempt.
+    /// </summary>
+    public static bool ReportsItsOwnFailures => ProbeReportsFailures.Value;
+
+    private static readonly AsyncLocal<bool> ProbeReportsFailures = new();
+
     /// <param name="databaseMayBeMissing">
     /// True for the worker: a reachable server without the database yet is enough, since migrating creates it.
     /// </param>
+    /// <param name="progress">
+    /// For a console (the worker): receives "waiting for PostgreSQL at host:port/db as user (12 s of 60 s): reason" at
+    /// the first failed attempt and then every <see cref="ProgressInterval"/>; the per-attempt log lines go to Debug.
+    /// Without it every attempt is logged (the API, whose logs are collected).
+    /// </param>
     public static async Task WaitUntilReachableAsync(
-        IConfiguration configuration, ILogger logger, bool databaseMayBeMissing, CancellationToken cancellationToken)
+        IConfiguration configuration, ILogger logger, bool databaseMayBeMissing, CancellationToken cancellationToken,
+        Action<string>? progress = null)
     {
+        var waiting = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan? lastProgress = null;
         var options = SystemDatabaseConnection.ReadOptions(configuration);
         var target = SystemDatabaseConnection.Build(configuration, "tcstudio-startup-check");
         target.Pooling = false;
@@ -38,6 +57,18 @@ public static class SystemDatabaseStartup
                 MaxRetryAttempts = int.MaxValue,
                 OnRetry = args =>
                 {
+                    if (progress is not null)
+                    {
+                        if (lastProgress is null || waiting.Elapsed - lastProgress >= ProgressInterval)
+                        {
+                            lastProgress = waiting.Elapsed;
+                            progress($"waiting for PostgreSQL at {where} ({waiting.Elapsed.TotalSeconds:0} s of "
+                                + $"{options.StartupTimeout.TotalSeconds:0} s): {Reason(args.Outcome.Exception)}");
+                        }
+                        logger.LogDebug("PostgreSQL at {Where} is not reachable yet (attempt {Attempt}): {Reason}; retrying in {Delay:0.0} s",
+                            where, args.AttemptNumber + 1, Reason(args.Outcome.Exception), args.RetryDelay.TotalSeconds);
+                        return ValueTask.CompletedTask;
+                    }
                     logger.LogWarning("PostgreSQL at {Where} is not reachable yet (attempt {Attempt}): {Reason}; retrying in {Delay:0.0} s",
                         where, args.AttemptNumber + 1, Reason(args.Outcome.Exception), args.RetryDelay.TotalSeconds);
                     return ValueTask.CompletedTask;
@@ -50,7 +81,9 @@ public static class SystemDatabaseStartup
             await pipeline.ExecuteAsync(async ct =>
             {
                 attempt++;
-                logger.LogInformation("Connecting to PostgreSQL at {Where} (attempt {Attempt})", where, attempt);
+                logger.Log(progress is null ? LogLevel.Information : LogLevel.Debug,
+                    "Connecting to PostgreSQL at {Where} (attempt {Attempt})", where, attempt);
+                ProbeReportsFailures.Value = progress is not null;
                 await ProbeAsync(target, databaseMayBeMissing, ct);
             }, cancellationToken);
             logger.LogInformation("PostgreSQL at {Where} is reachable", where);

@@ -14,9 +14,7 @@ public static class WorkerCommandLine
 {
     public static RootCommand Create()
     {
-        var root = new RootCommand("TC Studio migration worker: applies, reverts and reports the system database's "
-            + "migrations and seeds it. With no verb: the roles (with an admin connection string), migrate, seed, bootstrap the workspace servers that have an admin connection "
-            + "string, then migrate every workspace environment.");
+        var root = new RootCommand(RootDescription);
         root.SetAction((_, ct) => WorkerHost.RunAsync(WorkerHost.DefaultRunVerb, async (verbs, ct2) =>
             await verbs.MigrateAndSeedAsync(ct2), ct));
 
@@ -84,7 +82,11 @@ public static class WorkerCommandLine
         {
             var workspace = new Option<string?>("--workspace") { Description = "Only this workspace (slug)." };
             var environment = new Option<string?>("--env") { Description = "Only environments with this name." };
-            var to = new Option<int?>("--to") { Description = "revert: the version to go back to (0: everything)." };
+            var to = new Option<int?>("--to")
+            {
+                Description = "revert: the version to go back to (0: everything).",
+                CustomParser = result => ParseVersion(result, "--to"),
+            };
             var command = new Command(verb, description) { workspace, environment };
             if (verb == "revert") command.Options.Add(to);
             command.SetAction((parse, ct) => WorkerHost.RunAsync($"workspaces {verb}", (verbs, ct2) =>
@@ -103,6 +105,48 @@ public static class WorkerCommandLine
             verbs.BootstrapAsync(parse.GetValue(server), parse.GetValue(createProvisioner), ct2), ct));
         workspaces.Subcommands.Add(bootstrap);
         return workspaces;
+    }
+
+    /// <summary>
+    /// The root help: what the worker does, the configuration every verb reads (named, so a newcomer knows what to set)
+    /// and the exit codes scripts can rely on.
+    /// </summary>
+    public const string RootDescription = """
+        TC Studio migration worker: applies, reverts and reports the system database's migrations and seeds it.
+        With no verb: the system database's roles (with an admin connection string), migrate, seed, bootstrap the
+        workspace servers that have an admin connection string, then migrate every workspace environment (what the
+        Aspire AppHost runs before the API).
+
+        Configuration (appsettings.json or environment variables, where __ stands for :):
+          ConnectionStrings:tcstudio   every verb but 'script --idempotent' and 'restore --pitr|stop': the system
+                                       database, e.g. Host=localhost;Port=5432;Database=tc_studio;Username=tcstudio;Password=...
+                                       (environment variable ConnectionStrings__tcstudio)
+          Workspaces:SecretKey         no verb, 'workspaces migrate|status|revert': the key (base64, 32 bytes) that
+                                       encrypts the workspace roles' passwords; the API must use the same one
+          Seed:AdminPassword, Seed:UserPassword
+                                       no verb, 'seed', 'reset': the seeded users' passwords (Development has defaults)
+          ConnectionStrings:postgres or WorkspaceServers:<name>:AdminConnectionString
+                                       no verb, 'roles', 'workspaces bootstrap': the server's admin credential (optional
+                                       for the default run; 'roles' needs ConnectionStrings:postgres)
+          SystemRoles:AppPassword, SystemRoles:BackupPassword, SystemRoles:OwnerPassword
+                                       'roles': passwords of the system database's roles (see docs/security.md)
+          Backup:Directory, Backup:WalArchive
+                                       'backup', 'restore': where backups and archived WAL are kept
+          Database:StartupTimeout      how long to wait for PostgreSQL to answer (default 00:01:00)
+
+        Exit codes: 0 done; 1 failed (one line says why); 2 bad usage or configuration (nothing was changed).
+        """;
+
+    /// <summary>A schema version: a whole number, 0 or more. Errors name the option and the expected form.</summary>
+    private static int? ParseVersion(System.CommandLine.Parsing.ArgumentResult result, string option)
+    {
+        var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var version))
+        {
+            return version;
+        }
+        result.AddError($"{option} expects a schema version, a whole number of 0 or more (for example {option} 3; 0 reverts everything), not '{text}'.");
+        return null;
     }
 
     /// <summary>Parses and runs; usage errors exit 2 (System.CommandLine's own default would be 1).</summary>

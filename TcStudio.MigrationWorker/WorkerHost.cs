@@ -31,7 +31,10 @@ public static class WorkerHost
     public static async Task<int> RunAsync<TVerbs>(string verb, Func<TVerbs, CancellationToken, Task<int>> run,
         CancellationToken cancellationToken, bool needsDatabase = true) where TVerbs : notnull
     {
-        var builder = Host.CreateApplicationBuilder();
+        // appsettings.json (log levels included) is read from beside the executable, wherever it is started from:
+        // the default content root is the current directory, where `dotnet path/to/TcStudio.MigrationWorker.dll`
+        // from the repository root would find none and print every EF command.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
         if (!needsDatabase && SystemDatabaseConnection.ReadConnectionString(builder.Configuration) is null)
         {
             // Verbs that never connect (script --idempotent) still build the model through a data source.
@@ -72,7 +75,8 @@ public static class WorkerHost
             }
             if (needsDatabase && verb != "roles")
             {
-                await SystemDatabaseStartup.WaitUntilReachableAsync(configuration, logger, databaseMayBeMissing: true, cancellationToken);
+                await SystemDatabaseStartup.WaitUntilReachableAsync(configuration, logger, databaseMayBeMissing: true, cancellationToken,
+                    progress: line => Console.Error.WriteLine($"{verb}: {line}"));
             }
             using var activity = ActivitySource.StartActivity(verb);
             await using var scope = host.Services.CreateAsyncScope();

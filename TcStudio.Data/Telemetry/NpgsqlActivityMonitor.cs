@@ -152,7 +152,13 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
     {
         var where = DescribeTarget(activity);
         var elapsedMs = Math.Round(activity.Duration.TotalMilliseconds, 1);
-        if (activity.Status == ActivityStatusCode.Error)
+        if (activity.Status == ActivityStatusCode.Error && SystemDatabaseStartup.ReportsItsOwnFailures)
+        {
+            // The startup wait prints its own progress line every few seconds; each failed attempt is detail.
+            _connectionLogger.LogDebug("Could not open a connection to PostgreSQL at {Where}: {Reason} (after {ElapsedMs} ms)",
+                where, FailureReason(activity), elapsedMs);
+        }
+        else if (activity.Status == ActivityStatusCode.Error)
         {
             LogConnectionFailed(_connectionLogger, where, FailureReason(activity), elapsedMs);
         }

@@ -37,7 +37,7 @@ public sealed class ConcurrencyAndStartupTests(EmptyDatabaseFixture database) : 
 
             // Start the server only once the worker has tried and failed at least once.
             var waitedSince = DateTime.UtcNow;
-            while (!Contains(stderr, "is not reachable yet"))
+            while (!Contains(stderr, "waiting for PostgreSQL at 127.0.0.1:"))
             {
                 Assert.False(worker.HasExited, $"the worker gave up early:\n{stdout}\n{stderr}");
                 Assert.True(DateTime.UtcNow - waitedSince < TimeSpan.FromSeconds(60), "the worker never reported a failed attempt");
