@@ -122,10 +122,7 @@ public static partial class EnvironmentsApi
         db.ChangeTracker.Clear();
         db.AddActivity(workspace.Id, workspace.UserId, "environment.created", EntityTypes.Environment, result.Environment.Id,
             new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, createdDatabase = true, schemaVersion = result.SchemaVersion });
-        var location = $"/api/workspaces/{workspace.Slug}/environments/{result.Environment.Name}";
-        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Created(location, ToDetails(result.Environment)));
-        await db.SaveChangesAsync(CancellationToken.None);
-        return TypedResults.Created(location, ToDetails(result.Environment));
+        return await SaveCreatedAsync(result.Environment, workspace, http, db);
     }
 
     public static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> AdoptEnvironment(string env,
@@ -148,10 +145,17 @@ public static partial class EnvironmentsApi
         db.ChangeTracker.Clear();
         db.AddActivity(workspace.Id, workspace.UserId, "environment.adopted", EntityTypes.Environment, result.Environment.Id,
             new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, schemaVersion = result.SchemaVersion, notes = result.Notes });
-        var location = $"/api/workspaces/{workspace.Slug}/environments/{result.Environment.Name}";
-        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Created(location, ToDetails(result.Environment)));
+        return await SaveCreatedAsync(result.Environment, workspace, http, db);
+    }
+
+    /// <summary>The activity staged by the caller, the idempotency record and the 201, in one SaveChanges.</summary>
+    private static async Task<Created<EnvironmentDetails>> SaveCreatedAsync(WorkspaceEnvironment environment, CurrentWorkspace workspace,
+        HttpContext http, TcStudioDbContext db)
+    {
+        var location = $"/api/workspaces/{workspace.Slug}/environments/{environment.Name}";
+        IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Created(location, ToDetails(environment)));
         await db.SaveChangesAsync(CancellationToken.None);
-        return TypedResults.Created(location, ToDetails(result.Environment));
+        return TypedResults.Created(location, ToDetails(environment));
     }
 
     private static FieldErrors Validate(string name, string server, string database, WorkspaceServerRegistry servers, WorkspaceDatabaseService databases,

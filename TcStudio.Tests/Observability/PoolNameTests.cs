@@ -125,7 +125,12 @@ public sealed partial class PoolNameTests(PostgresServer server)
         var deadline = Stopwatch.StartNew();
         while (true)
         {
-            Assert.False(api.HasExited, $"the API exited with {(api.HasExited ? api.ExitCode : 0)}\n{stdout}\n{stderr}");
+            if (api.HasExited)
+            {
+                // The message only once it exited and its output drained: the builders are appended to from other threads.
+                api.WaitForExit();
+                Assert.Fail($"the API exited with {api.ExitCode}\n{stdout}\n{stderr}");
+            }
             try
             {
                 if ((await http.GetAsync("/health")).StatusCode == HttpStatusCode.OK) return;
