@@ -66,7 +66,8 @@ public sealed class BackupSchedulerTests(SystemDatabaseFixture database) : IClas
         var run = Assert.Single(recorder.Of(BackupMetrics.DurationName));
         Assert.Equal(("logical", "success", "s"), (run.Tag(BackupMetrics.KindTag), run.Tag(BackupMetrics.OutcomeTag), run.Unit));
         Assert.Matches($@"^{database.DatabaseName}-20261129T030\d00Z\.dump$", Path.GetFileName(Assert.Single(Directory.GetFiles(directory.Path, "*.dump"))));
-        Assert.Contains("next logical backup at 2026-11-30 03:00:00Z", first.Text);
+        // Printed after the run's metric is recorded: wait for it rather than race it.
+        await WaitForAsync(() => first.Text.Contains("next logical backup at 2026-11-30 03:00:00Z"), first);
 
         clock.Advance(TimeSpan.FromHours(2));
         recorder.Observe();
