@@ -67,6 +67,11 @@ public sealed partial class LogicalBackup(PostgresTools tools, BackupOptions opt
         }
         var schemaVersion = await ReadSchemaVersionAsync(connection, transaction, source.Kind, cancellationToken);
         var tables = await TableChecksums.ListTablesAsync(connection, transaction, cancellationToken);
+        if (await TableChecksums.ListTablesHidingRowsAsync(connection, transaction, cancellationToken) is [_, ..] hidden)
+        {
+            throw new BackupException($"{role} is subject to row-level security on {string.Join(", ", hidden)}: a backup would "
+                + "silently miss rows. Back up as a role with BYPASSRLS (the backup role; docs/security.md).");
+        }
 
         var name = UniqueName(source.OutputDirectory, source.Database, startedAt);
         var finalPath = Path.Combine(source.OutputDirectory, name);

@@ -91,6 +91,29 @@ public static class TableChecksums
         return tables;
     }
 
+    /// <summary>
+    /// The tables whose rows the current role would not all see because row-level security applies to it. Checked
+    /// before pg_dump starts: a failure inside the exported snapshot's transaction would abort it under pg_dump, which
+    /// would then report a snapshot error instead of the reason.
+    /// </summary>
+    public static async Task<IReadOnlyList<string>> ListTablesHidingRowsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("""
+            SELECT n.nspname || '.' || c.relname
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND row_security_active(c.oid)
+             ORDER BY 1
+            """, connection, transaction);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        var tables = new List<string>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            tables.Add(reader.GetString(0));
+        }
+        return tables;
+    }
+
     /// <summary>The exact COPY statement whose output is hashed (also what the README tells people to run).</summary>
     public static string CopyStatement(TableToCheck table) =>
         $"COPY (SELECT * FROM ONLY {table.QualifiedSql} AS t ORDER BY {table.OrderBySql}) TO STDOUT";
