@@ -23,6 +23,13 @@ public static class Program
 
             var postgresSettings = PostgresSettings.Read(
                 builder.Configuration, builder.ExecutionContext.IsPublishMode, repositoryRoot, () => containerRuntimeAnswers.Value);
+            if (builder.ExecutionContext.IsPublishMode && postgresSettings.Mode == PostgresMode.Existing)
+            {
+                throw new AppHostConfigurationException(
+                    $"Publishing with {PostgresSettings.ModeKey}=existing is not supported: each service's role connection string is derived from "
+                    + $"ConnectionStrings:{PostgresSettings.ServerConnectionName} when the AppHost runs. Publish with the container, or deploy the "
+                    + "services with their own connection strings (docs/security.md).");
+            }
             var backups = BackupSettings.Read(builder.Configuration, postgresSettings);
             var postgres = builder.AddSystemDatabase(postgresSettings with { Local = backups.Apply(postgresSettings.Local) });
             var sql = builder.AddSqlServer(() => containerRuntimeAnswers.Value);
@@ -31,14 +38,28 @@ public static class Program
             var adminPassword = builder.AddSecret("seed-admin-password", "Password of the seeded user 'admin' (Seed:AdminPassword), set when it is first seeded.");
             var userPassword = builder.AddSecret("seed-user-password", "Password of the seeded user 'user' (Seed:UserPassword), set when it is first seeded.");
 
+            // Least privilege: each service signs in as its own role (docs/security.md). The worker alone gets the
+            // server's admin string, for its roles and bootstrap steps, and creates the other logins with these passwords.
+            var ownerPassword = builder.AddSecret("tcstudio-owner-password", $"Password of '{SystemRoles.Owner}' (migrations and seeding).", generatedAtDeployment: true);
+            var appPassword = builder.AddSecret("tcstudio-app-password", $"Password of '{SystemRoles.App}' (the API).", generatedAtDeployment: true);
+            var backupPassword = builder.AddSecret("tcstudio-backup-password", $"Password of '{SystemRoles.Backup}' (backups).", generatedAtDeployment: true);
+            var provisionerPassword = builder.AddSecret("tcstudio-provisioner-password",
+                $"Password of '{SystemRoles.Provisioner}' (creates workspace databases on server 'local').", generatedAtDeployment: true);
+            var localWorkspaceServer = ("WorkspaceServers__local__ConnectionString", postgres.ConnectionStringAs(SystemRoles.Provisioner, provisionerPassword));
+
             var worker = builder.AddProject<Projects.TcStudio_MigrationWorker>("migration-worker")
-                .WithSystemDatabase(postgres)
+                .WithSystemDatabase(postgres, SystemRoles.Owner, ownerPassword)
+                .WithServerAdmin(postgres)
+                .WithEnvironment("SystemRoles__AppPassword", appPassword)
+                .WithEnvironment("SystemRoles__BackupPassword", backupPassword)
+                .WithEnvironment(localWorkspaceServer.Item1, localWorkspaceServer.Item2)
                 .WithEnvironment("Seed__AdminPassword", adminPassword)
                 .WithEnvironment("Seed__UserPassword", userPassword)
                 .WithRunEnvironment(builder);
 
             var api = builder.AddProject<Projects.TcStudio_Api>("api")
-                .WithSystemDatabase(postgres)
+                .WithSystemDatabase(postgres, SystemRoles.App, appPassword)
+                .WithEnvironment(localWorkspaceServer.Item1, localWorkspaceServer.Item2)
                 .WithEnvironment("Auth__SigningKey", signingKey)
                 .WaitForCompletion(worker) // migrations and seed first; a failed worker keeps the API from starting
                 .FailWhenAFixedPortIsTaken(builder) // else /health could be answered by whoever holds the port
@@ -62,7 +83,7 @@ public static class Program
                 worker.WithReference(sql).WaitFor(sql);
                 api.WithReference(sql).WaitFor(sql);
             }
-            builder.AddBackups(backups, postgres, worker);
+            builder.AddBackups(backups, postgres, worker, ownerPassword, backupPassword);
 
             StartupBanner.PrintWhenReady(builder, api, postgres, [adminPassword.Resource.Name, userPassword.Resource.Name]);
             builder.Build().Run();

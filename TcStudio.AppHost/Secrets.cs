@@ -9,11 +9,17 @@ namespace TcStudio.AppHost;
 /// </summary>
 public static class Secrets
 {
+    /// <param name="generatedAtDeployment">
+    /// A password only the application's own services use (a role's): generated at deployment too, rather than a
+    /// required input.
+    /// </param>
     public static IResourceBuilder<ParameterResource> AddSecret(
-        this IDistributedApplicationBuilder builder, string name, string description, int minLength = 24)
+        this IDistributedApplicationBuilder builder, string name, string description, int minLength = 24, bool generatedAtDeployment = false)
     {
         var parameter = builder.ExecutionContext.IsPublishMode
-            ? builder.AddParameter(name, secret: true)
+            ? generatedAtDeployment
+                ? builder.AddParameter(name, new GenerateParameterDefault { MinLength = minLength, Special = false }, secret: true)
+                : builder.AddParameter(name, secret: true)
             : builder.AddParameter(name, new GenerateParameterDefault { MinLength = minLength, Special = false },
                 secret: true, persist: true);
         return parameter.WithDescription(description);

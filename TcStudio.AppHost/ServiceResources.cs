@@ -44,10 +44,12 @@ public static class ServiceResources
     /// worker, exporting <c>tcstudio.backup.last_success</c> to the dashboard.
     /// </summary>
     public static void AddBackups(this IDistributedApplicationBuilder builder, BackupSettings backups, SystemDatabase postgres,
-        IResourceBuilder<ProjectResource> worker)
+        IResourceBuilder<ProjectResource> worker, IResourceBuilder<ParameterResource> ownerPassword, IResourceBuilder<ParameterResource> backupPassword)
     {
         IResourceBuilder<ProjectResource> WithBackupSettings(IResourceBuilder<ProjectResource> project)
         {
+            // pg_dump reads as the backup role (read-only, BYPASSRLS), never as the owner or the admin.
+            project.WithEnvironment("ConnectionStrings__backup", postgres.ConnectionStringAs(SystemRoles.Backup, backupPassword));
             project.WithEnvironment("Backup__Directory", backups.Directory);
             if (backups.WalArchive is not null) project.WithEnvironment("Backup__WalArchive", backups.WalArchive);
             return project;
@@ -61,10 +63,12 @@ public static class ServiceResources
         if (backups.Schedule is null) return;
 
         string[] arguments = backups.Base ? ["backup", "--base", "--schedule", backups.Schedule] : ["backup", "--schedule", backups.Schedule];
-        WithBackupSettings(builder.AddProject<Projects.TcStudio_MigrationWorker>(BackupSettings.SchedulerResourceName)
+        var scheduler = WithBackupSettings(builder.AddProject<Projects.TcStudio_MigrationWorker>(BackupSettings.SchedulerResourceName)
             .WithArgs(arguments)
-            .WithSystemDatabase(postgres)
+            .WithSystemDatabase(postgres, SystemRoles.Owner, ownerPassword)
             .WaitForCompletion(worker)
             .WithRunEnvironment(builder));
+        // pg_basebackup needs the REPLICATION right, which of the logins here only the server's admin has.
+        if (backups.Base) scheduler.WithServerAdmin(postgres);
     }
 }

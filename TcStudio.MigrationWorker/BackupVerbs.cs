@@ -231,7 +231,7 @@ public sealed class BackupVerbs(
     private async Task<BaseBackupResult> RunBaseBackupAsync(TextWriter output, CancellationToken ct)
     {
         var options = BackupOptions.Read(configuration);
-        var connection = BackupOptions.BackupConnection(configuration);
+        var connection = BackupOptions.BaseBackupConnection(configuration);
         output.WriteLine($"backup --base: {connection.Host}:{connection.Port} → {options.BaseDirectory}");
         var result = await new BaseBackup(new PostgresTools(options.PostgresBin), options, output).RunAsync(connection, ct);
         output.WriteLine($"backup --base: {Bytes(result.Manifest.SizeBytes)} in {result.Duration.TotalSeconds:0.0} s → base/{result.Manifest.Name}, verified; "

@@ -16,7 +16,9 @@ public static class AuthApi
     public static RouteGroupBuilder MapAuthApi(this RouteGroupBuilder api)
     {
         var auth = api.MapGroup("/auth").WithTags("Auth");
-        auth.MapPost("/token", IssueToken).AllowAnonymous().IgnoresIdempotencyKeys()
+        // Per statement: verifying a password is deliberately slow CPU work, and must not hold a pooled connection
+        // (and a transaction) open while it runs; a burst of sign-ins would drain the pool.
+        auth.MapPost("/token", IssueToken).AllowAnonymous().IgnoresIdempotencyKeys().WithSystemTransaction(SystemTransactionScope.Statement)
             .WithSummary("Exchange a username and password for a bearer token.");
         return api;
     }

@@ -75,12 +75,14 @@ public static class ApiDefaults
 
     /// <summary>
     /// Filters every endpoint under /api gets before its own: malformed or unsupported conditional headers
-    /// (<see cref="ConditionalRequestFilter"/>) and Idempotency-Key on routes that cannot honour it.
+    /// (<see cref="ConditionalRequestFilter"/>), Idempotency-Key on routes that cannot honour it, then the request's
+    /// unit of work (<see cref="RequestUnitOfWork"/>: its transaction and execution strategy).
     /// </summary>
     public static RouteGroupBuilder WithApiRequestGuards(this RouteGroupBuilder api)
     {
         api.AddEndpointFilter<ConditionalRequestFilter>();
         api.AddEndpointFilter<IdempotencyKeyGuardFilter>();
+        api.AddEndpointFilter<RequestUnitOfWork>();
         return api;
     }
 

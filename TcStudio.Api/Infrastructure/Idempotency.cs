@@ -18,7 +18,7 @@ public sealed class IdempotencyOptions
     public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(10);
 }
 
-/// <summary>Marks endpoints whose POSTs honour Idempotency-Key (the transactional filters add it).</summary>
+/// <summary>Marks endpoints whose POSTs honour Idempotency-Key (<see cref="IdempotencyFilter"/>).</summary>
 public sealed record SupportsIdempotencyKeys;
 
 /// <summary>Marks an anonymous endpoint that ignores Idempotency-Key (issuing a token twice is harmless, and tokens are never stored).</summary>
@@ -34,8 +34,7 @@ public sealed record IgnoresIdempotencyKeys;
 /// <para>
 /// Where the key is written decides what a crash can do (README, "Idempotency-Key"):
 /// <list type="bullet">
-/// <item>routes that run in one system-database transaction (<see cref="TransactionFilter"/>,
-/// <see cref="Workspaces.WorkspaceScopeFilter"/> writes): in that transaction, under a transaction-level advisory lock
+/// <item>routes that run in one system-database transaction (writes, <see cref="RequestUnitOfWork"/>): in that transaction, under a transaction-level advisory lock
 /// on the key. The work and its key commit together or not at all;</item>
 /// <item>routes that wait on a workspace database and save at the end (publish, execute, create and migrate an
 /// environment): with the handler's final save (<see cref="RecordWithNextSave"/>), so the system database never
@@ -164,6 +163,7 @@ public sealed partial class IdempotentRequests(TcStudioDbContext db, IOptions<Id
 
     private async Task<bool> TryLockAsync(Guid userId, string key, CancellationToken cancellationToken)
     {
+        RequestUnitOfWork.RequireTransaction(db.Database, "Claiming an Idempotency-Key");
         var name = $"{userId:N}:{key}";
         // Transaction-level: released by the commit or rollback that ends the work, or by the connection's death.
         return await db.Database.SqlQuery<bool>(
@@ -410,10 +410,6 @@ public sealed partial class IdempotencyKeyCleanup(IServiceScopeFactory scopes, I
 
 public static class IdempotencyExtensions
 {
-    /// <summary>The transactional filters' endpoints honour Idempotency-Key; the /api guard refuses it elsewhere.</summary>
-    public static TBuilder SupportsIdempotencyKeys<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder =>
-        endpoint.WithMetadata(new SupportsIdempotencyKeys());
-
     public static RouteHandlerBuilder IgnoresIdempotencyKeys(this RouteHandlerBuilder endpoint) =>
         endpoint.WithMetadata(new IgnoresIdempotencyKeys());
 }

@@ -128,12 +128,15 @@ public static class MembersApi
         workspace.Access.IsSystemAdmin || workspace.Access.MemberRole == WorkspaceRoles.Owner;
 
     /// <summary>
-    /// Serialises membership changes per workspace for the rest of the transaction (the scope filter opened it), so
-    /// two requests cannot each remove "the other" last Owner. NO KEY UPDATE leaves inserts that reference the
-    /// workspace (activities) unblocked.
+    /// Serialises membership changes per workspace for the rest of the request's transaction, so two requests cannot
+    /// each remove "the other" last Owner. NO KEY UPDATE leaves inserts that reference the workspace (activities)
+    /// unblocked.
     /// </summary>
-    private static Task LockWorkspaceAsync(TcStudioDbContext db, Guid workspaceId, CancellationToken cancellationToken) =>
-        db.Database.ExecuteSqlAsync($"SELECT 1 FROM workspaces WHERE id = {workspaceId} FOR NO KEY UPDATE", cancellationToken);
+    private static Task LockWorkspaceAsync(TcStudioDbContext db, Guid workspaceId, CancellationToken cancellationToken)
+    {
+        RequestUnitOfWork.RequireTransaction(db.Database, "The last-Owner check");
+        return db.Database.ExecuteSqlAsync($"SELECT 1 FROM workspaces WHERE id = {workspaceId} FOR NO KEY UPDATE", cancellationToken);
+    }
 
     private static Task<int> CountOwnersAsync(TcStudioDbContext db, Guid workspaceId, CancellationToken cancellationToken) =>
         db.WorkspaceMembers.CountAsync(m => m.WorkspaceId == workspaceId && m.Role == WorkspaceRoles.Owner, cancellationToken);

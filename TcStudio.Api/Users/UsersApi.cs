@@ -25,13 +25,13 @@ public static class UsersApi
         users.MapGet("/", ListUsers).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy)
             .WithSummary("Every user (system Admin only).");
         users.MapGet("/{id:guid}", GetUser).WithSummary("One user: system Admin, or the user themself.");
-        users.MapPost("/", CreateUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).InTransaction()
+        users.MapPost("/", CreateUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).SupportsIdempotencyKeys()
             .WithSummary("Create a user (system Admin only).");
-        users.MapPatch("/{id:guid}", UpdateUser).InTransaction().WithPreconditions()
+        users.MapPatch("/{id:guid}", UpdateUser).SupportsIdempotencyKeys().WithPreconditions()
             .WithSummary("Change a user. Users change only their own displayName and email; role and isActive are for a system Admin.");
-        users.MapDelete("/{id:guid}", DeleteUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).InTransaction().WithPreconditions()
+        users.MapDelete("/{id:guid}", DeleteUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).SupportsIdempotencyKeys().WithPreconditions()
             .WithSummary("Soft-delete a user (system Admin only): they cannot sign in, their tokens stop working, the username stays reserved.");
-        users.MapPut("/{id:guid}/password", ChangePassword).InTransaction().WithPreconditions()
+        users.MapPut("/{id:guid}/password", ChangePassword).SupportsIdempotencyKeys().WithPreconditions()
             .WithSummary("Change a password: your own (give the current one), or anyone's as a system Admin. Revokes the user's tokens.");
         return api;
     }
@@ -165,7 +165,7 @@ public static class UsersApi
     }
 
     public static async Task<Results<NoContent, ProblemHttpResult>> DeleteUser(
-        Guid id, HttpContext http, TcStudioDbContext db, UserSessions sessions, TimeProvider clock)
+        Guid id, HttpContext http, TcStudioDbContext db, UserSessions sessions, TimeProvider clock, RequestRowSecurity rowSecurity)
     {
         var activeAdmins = await LockActiveAdminIdsAsync(db, http.RequestAborted);
         var user = await db.Users.SingleOrDefaultAsync(u => u.Id == id, http.RequestAborted);
@@ -177,23 +177,16 @@ public static class UsersApi
         }
 
         // Their memberships go with them, so member lists and counts stay honest; a workspace whose only Owner they
-        // are would be left without one, so that is refused until ownership is handed on. The workspaces are locked
-        // so a concurrent change of their owners cannot slip between the check and the delete.
-        await db.Database.ExecuteSqlAsync($"""
-            SELECT w.id FROM workspaces w JOIN workspace_members m ON m.workspace_id = w.id
-            WHERE m.user_id = {id} ORDER BY w.id FOR NO KEY UPDATE OF w
-            """, http.RequestAborted);
-        var memberships = await db.WorkspaceMembers.IgnoreQueryFilters().Where(m => m.UserId == id)
-            .Select(m => new
-            {
-                Membership = m,
-                m.Workspace!.Slug,
-                m.Workspace.DeletedAt,
-                OtherOwners = db.WorkspaceMembers.Count(o => o.WorkspaceId == m.WorkspaceId && o.Role == WorkspaceRoles.Owner && o.UserId != id),
-            })
-            .ToListAsync(http.RequestAborted);
+        // are would be left without one, so that is refused until ownership is handed on. Memberships span workspaces,
+        // which row-level security keeps apart: they are read through memberships_of_user (SECURITY DEFINER), and the
+        // workspaces are locked (then read again) so a concurrent change of their owners cannot slip between the check
+        // and the delete.
+        var workspaceIds = (await MembershipsOfUserAsync(db, id, http.RequestAborted)).Select(m => m.WorkspaceId).ToArray();
+        await db.Database.ExecuteSqlAsync($"SELECT 1 FROM workspaces WHERE id = ANY({workspaceIds}) ORDER BY id FOR NO KEY UPDATE",
+            http.RequestAborted);
+        var memberships = await MembershipsOfUserAsync(db, id, http.RequestAborted);
         var soleOwnerOf = memberships
-            .Where(m => m.DeletedAt is null && m.Membership.Role == WorkspaceRoles.Owner && m.OtherOwners == 0)
+            .Where(m => !m.WorkspaceDeleted && m.Role == WorkspaceRoles.Owner && m.OtherOwners == 0)
             .Select(m => m.Slug).Order(StringComparer.Ordinal).ToList();
         if (soleOwnerOf.Count > 0)
         {
@@ -201,12 +194,15 @@ public static class UsersApi
                 $"The user is the only Owner of {string.Join(", ", soleOwnerOf.Select(s => $"'{s}'"))}; make someone else an Owner first.");
         }
 
+        // Each membership is removed inside its own workspace (its row-level-security setting), with its activity.
         var actorId = http.User.UserId();
-        foreach (var m in memberships)
+        foreach (var membership in memberships)
         {
-            db.WorkspaceMembers.Remove(m.Membership);
-            db.AddActivity(m.Membership.WorkspaceId, actorId, "member.removed", EntityTypes.Member, user.Id,
-                new { user.Username, m.Membership.Role, reason = "user deleted" });
+            rowSecurity.EnterWorkspace(membership.WorkspaceId);
+            await db.WorkspaceMembers.Where(m => m.WorkspaceId == membership.WorkspaceId && m.UserId == id).ExecuteDeleteAsync(http.RequestAborted);
+            db.AddActivity(membership.WorkspaceId, actorId, "member.removed", EntityTypes.Member, user.Id,
+                new { user.Username, membership.Role, reason = "user deleted" });
+            await db.SaveChangesAsync(http.RequestAborted);
         }
         user.DeletedAt = clock.GetUtcNow();
         user.SecurityStamp = Guid.NewGuid();
@@ -286,16 +282,24 @@ public static class UsersApi
 
     private static string? EmptyAsNull(string? value) => string.IsNullOrEmpty(value) ? null : value;
 
+    private sealed record UserMembership(Guid WorkspaceId, string Slug, string Role, bool WorkspaceDeleted, int OtherOwners);
+
+    private static Task<List<UserMembership>> MembershipsOfUserAsync(TcStudioDbContext db, Guid userId, CancellationToken cancellationToken) =>
+        db.Database.SqlQuery<UserMembership>($"SELECT * FROM memberships_of_user({userId})").ToListAsync(cancellationToken);
+
     /// <summary>
     /// The ids of the active system Admins, locked until the transaction ends. A concurrent request that wants to
     /// demote, deactivate or delete an Admin waits here and then sees the outcome of this one.
     /// </summary>
-    private static Task<List<Guid>> LockActiveAdminIdsAsync(TcStudioDbContext db, CancellationToken cancellationToken) =>
-        db.Database.SqlQuery<Guid>($"""
+    private static Task<List<Guid>> LockActiveAdminIdsAsync(TcStudioDbContext db, CancellationToken cancellationToken)
+    {
+        RequestUnitOfWork.RequireTransaction(db.Database, "The last-Admin check");
+        return db.Database.SqlQuery<Guid>($"""
             SELECT u.id AS "Value" FROM users u JOIN roles r ON r.id = u.role_id
             WHERE r.name = {Role.Admin} AND u.is_active AND u.deleted_at IS NULL
             ORDER BY u.id FOR UPDATE OF u
             """).ToListAsync(cancellationToken);
+    }
 
     /// <summary>
     /// Evicts the user's cached session once the transaction has committed (the response starts after the

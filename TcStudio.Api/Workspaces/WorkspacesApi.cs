@@ -23,7 +23,7 @@ public static class WorkspacesApi
     {
         var workspaces = api.MapGroup("/workspaces").WithTags("Workspaces");
         workspaces.MapGet("/", ListWorkspaces).WithSummary("The caller's workspaces (every workspace for a system Admin).");
-        workspaces.MapPost("/", CreateWorkspace).InTransaction().WithSummary("Create a workspace; the caller becomes its Owner.");
+        workspaces.MapPost("/", CreateWorkspace).SupportsIdempotencyKeys().WithSummary("Create a workspace; the caller becomes its Owner.");
 
         var workspace = api.MapWorkspaceScope().WithTags("Workspaces");
         workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read);

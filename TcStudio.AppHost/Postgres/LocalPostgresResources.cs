@@ -31,6 +31,10 @@ public sealed class LocalPostgresServerResource(string name, LocalPostgresOption
     public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
         $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={LocalPostgresCluster.Superuser};Password={new ClusterValue(this, "password", c => c.Password)}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
 
+    /// <summary>The same server, signed in as <paramref name="user"/> (a role the worker creates) instead of the superuser.</summary>
+    public ReferenceExpression ConnectionStringAs(string user, ParameterResource password) => ReferenceExpression.Create(
+        $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={user};Password={password}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
+
     /// <summary>A part of the connection string that exists once the cluster has started.</summary>
     private sealed class ClusterValue(LocalPostgresServerResource server, string part, Func<LocalPostgresCluster, string> read)
         : IValueProvider, IManifestExpressionProvider

@@ -14,7 +14,56 @@ namespace TcStudio.AppHost.Postgres;
 public sealed record SystemDatabase(
     PostgresSettings Settings,
     IResourceBuilder<IResourceWithConnectionString> Server,
-    IResourceBuilder<IResourceWithConnectionString> Database);
+    IResourceBuilder<IResourceWithConnectionString> Database)
+{
+    /// <summary>
+    /// The system database's connection string signed in as <paramref name="role"/> rather than the server's admin:
+    /// what each service gets (the admin string goes to the worker's <c>roles</c> step only).
+    /// </summary>
+    public ReferenceExpression ConnectionStringAs(string role, IResourceBuilder<ParameterResource> password) => Server.Resource switch
+    {
+        PostgresServerResource container => ReferenceExpression.Create(
+            $"Host={container.PrimaryEndpoint.Property(EndpointProperty.Host)};Port={container.PrimaryEndpoint.Property(EndpointProperty.Port)};Username={role};Password={password.Resource};Database={SystemDatabaseExtensions.DatabaseName}"),
+        LocalPostgresServerResource local => ReferenceExpression.Create(
+            $"{local.ConnectionStringAs(role, password.Resource)};Database={SystemDatabaseExtensions.DatabaseName}"),
+        var existing => ReferenceExpression.Create(
+            $"{new ConnectionStringWithLogin(existing, role, password.Resource)};Database={SystemDatabaseExtensions.DatabaseName}"),
+    };
+
+    /// <summary>An existing server's connection string (a parameter) with another login: host, port and TLS kept.</summary>
+    private sealed class ConnectionStringWithLogin(IResourceWithConnectionString server, string role, ParameterResource password)
+        : IValueProvider, IManifestExpressionProvider, IValueWithReferences
+    {
+        // Run mode only: publishing with an existing server is refused at start (Program.Main), since a manifest cannot
+        // rewrite the login inside a secret connection string.
+        public string ValueExpression => $"{{{server.Name}.connectionString}}";
+
+        public IEnumerable<object> References => [server, password];
+
+        public async ValueTask<string?> GetValueAsync(CancellationToken cancellationToken = default)
+        {
+            var builder = new NpgsqlConnectionStringBuilder(await server.GetConnectionStringAsync(cancellationToken))
+            {
+                Username = role,
+                Password = await password.GetValueAsync(cancellationToken),
+            };
+            builder.Remove("Database");
+            return builder.ConnectionString;
+        }
+    }
+}
+
+/// <summary>
+/// The logins the AppHost gives the services: the worker's <c>roles</c> step creates the system database's roles
+/// (its default names for <c>tc_studio</c>) and its workspace bootstrap creates the provisioner, with these passwords.
+/// </summary>
+public static class SystemRoles
+{
+    public const string Owner = SystemDatabaseExtensions.DatabaseName + "_owner";
+    public const string App = SystemDatabaseExtensions.DatabaseName + "_app";
+    public const string Backup = SystemDatabaseExtensions.DatabaseName + "_backup";
+    public const string Provisioner = SystemDatabaseExtensions.DatabaseName + "_provisioner";
+}
 
 public static class SystemDatabaseExtensions
 {
@@ -67,14 +116,22 @@ public static class SystemDatabaseExtensions
     }
 
     /// <summary>
-    /// Worker and API alike: the system database, after the server and the database answer. References give the
-    /// connection string only (<c>ConnectionStrings__name</c>), not Aspire's extra TCSTUDIO_HOST/_PASSWORD/_URI
-    /// variables: the services read nothing else, and a password is better in one variable than in four.
+    /// A service signs in to the system database as <paramref name="role"/> (<see cref="SystemDatabase.ConnectionStringAs"/>),
+    /// after the server and the database answer. It gets the connection string only (<c>ConnectionStrings__tcstudio</c>),
+    /// not Aspire's extra TCSTUDIO_HOST/_PASSWORD/_URI variables: the services read nothing else, and a password is
+    /// better in one variable than in four.
     /// </summary>
-    public static IResourceBuilder<T> WithSystemDatabase<T>(this IResourceBuilder<T> service, SystemDatabase database)
+    public static IResourceBuilder<T> WithSystemDatabase<T>(this IResourceBuilder<T> service, SystemDatabase database, string role,
+        IResourceBuilder<ParameterResource> password)
         where T : IResourceWithEnvironment, IResourceWithWaitSupport =>
+        service.WithEnvironment($"ConnectionStrings__{DatabaseResourceName}", database.ConnectionStringAs(role, password))
+            .WithReferenceRelationship(database.Database).WaitFor(database.Server).WaitFor(database.Database);
+
+    /// <summary>The server's admin connection string (<c>ConnectionStrings__postgres</c>): the worker's bootstrap steps only.</summary>
+    public static IResourceBuilder<T> WithServerAdmin<T>(this IResourceBuilder<T> service, SystemDatabase database)
+        where T : IResourceWithEnvironment =>
         service.WithAnnotation(new ReferenceEnvironmentInjectionAnnotation(ReferenceEnvironmentInjectionFlags.ConnectionString))
-            .WithReference(database.Database).WaitFor(database.Server).WaitFor(database.Database);
+            .WithReference(database.Server);
 
     private sealed class ServerAnswersHealthCheck(IResourceWithConnectionString server) : IHealthCheck
     {

@@ -84,15 +84,17 @@ public sealed partial class SlowQueryInsights(
             """
             SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'),
                    EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'),
-                   position('pg_stat_statements' IN current_setting('shared_preload_libraries')) > 0,
+                   (SELECT position('pg_stat_statements' IN setting) > 0 FROM pg_settings WHERE name = 'shared_preload_libraries'),
                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
                    current_setting('server_version_num')::int
             """,
-            r => (r.GetBoolean(0), r.GetBoolean(1), r.GetBoolean(2), r.GetBoolean(3), r.GetInt32(4)), cancellationToken))[0];
+            r => (r.GetBoolean(0), r.GetBoolean(1), r.IsDBNull(2) ? (bool?)null : r.GetBoolean(2), r.GetBoolean(3), r.GetInt32(4)),
+            cancellationToken))[0];
 
         // Without the preloaded library the view exists but every read fails; before 13 its columns had other names.
-        if (!preloaded || version < 130000) return false;
-        if (installed) return true;
+        // A role without pg_read_all_settings (the app role) cannot see shared_preload_libraries: then the read is tried.
+        if (preloaded == false || version < 130000) return false;
+        if (installed) return preloaded == true || await StatStatementsReadableAsync(connection, cancellationToken);
         if (!available || !superuser || !options.CurrentValue.CreateStatStatementsExtension) return false;
 
         try
@@ -106,6 +108,20 @@ public sealed partial class SlowQueryInsights(
         {
             LogExtensionRefused(logger, e.SqlState, e.MessageText);
             return false;
+        }
+    }
+
+    private static async Task<bool> StatStatementsReadableAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var probe = new NpgsqlCommand("SELECT 1 FROM pg_stat_statements LIMIT 1", connection);
+            await probe.ExecuteNonQueryAsync(cancellationToken);
+            return true;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectNotInPrerequisiteState)
+        {
+            return false; // "pg_stat_statements must be loaded via shared_preload_libraries"
         }
     }
 

@@ -7,8 +7,8 @@ namespace TcStudio.Data.Migrations;
 /// are also readable by their own user (<c>tcstudio.user_id</c>): "my workspaces" spans workspaces.
 /// FORCE applies the policies to the tables' owner too; roles with BYPASSRLS (the owner role that migrates and seeds,
 /// the backup role, the definer of the cross-workspace functions) and superusers are not subject to them.
-/// Activities of no workspace (user and role changes) may be written with no workspace setting; the API never reads
-/// them back.
+/// Activities of no workspace (user and role changes) may be written with no workspace setting, and since migration
+/// LeastPrivilege in any workspace's; the API never reads them back.
 /// </summary>
 internal static class RowLevelSecurityPolicies
 {

@@ -145,6 +145,11 @@ public static partial class SystemDatabaseRoles
             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
             ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO {app};
             """, ct);
+        // The definer's one write: reattach_detached_database hands a detached claim to the adopting workspace.
+        if (await ScalarAsync(admin, "SELECT to_regclass('public.workspace_databases') IS NOT NULL", ct) is true)
+        {
+            await ExecuteAsync(admin, $"GRANT UPDATE ON public.workspace_databases TO {definer}", ct);
+        }
         // The migration history is the owner's business: the API only reads it (are migrations pending?).
         if (await ScalarAsync(admin, "SELECT to_regclass('public.migrations') IS NOT NULL", ct) is true)
         {
@@ -152,6 +157,8 @@ public static partial class SystemDatabaseRoles
         }
         lines.Add($"granted '{names.App}' DML on the tables and EXECUTE on the functions (and pg_read_all_stats); "
             + $"'{names.Backup}' and '{names.Definer}' SELECT");
+        // Not a trusted extension: the owner cannot create it in its migration, the admin can (where preloaded).
+        await ExecuteAsync(admin, Migrations.LeastPrivilege.CreateWhereAllowed, ct);
         await transaction.CommitAsync(ct);
         return lines;
     }

@@ -157,45 +157,25 @@ public sealed class EnvironmentProvisioning(
 
     private sealed record Reattached(Guid Id, IReadOnlyList<string> Roles);
 
-    /// <summary>One statement: a detached claim on the database becomes this environment's (its old role names returned), or nothing happens.</summary>
+    /// <summary>
+    /// One statement: a detached claim on the database becomes this environment's (its old role names returned), or
+    /// nothing happens. The claim may be another (purged) workspace's, which row-level security hides: the statement is
+    /// the SECURITY DEFINER function <c>reattach_detached_database</c> (migration LeastPrivilege).
+    /// </summary>
     private async Task<Reattached?> ReattachDetachedAsync(WorkspaceDatabase claim, CancellationToken ct)
     {
-        var connection = (NpgsqlConnection)db.Database.GetDbConnection();
-        await db.Database.OpenConnectionAsync(ct);
-        try
-        {
-            await using var command = new NpgsqlCommand("""
-                UPDATE workspace_databases d
-                SET state = 'attached', environment_id = $1, workspace_id = $2, origin = 'adopted', server = $3,
-                    owner_role = $4, execute_role = $5, owner_secret = $6, execute_secret = $7, detached_at = NULL, updated_at = $8
-                FROM (SELECT id, owner_role, execute_role FROM workspace_databases
-                      WHERE server_identity = $9 AND lower(database_name) = lower($10) AND state = 'detached' FOR UPDATE) previous
-                WHERE d.id = previous.id
-                RETURNING d.id, previous.owner_role, previous.execute_role
-                """, connection);
-            object Value(object? value) => value ?? DBNull.Value;
-            command.Parameters.Add(new NpgsqlParameter { Value = claim.EnvironmentId!.Value });
-            command.Parameters.Add(new NpgsqlParameter { Value = claim.WorkspaceId });
-            command.Parameters.Add(new NpgsqlParameter { Value = claim.Server });
-            command.Parameters.Add(new NpgsqlParameter { Value = Value(claim.OwnerRole), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Varchar });
-            command.Parameters.Add(new NpgsqlParameter { Value = Value(claim.ExecuteRole), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Varchar });
-            command.Parameters.Add(new NpgsqlParameter { Value = Value(claim.OwnerSecret), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea });
-            command.Parameters.Add(new NpgsqlParameter { Value = Value(claim.ExecuteSecret), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea });
-            command.Parameters.Add(new NpgsqlParameter { Value = clock.GetUtcNow() });
-            command.Parameters.Add(new NpgsqlParameter { Value = claim.ServerIdentity });
-            command.Parameters.Add(new NpgsqlParameter { Value = claim.DatabaseName });
-            await using var reader = await command.ExecuteReaderAsync(ct);
-            if (!await reader.ReadAsync(ct)) return null;
-            var previous = new List<string>();
-            if (!reader.IsDBNull(1)) previous.Add(reader.GetString(1));
-            if (!reader.IsDBNull(2)) previous.Add(reader.GetString(2));
-            return new Reattached(reader.GetGuid(0), previous);
-        }
-        finally
-        {
-            await db.Database.CloseConnectionAsync();
-        }
+        static NpgsqlParameter Text(string? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text };
+        static NpgsqlParameter Bytes(byte[]? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea };
+        var rows = await db.Database.SqlQuery<ReattachedRow>($"""
+            SELECT * FROM reattach_detached_database({claim.EnvironmentId!.Value}, {claim.WorkspaceId}, {Text(claim.Server)},
+                {Text(claim.OwnerRole)}, {Text(claim.ExecuteRole)}, {Bytes(claim.OwnerSecret)}, {Bytes(claim.ExecuteSecret)},
+                {clock.GetUtcNow()}, {Text(claim.ServerIdentity)}, {Text(claim.DatabaseName)})
+            """).ToListAsync(ct);
+        if (rows is not [var row]) return null;
+        return new Reattached(row.Id, new[] { row.PreviousOwnerRole, row.PreviousExecuteRole }.OfType<string>().ToList());
     }
+
+    private sealed record ReattachedRow(Guid Id, string? PreviousOwnerRole, string? PreviousExecuteRole);
 
     /// <summary>
     /// After a failed adoption: the environment goes. The claim goes back to what it was (detached), or goes if it

@@ -88,6 +88,15 @@ public sealed class BackupOptions
     public static NpgsqlConnectionStringBuilder BackupConnection(IConfiguration configuration) =>
         Credential(configuration, BackupConnectionName);
 
+    /// <summary>
+    /// What <c>pg_basebackup</c> connects with: it needs the REPLICATION right, which the read-only backup role does not
+    /// have, so the server's admin string (<c>ConnectionStrings:postgres</c>) when there is one, else the backup one.
+    /// </summary>
+    public static NpgsqlConnectionStringBuilder BaseBackupConnection(IConfiguration configuration) =>
+        Credential(configuration, configuration.GetConnectionString(TcStudio.Data.Security.SystemDatabaseRoles.AdminConnectionName) is { Length: > 0 }
+            ? TcStudio.Data.Security.SystemDatabaseRoles.AdminConnectionName
+            : BackupConnectionName);
+
     public static NpgsqlConnectionStringBuilder RestoreConnection(IConfiguration configuration) =>
         Credential(configuration, RestoreConnectionName);
 

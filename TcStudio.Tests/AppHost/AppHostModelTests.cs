@@ -84,6 +84,8 @@ public sealed class AppHostModelTests
         [
             "--AppHost:Postgres:Mode=existing", "--AppHost:SqlServer:Mode=none",
             "--ConnectionStrings:postgres=Host=db.internal;Port=5433;Username=owner;Password=s3cret",
+            "--Parameters:tcstudio-owner-password=owner-pw", "--Parameters:tcstudio-app-password=app-pw",
+            "--Parameters:tcstudio-provisioner-password=provisioner-pw",
         ]);
 
         var database = Assert.IsAssignableFrom<IResourceWithConnectionString>(Single(builder, "tcstudio"));
@@ -92,6 +94,20 @@ public sealed class AppHostModelTests
             (services.Host, services.Port, services.Username, services.Password, services.Database));
         Assert.Contains(Single(builder, "postgres").Annotations.OfType<HealthCheckAnnotation>(), a => a.Key == "postgres_check");
         AssertServicesReferenceAndWaitFor(builder, "tcstudio", "postgres");
+
+        // Each service signs in as its own role on that server; only the worker gets the admin string (its roles step).
+        var worker = await ResolvedEnvironmentAsync(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "migration-worker"));
+        var api = await ResolvedEnvironmentAsync(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == "api"));
+        static string Login(string connectionString)
+        {
+            var parsed = new NpgsqlConnectionStringBuilder(connectionString);
+            return $"{parsed.Username}:{parsed.Password}@{parsed.Host}:{parsed.Port}/{parsed.Database}";
+        }
+        Assert.Equal("tc_studio_owner:owner-pw@db.internal:5433/tc_studio", Login(worker["ConnectionStrings__tcstudio"]));
+        Assert.Equal("owner:s3cret@db.internal:5433/", Login(worker["ConnectionStrings__postgres"]));
+        Assert.Equal("tc_studio_app:app-pw@db.internal:5433/tc_studio", Login(api["ConnectionStrings__tcstudio"]));
+        Assert.Equal("tc_studio_provisioner:provisioner-pw@db.internal:5433/tc_studio", Login(api["WorkspaceServers__local__ConnectionString"]));
+        Assert.DoesNotContain(api.Values, value => value.Contains("s3cret"));
     }
 
     [Fact]
@@ -207,6 +223,30 @@ public sealed class AppHostModelTests
             await annotation.Callback(new CommandLineArgsCallbackContext(arguments));
         }
         return arguments.Select(a => a.ToString()!).ToList();
+    }
+
+    /// <summary>The connection strings a resource's annotations set, resolved (parameters from configuration).</summary>
+    private static async Task<Dictionary<string, string>> ResolvedEnvironmentAsync(IResource resource)
+    {
+        var variables = new Dictionary<string, object>();
+        var context = new EnvironmentCallbackContext(new DistributedApplicationExecutionContext(DistributedApplicationOperation.Run), variables);
+        foreach (var annotation in resource.Annotations.OfType<EnvironmentCallbackAnnotation>())
+        {
+            await annotation.Callback(context);
+        }
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var resolved = new Dictionary<string, string>();
+        foreach (var (name, value) in variables.Where(v => v.Key.StartsWith("ConnectionStrings__", StringComparison.Ordinal)
+                     || v.Key.EndsWith("__ConnectionString", StringComparison.Ordinal)))
+        {
+            resolved[name] = value switch
+            {
+                string text => text,
+                IValueProvider provider => await provider.GetValueAsync(timeout.Token) ?? "",
+                _ => value.ToString() ?? "",
+            };
+        }
+        return resolved;
     }
 
     /// <summary>The literal environment variables a resource's annotations set (values that are plain strings).</summary>

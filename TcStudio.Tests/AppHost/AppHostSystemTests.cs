@@ -36,6 +36,20 @@ public sealed class AppHostSystemTests(ITestOutputHelper output)
 
         Assert.Contains("twsbp", await run.AdminWorkspaceSlugsAsync());
 
+        // Least privilege: the API holds the app role's sessions (no superuser, no BYPASSRLS), never the admin's.
+        var server = run.Builder.Resources.OfType<IResourceWithConnectionString>().Single(r => r.Name == "postgres");
+        await using (var admin = new Npgsql.NpgsqlConnection(
+            new Npgsql.NpgsqlConnectionStringBuilder(await server.GetConnectionStringAsync()) { Database = "tc_studio", Pooling = false }.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var sessions = new Npgsql.NpgsqlCommand("""
+                SELECT string_agg(DISTINCT r.rolname || ' ' || r.rolsuper || ' ' || r.rolbypassrls, ', ')
+                FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+                WHERE a.datname = 'tc_studio' AND a.application_name LIKE 'TcStudio.Api%'
+                """, admin);
+            Assert.Equal("tc_studio_app false false", (string?)await sessions.ExecuteScalarAsync());
+        }
+
         // The worker's normal output is on stdout (warnings, such as slow queries on a busy machine, on stderr).
         var workerLog = (await run.ConsoleLogsAsync("migration-worker")).Split('\n');
         Assert.Contains(workerLog, line => !line.StartsWith("[stderr]", StringComparison.Ordinal) && line.Contains(" migrate: applied"));

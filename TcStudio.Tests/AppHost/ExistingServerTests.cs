@@ -34,6 +34,16 @@ public sealed class ExistingServerTests(PostgresServer server)
             await run.StopAsync();
             await run.AssertNothingLeftAsync();
 
+            // Each service signed in as its own role: the API as the app role, which is no superuser and bypasses nothing.
+            await using (var roles = new NpgsqlConnection(server.ConnectionString("tc_studio", pooling: false)))
+            {
+                await roles.OpenAsync();
+                await using var owner = new NpgsqlCommand(
+                    "SELECT pg_get_userbyid(datdba) || ' ' || (SELECT rolsuper || ' ' || rolbypassrls FROM pg_roles WHERE rolname = 'tc_studio_app') "
+                    + "FROM pg_database WHERE datname = 'tc_studio'", roles);
+                Assert.Equal("tc_studio_owner false false", await owner.ExecuteScalarAsync());
+            }
+
             // The server is still up, and holds the seeded system database.
             await using var connection = new NpgsqlConnection(server.ConnectionString("tc_studio", pooling: false));
             await connection.OpenAsync();
@@ -44,6 +54,18 @@ public sealed class ExistingServerTests(PostgresServer server)
         {
             await server.DropDatabaseAsync("tc_studio");
             await server.DropDatabaseAsync(devDatabase);
+            // The logins the AppHost gave the services (created on this server by the worker's roles and bootstrap steps).
+            foreach (var role in new[] { "tc_studio_owner", "tc_studio_app", "tc_studio_backup", "tc_studio_definer", "tc_studio_provisioner" })
+            {
+                try
+                {
+                    await server.ExecuteAsync($"DROP ROLE IF EXISTS {role}");
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
+                {
+                    // Granted something in another database of this throwaway cluster: it goes with the cluster.
+                }
+            }
         }
     }
 }

@@ -47,7 +47,13 @@ public sealed class ManifestTests
         Assert.Equal("project.v0", Type(worker));
         Assert.EndsWith("TcStudio.MigrationWorker/TcStudio.MigrationWorker.csproj", worker.GetProperty("path").GetString());
         var workerEnv = worker.GetProperty("env");
-        Assert.Equal("{tcstudio.connectionString}", workerEnv.GetProperty("ConnectionStrings__tcstudio").GetString());
+        // Each service signs in as its own role; only the worker gets the server's admin string (for its roles step).
+        Assert.Equal(RoleConnectionString("tc_studio_owner", "tcstudio-owner-password"), workerEnv.GetProperty("ConnectionStrings__tcstudio").GetString());
+        Assert.Equal("{postgres.connectionString}", workerEnv.GetProperty("ConnectionStrings__postgres").GetString());
+        Assert.Equal("{tcstudio-app-password.value}", workerEnv.GetProperty("SystemRoles__AppPassword").GetString());
+        Assert.Equal("{tcstudio-backup-password.value}", workerEnv.GetProperty("SystemRoles__BackupPassword").GetString());
+        Assert.Equal(RoleConnectionString("tc_studio_provisioner", "tcstudio-provisioner-password"),
+            workerEnv.GetProperty("WorkspaceServers__local__ConnectionString").GetString());
         Assert.Equal("{sql.connectionString}", workerEnv.GetProperty("ConnectionStrings__sql").GetString());
         Assert.Equal("{seed-admin-password.value}", workerEnv.GetProperty("Seed__AdminPassword").GetString());
         Assert.Equal("{seed-user-password.value}", workerEnv.GetProperty("Seed__UserPassword").GetString());
@@ -55,7 +61,12 @@ public sealed class ManifestTests
         var api = resources.GetProperty("api");
         Assert.Equal("project.v0", Type(api));
         var apiEnv = api.GetProperty("env");
-        Assert.Equal("{tcstudio.connectionString}", apiEnv.GetProperty("ConnectionStrings__tcstudio").GetString());
+        Assert.Equal(RoleConnectionString("tc_studio_app", "tcstudio-app-password"), apiEnv.GetProperty("ConnectionStrings__tcstudio").GetString());
+        Assert.Equal(RoleConnectionString("tc_studio_provisioner", "tcstudio-provisioner-password"),
+            apiEnv.GetProperty("WorkspaceServers__local__ConnectionString").GetString());
+        // The superuser's credential never reaches the API.
+        Assert.DoesNotContain(apiEnv.EnumerateObject(), p => p.Value.ToString().Contains("postgres.connectionString")
+            || p.Value.ToString().Contains("postgres-password"));
         Assert.Equal("{sql.connectionString}", apiEnv.GetProperty("ConnectionStrings__sql").GetString());
         Assert.Equal("{api-signing-key.value}", apiEnv.GetProperty("Auth__SigningKey").GetString());
         Assert.True(api.GetProperty("bindings").GetProperty("http").GetProperty("external").GetBoolean());
@@ -70,7 +81,8 @@ public sealed class ManifestTests
             Assert.True(input.GetProperty("secret").GetBoolean(), name);
             Assert.False(input.TryGetProperty("default", out _), $"{name} must be a required input");
         }
-        foreach (var name in new[] { "postgres-password", "sql-password" })
+        foreach (var name in new[] { "postgres-password", "sql-password", "tcstudio-owner-password", "tcstudio-app-password",
+                     "tcstudio-backup-password", "tcstudio-provisioner-password" })
         {
             var input = Input(resources, name);
             Assert.True(input.GetProperty("secret").GetBoolean(), name);
@@ -114,6 +126,9 @@ public sealed class ManifestTests
             Directory.Delete(directory, recursive: true);
         }
     }
+
+    private static string RoleConnectionString(string role, string passwordParameter) =>
+        $"Host={{postgres.bindings.tcp.host}};Port={{postgres.bindings.tcp.port}};Username={role};Password={{{passwordParameter}.value}};Database=tc_studio";
 
     private static string? Type(JsonElement resource) => resource.GetProperty("type").GetString();
 

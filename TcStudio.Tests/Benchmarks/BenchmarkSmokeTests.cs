@@ -18,7 +18,7 @@ public sealed class BenchmarkSmokeTests
                 ["--quick", "--out", output], new Dictionary<string, string?>(), TimeSpan.FromMinutes(10));
 
             Assert.True(result.ExitCode == 0, result.ToString());
-            for (var scenario = 1; scenario <= 8; scenario++)
+            foreach (var scenario in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 12 })
             {
                 Assert.Matches($@"(?m)^\| {scenario} \| ", result.StandardOutput);
             }

@@ -4,6 +4,8 @@ using System.Security.Cryptography;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using TcStudio.Data.Security;
 using TcStudio.Data.Seeding;
 
 namespace TcStudio.Tests.Infrastructure;
@@ -24,8 +26,19 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
 
     public WebApplicationFactory<Program> Factory => _factory ?? throw new InvalidOperationException("Not initialized.");
 
-    /// <summary>What the API signs in with (the fixture's superuser unless a derived fixture says otherwise).</summary>
-    protected virtual string ApiConnectionString => ConnectionString;
+    private readonly string _appPassword = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+
+    /// <summary>The system database's roles (the worker's <c>roles</c> verb creates them before the API starts).</summary>
+    public SystemRoleNames RoleNames => SystemRoleNames.For(DatabaseName);
+
+    /// <summary>
+    /// What the API signs in with: the system database's app role, as in production (no superuser, no BYPASSRLS,
+    /// subject to row-level security). Tests arrange and inspect data with the fixture's superuser.
+    /// </summary>
+    protected virtual string ApiConnectionString => new NpgsqlConnectionStringBuilder(ConnectionString)
+    {
+        Username = RoleNames.App, Password = _appPassword,
+    }.ConnectionString;
 
     /// <summary>Extra settings a derived fixture wants (e.g. lower rate limits).</summary>
     protected virtual IEnumerable<KeyValuePair<string, string?>> Settings => [];
@@ -39,6 +52,10 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
     public override async ValueTask InitializeAsync()
     {
         await base.InitializeAsync();
+        if (ApiConnectionString != ConnectionString)
+        {
+            await SystemDatabaseRoles.EnsureAsync(ConnectionString, RoleNames, new SystemDatabaseRoles.Passwords(null, _appPassword, null));
+        }
         await BeforeApiStartsAsync();
         _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {

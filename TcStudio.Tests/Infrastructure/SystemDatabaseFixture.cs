@@ -13,7 +13,22 @@ public class SystemDatabaseFixture(PostgresServer server) : IAsyncLifetime
 
     public virtual async ValueTask InitializeAsync() => DatabaseName = await Server.CreateDatabaseAsync();
 
-    public virtual async ValueTask DisposeAsync() => await Server.DropDatabaseAsync(DatabaseName);
+    public virtual async ValueTask DisposeAsync()
+    {
+        await Server.DropDatabaseAsync(DatabaseName);
+        // The roles a test or fixture made for this database (the roles step) are server-wide: once it is gone, nothing of theirs is left.
+        foreach (var role in DatabaseName.Length > 0 ? Data.Security.SystemRoleNames.For(DatabaseName).All : [])
+        {
+            try
+            {
+                await Server.ExecuteAsync($"DROP ROLE IF EXISTS {role}");
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
+            {
+                // Still granted something elsewhere (a test's own database): the throwaway cluster goes with it.
+            }
+        }
+    }
 
     /// <summary>A context configured like the product's (naming, history table, audit interceptor).</summary>
     public TcStudioDbContext CreateDbContext(TimeProvider? clock = null)

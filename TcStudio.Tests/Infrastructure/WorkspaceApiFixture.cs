@@ -100,7 +100,7 @@ public class WorkspaceApiFixture(PostgresServer server) : ApiFixture(server)
     public async Task ClaimByHandAsync(string slug, string environment)
     {
         await using var scope = Factory.Services.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<TcStudioDbContext>();
+        await using var db = CreateDbContext(); // the fixture's superuser: arranging data is not the API's work
         var row = await db.WorkspaceEnvironments.Join(db.Workspaces, e => e.WorkspaceId, w => w.Id, (e, w) => new { e, w.Slug })
             .Where(x => x.Slug == slug && x.e.Name == environment).Select(x => x.e).SingleAsync();
         var server = scope.ServiceProvider.GetRequiredService<WorkspaceServerRegistry>().Find(row.Server)!;

@@ -122,6 +122,8 @@ public sealed class DatabaseInsightsTests(SystemDatabaseFixture database) : ICla
         try
         {
             var connectionString = database.Server.ConnectionString(fresh);
+            // The migrations create it where the migrating role may (the tests migrate as a superuser): take it away.
+            await NonPooledExecuteAsync(connectionString, "DROP EXTENSION IF EXISTS pg_stat_statements");
             using var host = DataHost.Build(connectionString, settings: new Dictionary<string, string?>
             {
                 ["Database:CreateStatStatementsExtension"] = "false",

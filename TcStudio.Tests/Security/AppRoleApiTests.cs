@@ -8,23 +8,13 @@ using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Security;
 
-/// <summary>The API signed in as the system database's app role (created by the roles step), not a superuser.</summary>
+/// <summary>The API as every API fixture runs it: the app role, with short event-stream intervals.</summary>
 public sealed class AppRoleApiFixture(PostgresServer server) : ApiFixture(server)
 {
-    private readonly string _appPassword = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
-
-    public SystemRoleNames Names => SystemRoleNames.For(DatabaseName);
-
-    protected override string ApiConnectionString => new NpgsqlConnectionStringBuilder(ConnectionString)
-    {
-        Username = Names.App, Password = _appPassword,
-    }.ConnectionString;
+    public SystemRoleNames Names => RoleNames;
 
     protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
         [new("Events:HeartbeatInterval", "00:00:01"), new("Events:AccessCheckInterval", "00:00:01")];
-
-    protected override Task BeforeApiStartsAsync() =>
-        SystemDatabaseRoles.EnsureAsync(ConnectionString, Names, new SystemDatabaseRoles.Passwords(null, _appPassword, null));
 }
 
 /// <summary>

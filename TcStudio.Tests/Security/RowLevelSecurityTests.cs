@@ -227,6 +227,7 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
         Assert.Equal(0L, await database.ScalarAsync<long>("""
             SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v') AND pg_get_userbyid(c.relowner) <> @owner
+              AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
             """, ("owner", Names.Owner)));
         Assert.Equal(Names.Owner, await database.ScalarAsync<string>(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"));

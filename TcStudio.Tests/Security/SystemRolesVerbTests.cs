@@ -36,7 +36,10 @@ public sealed class SystemRolesVerbTests(EmptyDatabaseFixture database) : IClass
         Assert.Equal(0L, await database.ScalarAsync<long>("""
             SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v') AND pg_get_userbyid(c.relowner) <> @owner
+              AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
             """, ("owner", Names.Owner)));
+        // pg_stat_statements (the insights) is there, made by the admin: the owner could not have created it.
+        Assert.Equal(1L, await database.ScalarAsync<long>("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"));
         await using (var app = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(database.ConnectionString)
                      {
                          Username = Names.App, Password = _appPassword, Pooling = false,

@@ -1,4 +1,7 @@
+using System.Security.Cryptography;
 using Npgsql;
+using TcStudio.Data.Entities;
+using TcStudio.Data.Security;
 using TcStudio.Data.Activities;
 using TcStudio.Tests.Infrastructure;
 
@@ -47,5 +50,43 @@ public sealed class ActivityBulkWriterTests(SystemDatabaseFixture database) : IC
 
         Assert.Equal(PostgresErrorCodes.CheckViolation, error.SqlState);
         Assert.Equal(0L, await database.ScalarAsync<long>("SELECT count(*) FROM activities WHERE action = 'system.all_or_nothing'"));
+    }
+
+    [Fact]
+    public async Task As_the_app_role_rows_reach_every_workspace_through_a_staging_table_under_row_level_security()
+    {
+        var names = SystemRoleNames.For(database.DatabaseName);
+        var password = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        await SystemDatabaseRoles.EnsureAsync(database.ConnectionString, names, new SystemDatabaseRoles.Passwords(null, password, null));
+        User user;
+        var first = new Workspace { Name = "First", Slug = "bulk-first", CreatedBy = Guid.Empty };
+        var second = new Workspace { Name = "Second", Slug = "bulk-second", CreatedBy = Guid.Empty };
+        await using (var db = database.CreateDbContext())
+        {
+            var role = new Role { Name = Role.User };
+            user = new User { Username = "bulk-writer", PasswordHash = "x", RoleId = role.Id };
+            first.CreatedBy = second.CreatedBy = user.Id;
+            db.AddRange(role, user, first, second);
+            await db.SaveChangesAsync();
+        }
+        await using var asApp = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(database.ConnectionString)
+        {
+            Username = names.App, Password = password,
+        }.ConnectionString);
+        var writer = new ActivityBulkWriter(asApp, TimeProvider.System);
+
+        var written = await writer.AppendAsync(Enumerable.Range(0, 3000).Select(i => new ActivityRecord(
+            (i % 3) switch { 0 => first.Id, 1 => second.Id, _ => null }, user.Id, "system.rls_bulk", "system")));
+
+        Assert.Equal(3000UL, written);
+        Assert.Equal(["1000", "1000", "1000"], await database.ColumnAsync(
+            "SELECT count(*) FROM activities WHERE action = 'system.rls_bulk' GROUP BY workspace_id ORDER BY workspace_id NULLS LAST"));
+        // The app role itself cannot COPY into the table: that is what the staging table is for.
+        await using var connection = await asApp.OpenConnectionAsync();
+        var refused = await Assert.ThrowsAsync<PostgresException>(async () =>
+        {
+            await using var importer = await connection.BeginBinaryImportAsync(ActivityBulkWriter.CopyCommand);
+        });
+        Assert.Contains("row-level security", refused.MessageText);
     }
 }

@@ -114,6 +114,21 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
     }
 
     [Fact]
+    public async Task The_APIs_system_role_cannot_connect_to_a_workspace_database_and_its_deploy_login_cannot_read_the_system_tables()
+    {
+        using var admin = await api.AdminAsync();
+        var (_, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "sealed-off");
+
+        // The system database's app role reaches workspace databases only through their own roles, never itself.
+        Assert.False(await api.ScalarAsync<bool>("SELECT has_database_privilege(@role, @db, 'CONNECT')", ("role", api.RoleNames.App), ("db", database)));
+        // And the provisioner (the API's other credential) cannot read the system database's tables.
+        Assert.False(await api.ScalarAsync<bool>("SELECT has_table_privilege(@role, 'public.users', 'SELECT')", ("role", api.ProvisionerLogin)));
+        Assert.Equal("False False False False", await api.ScalarAsync<string>(
+            "SELECT initcap(rolsuper::text) || ' ' || initcap(rolbypassrls::text) || ' ' || initcap(rolcreatedb::text) || ' ' || initcap(rolcreaterole::text) "
+            + "FROM pg_roles WHERE rolname = @role", ("role", api.RoleNames.App)));
+    }
+
+    [Fact]
     public async Task Another_applications_database_on_the_server_is_never_touched()
     {
         var foreign = api.NewDatabaseName("billing_app");

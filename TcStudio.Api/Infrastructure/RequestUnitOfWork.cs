@@ -1,0 +1,106 @@
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using TcStudio.Api.Workspaces;
+
+namespace TcStudio.Api.Infrastructure;
+
+/// <summary>How far an endpoint's system-database transaction reaches (see <see cref="RequestUnitOfWork"/>).</summary>
+public enum SystemTransactionScope
+{
+    /// <summary>
+    /// Reads: every statement is its own implicit transaction and carries the request's settings (row-level security,
+    /// timeouts) in the same batch, so a read costs no BEGIN/COMMIT round trips.
+    /// </summary>
+    Statement,
+
+    /// <summary>Writes: one transaction around the whole request, committed only when the response is a success.</summary>
+    Request,
+
+    /// <summary>
+    /// Routes that wait on a workspace database: no system connection or transaction is held while they wait (a
+    /// hanging workspace must not drain the system pool), and each save is one transaction.
+    /// </summary>
+    Save,
+}
+
+/// <summary>Declares an endpoint's <see cref="SystemTransactionScope"/> when the default (by method) does not fit.</summary>
+public sealed record SystemTransaction(SystemTransactionScope Scope);
+
+/// <summary>
+/// The one owner of every API request's system-database work: it picks the request's transaction scope (declared on
+/// the endpoint, else by method: GET and HEAD per statement, everything else one transaction), runs the request inside
+/// the execution strategy (a transient failure re-runs it whole, unless it waits on a workspace database: executing a
+/// procedure twice is not a retry), and commits only a success. Inside it, <see cref="WorkspaceScopeFilter"/> checks
+/// access and enters the workspace (the row-level-security setting), <see cref="IdempotencyFilter"/> claims the key,
+/// and <see cref="RequestTransactionSettingsInterceptor"/> sends the settings with the first statement of each
+/// transaction. Handlers never begin, commit or roll back; helpers that lock rows call
+/// <see cref="RequestUnitOfWork.RequireTransaction"/>.
+/// </summary>
+public sealed class RequestUnitOfWork(TcStudioDbContext db) : IEndpointFilter
+{
+    public static SystemTransactionScope ScopeOf(HttpContext http) =>
+        http.GetEndpoint()?.Metadata.GetMetadata<SystemTransaction>()?.Scope
+        ?? (HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method)
+            ? SystemTransactionScope.Statement
+            : SystemTransactionScope.Request);
+
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var scope = ScopeOf(http);
+        if (scope == SystemTransactionScope.Save)
+        {
+            db.ChangeTracker.Clear();
+            return await next(context);
+        }
+
+        var strategy = db.Database.CreateExecutionStrategy();
+        return await strategy.ExecuteAsync(async cancellationToken =>
+        {
+            db.ChangeTracker.Clear();
+            await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
+            var result = await next(context);
+            if (transaction is not null)
+            {
+                if (ConditionalRequestFilter.IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
+                else await transaction.RollbackAsync(cancellationToken);
+            }
+            return result;
+        }, http.RequestAborted);
+    }
+
+    /// <summary>
+    /// For helpers whose correctness rests on the request's transaction (row locks, transaction-level advisory locks:
+    /// they last only as long as it). Outside one they would lock nothing: fail loudly instead.
+    /// </summary>
+    public static void RequireTransaction(DatabaseFacade database, string purpose)
+    {
+        if (database.CurrentTransaction is null)
+        {
+            throw new InvalidOperationException(
+                $"{purpose} needs the request's transaction (SystemTransactionScope.Request), but none is open: declare the endpoint's scope.");
+        }
+    }
+}
+
+/// <summary>Claims and records a POST's Idempotency-Key (<see cref="IdempotentRequests"/>) after access is checked.</summary>
+public sealed class IdempotencyFilter(TcStudioDbContext db, IdempotentRequests idempotency) : IEndpointFilter
+{
+    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next) =>
+        await idempotency.RunAsync(context.HttpContext, inTransaction: db.Database.CurrentTransaction is not null, () => next(context),
+            context.HttpContext.RequestAborted);
+}
+
+public static class RequestUnitOfWorkExtensions
+{
+    /// <summary>POSTs here honour Idempotency-Key (<see cref="IdempotencyFilter"/>).</summary>
+    public static TBuilder SupportsIdempotencyKeys<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder =>
+        endpoint.WithMetadata(new SupportsIdempotencyKeys()).AddEndpointFilter<TBuilder, IdempotencyFilter>();
+
+    /// <summary>Declares the endpoint's <see cref="SystemTransactionScope"/> (instead of the default by method).</summary>
+    public static TBuilder WithSystemTransaction<TBuilder>(this TBuilder endpoint, SystemTransactionScope scope) where TBuilder : IEndpointConventionBuilder =>
+        endpoint.WithMetadata(new SystemTransaction(scope));
+
+    /// <summary>See <see cref="SystemTransactionScope.Save"/>.</summary>
+    public static TBuilder WaitsOnWorkspaceDatabase<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder =>
+        endpoint.WithSystemTransaction(SystemTransactionScope.Save);
+}
