@@ -26,8 +26,14 @@ public sealed class SshTunnelTests(SystemDatabaseFixture database) : IClassFixtu
 
     public async ValueTask DisposeAsync()
     {
-        SshTunnels.Shared.CloseAll();
-        await _sshd.DisposeAsync();
+        try
+        {
+            SshTunnels.Shared.CloseAll();
+        }
+        finally
+        {
+            await _sshd.DisposeAsync(); // never leave an sshd behind
+        }
     }
 
     private Dictionary<string, string?> Tunnel(string section, string? privateKeyPath = null, string? knownHostsPath = null, int? port = null) => new()
