@@ -26,7 +26,7 @@ public sealed class SshTunnel : IDisposable
     private Task? _monitor;
     private string? _hostKeyRejection;
     private long _reconnects;
-    private bool _everOpened;
+    private volatile bool _everOpened;
 
     internal SshTunnel(string serverName, SshTunnelOptions options, string remoteHost, int remotePort, ILogger logger)
     {
@@ -57,6 +57,9 @@ public sealed class SshTunnel : IDisposable
     }
 
     public long Reconnects => Interlocked.Read(ref _reconnects);
+
+    /// <summary>True once the session has been open (it may be down now, being reopened).</summary>
+    public bool HasOpened => _everOpened;
 
     /// <summary>The last failure's one-line reason (no secrets), or null after a successful (re)open.</summary>
     public string? LastError { get; private set; }

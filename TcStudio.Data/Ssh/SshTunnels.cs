@@ -57,7 +57,9 @@ public sealed class SshTunnels
                 + "(the database's address as the bastion sees it), not a host list or a socket directory.");
         }
         var tunnel = Get(serverName, options, host, target.Port);
-        if (open) tunnel.EnsureOpen();
+        // Only the first use waits: once the tunnel has been up, a drop is the monitor's to repair, and callers get the
+        // endpoint at once (connections are refused fast meanwhile: a transient failure they already handle).
+        if (open && !tunnel.HasOpened) tunnel.EnsureOpen();
         else tunnel.StartInBackground();
         return new NpgsqlConnectionStringBuilder(target.ConnectionString) { Host = "127.0.0.1", Port = tunnel.LocalPort };
     }
@@ -76,7 +78,7 @@ public sealed class SshTunnels
             ?? throw new SshTunnelException($"SSH tunnel {options.ConfigurationPath}: Data Source must be host or host,port "
                 + "(a named instance needs its port: SQL Browser does not pass through a tunnel).");
         var tunnel = Get(serverName, options, host, port);
-        if (open) tunnel.EnsureOpen();
+        if (open && !tunnel.HasOpened) tunnel.EnsureOpen();
         else tunnel.StartInBackground();
         builder.DataSource = $"tcp:127.0.0.1,{tunnel.LocalPort}";
         return builder.ConnectionString;
