@@ -90,6 +90,9 @@ public sealed class SshTunnelTests(SystemDatabaseFixture database) : IClassFixtu
     {
         var direct = database.Server.ConnectionString("postgres");
         var settings = Tunnel("WorkspaceServers:bastion:Ssh");
+        // The key's text, as a secret store would hand it over, instead of a file.
+        settings.Remove("WorkspaceServers:bastion:Ssh:PrivateKeyPath");
+        settings["WorkspaceServers:bastion:Ssh:PrivateKey"] = await File.ReadAllTextAsync(_sshd.ClientKeyPath);
         settings["WorkspaceServers:bastion:Provider"] = "postgres";
         settings["WorkspaceServers:bastion:ConnectionString"] = direct;
         var registry = new WorkspaceServerRegistry(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
@@ -107,6 +110,23 @@ public sealed class SshTunnelTests(SystemDatabaseFixture database) : IClassFixtu
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand("SELECT current_database()", connection);
         Assert.Equal("postgres", await command.ExecuteScalarAsync());
+    }
+
+    [Fact]
+    public async Task A_workspace_server_whose_bastion_is_down_stays_registered_says_why_and_health_is_degraded()
+    {
+        var settings = Tunnel("WorkspaceServers:faraway:Ssh", port: TcStudio.LocalPostgres.LocalPostgresCluster.FindFreePort());
+        settings["WorkspaceServers:faraway:Provider"] = "postgres";
+        settings["WorkspaceServers:faraway:ConnectionString"] = database.Server.ConnectionString("postgres");
+        var registry = new WorkspaceServerRegistry(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
+
+        Assert.NotNull(registry.Find("faraway"));
+        var line = Assert.Single(registry.TunnelErrors);
+        Assert.StartsWith($"SSH tunnel WorkspaceServers:faraway:Ssh ({_sshd.User}@127.0.0.1:", line);
+        Assert.Contains("connection refused", line);
+        var health = await new SshTunnelHealthCheck().CheckHealthAsync(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckContext());
+        Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Degraded, health.Status);
+        Assert.StartsWith("SSH tunnel down: faraway", health.Description);
     }
 
     public static TheoryData<string> Failures => new() { "refused", "unknown host key", "wrong key", "missing key file" };
