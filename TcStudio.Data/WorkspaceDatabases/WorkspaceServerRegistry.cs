@@ -57,8 +57,13 @@ public sealed partial class WorkspaceServerRegistry
             {
                 // The system database's server: its own Ssh section if it has one, else the system database's tunnel.
                 var ssh = configuration.GetSection($"{SectionName}:{LocalName}:{Ssh.SshTunnelOptions.SectionName}");
-                if (!ssh.Exists()) ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}");
-                AddTunnelled(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, localOverride, null), ssh);
+                var tunnelName = LocalName;
+                if (!ssh.Exists())
+                {
+                    ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}");
+                    tunnelName = Ssh.SshTunnels.SystemServerName;
+                }
+                AddTunnelled(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, localOverride, null), ssh, tunnelName);
             }
             else
             {
@@ -106,7 +111,7 @@ public sealed partial class WorkspaceServerRegistry
                 continue;
             }
             AddTunnelled(new WorkspaceServer(name, provider, connectionString, section["ExecuteConnectionString"]),
-                section.GetSection(Ssh.SshTunnelOptions.SectionName));
+                section.GetSection(Ssh.SshTunnelOptions.SectionName), name);
         }
     }
 
@@ -122,7 +127,7 @@ public sealed partial class WorkspaceServerRegistry
     /// Registers the server, its connection strings pointed at its SSH tunnel (<c>WorkspaceServers:&lt;name&gt;:Ssh</c>)
     /// when it has one. The identity (the claim key on its databases) stays the server's own address.
     /// </summary>
-    private void AddTunnelled(WorkspaceServer server, IConfigurationSection ssh)
+    private void AddTunnelled(WorkspaceServer server, IConfigurationSection ssh, string tunnelName)
     {
         if (Ssh.SshTunnelOptions.Read(ssh) is null)
         {
@@ -132,8 +137,8 @@ public sealed partial class WorkspaceServerRegistry
         try
         {
             string Route(string connectionString, bool open) => server.Provider == WorkspaceProviders.Postgres
-                ? Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(connectionString), ssh, server.Name, open).ConnectionString
-                : Ssh.SshTunnels.Shared.RouteSqlServer(connectionString, ssh, server.Name, open);
+                ? Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(connectionString), ssh, tunnelName, open).ConnectionString
+                : Ssh.SshTunnels.Shared.RouteSqlServer(connectionString, ssh, tunnelName, open);
             string routed;
             try
             {
