@@ -65,7 +65,12 @@ public static class SystemDatabaseConnection
             {
                 return $"Section '{DatabaseOptions.SectionName}': LockTimeout and RequestStatementTimeout must not be negative (hh:mm:ss; 0 turns them off).";
             }
+            // Opens the SSH tunnel when Database:Ssh names one: a wrong key or host key is this one line at start.
             Build(configuration, "validation");
+        }
+        catch (Ssh.SshTunnelException e)
+        {
+            return e.Message;
         }
         catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
         {
@@ -86,9 +91,17 @@ public static class SystemDatabaseConnection
 
     /// <summary>
     /// The connection string with the <c>Database</c> section applied: explicit settings win; defaults only fill
-    /// in what the connection string leaves unset.
+    /// in what the connection string leaves unset. When <c>Database:Ssh:Host</c> is set, Host and Port point at the
+    /// SSH tunnel's local end (opened here on first use; <see cref="Ssh.SshTunnelException"/> with one line if it
+    /// cannot be), so every pool and tool of the process goes through the one tunnel.
     /// </summary>
-    public static NpgsqlConnectionStringBuilder Build(IConfiguration configuration, string applicationName)
+    public static NpgsqlConnectionStringBuilder Build(IConfiguration configuration, string applicationName) =>
+        Ssh.SshTunnels.Shared.Route(BuildDirect(configuration, applicationName),
+            configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}"),
+            Ssh.SshTunnels.SystemServerName, open: true);
+
+    /// <summary>As <see cref="Build"/>, but addressed to the database itself, never through a tunnel (identities).</summary>
+    public static NpgsqlConnectionStringBuilder BuildDirect(IConfiguration configuration, string applicationName)
     {
         var connectionString = ReadConnectionString(configuration)
             ?? throw new InvalidOperationException(

@@ -98,6 +98,13 @@ public static class TcStudioDataExtensions
             // Only the system database: a dead workspace database must not take the service out of rotation.
             builder.Services.AddHealthChecks().AddCheck<SystemDatabaseHealthCheck>(SystemDatabaseHealthCheck.Name);
         }
+        // Listed in /health only where a tunnel is configured, so hosts without one keep their report unchanged.
+        if (Ssh.SshTunnelOptions.Read(builder.Configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}")) is not null
+            || builder.Configuration.GetSection(WorkspaceDatabases.WorkspaceServerRegistry.SectionName).GetChildren()
+                .Any(server => server.GetSection(Ssh.SshTunnelOptions.SectionName).Exists()))
+        {
+            builder.Services.AddHealthChecks().AddCheck<Ssh.SshTunnelHealthCheck>(Ssh.SshTunnelHealthCheck.Name);
+        }
         return builder;
     }
 
@@ -113,7 +120,8 @@ public static class TcStudioDataExtensions
         builder.Services.TryAddSingleton<NpgsqlActivityMonitor>();
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, NpgsqlActivityMonitor>(
             sp => sp.GetRequiredService<NpgsqlActivityMonitor>()));
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(DatabaseMetrics.MeterName));
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(DatabaseMetrics.MeterName, Ssh.SshTunnels.MeterName));
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Ssh.SshTunnelLogging>());
     }
 
     /// <summary>Options shared by the runtime registration and the design-time factory.</summary>

@@ -63,6 +63,7 @@ public static class WorkerCommandLine
         root.Subcommands.Add(reset);
         root.Subcommands.Add(script);
         foreach (var command in BackupCommandLine.Create()) root.Subcommands.Add(command);
+        root.Subcommands.Add(Branches.BranchCommandLine.Create());
         return root;
     }
 
@@ -133,6 +134,12 @@ public static class WorkerCommandLine
           Backup:Directory, Backup:WalArchive
                                        'backup', 'restore': where backups and archived WAL are kept
           Database:StartupTimeout      how long to wait for PostgreSQL to answer (default 00:01:00)
+          Database:Ssh:*, WorkspaceServers:<name>:Ssh:*
+                                       reach a server through an SSH tunnel (Host, Port, User, PrivateKeyPath or
+                                       PrivateKey, KnownHostsPath, TrustUnknownHost; see docs/operations.md)
+
+        'branch create NAME [--from DATABASE]', 'branch list', 'branch delete NAME': throwaway copies of the system
+        database or a workspace database on the same server, for trying a migration (refused in Production).
 
         Exit codes: 0 done; 1 failed (one line says why); 2 bad usage or configuration (nothing was changed).
         """;

@@ -53,6 +53,7 @@ public static class WorkerHost
             .AddSource(SystemDatabaseMigrator.ActivitySource.Name));
         builder.Services.AddScoped<WorkerVerbs>();
         builder.Services.AddScoped<WorkspaceVerbs>();
+        builder.Services.AddScoped<Branches.BranchVerbs>();
         builder.AddBackups();
 
         using var host = builder.Build();
@@ -83,6 +84,11 @@ public static class WorkerHost
             var exitCode = await run(scope.ServiceProvider.GetRequiredService<TVerbs>(), cancellationToken);
             activity?.SetTag("exit_code", exitCode);
             return exitCode;
+        }
+        catch (Branches.BranchException e)
+        {
+            Console.Error.WriteLine($"{verb}: {e.Message}");
+            return WorkerExitCodes.Failed;
         }
         catch (Exception e) when (e is MigrationCommandException or SeedRefusedException)
         {

@@ -220,7 +220,9 @@ public static partial class SystemDatabaseRoles
             $"Connection string '{SystemDatabaseConnection.ConnectionStringKey}' names no Database."), options);
         var ownerPassword = options.OwnerPassword
             ?? (string.Equals(system.Username, names.Owner, StringComparison.Ordinal) ? system.Password : null);
-        var admin = new NpgsqlConnectionStringBuilder(adminConnectionString) { Database = system.Database, Pooling = false };
+        // Through the system database's SSH tunnel when it has one (the admin credential is for the same server).
+        var admin = Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(adminConnectionString) { Database = system.Database, Pooling = false },
+            configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}"), Ssh.SshTunnels.SystemServerName, open: true);
         return (admin.ConnectionString, names, new Passwords(ownerPassword, options.AppPassword, options.BackupPassword));
     }
 

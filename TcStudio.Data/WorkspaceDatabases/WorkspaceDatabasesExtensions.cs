@@ -41,6 +41,7 @@ public static class WorkspaceDatabasesExtensions
         public Task StartAsync(CancellationToken cancellationToken)
         {
             foreach (var error in servers.ConfigurationErrors) logger.LogError("Workspace server ignored: {Error}", error);
+            foreach (var error in servers.TunnelErrors) logger.LogError("Workspace server unreachable until its tunnel opens: {Error}", error);
             foreach (var server in servers.Servers.Where(s => s.ExecuteConnectionString is not null))
             {
                 // Executions run as each database's own user without login now; a shared login would reach every database.

@@ -18,11 +18,27 @@ public static class WorkspaceServerBootstrap
 {
     public const string LocalAdminConnectionStringKey = "ConnectionStrings:postgres";
 
-    /// <summary>The admin connection string configured for <paramref name="server"/>, or null.</summary>
-    public static string? AdminConnectionString(IConfiguration configuration, WorkspaceServer server) =>
-        server.Name.Equals(WorkspaceServerRegistry.LocalName, StringComparison.OrdinalIgnoreCase)
+    /// <summary>
+    /// The admin connection string configured for <paramref name="server"/>, or null; through the server's SSH tunnel
+    /// when it has one (<c>WorkspaceServers:&lt;name&gt;:Ssh</c>; for <c>local</c> also <c>Database:Ssh</c>).
+    /// </summary>
+    public static string? AdminConnectionString(IConfiguration configuration, WorkspaceServer server)
+    {
+        var isLocal = server.Name.Equals(WorkspaceServerRegistry.LocalName, StringComparison.OrdinalIgnoreCase);
+        var configured = isLocal
             ? configuration[LocalAdminConnectionStringKey] is { Length: > 0 } local ? local : configuration[AdminKey(server)]
             : configuration[AdminKey(server)];
+        if (configured is null || server.Provider != WorkspaceProviders.Postgres) return configured;
+        var ssh = configuration.GetSection($"{WorkspaceServerRegistry.SectionName}:{server.Name}:{Ssh.SshTunnelOptions.SectionName}");
+        var tunnelName = server.Name;
+        if (isLocal && !ssh.Exists())
+        {
+            // The system database's server: the same tunnel as the system database.
+            ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}");
+            tunnelName = Ssh.SshTunnels.SystemServerName;
+        }
+        return Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(configured), ssh, tunnelName, open: true).ConnectionString;
+    }
 
     public static string AdminKey(WorkspaceServer server) =>
         server.Name.Equals(WorkspaceServerRegistry.LocalName, StringComparison.OrdinalIgnoreCase)

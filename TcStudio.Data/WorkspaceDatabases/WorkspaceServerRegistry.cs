@@ -55,7 +55,15 @@ public sealed partial class WorkspaceServerRegistry
         {
             if (IsWellFormed(WorkspaceProviders.Postgres, localOverride))
             {
-                Add(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, localOverride, null));
+                // The system database's server: its own Ssh section if it has one, else the system database's tunnel.
+                var ssh = configuration.GetSection($"{SectionName}:{LocalName}:{Ssh.SshTunnelOptions.SectionName}");
+                var tunnelName = LocalName;
+                if (!ssh.Exists())
+                {
+                    ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}");
+                    tunnelName = Ssh.SshTunnels.SystemServerName;
+                }
+                AddTunnelled(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, localOverride, null), ssh, tunnelName);
             }
             else
             {
@@ -65,16 +73,20 @@ public sealed partial class WorkspaceServerRegistry
         else if (SystemDatabaseConnection.ReadConnectionString(configuration) is { Length: > 0 })
         {
             string? local = null;
+            string? localIdentity = null;
             try
             {
                 // The system database's SSL and timeout settings apply to its server's workspace databases too.
+                // Through the system database's SSH tunnel when it has one; identified by the server's own address.
                 local = SystemDatabaseConnection.Build(configuration, "tcstudio-workspaces").ConnectionString;
+                localIdentity = WorkspaceServerIdentity.Of(WorkspaceProviders.Postgres,
+                    SystemDatabaseConnection.BuildDirect(configuration, "tcstudio-workspaces").ConnectionString);
             }
-            catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
+            catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or Ssh.SshTunnelException)
             {
                 // Reported by SystemDatabaseConnection.FindConfigurationError at start.
             }
-            if (local is not null) Add(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, local, null));
+            if (local is not null) Add(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, local, null) { Identity = localIdentity! });
         }
         foreach (var section in configuration.GetSection(SectionName).GetChildren())
         {
@@ -98,7 +110,54 @@ public sealed partial class WorkspaceServerRegistry
                 _errors.Add($"{SectionName}:{name}:ConnectionString is missing or malformed.");
                 continue;
             }
-            Add(new WorkspaceServer(name, provider, connectionString, section["ExecuteConnectionString"]));
+            AddTunnelled(new WorkspaceServer(name, provider, connectionString, section["ExecuteConnectionString"]),
+                section.GetSection(Ssh.SshTunnelOptions.SectionName), name);
+        }
+    }
+
+    /// <summary>
+    /// One line per workspace server whose SSH tunnel did not open at start (the server stays registered and its
+    /// tunnel keeps trying in the background, with backoff; /health shows it down meanwhile).
+    /// </summary>
+    public IReadOnlyList<string> TunnelErrors => _tunnelErrors;
+
+    private readonly List<string> _tunnelErrors = [];
+
+    /// <summary>
+    /// Registers the server, its connection strings pointed at its SSH tunnel (<c>WorkspaceServers:&lt;name&gt;:Ssh</c>)
+    /// when it has one. The identity (the claim key on its databases) stays the server's own address.
+    /// </summary>
+    private void AddTunnelled(WorkspaceServer server, IConfigurationSection ssh, string tunnelName)
+    {
+        if (Ssh.SshTunnelOptions.Read(ssh) is null)
+        {
+            Add(server);
+            return;
+        }
+        try
+        {
+            string Route(string connectionString, bool open) => server.Provider == WorkspaceProviders.Postgres
+                ? Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(connectionString), ssh, tunnelName, open).ConnectionString
+                : Ssh.SshTunnels.Shared.RouteSqlServer(connectionString, ssh, tunnelName, open);
+            string routed;
+            try
+            {
+                routed = Route(server.ConnectionString, open: true);
+            }
+            catch (Ssh.SshTunnelException e) when (Ssh.SshTunnelOptions.Read(ssh)?.FindError() is null)
+            {
+                _tunnelErrors.Add(e.Message);
+                routed = Route(server.ConnectionString, open: false);
+            }
+            Add(server with
+            {
+                ConnectionString = routed,
+                ExecuteConnectionString = server.ExecuteConnectionString is { Length: > 0 } execute ? Route(execute, open: false) : null,
+            });
+        }
+        catch (Ssh.SshTunnelException e)
+        {
+            _errors.Add(e.Message);
         }
     }
 
