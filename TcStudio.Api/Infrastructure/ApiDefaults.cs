@@ -16,6 +16,7 @@ public static class ApiDefaults
         {
             context.ProblemDetails.Instance ??= context.HttpContext.Request.Path;
             context.ProblemDetails.Extensions["traceId"] = System.Diagnostics.Activity.Current?.TraceId.ToString() ?? context.HttpContext.TraceIdentifier;
+            ErrorCodes.Assign(context.ProblemDetails, context.HttpContext);
         });
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
 
@@ -51,7 +52,7 @@ public static class ApiDefaults
         builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
 
-        builder.Services.AddOpenApi();
+        builder.Services.AddOpenApi(TcStudio.Api.OpenApi.OpenApiContract.Configure);
         builder.Services.AddHostedService<MigrateOnStartup>();
         return builder;
     }
