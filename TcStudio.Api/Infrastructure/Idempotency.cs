@@ -438,6 +438,7 @@ public sealed class IdempotencyKeyGuardFilter : IEndpointFilter
             detail: $"This route does not support {IdempotentRequests.HeaderName}. Nothing was changed.",
             extensions: new Dictionary<string, object?>
             {
+                [ErrorCodes.Extension] = ErrorCodes.IdempotencyKeyInvalid,
                 ["errors"] = new Dictionary<string, string[]> { [IdempotentRequests.HeaderName] = ["Not supported by this route."] },
             }));
     }
