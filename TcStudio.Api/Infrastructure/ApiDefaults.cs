@@ -18,6 +18,8 @@ public static class ApiDefaults
             context.ProblemDetails.Extensions["traceId"] = System.Diagnostics.Activity.Current?.TraceId.ToString() ?? context.HttpContext.TraceIdentifier;
             ErrorCodes.Assign(context.ProblemDetails, context.HttpContext);
         });
+        // After AddProblemDetails' own writer: takes the problems it declines (see AnyAcceptProblemWriter).
+        builder.Services.AddSingleton<IProblemDetailsWriter, AnyAcceptProblemWriter>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
 
         // Bounded waits and safe retries (README, "Robustness").
