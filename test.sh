@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 
 bash scripts/ensure-postgres.sh || { echo "0 passed, 1 failed"; exit 1; }
 bash scripts/ensure-sshd.sh || { echo "0 passed, 1 failed"; exit 1; }
+bash scripts/ensure-openapi-lint.sh || { echo "0 passed, 1 failed"; exit 1; }
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 results_dir="artifacts/test-results"

@@ -9,9 +9,6 @@ namespace TcStudio.Api.Activities;
 public sealed record ActivityResponse(Guid Id, string Action, string EntityType, Guid? EntityId, string? Username,
     JsonElement? Details, DateTimeOffset CreatedAt);
 
-/// <param name="NextCursor">Pass as ?cursor= for the next (older) page; null on the last page.</param>
-public sealed record ActivityPage(IReadOnlyList<ActivityResponse> Items, string? NextCursor);
-
 /// <summary>?cursor=&amp;limit= for the activity log (limit 1–200, default 50).</summary>
 public sealed record ActivityPageRequest(string? Cursor, int? Limit)
 {
@@ -67,8 +64,9 @@ public static class ActivitiesApi
         return api;
     }
 
-    public static async Task<Results<Ok<ActivityPage>, ValidationProblem>> ListActivities(
-        [AsParameters] ActivityPageRequest request, CurrentWorkspace workspace, TcStudioDbContext db, CancellationToken cancellationToken)
+    /// <summary>A cursor list: nextCursor (pass as ?cursor=) and next (its URL) lead to the next, older page; both are absent on the last.</summary>
+    public static async Task<Results<Ok<CursorList<ActivityResponse>>, ValidationProblem>> ListActivities(
+        [AsParameters] ActivityPageRequest request, CurrentWorkspace workspace, TcStudioDbContext db, HttpRequest http, CancellationToken cancellationToken)
     {
         var errors = new FieldErrors().Range("limit", request.Limit, 1, ActivityPageRequest.MaxLimit);
         ActivityCursor? after = null;
@@ -84,7 +82,7 @@ public static class ActivitiesApi
         var items = rows.Take(request.Size).Select(r => new ActivityResponse(r.Id, r.Action, r.EntityType, r.EntityId, r.Username,
             r.Details?.RootElement.Clone(), r.CreatedAt)).ToList();
         var next = rows.Count > request.Size ? new ActivityCursor(items[^1].CreatedAt, items[^1].Id).Encode() : null;
-        return TypedResults.Ok(new ActivityPage(items, next));
+        return TypedResults.Ok(CursorList<ActivityResponse>.Of(items, next, http));
     }
 
     internal sealed record ActivityRow(Guid Id, string Action, string EntityType, Guid? EntityId, string? Username,

@@ -38,8 +38,8 @@ public static class AuthApi
         if (await throttle.BeginAttemptAsync(request.Username, address, http.RequestAborted) is { } wait)
         {
             http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString("0");
-            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
-                title: "Too many failed logins.", detail: "Wait before trying again.");
+            return ErrorCodes.Problem(ErrorCodes.AuthRateLimited, StatusCodes.Status429TooManyRequests,
+                "Too many failed logins.", "Wait before trying again.");
         }
 
         SignInRow? user = null;
@@ -54,8 +54,8 @@ public static class AuthApi
         }
         if (user is null)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status401Unauthorized,
-                title: "Invalid credentials.", detail: "The username or password is wrong, or the account cannot sign in.");
+            return ErrorCodes.Problem(ErrorCodes.AuthInvalidCredentials, StatusCodes.Status401Unauthorized,
+                "Invalid credentials.", "The username or password is wrong, or the account cannot sign in.");
         }
 
         var (token, expiresAt) = tokens.Issue(user.Id, user.Username, user.Role, user.SecurityStamp);

@@ -53,12 +53,13 @@ public static partial class EnvironmentsApi
 
         var environments = api.MapWorkspaceScope().MapGroup("/environments").WithTags("Environments")
             .AddEndpointFilter<WorkspaceDatabaseProblems>();
-        environments.MapGet("/", ListEnvironments).RequireWorkspacePermission(WorkspacePermission.Read);
+        environments.MapGet("/", ListEnvironments).RequireWorkspacePermission(WorkspacePermission.Read)
+            .WithSummary("The workspace's environments (an offset-paged list, by name).");
         environments.MapPost("/", CreateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
             .WithSummary("Create an environment on a registered server with a new database of its own (roles, marker, base schema).");
         environments.MapPost("/{env}/adopt", AdoptEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
             .WithSummary("System Admins: create environment {env} on an existing database that no environment holds (recorded in the activity log).");
-        environments.MapGet("/{env}", GetEnvironment).RequireWorkspacePermission(WorkspacePermission.Read);
+        environments.MapGet("/{env}", GetEnvironment).RequireWorkspacePermission(WorkspacePermission.Read).WithSummary("One environment.");
         environments.MapPatch("/{env}", UpdateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments)
             .WithSummary("Change isProduction (executing in a production environment needs the production right).");
         environments.MapDelete("/{env}", DeleteEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
@@ -70,12 +71,20 @@ public static partial class EnvironmentsApi
         return api;
     }
 
-    public static Ok<IReadOnlyList<WorkspaceServerSummary>> ListServers(WorkspaceServerRegistry servers) =>
-        TypedResults.Ok<IReadOnlyList<WorkspaceServerSummary>>(servers.Servers.Select(s => new WorkspaceServerSummary(s.Name, s.Provider)).ToList());
+    /// <summary>The servers in configuration: one page holding them all, in the offset-list shape.</summary>
+    public static Ok<PagedList<WorkspaceServerSummary>> ListServers(WorkspaceServerRegistry servers) =>
+        TypedResults.Ok(ListLinks.Whole<WorkspaceServerSummary>(servers.Servers.Select(s => new WorkspaceServerSummary(s.Name, s.Provider)).ToList()));
 
-    public static async Task<Ok<IReadOnlyList<EnvironmentDetails>>> ListEnvironments(CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db) =>
-        TypedResults.Ok<IReadOnlyList<EnvironmentDetails>>(await db.WorkspaceEnvironments.AsNoTracking()
-            .Where(e => e.WorkspaceId == workspace.Id).OrderBy(e => e.Name).Select(e => ToDetails(e)).ToListAsync(http.RequestAborted));
+    public static async Task<Results<Ok<PagedList<EnvironmentDetails>>, ValidationProblem>> ListEnvironments([AsParameters] PageRequest paging,
+        CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
+    {
+        if (paging.Validate() is { Any: true } errors) return errors.ToProblem();
+        var environments = db.WorkspaceEnvironments.AsNoTracking().Where(e => e.WorkspaceId == workspace.Id);
+        var total = await environments.CountAsync(http.RequestAborted);
+        var items = await environments.OrderBy(e => e.Name).ThenBy(e => e.Id).Skip(paging.Skip).Take(paging.Size)
+            .Select(e => ToDetails(e)).ToListAsync(http.RequestAborted);
+        return TypedResults.Ok(paging.ToPage(items, total, http.Request));
+    }
 
     public static async Task<Results<Ok<EnvironmentDetails>, ProblemHttpResult>> GetEnvironment(string env, CurrentWorkspace workspace,
         HttpContext http, TcStudioDbContext db)
@@ -266,10 +275,10 @@ public static partial class EnvironmentsApi
         if (http.User.IsSystemAdmin()) return null;
         var count = await db.WorkspaceEnvironments.CountAsync(e => e.WorkspaceId == workspace.Id, http.RequestAborted);
         if (count < quotas.EnvironmentsPerWorkspace) return null;
-        return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Quota reached.",
-            detail: $"Workspace '{workspace.Slug}' already has {count} environment(s), its quota (Quotas:EnvironmentsPerWorkspace = "
+        return ErrorCodes.Problem(ErrorCodes.EnvironmentQuotaReached, StatusCodes.Status409Conflict, "Quota reached.",
+             $"Workspace '{workspace.Slug}' already has {count} environment(s), its quota (Quotas:EnvironmentsPerWorkspace = "
                 + $"{quotas.EnvironmentsPerWorkspace}). Delete an environment, or ask a system Admin. Nothing was created.",
-            extensions: new Dictionary<string, object?> { ["quota"] = "environmentsPerWorkspace", ["limit"] = quotas.EnvironmentsPerWorkspace });
+            new Dictionary<string, object?> { ["quota"] = "environmentsPerWorkspace", ["limit"] = quotas.EnvironmentsPerWorkspace });
     }
 
     internal static Task<WorkspaceEnvironment?> FindAsync(TcStudioDbContext db, Guid workspaceId, string name, CancellationToken ct, bool tracked = false)

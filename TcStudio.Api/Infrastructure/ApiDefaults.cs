@@ -16,7 +16,10 @@ public static class ApiDefaults
         {
             context.ProblemDetails.Instance ??= context.HttpContext.Request.Path;
             context.ProblemDetails.Extensions["traceId"] = System.Diagnostics.Activity.Current?.TraceId.ToString() ?? context.HttpContext.TraceIdentifier;
+            ErrorCodes.Assign(context.ProblemDetails, context.HttpContext);
         });
+        // After AddProblemDetails' own writer: takes the problems it declines (see AnyAcceptProblemWriter).
+        builder.Services.AddSingleton<IProblemDetailsWriter, AnyAcceptProblemWriter>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
 
         // Bounded waits and safe retries (README, "Robustness").
@@ -51,7 +54,7 @@ public static class ApiDefaults
         builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
 
-        builder.Services.AddOpenApi();
+        builder.Services.AddOpenApi(TcStudio.Api.OpenApi.OpenApiContract.Configure);
         builder.Services.AddHostedService<MigrateOnStartup>();
         return builder;
     }

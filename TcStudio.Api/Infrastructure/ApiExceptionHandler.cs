@@ -129,7 +129,8 @@ public sealed partial class ApiExceptionHandler(IProblemDetailsService problems,
                 return JsonProblem(json);
             case DbUpdateConcurrencyException:
                 return (412, "The resource was changed by someone else.",
-                    "It changed while your request was being processed. Read it again and reapply your change.", null, null);
+                    "It changed while your request was being processed. Read it again and reapply your change.", null,
+                    new() { [ErrorCodes.Extension] = ErrorCodes.ResourceChangedConcurrently });
         }
 
         var postgres = Find<PostgresException>(exception);

@@ -17,7 +17,8 @@ public static class ApiReference
     {
         if (!IsEnabled(app.Configuration, app.Environment)) return app;
         app.MapOpenApi();
-        app.MapScalarApiReference();
+        // Scalar signs in with the document's bearer scheme (OpenApiContract): paste the accessToken from POST /api/auth/token.
+        app.MapScalarApiReference(options => options.AddPreferredSecuritySchemes(TcStudio.Api.OpenApi.OpenApiContract.BearerScheme));
         return app;
     }
 }

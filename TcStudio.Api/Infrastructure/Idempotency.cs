@@ -185,6 +185,7 @@ public sealed partial class IdempotentRequests(TcStudioDbContext db, IOptions<Id
                 + "(for example a UUID), bare or as a quoted string. Nothing was changed.",
             extensions: new Dictionary<string, object?>
             {
+                [ErrorCodes.Extension] = ErrorCodes.IdempotencyKeyInvalid,
                 ["errors"] = new Dictionary<string, string[]> { [HeaderName] = [$"'{HeaderName}' is malformed."] },
             });
 
@@ -192,7 +193,7 @@ public sealed partial class IdempotentRequests(TcStudioDbContext db, IOptions<Id
         TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity,
             title: "The Idempotency-Key was already used for another request.",
             detail: $"Key '{key}' was first sent with a different method, path, query or body. Use a new key for a new request. Nothing was changed.",
-            extensions: new Dictionary<string, object?> { ["idempotencyKey"] = key });
+            extensions: new Dictionary<string, object?> { ["idempotencyKey"] = key, [ErrorCodes.Extension] = ErrorCodes.IdempotencyKeyReused });
 
     internal static ProblemHttpResult InProgress(HttpContext http, string key)
     {
@@ -200,7 +201,7 @@ public sealed partial class IdempotentRequests(TcStudioDbContext db, IOptions<Id
         return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict,
             title: "A request with this Idempotency-Key is still in progress.",
             detail: $"The first request with key '{key}' has not finished yet. Retry after it has: you will get its response.",
-            extensions: new Dictionary<string, object?> { ["idempotencyKey"] = key });
+            extensions: new Dictionary<string, object?> { ["idempotencyKey"] = key, [ErrorCodes.Extension] = ErrorCodes.IdempotencyInProgress });
     }
 }
 
@@ -433,6 +434,7 @@ public sealed class IdempotencyKeyGuardFilter : IEndpointFilter
             detail: $"This route does not support {IdempotentRequests.HeaderName}. Nothing was changed.",
             extensions: new Dictionary<string, object?>
             {
+                [ErrorCodes.Extension] = ErrorCodes.IdempotencyKeyInvalid,
                 ["errors"] = new Dictionary<string, string[]> { [IdempotentRequests.HeaderName] = ["Not supported by this route."] },
             }));
     }

@@ -1,17 +1,17 @@
 namespace TcStudio.Api.Infrastructure;
 
-/// <summary>Problem results used across features, so the same situation reads the same everywhere.</summary>
+/// <summary>Problem results used across features, so the same situation reads the same everywhere (with its code, see <see cref="ErrorCodes"/>).</summary>
 public static class Problems
 {
     public static ProblemHttpResult NotFound(string what) =>
-        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Not found.", detail: $"{what} was not found.");
+        ErrorCodes.Problem(ErrorCodes.ResourceNotFound, StatusCodes.Status404NotFound, "Not found.", $"{what} was not found.");
 
     public static ProblemHttpResult Forbidden(string detail) =>
-        TypedResults.Problem(statusCode: StatusCodes.Status403Forbidden, title: "Forbidden.", detail: detail);
+        ErrorCodes.Problem(ErrorCodes.AuthForbidden, StatusCodes.Status403Forbidden, "Forbidden.", detail);
 
-    public static ProblemHttpResult Conflict(string detail, string? field = null)
+    public static ProblemHttpResult Conflict(string detail, string? field = null, string code = ErrorCodes.ResourceConflict)
     {
         var extensions = field is null ? null : new Dictionary<string, object?> { ["field"] = field };
-        return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Conflict.", detail: detail, extensions: extensions);
+        return ErrorCodes.Problem(code, StatusCodes.Status409Conflict, "Conflict.", detail, extensions);
     }
 }

@@ -24,7 +24,7 @@ public static class MembersApi
     }
 
     public static async Task<Results<Ok<PagedList<MemberResponse>>, ValidationProblem>> ListMembers(
-        [AsParameters] PageRequest paging, CurrentWorkspace workspace, TcStudioDbContext db, CancellationToken cancellationToken)
+        [AsParameters] PageRequest paging, CurrentWorkspace workspace, TcStudioDbContext db, HttpRequest request, CancellationToken cancellationToken)
     {
         if (paging.Validate() is { Any: true } errors) return errors.ToProblem();
 
@@ -33,7 +33,7 @@ public static class MembersApi
         var items = await members.OrderBy(m => m.User!.Username).ThenBy(m => m.UserId).Skip(paging.Skip).Take(paging.Size)
             .Select(m => new MemberResponse(m.User!.Username, m.User.DisplayName, m.Role, m.JoinedAt))
             .ToListAsync(cancellationToken);
-        return TypedResults.Ok(new PagedList<MemberResponse>(items, paging.PageNumber, paging.Size, total));
+        return TypedResults.Ok(paging.ToPage(items, total, request));
     }
 
     public static async Task<Results<Ok<MemberResponse>, ValidationProblem, ProblemHttpResult>> GetMember(
@@ -157,5 +157,6 @@ public static class MembersApi
         Problems.Forbidden($"Only an Owner of workspace '{workspace.Slug}' (or a system Admin) may grant or take away the Owner role.");
 
     private static ProblemHttpResult LastOwner(CurrentWorkspace workspace, string field) =>
-        Problems.Conflict($"This is the last Owner of workspace '{workspace.Slug}'; make someone else an Owner first.", field);
+        Problems.Conflict($"This is the last Owner of workspace '{workspace.Slug}'; make someone else an Owner first.", field,
+            ErrorCodes.MemberLastOwner);
 }

@@ -10,7 +10,12 @@ using TcStudio.Data.WorkspaceDatabases;
 namespace TcStudio.Api.Procedures;
 
 public sealed record ProcedureSummary(Guid Id, string Name, string Status, DateTimeOffset? PublishedAt, DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt);
+    DateTimeOffset UpdatedAt)
+{
+    /// <summary>The draft's ETag (as GET …/procedures/{name} sends it), for If-Match on a later update or publish.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("etag")]
+    public string? ETag { get; init; }
+}
 
 /// <summary>A draft as stored in the system database.</summary>
 public sealed record ProcedureDraft(Guid Id, string Name, string Status, string Sql, string? SqlPublished, DateTimeOffset? PublishedAt,
@@ -53,7 +58,8 @@ public static class ProceduresApi
             .AddEndpointFilter<WorkspaceDatabaseProblems>();
         procedures.MapGet("/", ListProcedures).RequireWorkspacePermission(WorkspacePermission.Read)
             .WithSummary("Drafts, paged; ?search= uses the full-text index (name and SQL), ?status=draft|published.");
-        procedures.MapPost("/", CreateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts);
+        procedures.MapPost("/", CreateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts)
+            .WithSummary("Create a draft: {name, sql} (not deployed anywhere until published).");
         procedures.MapGet("/{name}", GetProcedure).RequireWorkspacePermission(WorkspacePermission.Read).WaitsOnWorkspaceDatabase()
             .WithSummary("The draft, and per environment the deployed checksum, time and whether it matches the draft.");
         procedures.MapPut("/{name}", UpdateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WithPreconditions()
@@ -102,9 +108,9 @@ public static class ProceduresApi
 
         var total = await query.CountAsync(http.RequestAborted);
         var items = await ordered.Skip(paging.Skip).Take(paging.Size)
-            .Select(p => new ProcedureSummary(p.Id, p.Name, p.Status, p.PublishedAt, p.CreatedAt, p.UpdatedAt))
+            .Select(p => new ProcedureSummary(p.Id, p.Name, p.Status, p.PublishedAt, p.CreatedAt, p.UpdatedAt) { ETag = ETags.From(p.Version) })
             .ToListAsync(http.RequestAborted);
-        return TypedResults.Ok(new PagedList<ProcedureSummary>(items, paging.PageNumber, paging.Size, total));
+        return TypedResults.Ok(paging.ToPage(items, total, http.Request));
     }
 
     public static async Task<Results<Created<ProcedureDraft>, ValidationProblem>> CreateProcedure(
@@ -345,14 +351,15 @@ public static class ProceduresApi
         }
         if (procedure.Status != ProcedureStatus.Published)
         {
-            return Problems.Conflict($"'{procedure.Name}' has never been published; publish it before executing it.");
+            return Problems.Conflict($"'{procedure.Name}' has never been published; publish it before executing it.",
+                code: ErrorCodes.ProcedureNotPublished);
         }
 
         using var slot = slots.TryEnter(workspace.Id);
         if (slot is null)
         {
             http.Response.Headers.RetryAfter = slots.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many executions at once.",
+            return ErrorCodes.Problem(ErrorCodes.ProcedureBusy, StatusCodes.Status429TooManyRequests, "Too many executions at once.",
                 detail: $"Workspace '{workspace.Slug}' already runs {slots.Limit} execution(s) at once (Workspaces:Limits:ConcurrentExecutions); "
                     + $"try again in {slots.RetryAfterSeconds} s. Nothing was executed.");
         }
@@ -419,9 +426,9 @@ public static class ProceduresApi
     private static string DialectOf(string provider) => provider == WorkspaceProviders.SqlServer ? "tsql" : "postgres";
 
     private static ProblemHttpResult InvalidDraft(string environment, SqlValidation validation) =>
-        TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The draft does not validate.",
-            detail: $"Nothing was deployed to environment '{environment}': {validation.Errors.Count} problem(s), see errors.",
-            extensions: new Dictionary<string, object?> { ["environment"] = environment, ["errors"] = validation.Errors });
+        ErrorCodes.Problem(ErrorCodes.ProcedureInvalidSql, StatusCodes.Status422UnprocessableEntity, "The draft does not validate.",
+            $"Nothing was deployed to environment '{environment}': {validation.Errors.Count} problem(s), see errors.",
+            new Dictionary<string, object?> { ["environment"] = environment, ["errors"] = validation.Errors });
 
     private static ProblemHttpResult PublishFailed(int status, string environment, bool compensated, string detail) =>
         TypedResults.Problem(statusCode: status, title: "Publishing failed in the system database.", detail: detail,

@@ -10,7 +10,8 @@ public static class RolesApi
         return api;
     }
 
-    public static async Task<Ok<List<RoleResponse>>> ListRoles(TcStudioDbContext db, CancellationToken cancellationToken) =>
-        TypedResults.Ok(await db.Roles.AsNoTracking().OrderBy(r => r.Name)
-            .Select(r => new RoleResponse(r.Name, r.Description)).ToListAsync(cancellationToken));
+    /// <summary>A handful of fixed roles: one page holding them all, in the offset-list shape.</summary>
+    public static async Task<Ok<PagedList<RoleResponse>>> ListRoles(TcStudioDbContext db, CancellationToken cancellationToken) =>
+        TypedResults.Ok(ListLinks.Whole(await db.Roles.AsNoTracking().OrderBy(r => r.Name)
+            .Select(r => new RoleResponse(r.Name, r.Description)).ToListAsync(cancellationToken)));
 }

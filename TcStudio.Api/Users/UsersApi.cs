@@ -4,7 +4,12 @@ using TcStudio.Api.Auth;
 namespace TcStudio.Api.Users;
 
 public sealed record UserResponse(Guid Id, string Username, string? DisplayName, string? Email, string Role, bool IsActive,
-    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt)
+{
+    /// <summary>In lists: the user's ETag, for If-Match on a later write without reading it first (single reads send the header).</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("etag"), System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? ETag { get; init; }
+}
 
 public sealed record CreateUserRequest(string Username, string Password, string Role, string? Email = null, string? DisplayName = null);
 
@@ -37,15 +42,18 @@ public static class UsersApi
     }
 
     public static async Task<Results<Ok<PagedList<UserResponse>>, ValidationProblem>> ListUsers(
-        [AsParameters] PageRequest paging, TcStudioDbContext db, CancellationToken cancellationToken)
+        [AsParameters] PageRequest paging, TcStudioDbContext db, HttpRequest request, CancellationToken cancellationToken)
     {
         if (paging.Validate() is { Any: true } errors) return errors.ToProblem();
 
         var total = await db.Users.CountAsync(cancellationToken);
         var items = await db.Users.AsNoTracking().OrderBy(u => u.Username).ThenBy(u => u.Id).Skip(paging.Skip).Take(paging.Size)
-            .Select(u => new UserResponse(u.Id, u.Username, u.DisplayName, u.Email, u.Role!.Name, u.IsActive, u.CreatedAt, u.UpdatedAt))
+            .Select(u => new UserResponse(u.Id, u.Username, u.DisplayName, u.Email, u.Role!.Name, u.IsActive, u.CreatedAt, u.UpdatedAt)
+            {
+                ETag = ETags.From(u.Version),
+            })
             .ToListAsync(cancellationToken);
-        return TypedResults.Ok(new PagedList<UserResponse>(items, paging.PageNumber, paging.Size, total));
+        return TypedResults.Ok(paging.ToPage(items, total, request));
     }
 
     public static async Task<Results<Ok<UserResponse>, ProblemHttpResult>> GetUser(Guid id, HttpContext http, TcStudioDbContext db)
@@ -119,7 +127,8 @@ public static class UsersApi
         var stopsBeingAdmin = role == Role.Admin && user.IsActive && (newRole != Role.Admin || !newActive);
         if (stopsBeingAdmin && activeAdmins is not null && activeAdmins.All(a => a == user.Id))
         {
-            return Problems.Conflict("This is the last active system Admin; make another user an Admin first.", request.Role is null ? "isActive" : "role");
+            return Problems.Conflict("This is the last active system Admin; make another user an Admin first.", request.Role is null ? "isActive" : "role",
+                ErrorCodes.UserLastAdmin);
         }
 
         var changed = new List<string>();
@@ -173,7 +182,7 @@ public static class UsersApi
         if (ETags.CheckPreconditions(http.Request, user.Version, "user") is { } refused) return refused;
         if (activeAdmins.Contains(user.Id) && activeAdmins.Count == 1)
         {
-            return Problems.Conflict("This is the last active system Admin; make another user an Admin first.");
+            return Problems.Conflict("This is the last active system Admin; make another user an Admin first.", code: ErrorCodes.UserLastAdmin);
         }
 
         // Their memberships go with them, so member lists and counts stay honest; a workspace whose only Owner they
@@ -191,7 +200,8 @@ public static class UsersApi
         if (soleOwnerOf.Count > 0)
         {
             return Problems.Conflict(
-                $"The user is the only Owner of {string.Join(", ", soleOwnerOf.Select(s => $"'{s}'"))}; make someone else an Owner first.");
+                $"The user is the only Owner of {string.Join(", ", soleOwnerOf.Select(s => $"'{s}'"))}; make someone else an Owner first.",
+                code: ErrorCodes.MemberLastOwner);
         }
 
         // Each membership is removed inside its own workspace (its row-level-security setting), with its activity.
@@ -235,8 +245,8 @@ public static class UsersApi
             if (await throttle.BeginAttemptAsync(user.Username, address, http.RequestAborted) is { } wait)
             {
                 http.Response.Headers.RetryAfter = Math.Ceiling(wait.TotalSeconds).ToString("0");
-                return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests,
-                    title: "Too many failed attempts.", detail: "Wait before trying again.");
+                return ErrorCodes.Problem(ErrorCodes.AuthRateLimited, StatusCodes.Status429TooManyRequests,
+                    "Too many failed attempts.", "Wait before trying again.");
             }
             var currentPasswordMatches = false;
             try

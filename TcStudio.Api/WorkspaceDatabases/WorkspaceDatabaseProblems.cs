@@ -31,10 +31,13 @@ public sealed class WorkspaceDatabaseProblems : IEndpointFilter
         {
             return TypedResults.ValidationProblem(
                 new Dictionary<string, string[]> { [$"parameters.{parameter.Parameter}"] = [parameter.Message] },
-                title: "The request is not valid.", extensions: new Dictionary<string, object?> { ["environment"] = e.Environment });
+                title: "The request is not valid.", extensions: new Dictionary<string, object?>
+                {
+                    ["environment"] = e.Environment, [ErrorCodes.Extension] = ErrorCodes.ProcedureInvalidParameter,
+                });
         }
 
-        var extensions = new Dictionary<string, object?> { ["environment"] = e.Environment };
+        var extensions = new Dictionary<string, object?> { ["environment"] = e.Environment, [ErrorCodes.Extension] = CodeOf(e) };
         if (e.Field is { } field) extensions["field"] = field;
         switch (e)
         {
@@ -53,4 +56,18 @@ public sealed class WorkspaceDatabaseProblems : IEndpointFilter
         }
         return TypedResults.Problem(statusCode: e.StatusCode, title: e.Title, detail: e.Message, extensions: extensions);
     }
+
+    private static string CodeOf(WorkspaceDatabaseException e) => e switch
+    {
+        WorkspaceDatabaseUnavailableException => ErrorCodes.EnvironmentUnreachable,
+        WorkspaceTimeoutException => ErrorCodes.EnvironmentTimeout,
+        WorkspaceSchemaException => ErrorCodes.EnvironmentSchemaMismatch,
+        WorkspaceSqlException => ErrorCodes.ProcedureSqlError,
+        WorkspaceDraftRefusedException => ErrorCodes.ProcedureInvalidSql,
+        WorkspaceOwnershipException { StatusCode: 403 } => ErrorCodes.AuthForbidden,
+        WorkspaceOwnershipException => ErrorCodes.EnvironmentOwnership,
+        WorkspaceTargetException { StatusCode: 404 } => ErrorCodes.ResourceNotFound,
+        WorkspaceTargetException => ErrorCodes.EnvironmentInvalidTarget,
+        _ => ErrorCodes.ServerError,
+    };
 }

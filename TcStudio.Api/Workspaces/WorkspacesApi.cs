@@ -7,7 +7,12 @@ using TcStudio.Data.WorkspaceDatabases;
 namespace TcStudio.Api.Workspaces;
 
 public sealed record WorkspaceSummary(Guid Id, string Name, string Slug, string? Description, int MemberCount,
-    string? Role, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+    string? Role, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt)
+{
+    /// <summary>The workspace's ETag (as GET /api/workspaces/{slug} sends it), for If-Match on a later write.</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("etag")]
+    public string? ETag { get; init; }
+}
 
 public sealed record WorkspaceDetails(Guid Id, string Name, string Slug, string? Description, JsonElement Settings,
     int MemberCount, string? Role, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
@@ -26,8 +31,9 @@ public static class WorkspacesApi
         workspaces.MapPost("/", CreateWorkspace).SupportsIdempotencyKeys().WithSummary("Create a workspace; the caller becomes its Owner.");
 
         var workspace = api.MapWorkspaceScope().WithTags("Workspaces");
-        workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read);
-        workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace).WithPreconditions();
+        workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read).WithSummary("One workspace (ETag from its row version).");
+        workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace).WithPreconditions()
+            .WithSummary("Change the name, description or settings (If-Match with the ETag guards against lost updates).");
         workspace.MapDelete("/", DeleteWorkspace).RequireWorkspacePermission(WorkspacePermission.DeleteWorkspace).WithPreconditions()
             .WaitsOnWorkspaceDatabase().AddEndpointFilter<WorkspaceDatabases.WorkspaceDatabaseProblems>()
             .WithSummary("Soft-delete (hidden, slug stays reserved, databases stay claimed); ?purge=true (system Admin) removes it and everything "
@@ -45,9 +51,12 @@ public static class WorkspacesApi
         var total = await visible.CountAsync(http.RequestAborted);
         var items = await visible.OrderBy(w => w.Slug).Skip(paging.Skip).Take(paging.Size)
             .Select(w => new WorkspaceSummary(w.Id, w.Name, w.Slug, w.Description, w.MemberCount,
-                w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault(), w.CreatedAt, w.UpdatedAt))
+                w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault(), w.CreatedAt, w.UpdatedAt)
+            {
+                ETag = ETags.From(w.Version),
+            })
             .ToListAsync(http.RequestAborted);
-        return TypedResults.Ok(new PagedList<WorkspaceSummary>(items, paging.PageNumber, paging.Size, total));
+        return TypedResults.Ok(paging.ToPage(items, total, http.Request));
     }
 
     public static async Task<Results<Created<WorkspaceDetails>, ValidationProblem, ProblemHttpResult>> CreateWorkspace(
@@ -70,10 +79,10 @@ public static class WorkspacesApi
             var owned = await db.Workspaces.CountAsync(w => w.Members.Any(m => m.UserId == userId && m.Role == WorkspaceRoles.Owner), http.RequestAborted);
             if (owned >= limit)
             {
-                return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Quota reached.",
-                    detail: $"You already own {owned} workspace(s), your quota (Quotas:WorkspacesPerUser = {limit}). Delete one you no longer "
+                return ErrorCodes.Problem(ErrorCodes.WorkspaceQuotaReached, StatusCodes.Status409Conflict, "Quota reached.",
+                     $"You already own {owned} workspace(s), your quota (Quotas:WorkspacesPerUser = {limit}). Delete one you no longer "
                         + "need, or ask a system Admin. Nothing was created.",
-                    extensions: new Dictionary<string, object?> { ["quota"] = "workspacesPerUser", ["limit"] = limit });
+                    new Dictionary<string, object?> { ["quota"] = "workspacesPerUser", ["limit"] = limit });
             }
         }
         var workspace = new Workspace

@@ -20,23 +20,29 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         return (slug, created.GetProperty("id").GetGuid());
     }
 
-    /// <summary>Every page from the first to the last, following nextCursor.</summary>
+    /// <summary>Every page from the first to the last, following the next links (absent, with nextCursor, on the last page).</summary>
     private static async Task<List<JsonElement>> WalkAsync(HttpClient client, string slug, int limit)
     {
         var items = new List<JsonElement>();
-        string? cursor = null;
+        var url = $"/api/workspaces/{slug}/activities?limit={limit}";
         for (var pages = 0; ; pages++)
         {
             Assert.True(pages < 1000, "the cursor never ran out");
-            var url = $"/api/workspaces/{slug}/activities?limit={limit}" + (cursor is null ? "" : $"&cursor={Uri.EscapeDataString(cursor)}");
             var page = await HttpAssert.JsonAsync(await client.GetAsync(url));
             var batch = page.GetProperty("items").EnumerateArray().ToList();
             Assert.InRange(batch.Count, 0, limit);
             items.AddRange(batch);
-            var next = page.GetProperty("nextCursor");
-            if (next.ValueKind == JsonValueKind.Null) return items;
+            if (!page.TryGetProperty("next", out var next))
+            {
+                Assert.False(page.TryGetProperty("nextCursor", out _), page.ToString());
+                return items;
+            }
             Assert.Equal(limit, batch.Count); // only the last page may be short
-            cursor = next.GetString();
+            url = next.GetString()!;
+            // An absolute URL that keeps the caller's limit and carries the cursor.
+            Assert.StartsWith("http://localhost/api/workspaces/", url);
+            Assert.Contains($"limit={limit}", url);
+            Assert.Contains("cursor=" + Uri.EscapeDataString(page.GetProperty("nextCursor").GetString()!), url);
         }
     }
 
@@ -60,7 +66,8 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         Assert.Equal("workspace", items[2].GetProperty("entityType").GetString());
         Assert.Equal(workspaceId, items[2].GetProperty("entityId").GetGuid());
         Assert.Equal(slug, items[2].GetProperty("details").GetProperty("slug").GetString());
-        Assert.Equal(JsonValueKind.Null, page.GetProperty("nextCursor").ValueKind);
+        Assert.False(page.TryGetProperty("nextCursor", out _));
+        Assert.False(page.TryGetProperty("next", out _));
         Assert.True(items[1].GetProperty("createdAt").GetDateTimeOffset() >= items[2].GetProperty("createdAt").GetDateTimeOffset());
         Assert.Equal(["action", "createdAt", "details", "entityId", "entityType", "id", "username"],
             items[0].EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));

@@ -93,7 +93,7 @@ public sealed class SchemaReadinessTests(PostgresServer server)
 
             using var admin = await factory.AdminClientAsync(SeedOptions.DevelopmentAdminPassword);
             var list = await HttpAssert.JsonAsync(await admin.GetAsync("/api/roles"));
-            Assert.Equal(2, list.GetArrayLength());
+            Assert.Equal(2, list.GetProperty("items").GetArrayLength());
         }
         finally
         {
@@ -112,7 +112,7 @@ public sealed class SchemaReadinessTests(PostgresServer server)
 
             using var admin = await factory.AdminClientAsync();
             var roles = await HttpAssert.JsonAsync(await admin.GetAsync("/api/roles"));
-            Assert.Equal(["Admin", "User"], roles.EnumerateArray().Select(r => r.GetProperty("name").GetString()));
+            Assert.Equal(["Admin", "User"], roles.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("name").GetString()));
             var workspaces = await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces"));
             Assert.Equal("twsbp", workspaces.GetProperty("items")[0].GetProperty("slug").GetString());
         }

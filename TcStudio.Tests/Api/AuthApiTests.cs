@@ -114,6 +114,6 @@ public sealed class AuthApiTests(AuthApiTests.Fixture api) : IClassFixture<AuthA
     {
         using var user = await api.UserAsync();
         var roles = await HttpAssert.JsonAsync(await user.GetAsync("/api/roles"));
-        Assert.Equal(["Admin", "User"], roles.EnumerateArray().Select(r => r.GetProperty("name").GetString()));
+        Assert.Equal(["Admin", "User"], roles.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("name").GetString()));
     }
 }

@@ -87,7 +87,12 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
             {
                 failures.Add($"#{i} {description} → {status}: {Truncate(await response.Content.ReadAsStringAsync(), 400)}");
             }
-            else if (status is >= 400 and < 500 && !Same(after, before))
+            else if (status >= 400 && response.Content.Headers.ContentType?.MediaType == "application/problem+json"
+                     && HttpAssert.MissingCode(await response.Content.ReadAsStringAsync()) is { } missing)
+            {
+                failures.Add($"#{i} {description} → {status}: {Truncate(missing, 400)}");
+            }
+            if (status is >= 400 and < 500 && !Same(after, before))
             {
                 var changed = after.Keys.Where(k => after[k] != before.GetValueOrDefault(k)).ToList();
                 failures.Add($"#{i} {description} → {status} but changed {string.Join(", ", changed)}");

@@ -16,7 +16,30 @@ public static class HttpAssert
         Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
         Assert.True(problem.TryGetProperty("title", out _), body);
         Assert.DoesNotContain("   at ", body); // never a stack trace
+        Assert.Null(MissingCode(body));
         return problem;
+    }
+
+    /// <summary>
+    /// Null when a problem body carries a stable code from the catalogue (ErrorCodes, listed in docs/api.md);
+    /// otherwise what is wrong with it.
+    /// </summary>
+    public static string? MissingCode(string body)
+    {
+        JsonElement problem;
+        try
+        {
+            problem = JsonDocument.Parse(body).RootElement;
+        }
+        catch (JsonException)
+        {
+            return $"a problem response is not JSON: {body}";
+        }
+        if (!problem.TryGetProperty("code", out var code) || code.ValueKind != JsonValueKind.String || code.GetString() is not { Length: > 0 } value)
+        {
+            return $"a problem has no code: {body}";
+        }
+        return TcStudio.Api.Infrastructure.ErrorCodes.All.Contains(value) ? null : $"a problem's code '{value}' is not in the catalogue: {body}";
     }
 
     /// <summary>A 400 validation problem naming <paramref name="field"/> among its errors.</summary>

@@ -67,7 +67,7 @@ public sealed class SeedTests(SystemDatabaseFixture database) : IClassFixture<Sy
             var refused = await MigrationWorkerRunner.RunAsync(environment, "seed");
             Assert.Equal(2, refused.ExitCode);
             Assert.Contains("Seed:AdminPassword", refused.StandardError);
-            // One line of reason (a busy server may add "waiting for PostgreSQL" progress lines before it).
+            // One reason line; a "waiting for PostgreSQL" progress line may come first when the machine is loaded.
             Assert.Single(refused.StandardError.Trim().Split('\n'), l => l.StartsWith("seed:") && !l.StartsWith("seed: waiting for PostgreSQL"));
 
             // The documented Development passwords are refused too, even when configured explicitly.

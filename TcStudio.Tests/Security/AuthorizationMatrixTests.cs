@@ -148,6 +148,10 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
                     {
                         failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: expected {expected}, got {(int)response.StatusCode} {Shorten(body)}");
                     }
+                    if (response.Content.Headers.ContentType?.MediaType == "application/problem+json" && HttpAssert.MissingCode(body) is { } noCode)
+                    {
+                        failures.Add($"{route} as {caller}: {Shorten(noCode)}");
+                    }
                     var member = isOwn && caller is Caller.Viewer or Caller.Member or Caller.WorkspaceAdmin or Caller.Owner;
                     if (scoped && !member && caller != Caller.SystemAdmin
                         && (body.Contains(Secret) || body.Contains(workspace.Database) || body.Contains(workspace.Owner)

@@ -27,7 +27,7 @@ public sealed class EnvironmentsApiTests(EnvironmentsApiFixture api) : IClassFix
         using var user = await api.UserAsync();
         var response = await user.GetAsync("/api/workspace-servers");
         var body = await response.Content.ReadAsStringAsync();
-        var servers = await HttpAssert.JsonAsync(response);
+        var servers = (await HttpAssert.JsonAsync(response)).GetProperty("items");
         Assert.Contains(servers.EnumerateArray(), s => s.GetProperty("name").GetString() == "local" && s.GetProperty("provider").GetString() == "postgres");
         Assert.Contains(servers.EnumerateArray(), s => s.GetProperty("name").GetString() == "mssql" && s.GetProperty("provider").GetString() == "sqlserver");
         Assert.All(servers.EnumerateArray(), s => Assert.Equal(2, s.EnumerateObject().Count()));
