@@ -150,6 +150,8 @@ public static partial class SystemDatabaseRoles
         {
             await ExecuteAsync(admin, $"REVOKE INSERT, UPDATE, DELETE ON public.migrations FROM {app}", ct);
         }
+        // The grants above reach the activity log's partitions too: only the parent (and its policies) is for the app.
+        await ExecuteAsync(admin, Activities.ActivityPartitions.SealPartitionsSql, ct);
         lines.Add($"granted '{names.App}' DML on the tables and EXECUTE on the functions (and pg_read_all_stats); "
             + $"'{names.Backup}' and '{names.Definer}' SELECT");
         await transaction.CommitAsync(ct);

@@ -9,7 +9,7 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
     public async Task Every_table_of_the_design_exists_with_the_history_table_named_migrations()
     {
         var tables = await database.ColumnAsync(
-            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname");
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition ORDER BY relname");
 
         Assert.Equal(
             ["activities", "database_size_samples", "idempotency_keys", "login_failures", "migrations", "roles", "stored_procedures", "users",
