@@ -179,6 +179,7 @@ public static partial class SystemDatabaseRoles
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND pg_get_userbyid(c.relowner) <> $1
               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i')
+                                AND d.refobjid <> c.oid -- a partitioned table depends (internally) on its own key columns
                                 AND NOT (c.relispartition AND d.deptype = 'a')) -- a partition depends on its table, yet has an owner of its own
             UNION ALL
             SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::regprocedure::text, p.prosecdef

@@ -224,10 +224,10 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
             }.Order(StringComparer.Ordinal),
             attributes.Order(StringComparer.Ordinal));
 
-        Assert.Equal(0L, await database.ScalarAsync<long>("""
-            SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v') AND pg_get_userbyid(c.relowner) <> @owner
-            """, ("owner", Names.Owner)));
+        Assert.Empty(await database.ColumnAsync($"""
+            SELECT c.relname || ' ' || pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v') AND pg_get_userbyid(c.relowner) <> '{Names.Owner}'
+            """));
         Assert.Equal(Names.Owner, await database.ScalarAsync<string>(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"));
     }
