@@ -177,9 +177,9 @@ public sealed class WorkerVerbs(
         var report = await ActivityPartitions.MaintainAsync(connection, TimeProvider.System.GetUtcNow(), options, backup,
             line => _out.WriteLine($"  {line}"), ct);
         var retention = options.RetentionMonths is { } months ? $"retention {months} months" : "retention: keep everything";
-        _out.WriteLine($"activities: {Plural(report.Partitions, "monthly partition")} ({report.Created.Count} created, "
-            + $"{report.Dropped.Count} dropped; {retention}); {report.RowsInDefault} row(s) in the default partition "
-            + $"({stopwatch.Elapsed.TotalSeconds:0.0} s).");
+        _out.WriteLine($"activities: {Plural(report.Partitions, "monthly partition")}, {report.Created.Count} created, "
+            + $"{report.Dropped.Count} dropped ({retention}); {Plural((int)Math.Min(report.RowsInDefault, int.MaxValue), "row")} in the default partition; "
+            + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
     }
 
     /// <summary>pg_dump -Fc of one partition, before retention drops it; the password goes through a private pgpass file.</summary>

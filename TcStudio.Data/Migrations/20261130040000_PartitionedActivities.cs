@@ -112,6 +112,7 @@ namespace TcStudio.Data.Migrations
         /// with (the data-modifying CTE runs whether or not it is referenced).
         /// </summary>
         public const string CopyBulk = $$"""
+            -- PartitionedActivities, step 2 of 3: the bulk copy, outside any transaction of EF's (its own).
             DO $$
             BEGIN
                 IF to_regclass('public.activities_conversion_snapshot') IS NULL THEN
