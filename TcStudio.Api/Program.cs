@@ -38,7 +38,7 @@ app.UseRequestGuards();
 app.MapDefaultEndpoints();
 app.MapApiReference();
 
-app.MapGroup("/api").RequireAuthorization().WithApiRequestGuards()
+app.MapGroup("/api").RequireAuthorization().WithApiRequestGuards().WithReadRouting()
     .MapAuthApi()
     .MapMeApi()
     .MapRolesApi()

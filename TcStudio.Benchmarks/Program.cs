@@ -49,6 +49,7 @@ public static class BenchRunner
         new LiveEventsScenario(),
         new BackupScenario(),
         new LargeResultsScenario(),
+        new PartitioningAndReplicasScenario(),
         new RowLevelSecurityScenario(),
     ];
 

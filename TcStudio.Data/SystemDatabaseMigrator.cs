@@ -20,6 +20,13 @@ public sealed class SystemDatabaseMigrator(TcStudioDbContext db)
 {
     public static readonly ActivitySource ActivitySource = new("TcStudio.Migrations");
 
+    /// <summary>
+    /// The client-side limit of one migration statement. Database:CommandTimeoutSeconds bounds requests (30 s); a
+    /// migration that copies a big table (PartitionedActivities on millions of activities) may take minutes, and
+    /// cancelling it half-way only means running it again.
+    /// </summary>
+    public static readonly TimeSpan MigrationCommandTimeout = TimeSpan.FromHours(1);
+
     public IReadOnlyList<string> AllMigrations => db.Database.GetMigrations().ToList();
 
     public async Task<IReadOnlyList<MigrationState>> GetStatusAsync(CancellationToken cancellationToken = default)
@@ -47,6 +54,7 @@ public sealed class SystemDatabaseMigrator(TcStudioDbContext db)
             : pending.Where(id => string.CompareOrdinal(id, targetId) <= 0).ToList();
 
         var migrator = db.GetService<IMigrator>();
+        db.Database.SetCommandTimeout(MigrationCommandTimeout);
         var steps = new List<MigrationStep>();
         foreach (var id in toApply)
         {
@@ -90,6 +98,7 @@ public sealed class SystemDatabaseMigrator(TcStudioDbContext db)
         }
 
         var migrator = db.GetService<IMigrator>();
+        db.Database.SetCommandTimeout(MigrationCommandTimeout);
         var steps = new List<MigrationStep>();
         for (var i = applied.Count - 1; i >= 0 && applied[i] != targetId; i--)
         {

@@ -43,7 +43,8 @@ public static class TcStudioDataExtensions
         builder.Services.TryAddSingleton(sp =>
         {
             // Built on first use, not at registration: a missing connection string surfaces when something
-            // actually needs the database, and never at EF design time.
+            // actually needs the database, and never at EF design time. With several hosts: the primary and
+            // standbys (SystemDatabaseSources); everything uses the primary unless routed to a standby.
             var configuration = sp.GetRequiredService<IConfiguration>();
             var connectionString = EF.IsDesignTime && SystemDatabaseConnection.ReadConnectionString(configuration) is null
                 ? "Host=localhost;Database=tc_studio"
@@ -55,8 +56,9 @@ public static class TcStudioDataExtensions
             dataSource.UseLoggerFactory(sp.GetRequiredService<ILoggerFactory>());
             sp.GetRequiredService<NpgsqlActivityMonitor>()
                 .DescribeDataSource(SystemDatabaseConnection.ConnectionName, dataSource.ConnectionStringBuilder);
-            return dataSource.Build();
+            return new SystemDatabaseSources(dataSource);
         });
+        builder.Services.TryAddSingleton(sp => sp.GetRequiredService<SystemDatabaseSources>().Primary);
 
         // Read from Aspire's settings by EnrichNpgsqlDbContext below, before any context is created.
         var retry = true;

@@ -169,6 +169,36 @@ public sealed class LocalPostgresCluster
             ? $" -c '{setting.Key}={setting.Value.Replace("'", "'\\''")}'"
             : throw new ArgumentException($"'{setting.Key}' is not a PostgreSQL setting name.")));
 
+    /// <summary>
+    /// Creates and starts a streaming standby of this (running) cluster in <paramref name="stateDirectory"/>, on a port
+    /// of its own (<paramref name="port"/>, or a free one): <c>pg_basebackup -R</c> over the local socket (initdb's
+    /// pg_hba lets the superuser replicate there), with the same superuser password and TLS files, then started in hot
+    /// standby. It follows the primary until stopped; the caller destroys it.
+    /// </summary>
+    public async Task<LocalPostgresCluster> CreateStandbyAsync(string stateDirectory, int port = 0, CancellationToken cancellationToken = default)
+    {
+        var standbyDataDirectory = Path.Combine(stateDirectory, "data");
+        var settings = new Dictionary<string, string>(_options.Settings)
+        {
+            ["unix_socket_directories"] = standbyDataDirectory,
+            ["hot_standby"] = "on",
+        };
+        var standby = new LocalPostgresCluster(_options with { StateDirectory = stateDirectory, Port = port, Settings = settings });
+        standby.PrepareStateDirectory();
+        File.Copy(PasswordFile, standby.PasswordFile, overwrite: true);
+        if (_options.Tls)
+        {
+            Directory.CreateDirectory(standby.TlsFiles.Directory);
+            foreach (var file in Directory.GetFiles(TlsFiles.Directory)) File.Copy(file, Path.Combine(standby.TlsFiles.Directory, Path.GetFileName(file)), overwrite: true);
+        }
+        if (RunningAsRoot) Run("chown", ["-R", $"{Superuser}:{Superuser}", stateDirectory]);
+        await RunPostgresToolAsync("pg_basebackup", cancellationToken,
+            "-h", DataDirectory, "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", Superuser,
+            "-D", standbyDataDirectory, "-R", "-c", "fast", "-X", "stream");
+        await standby.StartAsync(cancellationToken);
+        return standby;
+    }
+
     /// <summary>Stops the server (fast shutdown: open sessions are ended).</summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {

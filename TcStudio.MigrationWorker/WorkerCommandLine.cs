@@ -54,7 +54,14 @@ public static class WorkerCommandLine
             + "roles (owner, app, backup, definer; names under SystemRoles) and put its privileges in order. Idempotent.");
         roles.SetAction((_, ct) => WorkerHost.RunAsync("roles", (verbs, ct2) => verbs.RolesAsync(ct2), ct));
 
+        var partitions = new Command("partitions", "Create the activity log's monthly partitions ahead (Activities:MonthsAhead, default 2) "
+            + "and detach and drop those older than Activities:RetentionMonths (default: keep all), after a pg_dump of each into "
+            + "Activities:BackupDirectory when set. Also part of the default run.");
+        partitions.SetAction((_, ct) => WorkerHost.RunAsync("activities partitions", (verbs, ct2) => verbs.ActivityPartitionsAsync(ct2), ct));
+        var activities = new Command("activities", "The activity log.") { partitions };
+
         root.Subcommands.Add(roles);
+        root.Subcommands.Add(activities);
         root.Subcommands.Add(CreateWorkspacesCommand());
         root.Subcommands.Add(migrate);
         root.Subcommands.Add(revert);
@@ -114,9 +121,9 @@ public static class WorkerCommandLine
     /// </summary>
     public const string RootDescription = """
         TC Studio migration worker: applies, reverts and reports the system database's migrations and seeds it.
-        With no verb: the system database's roles (with an admin connection string), migrate, seed, bootstrap the
-        workspace servers that have an admin connection string, then migrate every workspace environment (what the
-        Aspire AppHost runs before the API).
+        With no verb: the system database's roles (with an admin connection string), migrate, seed, the activity log's
+        monthly partitions (as 'activities partitions'), bootstrap the workspace servers that have an admin connection
+        string, then migrate every workspace environment (what the Aspire AppHost runs before the API).
 
         Configuration (appsettings.json or environment variables, where __ stands for :):
           ConnectionStrings:tcstudio   every verb but 'script --idempotent' and 'restore --pitr|stop': the system
@@ -133,6 +140,9 @@ public static class WorkerCommandLine
                                        'roles': passwords of the system database's roles (see docs/security.md)
           Backup:Directory, Backup:WalArchive
                                        'backup', 'restore': where backups and archived WAL are kept
+          Activities:RetentionMonths, Activities:MonthsAhead, Activities:BackupDirectory
+                                       no verb, 'activities partitions': months of activity kept (default all),
+                                       partitions made ahead (default 2), where dropped partitions are dumped first
           Database:StartupTimeout      how long to wait for PostgreSQL to answer (default 00:01:00)
           Database:Ssh:*, WorkspaceServers:<name>:Ssh:*
                                        reach a server through an SSH tunnel (Host, Port, User, PrivateKeyPath or

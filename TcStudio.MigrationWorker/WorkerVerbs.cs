@@ -3,6 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TcStudio.Data;
+using TcStudio.Data.Activities;
 using TcStudio.Data.Security;
 using TcStudio.Data.Seeding;
 using TcStudio.Data.WorkspaceDatabases;
@@ -34,6 +35,7 @@ public sealed class WorkerVerbs(
         await ApplyAsync(target: null, ct);
         if (roles is not null) await EnsureRolesAsync(roles.Value, _out, ct);
         await SeedUnlockedAsync(ct);
+        await MaintainActivityPartitionsUnlockedAsync(ct);
         var bootstrap = await workspaces.BootstrapAsync(serverName: null, createProvisioner: true, _out, ct);
         if (bootstrap.Failed > 0)
         {
@@ -146,6 +148,51 @@ public sealed class WorkerVerbs(
         await SeedUnlockedAsync(ct);
         _out.WriteLine("reset: done.");
         return WorkerExitCodes.Done;
+    }
+
+    /// <summary>activities partitions: the activity log's monthly partitions ahead of time, and retention.</summary>
+    public async Task<int> ActivityPartitionsAsync(CancellationToken ct)
+    {
+        await using var migrationLock = await AcquireLockAsync(ct);
+        await MaintainActivityPartitionsUnlockedAsync(ct);
+        return WorkerExitCodes.Done;
+    }
+
+    private async Task MaintainActivityPartitionsUnlockedAsync(CancellationToken ct)
+    {
+        var options = configuration.GetSection(ActivityPartitionOptions.SectionName).Get<ActivityPartitionOptions>() ?? new ActivityPartitionOptions();
+        if (options.MonthsAhead is < 0 or > 120 || options.RetentionMonths is < 1)
+        {
+            throw new MigrationCommandException(
+                $"Section '{ActivityPartitionOptions.SectionName}': MonthsAhead must be 0-120 and RetentionMonths 1 or more (unset keeps everything).");
+        }
+        var stopwatch = Stopwatch.StartNew();
+        var connectionString = SystemDatabaseConnection.Build(configuration, "tcstudio-migration-worker");
+        connectionString.Pooling = false;
+        await using var connection = new Npgsql.NpgsqlConnection(connectionString.ConnectionString);
+        await connection.OpenAsync(ct);
+        Func<string, CancellationToken, Task>? backup = options.BackupDirectory is { Length: > 0 } directory
+            ? (partition, token) => DumpPartitionAsync(connectionString, directory, partition, token)
+            : null;
+        var report = await ActivityPartitions.MaintainAsync(connection, TimeProvider.System.GetUtcNow(), options, backup,
+            line => _out.WriteLine($"  {line}"), ct);
+        var retention = options.RetentionMonths is { } months ? $"retention {months} months" : "retention: keep everything";
+        _out.WriteLine($"activities: {Plural(report.Partitions, "monthly partition")}, {report.Created.Count} created, "
+            + $"{report.Dropped.Count} dropped ({retention}); {Plural((int)Math.Min(report.RowsInDefault, int.MaxValue), "row")} in the default partition; "
+            + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
+    }
+
+    /// <summary>pg_dump -Fc of one partition, before retention drops it; the password goes through a private pgpass file.</summary>
+    private static async Task DumpPartitionAsync(Npgsql.NpgsqlConnectionStringBuilder connection, string directory, string partition, CancellationToken ct)
+    {
+        Directory.CreateDirectory(directory);
+        var file = Path.Combine(directory, $"{partition}-{DateTime.UtcNow:yyyyMMddTHHmmssZ}.dump");
+        var tools = new Backups.PostgresTools(null);
+        using var password = Backups.PasswordFile.For(connection);
+        var result = await tools.RunAsync("pg_dump",
+            ["--format=custom", "--no-password", $"--table=public.{partition}", $"--file={file}", $"--dbname={Backups.Libpq.ConnectionString(connection)}"],
+            password, onErrorLine: null, ct);
+        Backups.PostgresTools.EnsureSuccess(result, $"pg_dump of {partition}");
     }
 
     public async Task<int> ScriptAsync(bool idempotent, CancellationToken ct)

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Buffers.Text;
 using System.Text.Json;
+using TcStudio.Data.Activities;
 using TcStudio.Api.Workspaces;
 
 namespace TcStudio.Api.Activities;
@@ -66,7 +67,8 @@ public static class ActivitiesApi
 
     /// <summary>A cursor list: nextCursor (pass as ?cursor=) and next (its URL) lead to the next, older page; both are absent on the last.</summary>
     public static async Task<Results<Ok<CursorList<ActivityResponse>>, ValidationProblem>> ListActivities(
-        [AsParameters] ActivityPageRequest request, CurrentWorkspace workspace, TcStudioDbContext db, HttpRequest http, CancellationToken cancellationToken)
+        [AsParameters] ActivityPageRequest request, CurrentWorkspace workspace, TcStudioDbContext db, ActivityMonthSpanCache months, HttpRequest http,
+        CancellationToken cancellationToken)
     {
         var errors = new FieldErrors().Range("limit", request.Limit, 1, ActivityPageRequest.MaxLimit);
         ActivityCursor? after = null;
@@ -78,7 +80,8 @@ public static class ActivitiesApi
         if (errors.Any) return errors.ToProblem();
 
         // One row more than asked tells whether there is a next page, in the same query.
-        var rows = await PageQuery(db, workspace.Id, after, request.Size + 1).ToListAsync(cancellationToken);
+        var span = await months.GetAsync(db, cancellationToken);
+        var rows = await PageQuery(db, workspace.Id, after, request.Size + 1, span).ToListAsync(cancellationToken);
         var items = rows.Take(request.Size).Select(r => new ActivityResponse(r.Id, r.Action, r.EntityType, r.EntityId, r.Username,
             r.Details?.RootElement.Clone(), r.CreatedAt)).ToList();
         var next = rows.Count > request.Size ? new ActivityCursor(items[^1].CreatedAt, items[^1].Id).Encode() : null;
@@ -90,16 +93,34 @@ public static class ActivitiesApi
 
     /// <summary>
     /// Keyset paging newest first: WHERE workspace_id = @w AND (created_at, id) &lt; (@at, @id) ORDER BY created_at DESC,
-    /// id DESC LIMIT n, which walks ix_activities_workspace_id_created_at (workspace_id, created_at DESC, id DESC)
-    /// from the cursor on, however deep the page. Rows of one instant are ordered (and split) by id.
+    /// id DESC LIMIT n, which walks the (workspace_id, created_at DESC, id DESC) index of each monthly partition from the
+    /// cursor on, however deep the page. Rows of one instant are ordered (and split) by id.
+    /// <para>
+    /// With the activity log partitioned by month (<see cref="ActivityPartitions"/>) the page is the newest n rows of
+    /// two parts: the months covered without a gap by monthly partitions (<paramref name="months"/>, written into the SQL
+    /// as constants so the planner prunes at plan time: it then knows the default partition holds none of them and reads
+    /// the monthly partitions one after the other, newest first, stopping when it has n rows), and everything outside
+    /// them (the default partition, normally empty). A created_at &lt;= @at bound lets it skip months newer than the cursor.
+    /// </para>
     /// </summary>
-    internal static IQueryable<ActivityRow> PageQuery(TcStudioDbContext db, Guid workspaceId, ActivityCursor? after, int take)
+    internal static IQueryable<ActivityRow> PageQuery(TcStudioDbContext db, Guid workspaceId, ActivityCursor? after, int take,
+        ActivityMonthSpan? months = null)
     {
         var activities = db.Activities.AsNoTracking().IgnoreQueryFilters().Where(a => a.WorkspaceId == workspaceId);
         if (after is { } cursor)
         {
             var (createdAt, id) = (cursor.CreatedAt, cursor.Id);
-            activities = activities.Where(a => EF.Functions.LessThan(ValueTuple.Create(a.CreatedAt, a.Id), ValueTuple.Create(createdAt, id)));
+            activities = activities.Where(a => a.CreatedAt <= createdAt
+                && EF.Functions.LessThan(ValueTuple.Create(a.CreatedAt, a.Id), ValueTuple.Create(createdAt, id)));
+        }
+        if (months is { } span)
+        {
+            var (from, to) = (span.From, span.To);
+            var inMonths = activities.Where(a => a.CreatedAt >= EF.Constant(from) && a.CreatedAt < EF.Constant(to))
+                .OrderByDescending(a => a.CreatedAt).ThenByDescending(a => a.Id).Take(take);
+            var outside = activities.Where(a => a.CreatedAt < EF.Constant(from) || a.CreatedAt >= EF.Constant(to))
+                .OrderByDescending(a => a.CreatedAt).ThenByDescending(a => a.Id).Take(take);
+            activities = inMonths.Concat(outside);
         }
         // Soft-deleted users keep their name in the log (IgnoreQueryFilters above).
         return activities.OrderByDescending(a => a.CreatedAt).ThenByDescending(a => a.Id).Take(take)
@@ -107,4 +128,31 @@ public static class ActivitiesApi
                 db.Users.Where(u => u.Id == a.UserId).Select(u => u.Username).FirstOrDefault(),
                 a.Details, a.CreatedAt));
     }
+}
+
+/// <summary>
+/// The activity log's span of monthly partitions (<see cref="ActivityPartitions.ContiguousSpan"/>), read from the
+/// catalog at most once a minute: partitions change monthly, by the worker. Null before the log is partitioned.
+/// </summary>
+public sealed class ActivityMonthSpanCache(TimeProvider clock)
+{
+    public static readonly TimeSpan RefreshEvery = TimeSpan.FromMinutes(1);
+
+    private sealed record Entry(ActivityMonthSpan? Span, DateTimeOffset ReadAt);
+
+    private Entry? _entry;
+
+    public async Task<ActivityMonthSpan?> GetAsync(TcStudioDbContext db, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        if (_entry is { } entry && now - entry.ReadAt < RefreshEvery) return entry.Span;
+        var names = await db.Database.SqlQueryRaw<string>(ActivityPartitions.ListPartitionNamesSql).ToListAsync(cancellationToken);
+        var span = ActivityPartitions.ContiguousSpan(names.Select(n => ActivityPartitions.TryParseMonth(n, out var m) ? m : (DateOnly?)null)
+            .OfType<DateOnly>());
+        _entry = new Entry(span, now);
+        return span;
+    }
+
+    /// <summary>Forget the span (tests that create or drop partitions).</summary>
+    public void Reset() => _entry = null;
 }

@@ -60,6 +60,8 @@ public static class EventsSetup
         builder.Services.AddOptions<ActivityStreamOptions>().BindConfiguration(ActivityStreamOptions.SectionName).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<ActivityStreamOptions>, ActivityStreamOptionsValidator>();
         builder.Services.AddSingleton<ActivityStreamDatabase>();
+        // The activity log's pages (GET …/activities) bound their query by the span of monthly partitions.
+        builder.Services.AddSingleton<Activities.ActivityMonthSpanCache>();
         builder.Services.AddSingleton<StreamEventFormatter>();
         builder.Services.AddSingleton<WorkspaceActivityFeeds>();
         builder.Services.AddSingleton<StreamAccess>();

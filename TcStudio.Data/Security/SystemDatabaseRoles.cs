@@ -155,6 +155,8 @@ public static partial class SystemDatabaseRoles
         {
             await ExecuteAsync(admin, $"REVOKE INSERT, UPDATE, DELETE ON public.migrations FROM {app}", ct);
         }
+        // The grants above reach the activity log's partitions too: only the parent (and its policies) is for the app.
+        await ExecuteAsync(admin, Activities.ActivityPartitions.SealPartitionsSql, ct);
         lines.Add($"granted '{names.App}' DML on the tables and EXECUTE on the functions (and pg_read_all_stats); "
             + $"'{names.Backup}' and '{names.Definer}' SELECT");
         // Not a trusted extension: the owner cannot create it in its migration, the admin can (where preloaded).
@@ -183,7 +185,9 @@ public static partial class SystemDatabaseRoles
                    format('%I.%I', n.nspname, c.relname), false
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND pg_get_userbyid(c.relowner) <> $1
-              AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+              AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i')
+                                AND d.refobjid <> c.oid -- a partitioned table depends (internally) on its own key columns
+                                AND NOT (c.relispartition AND d.deptype = 'a')) -- a partition depends on its table, yet has an owner of its own
             UNION ALL
             SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::regprocedure::text, p.prosecdef
             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -6,7 +6,8 @@ using Npgsql;
 namespace TcStudio.MigrationWorker.Backups;
 
 /// <summary>A table as the checksum pass reads it.</summary>
-public sealed record TableToCheck(string Name, string QualifiedSql, IReadOnlyList<string> OrderByColumns, string OrderBySql);
+/// <param name="IsPartitioned">A partitioned table: read whole (its partitions are not listed on their own).</param>
+public sealed record TableToCheck(string Name, string QualifiedSql, IReadOnlyList<string> OrderByColumns, string OrderBySql, bool IsPartitioned = false);
 
 /// <summary>
 /// Row counts and content checksums of every table of a database, read in the caller's transaction (for a backup,
@@ -17,7 +18,8 @@ public sealed record TableToCheck(string Name, string QualifiedSql, IReadOnlyLis
 /// <c>IntervalStyle=postgres</c>, <c>extra_float_digits=1</c> and <c>bytea_output=hex</c>; text-like key columns are
 /// compared with <c>COLLATE "C"</c> (so the order does not depend on the server's locale); a table without a primary
 /// key is ordered by its whole row as text (<c>ORDER BY t::text COLLATE "C"</c>). The row count is the number of
-/// lines. Tables: every ordinary table (and leaf partition) outside pg_catalog, information_schema and extensions.
+/// lines. Tables: every ordinary table outside pg_catalog, information_schema and extensions; a partitioned table
+/// counts as one table, read whole (<c>SELECT * FROM &lt;table&gt;</c>, without ONLY), and its partitions are not listed.
 /// </para>
 /// </summary>
 public static class TableChecksums
@@ -25,7 +27,8 @@ public static class TableChecksums
     public const string Definition =
         "sha256 (hex) of COPY (SELECT * FROM ONLY <table> ORDER BY <primary key columns; text-like ones COLLATE \"C\">) TO STDOUT "
         + "(text format, UTF-8) with TimeZone=UTC, DateStyle='ISO, YMD', IntervalStyle=postgres, extra_float_digits=1, "
-        + "bytea_output=hex; tables without a primary key ORDER BY t::text COLLATE \"C\"; rows = lines";
+        + "bytea_output=hex; tables without a primary key ORDER BY t::text COLLATE \"C\"; a partitioned table without ONLY (its partitions "
+        + "not listed); rows = lines";
 
     /// <summary>The settings the definition fixes, for the current transaction only.</summary>
     public const string SessionSettings = """
@@ -41,6 +44,7 @@ public static class TableChecksums
     private const string ListTablesSql = """
         SELECT n.nspname, c.relname,
                quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+               c.relkind = 'p' AS partitioned,
                (SELECT array_agg(a.attname::text ORDER BY k.ord)
                   FROM pg_index i
                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
@@ -53,7 +57,7 @@ public static class TableChecksums
                  WHERE i.indrelid = c.oid AND i.indisprimary) AS key_sql
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r'
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
            AND c.relpersistence <> 't'
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname NOT LIKE 'pg\_toast%'
@@ -79,13 +83,14 @@ public static class TableChecksums
         {
             var name = $"{reader.GetString(0)}.{reader.GetString(1)}";
             var qualified = reader.GetString(2);
-            if (reader.IsDBNull(3))
+            var partitioned = reader.GetBoolean(3);
+            if (reader.IsDBNull(4))
             {
-                tables.Add(new TableToCheck(name, qualified, [], "t::text COLLATE \"C\""));
+                tables.Add(new TableToCheck(name, qualified, [], "t::text COLLATE \"C\"", partitioned));
             }
             else
             {
-                tables.Add(new TableToCheck(name, qualified, reader.GetFieldValue<string[]>(3), reader.GetString(4)));
+                tables.Add(new TableToCheck(name, qualified, reader.GetFieldValue<string[]>(4), reader.GetString(5), partitioned));
             }
         }
         return tables;
@@ -116,7 +121,7 @@ public static class TableChecksums
 
     /// <summary>The exact COPY statement whose output is hashed (also what the README tells people to run).</summary>
     public static string CopyStatement(TableToCheck table) =>
-        $"COPY (SELECT * FROM ONLY {table.QualifiedSql} AS t ORDER BY {table.OrderBySql}) TO STDOUT";
+        $"COPY (SELECT * FROM {(table.IsPartitioned ? "" : "ONLY ")}{table.QualifiedSql} AS t ORDER BY {table.OrderBySql}) TO STDOUT";
 
     public static async Task<TableContent> ComputeAsync(NpgsqlConnection connection, TableToCheck table, CancellationToken cancellationToken)
     {

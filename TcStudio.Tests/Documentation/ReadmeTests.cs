@@ -62,12 +62,14 @@ public sealed partial class ReadmeTests(EmptyDatabaseFixture database) : IClassF
             Assert.All(warnings, warning => Assert.True(
                 warning.Contains("3D000: database", StringComparison.Ordinal)
                 || warning.Contains("DROP INDEX CONCURRENTLY", StringComparison.Ordinal)
+                || warning.Contains("PartitionedActivities", StringComparison.Ordinal)
                 || warning.StartsWith("warn: TcStudio.Database.SlowQueries", StringComparison.Ordinal),
                 $"a warning the README does not announce: {warning}"));
             Assert.Contains(warnings, w => w.Contains("3D000: database", StringComparison.Ordinal));
             Assert.Equal(2, warnings.Count(w => w.Contains("DROP INDEX CONCURRENTLY", StringComparison.Ordinal)));
             Assert.Contains("Could not open a connection … 3D000: database \"tc_studio\" does not exist", Readme);
             Assert.Contains("DROP INDEX CONCURRENTLY", Readme);
+            Assert.Contains("`PartitionedActivities`", Readme);
             Assert.Contains("Slow query", Readme);
         }
         finally

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using TcStudio.Data.Security;
@@ -46,6 +47,9 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
     /// <summary>Runs after the system database exists and before the API starts (e.g. to bootstrap a workspace server).</summary>
     protected virtual Task BeforeApiStartsAsync() => Task.CompletedTask;
 
+    /// <summary>Services a derived fixture adds or replaces in the API (test hooks).</summary>
+    protected virtual void ConfigureServices(IServiceCollection services) { }
+
     /// <summary>Called before the host starts, e.g. to host it on Kestrel.</summary>
     protected virtual void ConfigureFactory(WebApplicationFactory<Program> factory) { }
 
@@ -81,6 +85,7 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             web.UseSetting("Quotas:EnvironmentsPerWorkspace", "1000");
             web.UseSetting("Workspaces:Limits:ConcurrentExecutions", "1000");
             foreach (var (key, value) in Settings) web.UseSetting(key, value);
+            web.ConfigureTestServices(ConfigureServices);
         });
         ConfigureFactory(_factory);
         await using var scope = _factory.Services.CreateAsyncScope();

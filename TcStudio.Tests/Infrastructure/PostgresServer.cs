@@ -23,6 +23,9 @@ public sealed class PostgresServer : IAsyncLifetime
     public string TemplateDatabase => $"tcstudio_template_{_runId}";
     public bool IsPrivateCluster => _cluster is not null;
 
+    /// <summary>The private cluster (null with TCSTUDIO_TEST_POSTGRES).</summary>
+    public LocalPostgresCluster? Cluster => _cluster;
+
     public async ValueTask InitializeAsync()
     {
         if (Environment.GetEnvironmentVariable("TCSTUDIO_TEST_POSTGRES") is { Length: > 0 } external)
