@@ -232,4 +232,58 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
         Assert.Equal(Names.Owner, await database.ScalarAsync<string>(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"));
     }
+
+    [Fact]
+    public async Task The_cross_workspace_functions_answer_only_a_system_Admin_and_adopt_only_into_the_requests_workspace()
+    {
+        // A signed-in user who is not a system Admin (the request's tcstudio.user_id), as the app role.
+        Guid plainUser;
+        await using (var db = database.CreateDbContext())
+        {
+            var userRole = await db.Roles.FirstOrDefaultAsync(r => r.Name == Role.User) ?? new Role { Name = Role.User };
+            if (db.Entry(userRole).State == EntityState.Detached) db.Add(userRole);
+            var user = new User { Username = "plain-" + Guid.NewGuid().ToString("N")[..8], PasswordHash = "x", RoleId = userRole.Id };
+            db.Add(user);
+            await db.SaveChangesAsync();
+            plainUser = user.Id;
+        }
+        await using var app = await OpenAsAppAsync();
+
+        async Task<string?> RefusalAsync(Guid caller, Guid workspace, string sql)
+        {
+            await using var transaction = await app.BeginTransactionAsync();
+            await SetAsync(app, transaction, "tcstudio.user_id", caller);
+            await SetAsync(app, transaction, "tcstudio.workspace_id", workspace);
+            await using var command = new NpgsqlCommand(sql, app, transaction);
+            command.Parameters.Add(new NpgsqlParameter { Value = database.SharedUser });
+            command.Parameters.Add(new NpgsqlParameter { Value = database.WorkspaceB });
+            try
+            {
+                await using var reader = await command.ExecuteReaderAsync();
+                while (await reader.ReadAsync()) { }
+                return null;
+            }
+            catch (PostgresException e)
+            {
+                return e.SqlState;
+            }
+            finally
+            {
+                await transaction.RollbackAsync();
+            }
+        }
+
+        const string Memberships = "SELECT * FROM memberships_of_user($1)";
+        const string Reattach = "SELECT * FROM reattach_detached_database(gen_random_uuid(), $2, 'local', NULL, NULL, NULL, NULL, now(), 'test', 'db_alpha')";
+        // A plain user's request may not read another user's memberships, nor hand a claim over.
+        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, await RefusalAsync(plainUser, database.WorkspaceA, Memberships));
+        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, await RefusalAsync(plainUser, database.WorkspaceB, Reattach));
+        // A system Admin's request may read memberships, but adopts only into the workspace it is in (here A, not B).
+        Assert.Null(await RefusalAsync(database.SharedUser, database.WorkspaceA, Memberships));
+        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, await RefusalAsync(database.SharedUser, database.WorkspaceA, Reattach));
+        // And the functions run as the definer, whose only write is to workspace_databases.
+        Assert.Equal(Names.Definer, await database.ScalarAsync<string>(
+            "SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'reattach_detached_database'"));
+        Assert.False(await database.ScalarAsync<bool>("SELECT has_table_privilege(@role, 'public.users', 'UPDATE')", ("role", Names.Definer)));
+    }
 }
