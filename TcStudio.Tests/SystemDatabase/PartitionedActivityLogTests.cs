@@ -180,7 +180,10 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         Assert.Contains(fiveAhead, report.Created);
         Assert.Contains(ActivityPartitions.NameOf(ThisMonth.AddMonths(6)), report.Created);
         Assert.Equal(3L, await database.ScalarAsync<long>($"SELECT count(*) FROM {fiveAhead}"));
-        Assert.Equal(0L, report.RowsInDefault);
+        // This workspace's rows all found their month; other tests of the class may leave rows of their own (1900) there.
+        Assert.Equal(0L, await database.ScalarAsync<long>(
+            $"SELECT count(*) FROM {ActivityPartitions.DefaultPartition} WHERE workspace_id = '{workspace}'"));
+        Assert.Equal(await database.ScalarAsync<long>($"SELECT count(*) FROM {ActivityPartitions.DefaultPartition}"), report.RowsInDefault);
         Assert.Equal([ActivityPartitions.NameOf(old)], report.Dropped);
         Assert.Equal([ActivityPartitions.NameOf(old)], backedUp);
         Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM activities WHERE created_at < '{old.AddMonths(1):yyyy-MM-dd}'"));
