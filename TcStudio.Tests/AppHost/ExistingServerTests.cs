@@ -55,17 +55,7 @@ public sealed class ExistingServerTests(PostgresServer server)
             await server.DropDatabaseAsync("tc_studio");
             await server.DropDatabaseAsync(devDatabase);
             // The logins the AppHost gave the services (created on this server by the worker's roles and bootstrap steps).
-            foreach (var role in new[] { "tc_studio_owner", "tc_studio_app", "tc_studio_backup", "tc_studio_definer", "tc_studio_provisioner" })
-            {
-                try
-                {
-                    await server.ExecuteAsync($"DROP ROLE IF EXISTS {role}");
-                }
-                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
-                {
-                    // Granted something in another database of this throwaway cluster: it goes with the cluster.
-                }
-            }
+            await server.DropRolesAsync(["tc_studio_owner", "tc_studio_app", "tc_studio_backup", "tc_studio_definer", "tc_studio_provisioner"]);
         }
     }
 }

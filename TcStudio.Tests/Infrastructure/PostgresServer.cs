@@ -81,6 +81,24 @@ public sealed class PostgresServer : IAsyncLifetime
         await ExecuteAsync($"DROP DATABASE IF EXISTS {name} WITH (FORCE)");
     }
 
+    /// <summary>
+    /// Drops login roles a test made (roles are server-wide). One still granted something in another database of this
+    /// throwaway cluster is left: it goes with the cluster.
+    /// </summary>
+    public async Task DropRolesAsync(IEnumerable<string> roles)
+    {
+        foreach (var role in roles)
+        {
+            try
+            {
+                await ExecuteAsync($"DROP ROLE IF EXISTS {role}");
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DependentObjectsStillExist)
+            {
+            }
+        }
+    }
+
     /// <summary>Runs SQL on the maintenance database (database-level DDL).</summary>
     public async Task ExecuteAsync(string sql)
     {
