@@ -52,7 +52,7 @@ public static partial class EnvironmentsApi
             .WithSummary("The registered workspace database servers: names and providers (never connection strings).");
 
         var environments = api.MapWorkspaceScope().MapGroup("/environments").WithTags("Environments")
-            .AddEndpointFilter<WorkspaceDatabaseProblems>();
+            .AnswersWorkspaceDatabaseFailures();
         environments.MapGet("/", ListEnvironments).RequireWorkspacePermission(WorkspacePermission.Read)
             .WithSummary("The workspace's environments (an offset-paged list, by name).");
         environments.MapPost("/", CreateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
@@ -180,7 +180,7 @@ public static partial class EnvironmentsApi
             errors.Add("server", $"'{server}' is not a registered server (GET /api/workspace-servers lists them).");
         }
         if (found is not null && !errors.Any
-            && WorkspaceDatabaseNames.FindProblem(database, found, databases.Cache.ProviderFor(found.Provider)) is { } problem)
+            && databases.FindDatabaseNameProblem(database, found) is { } problem)
         {
             errors.Add("databaseName", char.ToUpperInvariant(problem[0]) + problem[1..]);
         }
@@ -242,7 +242,7 @@ public static partial class EnvironmentsApi
         if (environment is null) return NotFound(env);
 
         var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-        var expected = databases.Cache.ProviderFor(environment.Provider).Migrations.Count;
+        var expected = databases.MigrationCount(environment.Provider);
         WorkspaceSchemaStatus? schema = null;
         string status;
         string? lastError;
@@ -251,7 +251,7 @@ public static partial class EnvironmentsApi
             schema = await databases.GetSchemaStatusAsync(target, http.RequestAborted, refresh: true);
             (status, lastError) = WorkspaceEnvironmentState.From(schema);
         }
-        catch (WorkspaceDatabaseException failure) when (failure is WorkspaceDatabaseUnavailableException or WorkspaceTargetException)
+        catch (WorkspaceDatabaseException failure) when (failure is WorkspaceDatabaseUnavailableException or WorkspaceTargetException or WorkspaceServerNotReadyException)
         {
             (status, lastError) = WorkspaceEnvironmentState.From(failure);
         }
@@ -262,7 +262,7 @@ public static partial class EnvironmentsApi
         }
         return TypedResults.Ok(new EnvironmentStatusResponse(environment.Name, environment.Server, environment.Provider, environment.DatabaseName,
             Reachable: schema is not null, schema?.Version, expected, schema?.StateName, schema?.Pending ?? [],
-            databases.Cache.CircuitStateOf(workspace.Id, environment.Name) ?? "closed", status, lastError));
+            databases.CircuitStateOf(workspace.Id, environment.Name) ?? "closed", status, lastError));
     }
 
     /// <summary>

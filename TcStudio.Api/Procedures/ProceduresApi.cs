@@ -55,7 +55,7 @@ public static class ProceduresApi
     public static RouteGroupBuilder MapProceduresApi(this RouteGroupBuilder api)
     {
         var procedures = api.MapWorkspaceScope().MapGroup("/procedures").WithTags("Procedures")
-            .AddEndpointFilter<WorkspaceDatabaseProblems>();
+            .AnswersWorkspaceDatabaseFailures();
         procedures.MapGet("/", ListProcedures).RequireWorkspacePermission(WorkspacePermission.Read)
             .WithSummary("Drafts, paged; ?search= uses the full-text index (name and SQL), ?status=draft|published.");
         procedures.MapPost("/", CreateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts)
@@ -151,8 +151,7 @@ public static class ProceduresApi
             var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
             try
             {
-                var deployment = await databases.RunAsync(target, WorkspaceCredential.Deploy,
-                    (lease, ct) => lease.Provider.ReadDeploymentAsync(lease.Connection, procedure.Name, ct), http.RequestAborted);
+                var deployment = await databases.ReadDeploymentAsync(target, procedure.Name, http.RequestAborted);
                 return deployment is null
                     ? new ProcedureEnvironmentState(environment.Name, environment.Provider, "not_deployed", null, null, null, null, null)
                     : new ProcedureEnvironmentState(environment.Name, environment.Provider, "deployed", deployment.Checksum, deployment.DeployedAt,
@@ -210,12 +209,7 @@ public static class ProceduresApi
             foreach (var environment in environments)
             {
                 var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-                var dropped = await databases.RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
-                {
-                    await using var procedureLock = await lease.Provider.LockAsync(lease.Connection, WorkspaceDatabaseService.ProcedureLock(procedure.Name), ct);
-                    return await lease.Provider.ReadDeploymentAsync(lease.Connection, procedure.Name, ct) is not null
-                        && await lease.Provider.DropAsync(lease.Connection, procedure.Name, ct);
-                }, http.RequestAborted);
+                var dropped = await databases.DropProcedureAsync(target, procedure.Name, http.RequestAborted);
                 if (dropped) droppedFrom.Add(environment.Name);
             }
         }
@@ -243,16 +237,15 @@ public static class ProceduresApi
         if (dialect is not null)
         {
             // Static: no database at all, so editors and CI can check drafts anywhere.
-            var validation = databases.Cache.ProviderFor(dialect == "tsql" ? WorkspaceProviders.SqlServer : WorkspaceProviders.Postgres)
-                .ValidateStatically(procedure.Name, procedure.SqlDraft);
+            var validation = databases.ValidateStatically(dialect == "tsql" ? WorkspaceProviders.SqlServer : WorkspaceProviders.Postgres,
+                procedure.Name, procedure.SqlDraft);
             return TypedResults.Ok(new ValidationResponse(validation.IsValid, dialect, null, validation.Errors));
         }
 
         var environment = await EnvironmentsApi.FindAsync(db, workspace.Id, env!, http.RequestAborted);
         if (environment is null) return EnvironmentsApi.NotFound(env!);
         var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-        var result = await databases.RunAsync(target, WorkspaceCredential.Deploy,
-            (lease, ct) => lease.Provider.ValidateAsync(lease.Connection, procedure.Name, procedure.SqlDraft, ct), http.RequestAborted);
+        var result = await databases.ValidateAsync(target, procedure.Name, procedure.SqlDraft, http.RequestAborted);
         return TypedResults.Ok(new ValidationResponse(result.IsValid, DialectOf(environment.Provider), environment.Name, result.Errors));
     }
 
@@ -271,61 +264,59 @@ public static class ProceduresApi
 
         var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
         var draft = procedure.SqlDraft;
-        var staticCheck = databases.Cache.ProviderFor(environment.Provider).ValidateStatically(procedure.Name, draft);
+        var staticCheck = databases.ValidateStatically(environment.Provider, procedure.Name, draft);
         if (!staticCheck.IsValid) return InvalidDraft(environment.Name, staticCheck);
         await databases.EnsureSchemaAsync(target, requireCurrent: true, http.RequestAborted);
 
         var deployedBy = http.User.FindFirstValue(TcStudioClaims.Username) ?? workspace.UserId.ToString();
         var logger = loggers.CreateLogger(typeof(ProceduresApi));
-        return await databases.RunAsync<Results<Ok<PublishResponse>, ValidationProblem, ProblemHttpResult>>(target, WorkspaceCredential.Deploy,
-            async (lease, ct) =>
+        // From the deploy on, the workspace database runs the new version: the system database records it, or the
+        // service undoes the deploy, whatever the caller does meanwhile (hence no cancellation token for the record).
+        PublishResponse? published = null;
+        var outcome = await databases.PublishAsync(target, procedure.Name, draft, deployedBy, async deployment =>
+        {
+            var publishedAt = clock.GetUtcNow();
+            published = new PublishResponse(procedure.Name, environment.Name, deployment.Checksum, deployment.DeployedAt, publishedAt);
+            try
             {
-                // Publishes (and drops) of one procedure in one database take turns, across API instances.
-                await using var procedureLock = await lease.Provider.LockAsync(lease.Connection, WorkspaceDatabaseService.ProcedureLock(procedure.Name), ct);
-                var validation = await lease.Provider.ValidateAsync(lease.Connection, procedure.Name, draft, ct);
-                if (!validation.IsValid) return InvalidDraft(environment.Name, validation);
+                db.ChangeTracker.Clear();
+                var entity = await db.StoredProcedures.SingleAsync(p => p.Id == procedure.Id, CancellationToken.None);
+                entity.Status = ProcedureStatus.Published;
+                entity.SqlPublished = draft;
+                entity.PublishedAt = publishedAt;
+                entity.PublishedChecksum = deployment.Checksum;
+                db.AddActivity(workspace.Id, workspace.UserId, "procedure.published", EntityTypes.Procedure, procedure.Id,
+                    new { procedure.Name, environment = environment.Name, deployment.Checksum });
+                var response = published;
+                IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(response));
+                await db.SaveChangesAsync(CancellationToken.None);
+            }
+            catch
+            {
+                db.ChangeTracker.Clear();
+                throw;
+            }
+        }, http.RequestAborted);
 
-                var deployment = await lease.Provider.DeployAsync(lease.Connection, procedure.Name, draft, deployedBy, ct);
-
-                // From here the workspace database runs the new version: the system database records it, or the
-                // deploy is undone, whatever the caller does meanwhile (hence no cancellation token).
-                var publishedAt = clock.GetUtcNow();
-                var published = new PublishResponse(procedure.Name, environment.Name, deployment.Checksum, deployment.DeployedAt, publishedAt);
-                try
-                {
-                    db.ChangeTracker.Clear();
-                    var entity = await db.StoredProcedures.SingleAsync(p => p.Id == procedure.Id, CancellationToken.None);
-                    entity.Status = ProcedureStatus.Published;
-                    entity.SqlPublished = draft;
-                    entity.PublishedAt = publishedAt;
-                    entity.PublishedChecksum = deployment.Checksum;
-                    db.AddActivity(workspace.Id, workspace.UserId, "procedure.published", EntityTypes.Procedure, procedure.Id,
-                        new { procedure.Name, environment = environment.Name, deployment.Checksum });
-                    IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(published));
-                    await db.SaveChangesAsync(CancellationToken.None);
-                }
-                catch (Exception systemFailure)
-                {
-                    db.ChangeTracker.Clear();
-                    logger.LogError(systemFailure, "Recording the publish of {Procedure} to {Environment} failed; undoing the deploy", procedure.Name, environment.Name);
-                    try
-                    {
-                        await lease.Provider.UndeployAsync(lease.Connection, procedure.Name, deployment, CancellationToken.None);
-                    }
-                    catch (Exception undoFailure)
-                    {
-                        logger.LogCritical(undoFailure, "Undoing the deploy of {Procedure} in {Environment} failed too", procedure.Name, environment.Name);
-                        return PublishFailed(500, environment.Name, compensated: false,
-                            $"'{procedure.Name}' was deployed to environment '{environment.Name}' but the system database could not record it, "
-                            + "and restoring the previous definition failed as well: the environment runs the new version unrecorded. Publish again once the system database is healthy.");
-                    }
-                    var restored = deployment.PreviousDefinition is null ? "the new procedure was dropped" : "its previous definition was restored";
-                    return PublishFailed(SystemFailureStatus(systemFailure), environment.Name, compensated: true,
-                        $"'{procedure.Name}' was deployed to environment '{environment.Name}', but the system database could not record the publish "
-                        + $"({Describe(systemFailure)}); {restored} there, so nothing changed. Try again.");
-                }
-                return TypedResults.Ok(published);
-            }, http.RequestAborted);
+        switch (outcome)
+        {
+            case PublishOutcome.Invalid invalid:
+                return InvalidDraft(environment.Name, invalid.Validation);
+            case PublishOutcome.NotRecorded { UndoFailure: { } undoFailure } failed:
+                logger.LogError(failed.SystemFailure, "Recording the publish of {Procedure} to {Environment} failed; undoing the deploy", procedure.Name, environment.Name);
+                logger.LogCritical(undoFailure, "Undoing the deploy of {Procedure} in {Environment} failed too", procedure.Name, environment.Name);
+                return PublishFailed(500, environment.Name, compensated: false,
+                    $"'{procedure.Name}' was deployed to environment '{environment.Name}' but the system database could not record it, "
+                    + "and restoring the previous definition failed as well: the environment runs the new version unrecorded. Publish again once the system database is healthy.");
+            case PublishOutcome.NotRecorded failed:
+                logger.LogError(failed.SystemFailure, "Recording the publish of {Procedure} to {Environment} failed; the deploy was undone", procedure.Name, environment.Name);
+                var restored = failed.Deployment.PreviousDefinition is null ? "the new procedure was dropped" : "its previous definition was restored";
+                return PublishFailed(ApiExceptionHandler.StatusOf(failed.SystemFailure), environment.Name, compensated: true,
+                    $"'{procedure.Name}' was deployed to environment '{environment.Name}', but the system database could not record the publish "
+                    + $"({Describe(failed.SystemFailure)}); {restored} there, so nothing changed. Try again.");
+            default:
+                return TypedResults.Ok(published!);
+        }
     }
 
     public static async Task<Results<Ok<ExecutionResult>, ValidationProblem, ProblemHttpResult>> ExecuteProcedure(string name, string? env,
@@ -398,7 +389,8 @@ public static class ProceduresApi
                     OperationCanceledException => "cancelled",
                     WorkspaceTimeoutException => "timed_out",
                     WorkspaceSqlException sql => $"error {sql.Number}",
-                    WorkspaceDatabaseException e => e.StatusCode == 503 ? "unavailable" : "refused",
+                    WorkspaceDatabaseUnavailableException or WorkspaceServerNotReadyException => "unavailable",
+                    WorkspaceDatabaseException => "refused",
                     _ => "failed",
                 },
             });
@@ -438,12 +430,6 @@ public static class ProceduresApi
                 ["failedSide"] = "system",
                 ["compensated"] = compensated,
             });
-
-    private static int SystemFailureStatus(Exception e) =>
-        e.InnerException is Npgsql.PostgresException { SqlState: var state } && state.StartsWith("23", StringComparison.Ordinal) ? 409
-        : e is DbUpdateConcurrencyException ? 409
-        : e is Npgsql.NpgsqlException or TimeoutException || e.InnerException is Npgsql.NpgsqlException { IsTransient: true } ? 503
-        : 500;
 
     private static string Describe(Exception e) => (e.InnerException ?? e) switch
     {

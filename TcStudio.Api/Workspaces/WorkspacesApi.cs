@@ -35,7 +35,7 @@ public static class WorkspacesApi
         workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace).WithPreconditions()
             .WithSummary("Change the name, description or settings (If-Match with the ETag guards against lost updates).");
         workspace.MapDelete("/", DeleteWorkspace).RequireWorkspacePermission(WorkspacePermission.DeleteWorkspace).WithPreconditions()
-            .WaitsOnWorkspaceDatabase().AddEndpointFilter<WorkspaceDatabases.WorkspaceDatabaseProblems>()
+            .WaitsOnWorkspaceDatabase().AnswersWorkspaceDatabaseFailures()
             .WithSummary("Soft-delete (hidden, slug stays reserved, databases stay claimed); ?purge=true (system Admin) removes it and everything "
                 + "under it, leaving its databases detached (still claimed) unless &dropDatabases=true.");
         return api;

@@ -94,7 +94,7 @@ public sealed class EnvironmentProvisioning(
         var environment = NewEnvironment(workspaceId, name, server, database);
         environment.IsProduction = isProduction;
         db.WorkspaceEnvironments.Add(environment);
-        await db.SaveChangesAsync(ct); // a taken name → 23505 → 409 naming "name"
+        await db.SaveChangesAsync(ct); // a taken name → 23505 (the API answers 409 naming "name")
         await CheckProviderRaceAsync(environment, server, claimId: null, ct);
 
         var target = WorkspaceDatabaseService.TargetOf(environment, slug);
@@ -111,7 +111,7 @@ public sealed class EnvironmentProvisioning(
         if (!exists)
         {
             await ForgetAsync(environment.Id, null, target);
-            throw new WorkspaceTargetException($"Database '{database}' does not exist on server '{server.Name}': there is nothing to adopt.", name, 409, "databaseName");
+            throw new WorkspaceTargetException($"Database '{database}' does not exist on server '{server.Name}': there is nothing to adopt.", name, field: "databaseName");
         }
 
         var claim = NewClaim(environment, server, database, WorkspaceDatabaseOrigins.Adopted);
@@ -368,8 +368,8 @@ public sealed class EnvironmentProvisioning(
         }
         if (claim.Origin == WorkspaceDatabaseOrigins.Adopted && !callerIsSystemAdmin)
         {
-            throw new WorkspaceOwnershipException($"Database '{claim.DatabaseName}' was adopted by a system Admin, not created by TC Studio: only a system "
-                + "Admin may drop it. Delete the environment without dropDatabase to keep it.", environment.Name, 403);
+            throw new WorkspaceAdminOnlyException($"Database '{claim.DatabaseName}' was adopted by a system Admin, not created by TC Studio: only a system "
+                + "Admin may drop it. Delete the environment without dropDatabase to keep it.", environment.Name);
         }
         databases.Cache.Validate(target, out var server);
         await databases.DropDatabaseAsync(target, WorkspaceOwnershipStore.OpenWithoutPasswords(claim, target, server), ct);
@@ -463,7 +463,7 @@ public sealed class EnvironmentProvisioning(
     private static WorkspaceOwnership Ownership(WorkspaceDatabase claim, WorkspaceEnvironment environment, WorkspaceRoleSet? roles) =>
         new(claim.Id, environment.WorkspaceId, environment.Id, claim.ServerIdentity, claim.DatabaseName, roles);
 
-    /// <summary>Saves the pending claim (and environment); the claim's unique index refusing it is a 409 on databaseName.</summary>
+    /// <summary>Saves the pending claim (and environment); the claim's unique index refusing it is a WorkspaceOwnershipException on databaseName.</summary>
     private async Task SaveClaimAsync(string environment, WorkspaceServer server, string database, CancellationToken ct, bool attachedElsewhere = false)
     {
         try
@@ -477,7 +477,7 @@ public sealed class EnvironmentProvisioning(
                     ? $"Database '{database}' on server '{server.Name}' belongs to another environment; it cannot be adopted while it is attached."
                     : $"Database '{database}' on server '{server.Name}' is already claimed by TC Studio (by another environment, or kept detached after "
                       + "one was deleted): choose another name. Only a system Admin may adopt a detached database.",
-                environment, 409, "databaseName");
+                environment, field: "databaseName");
         }
     }
 
@@ -505,7 +505,7 @@ public sealed class EnvironmentProvisioning(
 
     private static WorkspaceTargetException ProviderConflict(string environment, WorkspaceServer server) =>
         new($"This workspace's environments use another provider; server '{server.Name}' is {server.Provider}. "
-            + "All environments of a workspace share one SQL dialect.", environment, 409, "server");
+            + "All environments of a workspace share one SQL dialect.", environment, field: "server");
 
     /// <summary>Removes what a failed step inserted: the claim, then the environment row.</summary>
     private async Task ForgetAsync(Guid? environmentId, Guid? claimId, WorkspaceTarget? target)

@@ -99,6 +99,75 @@ public interface IWorkspaceDatabaseProvider
         ExecutionLimits limits, string environment, CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// The base of a dialect's provider: it works on its driver's own connection type (<typeparamref name="TConnection"/>),
+/// and the one conversion from the cache's <see cref="DbConnection"/> happens here, not in every method.
+/// </summary>
+public abstract class WorkspaceDatabaseProvider<TConnection> : IWorkspaceDatabaseProvider where TConnection : DbConnection
+{
+    public abstract string Name { get; }
+    public abstract IReadOnlyList<WorkspaceMigration> Migrations { get; }
+    public abstract int MaxDatabaseNameLength { get; }
+
+    public abstract IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
+        string applicationName, WorkspacesOptions options);
+
+    public abstract Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+    public abstract Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+    public abstract Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken);
+    public abstract Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
+        CancellationToken cancellationToken);
+    public abstract Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+        CancellationToken cancellationToken);
+    public abstract Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
+    public abstract Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken);
+    public abstract Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken);
+    public abstract SqlValidation ValidateStatically(string procedureName, string sql);
+
+    // The same operations as the interface's, on the driver's own connection.
+    public abstract Task PingAsync(TConnection connection, CancellationToken cancellationToken);
+    public abstract Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(TConnection connection, CancellationToken cancellationToken);
+    public abstract Task ApplyMigrationAsync(TConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken);
+    public abstract Task RevertMigrationAsync(TConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken);
+    public abstract Task<SqlValidation> ValidateAsync(TConnection connection, string procedureName, string sql, CancellationToken cancellationToken);
+    public abstract Task<IAsyncDisposable> LockAsync(TConnection connection, string resource, CancellationToken cancellationToken);
+    public abstract Task<ProcedureDeployment> DeployAsync(TConnection connection, string procedureName, string sql, string deployedBy,
+        CancellationToken cancellationToken);
+    public abstract Task UndeployAsync(TConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken);
+    public abstract Task<bool> DropAsync(TConnection connection, string procedureName, CancellationToken cancellationToken);
+    public abstract Task<ProcedureDeployment?> ReadDeploymentAsync(TConnection connection, string procedureName, CancellationToken cancellationToken);
+    public abstract Task<ExecutionResult> ExecuteAsync(TConnection connection, string procedureName, IReadOnlyDictionary<string, JsonElement> parameters,
+        ExecutionLimits limits, string environment, CancellationToken cancellationToken);
+
+    Task IWorkspaceDatabaseProvider.PingAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        PingAsync(Typed(connection), cancellationToken);
+    Task<IReadOnlyList<AppliedWorkspaceMigration>> IWorkspaceDatabaseProvider.ReadAppliedMigrationsAsync(DbConnection connection,
+        CancellationToken cancellationToken) => ReadAppliedMigrationsAsync(Typed(connection), cancellationToken);
+    Task IWorkspaceDatabaseProvider.ApplyMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken) =>
+        ApplyMigrationAsync(Typed(connection), migration, cancellationToken);
+    Task IWorkspaceDatabaseProvider.RevertMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken) =>
+        RevertMigrationAsync(Typed(connection), migration, cancellationToken);
+    Task<SqlValidation> IWorkspaceDatabaseProvider.ValidateAsync(DbConnection connection, string procedureName, string sql,
+        CancellationToken cancellationToken) => ValidateAsync(Typed(connection), procedureName, sql, cancellationToken);
+    Task<IAsyncDisposable> IWorkspaceDatabaseProvider.LockAsync(DbConnection connection, string resource, CancellationToken cancellationToken) =>
+        LockAsync(Typed(connection), resource, cancellationToken);
+    Task<ProcedureDeployment> IWorkspaceDatabaseProvider.DeployAsync(DbConnection connection, string procedureName, string sql, string deployedBy,
+        CancellationToken cancellationToken) => DeployAsync(Typed(connection), procedureName, sql, deployedBy, cancellationToken);
+    Task IWorkspaceDatabaseProvider.UndeployAsync(DbConnection connection, string procedureName, ProcedureDeployment deployment,
+        CancellationToken cancellationToken) => UndeployAsync(Typed(connection), procedureName, deployment, cancellationToken);
+    Task<bool> IWorkspaceDatabaseProvider.DropAsync(DbConnection connection, string procedureName, CancellationToken cancellationToken) =>
+        DropAsync(Typed(connection), procedureName, cancellationToken);
+    Task<ProcedureDeployment?> IWorkspaceDatabaseProvider.ReadDeploymentAsync(DbConnection connection, string procedureName,
+        CancellationToken cancellationToken) => ReadDeploymentAsync(Typed(connection), procedureName, cancellationToken);
+    Task<ExecutionResult> IWorkspaceDatabaseProvider.ExecuteAsync(DbConnection connection, string procedureName,
+        IReadOnlyDictionary<string, JsonElement> parameters, ExecutionLimits limits, string environment, CancellationToken cancellationToken) =>
+        ExecuteAsync(Typed(connection), procedureName, parameters, limits, environment, cancellationToken);
+
+    /// <summary>Connections come from this provider's own connection source, so anything else is a bug, said as one.</summary>
+    private TConnection Typed(DbConnection connection) => connection as TConnection
+        ?? throw new InvalidOperationException($"The {Name} provider was given a {connection.GetType().Name}, not a {typeof(TConnection).Name}.");
+}
+
 /// <summary>Which credential a connection uses: the deploy one (DDL in this database) or the least-privilege execute one.</summary>
 public enum WorkspaceCredential
 {

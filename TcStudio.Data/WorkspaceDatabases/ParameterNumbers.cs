@@ -4,7 +4,7 @@ namespace TcStudio.Data.WorkspaceDatabases;
 
 /// <summary>
 /// Floating-point parameter values: .NET reads "NaN", "Infinity" and 1e400 (which overflows to infinity) as doubles,
-/// and neither caller nor routine means them; they are refused (a 400 naming the parameter) like any value that
+/// and neither caller nor routine means them; they are refused (a WorkspaceParameterException naming the parameter) like any value that
 /// does not fit its type.
 /// </summary>
 internal static class ParameterNumbers

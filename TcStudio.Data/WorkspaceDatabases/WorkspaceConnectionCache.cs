@@ -23,14 +23,14 @@ namespace TcStudio.Data.WorkspaceDatabases;
 /// pools cleared. A timer removes entries idle longer than Workspaces:IdleEvictionSeconds.</item>
 /// <item><b>Failures.</b> Opening is retried with exponential backoff and jitter (short connect timeouts, so a dead or
 /// hanging server fails in seconds); a failed open marks the entry unhealthy and surfaces as
-/// <see cref="WorkspaceDatabaseUnavailableException"/> (503 naming the environment). After repeated failures a circuit
-/// opens: callers get a 503 with Retry-After at once, without touching the server, until a trial succeeds. The break
+/// <see cref="WorkspaceDatabaseUnavailableException"/> (naming the environment). After repeated failures a circuit
+/// opens: callers are told it is unavailable (with a retry-after) at once, without touching the server, until a trial succeeds. The break
 /// doubles (with jitter) after each failed trial. An entry failing for longer than Workspaces:EvictAfterFailingSeconds
 /// is removed.</item>
 /// <item><b>Ownership.</b> An entry is made from the environment's claim in the system database
 /// (<see cref="IWorkspaceOwnershipSource"/>: its roles and their passwords); every connection its pools hand out is
 /// checked to be the environment's own database (the marker inside it names the environment), else
-/// <see cref="WorkspaceOwnershipException"/> (409). A refused password evicts the entry, so the next use reads the
+/// <see cref="WorkspaceOwnershipException"/>. A refused password evicts the entry, so the next use reads the
 /// claim again (roles are renewed by migrate).</item>
 /// <item><b>Schema.</b> The workspace base schema's version is checked on an entry's first use and remembered
 /// (re-checked while it is not current): see <see cref="WorkspaceDatabaseService"/>.</item>
@@ -118,11 +118,11 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
     public IWorkspaceDatabaseProvider Validate(WorkspaceTarget target, out WorkspaceServer server)
     {
         server = _servers.Find(target.Server) ?? throw new WorkspaceTargetException(
-            $"Environment '{target.Environment}' uses server '{target.Server}', which is not registered on this service.", target.Environment, 409);
+            $"Environment '{target.Environment}' uses server '{target.Server}', which is not registered on this service.", target.Environment);
         var provider = ProviderFor(server.Provider);
         if (WorkspaceDatabaseNames.FindProblem(target.Database, server, provider) is { } problem)
         {
-            throw new WorkspaceTargetException($"Environment '{target.Environment}': {problem}", target.Environment, 409);
+            throw new WorkspaceTargetException($"Environment '{target.Environment}': {problem}", target.Environment);
         }
         return provider;
     }

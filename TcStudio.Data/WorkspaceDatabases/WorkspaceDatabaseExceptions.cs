@@ -5,95 +5,85 @@ using Npgsql;
 namespace TcStudio.Data.WorkspaceDatabases;
 
 /// <summary>
-/// A failure in a workspace database, carrying what a caller should be told: the HTTP status it maps to and the
-/// environment it concerns. Deliberately not a DbException, so the system database's retrying execution strategy
-/// never mistakes a workspace failure for its own transient error and re-runs a request.
+/// A failure in a workspace database, in the domain's terms: what went wrong and the environment it concerns. How a
+/// caller is told (an HTTP status, a problem's title) is the API's business (ApiExceptionHandler), not this layer's.
+/// Deliberately not a DbException, so the system database's retrying execution strategy never mistakes a workspace
+/// failure for its own transient error and re-runs a request.
 /// </summary>
 public abstract class WorkspaceDatabaseException(string message, string environment, Exception? inner = null)
     : Exception(message, inner)
 {
     public string Environment { get; } = environment;
-    public abstract int StatusCode { get; }
-    public abstract string Title { get; }
 
-    /// <summary>The request field the caller can change to fix it (e.g. databaseName), when there is one.</summary>
+    /// <summary>The input the caller can change to fix it (e.g. databaseName), when there is one.</summary>
     public virtual string? Field => null;
 }
 
-/// <summary>The environment points somewhere it may not (unknown server, bad or reserved database name): 4xx, no attempt made.</summary>
-public sealed class WorkspaceTargetException(string message, string environment, int statusCode = 400, string? field = null)
+/// <summary>
+/// The environment points somewhere it may not, or at something not there (unknown server, bad or reserved database
+/// name, another provider than its workspace's, a procedure not deployed there): no attempt made.
+/// </summary>
+public sealed class WorkspaceTargetException(string message, string environment, string? field = null)
     : WorkspaceDatabaseException(message, environment)
 {
-    public override int StatusCode { get; } = statusCode;
     public override string? Field { get; } = field;
-    public override string Title => "The workspace database cannot be used.";
 }
 
 /// <summary>
 /// The database is not (or not only) this environment's: claimed by another environment, not made by TC Studio, or
-/// marked as another environment's database; or the caller may not take it. 409 by default, naming both sides.
+/// marked as another environment's database. The message names both sides.
 /// </summary>
-public sealed class WorkspaceOwnershipException(string message, string environment, int statusCode = 409, string? field = null)
+public sealed class WorkspaceOwnershipException(string message, string environment, string? field = null)
     : WorkspaceDatabaseException(message, environment)
 {
-    public override int StatusCode { get; } = statusCode;
-    public override string Title => StatusCode == 403 ? "Forbidden." : "The database does not belong to this environment.";
     public override string? Field { get; } = field;
 }
 
-/// <summary>The workspace database cannot be reached (or its circuit is open): 503 with Retry-After.</summary>
+/// <summary>What was asked of the database only a system Admin may do (e.g. drop a database a system Admin adopted).</summary>
+public sealed class WorkspaceAdminOnlyException(string message, string environment)
+    : WorkspaceDatabaseException(message, environment);
+
+/// <summary>The workspace server is not set up for what TC Studio needs (<see cref="WorkspaceServerSetupException"/> said where).</summary>
+public sealed class WorkspaceServerNotReadyException(string message, string environment, Exception? inner = null)
+    : WorkspaceDatabaseException(message, environment, inner);
+
+/// <summary>The workspace database cannot be reached (or its circuit is open); worth trying again after <see cref="RetryAfter"/>.</summary>
 public sealed class WorkspaceDatabaseUnavailableException(string message, string environment, TimeSpan retryAfter,
     bool circuitOpen, Exception? inner = null) : WorkspaceDatabaseException(message, environment, inner)
 {
     public TimeSpan RetryAfter { get; } = retryAfter;
     public bool CircuitOpen { get; } = circuitOpen;
-    public override int StatusCode => 503;
-    public override string Title => "The workspace database is unavailable.";
 }
 
-/// <summary>The workspace database's base schema does not fit this build (behind, ahead, or tampered with): 409.</summary>
+/// <summary>The workspace database's base schema does not fit this build (behind, ahead, or tampered with).</summary>
 public sealed class WorkspaceSchemaException(string message, string environment)
-    : WorkspaceDatabaseException(message, environment)
-{
-    public override int StatusCode => 409;
-    public override string Title => "The workspace database's schema does not match.";
-}
+    : WorkspaceDatabaseException(message, environment);
 
-/// <summary>The workspace database refused a statement (a procedure raised, a constraint failed...): 422 with its number and message.</summary>
+/// <summary>The workspace database refused a statement (a procedure raised, a constraint failed...), with its number and message.</summary>
 public sealed class WorkspaceSqlException(string message, string environment, object number, int? line, Exception inner)
     : WorkspaceDatabaseException(message, environment, inner)
 {
     /// <summary>SQL Server's error number (an int), or PostgreSQL's SQLSTATE (a string such as "P0001" or "42501").</summary>
     public object Number { get; } = number;
     public int? Line { get; } = line;
-    public override int StatusCode => 422;
-    public override string Title => "The workspace database reported an error.";
 }
 
-/// <summary>A draft the server accepted but whose result may not stand (see <see cref="DraftRefusedException"/>): 422 with the problems.</summary>
-public sealed class WorkspaceDraftRefusedException(string message, string environment, SqlValidation validation, Exception inner)
+/// <summary>A draft the server accepted but whose result may not stand (see <see cref="DraftRefusedException"/>), with the problems.</summary>
+public sealed class WorkspaceDraftRefusedException(string message, string environment, SqlValidation validation, Exception? inner = null)
     : WorkspaceDatabaseException(message, environment, inner)
 {
     public SqlValidation Validation { get; } = validation;
-    public override int StatusCode => 422;
-    public override string Title => "The draft does not validate.";
 }
 
-/// <summary>An execution ran past its timeout and was cancelled on the server: 504.</summary>
+/// <summary>An execution ran past its timeout and was cancelled on the server.</summary>
 public sealed class WorkspaceTimeoutException(string message, string environment, Exception? inner = null)
-    : WorkspaceDatabaseException(message, environment, inner)
-{
-    public override int StatusCode => 504;
-    public override string Title => "The execution timed out.";
-}
+    : WorkspaceDatabaseException(message, environment, inner);
 
-/// <summary>A parameter value does not fit the procedure's definition: 400 naming the parameter.</summary>
+/// <summary>A parameter value does not fit the procedure's definition; names the parameter.</summary>
 public sealed class WorkspaceParameterException(string parameter, string message, string environment)
     : WorkspaceDatabaseException(message, environment)
 {
     public string Parameter { get; } = parameter;
-    public override int StatusCode => 400;
-    public override string Title => "The request is not valid.";
 }
 
 /// <summary>What went wrong with a connection, in words that name no host, port or credential.</summary>

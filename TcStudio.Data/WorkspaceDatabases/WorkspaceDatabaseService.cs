@@ -11,15 +11,16 @@ namespace TcStudio.Data.WorkspaceDatabases;
 /// <summary>
 /// What the API and the worker do with workspace databases, on connections from <see cref="WorkspaceConnectionCache"/>:
 /// provisioning, base-schema status, migrate and revert, and running provider operations. Every driver exception is
-/// turned into a <see cref="WorkspaceDatabaseException"/> naming the environment (unreachable → 503, refused
-/// statement → 422 with the server's number, timeout → 504), and every operation's duration is measured.
+/// turned into a <see cref="WorkspaceDatabaseException"/> naming the environment (unreachable, refused
+/// statement with the server's number, timeout), and every operation's duration is measured.
 /// </summary>
 public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, WorkspaceDatabaseMetrics metrics, IOptions<WorkspacesOptions> options,
     ILogger<WorkspaceDatabaseService> logger)
 {
     public const string SchemaLock = "schema";
 
-    public WorkspaceConnectionCache Cache => cache;
+    /// <summary>The connection cache, for this layer's own use cases (and tests); callers ask this service instead.</summary>
+    internal WorkspaceConnectionCache Cache => cache;
     public WorkspacesOptions Options => options.Value;
 
     public static WorkspaceTarget TargetOf(WorkspaceEnvironment environment, string workspaceSlug) =>
@@ -27,8 +28,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
 
     public static string ProcedureLock(string procedureName) => "procedure:" + procedureName.ToLowerInvariant();
 
-    /// <summary>Runs <paramref name="work"/> on a connection of the environment's own pool.</summary>
-    public async Task<T> RunAsync<T>(WorkspaceTarget target, WorkspaceCredential credential, Func<WorkspaceConnectionLease, CancellationToken, Task<T>> work,
+    /// <summary>Runs <paramref name="work"/> on a connection of the environment's own pool (this layer's use cases and tests only).</summary>
+    internal async Task<T> RunAsync<T>(WorkspaceTarget target, WorkspaceCredential credential, Func<WorkspaceConnectionLease, CancellationToken, Task<T>> work,
         CancellationToken cancellationToken)
     {
         await using var lease = await cache.OpenAsync(target, credential, cancellationToken);
@@ -49,7 +50,7 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     }
 
     /// <summary>Server-level work (create, prepare, drop a database) with the deploy credential, outside the cache.</summary>
-    public async Task<T> RunOnServerAsync<T>(WorkspaceTarget target, Func<IWorkspaceDatabaseProvider, WorkspaceServer, CancellationToken, Task<T>> work,
+    internal async Task<T> RunOnServerAsync<T>(WorkspaceTarget target, Func<IWorkspaceDatabaseProvider, WorkspaceServer, CancellationToken, Task<T>> work,
         CancellationToken cancellationToken)
     {
         var provider = cache.Validate(target, out var server);
@@ -68,6 +69,76 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         }
     }
 
+    // ---- What callers ask of an environment's database (they never see the cache, a provider or a connection) ----
+
+    /// <summary>Checks a draft without any database, in the dialect of <paramref name="provider"/> ('sqlserver' or 'postgres').</summary>
+    public SqlValidation ValidateStatically(string provider, string procedureName, string sql) =>
+        cache.ProviderFor(provider).ValidateStatically(procedureName, sql);
+
+    /// <summary>Why <paramref name="database"/> cannot be a workspace database on <paramref name="server"/>, or null when it can.</summary>
+    public string? FindDatabaseNameProblem(string database, WorkspaceServer server) =>
+        WorkspaceDatabaseNames.FindProblem(database, server, cache.ProviderFor(server.Provider));
+
+    /// <summary>How many base-schema migrations this build has for <paramref name="provider"/>.</summary>
+    public int MigrationCount(string provider) => cache.ProviderFor(provider).Migrations.Count;
+
+    /// <summary>The environment's circuit ('closed', 'open', 'half-open'), or null when it has no connections cached.</summary>
+    public string? CircuitStateOf(Guid workspaceId, string environment) => cache.CircuitStateOf(workspaceId, environment);
+
+    /// <summary>Static checks, then the database's own (in a transaction that is rolled back, where the dialect allows).</summary>
+    public Task<SqlValidation> ValidateAsync(WorkspaceTarget target, string procedureName, string sql, CancellationToken cancellationToken) =>
+        RunAsync(target, WorkspaceCredential.Deploy, (lease, ct) => lease.Provider.ValidateAsync(lease.Connection, procedureName, sql, ct),
+            cancellationToken);
+
+    /// <summary>The procedure's deployment in effect in the environment's database, or null.</summary>
+    public Task<ProcedureDeployment?> ReadDeploymentAsync(WorkspaceTarget target, string procedureName, CancellationToken cancellationToken) =>
+        RunAsync(target, WorkspaceCredential.Deploy, (lease, ct) => lease.Provider.ReadDeploymentAsync(lease.Connection, procedureName, ct),
+            cancellationToken);
+
+    /// <summary>Drops a deployed procedure (under its lock, taking turns with publishes); false when it was not deployed there.</summary>
+    public Task<bool> DropProcedureAsync(WorkspaceTarget target, string procedureName, CancellationToken cancellationToken) =>
+        RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
+        {
+            await using var procedureLock = await lease.Provider.LockAsync(lease.Connection, ProcedureLock(procedureName), ct);
+            return await lease.Provider.ReadDeploymentAsync(lease.Connection, procedureName, ct) is not null
+                && await lease.Provider.DropAsync(lease.Connection, procedureName, ct);
+        }, cancellationToken);
+
+    /// <summary>
+    /// Publishes a procedure: under its lock (publishes and drops of one procedure in one database take turns, across
+    /// instances), validates <paramref name="sql"/> in the database, deploys it, then calls <paramref name="record"/>
+    /// (the caller records the publish in the system database). If recording fails, the deploy is undone: the
+    /// previous definition comes back (or the new procedure goes). From the deploy on, this runs to its end whatever
+    /// the caller does meanwhile (recording and undoing get no cancellation token).
+    /// </summary>
+    public Task<PublishOutcome> PublishAsync(WorkspaceTarget target, string procedureName, string sql, string deployedBy,
+        Func<ProcedureDeployment, Task> record, CancellationToken cancellationToken) =>
+        RunAsync<PublishOutcome>(target, WorkspaceCredential.Deploy, async (lease, ct) =>
+        {
+            await using var procedureLock = await lease.Provider.LockAsync(lease.Connection, ProcedureLock(procedureName), ct);
+            var validation = await lease.Provider.ValidateAsync(lease.Connection, procedureName, sql, ct);
+            if (!validation.IsValid) return new PublishOutcome.Invalid(validation);
+
+            var deployment = await lease.Provider.DeployAsync(lease.Connection, procedureName, sql, deployedBy, ct);
+            try
+            {
+                await record(deployment);
+                return new PublishOutcome.Published(deployment);
+            }
+            catch (Exception systemFailure)
+            {
+                try
+                {
+                    await lease.Provider.UndeployAsync(lease.Connection, procedureName, deployment, CancellationToken.None);
+                }
+                catch (Exception undoFailure)
+                {
+                    return new PublishOutcome.NotRecorded(deployment, systemFailure, undoFailure);
+                }
+                return new PublishOutcome.NotRecorded(deployment, systemFailure, UndoFailure: null);
+            }
+        }, cancellationToken);
+
     /// <summary>
     /// Creates the environment's database (it must not exist: an existing database is only ever adopted, by a system
     /// Admin), its roles, grants and marker. If anything after CREATE DATABASE fails, the database and roles go again.
@@ -79,7 +150,7 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
             {
                 throw new WorkspaceOwnershipException($"Database '{target.Database}' already exists on server '{server.Name}' and was not created by "
                     + "this environment: choose another name. Only a system Admin may adopt an existing database (POST .../environments/{env}/adopt).",
-                    target.Environment, 409, "databaseName");
+                    target.Environment, field: "databaseName");
             }
             try
             {
@@ -117,7 +188,7 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     /// <summary>
     /// Gives an existing database to the environment (adoption, conversion): new roles take it over from
     /// <paramref name="previousRoles"/>, which are dropped; the marker is (re)written. The deploy credential must be
-    /// able to own the database: one of another application is refused with a 409 naming its owner.
+    /// able to own the database: one of another application is refused naming its owner.
     /// </summary>
     public Task TakeOverAsync(WorkspaceTarget target, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles, string? requiredOwner,
         CancellationToken cancellationToken) =>
@@ -326,7 +397,7 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
             case WorkspaceDatabaseException:
                 return null;
             case WorkspaceServerSetupException setup:
-                return new WorkspaceTargetException(setup.Message, environment, 503);
+                return new WorkspaceServerNotReadyException(setup.Message, environment, setup);
             case OperationCanceledException when cancellationToken.IsCancellationRequested:
                 return null;
             case PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } pg when !cancellationToken.IsCancellationRequested:
@@ -352,4 +423,24 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
             _ => null,
         };
     }
+}
+
+/// <summary>How a publish ended (<see cref="WorkspaceDatabaseService.PublishAsync"/>).</summary>
+public abstract record PublishOutcome
+{
+    private PublishOutcome()
+    {
+    }
+
+    /// <summary>Deployed and recorded.</summary>
+    public sealed record Published(ProcedureDeployment Deployment) : PublishOutcome;
+
+    /// <summary>The database's own checks refused the draft: nothing was deployed.</summary>
+    public sealed record Invalid(SqlValidation Validation) : PublishOutcome;
+
+    /// <summary>
+    /// Deployed, but recording failed (<paramref name="SystemFailure"/>): the deploy was undone, unless
+    /// <paramref name="UndoFailure"/> says that failed too (then the database runs the new version unrecorded).
+    /// </summary>
+    public sealed record NotRecorded(ProcedureDeployment Deployment, Exception SystemFailure, Exception? UndoFailure) : PublishOutcome;
 }

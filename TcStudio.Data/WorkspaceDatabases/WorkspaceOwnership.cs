@@ -33,7 +33,7 @@ public sealed record WorkspaceMarker(Guid WorkspaceId, Guid EnvironmentId, Guid 
 
     public bool Names(WorkspaceOwnership ownership) => WorkspaceId == ownership.WorkspaceId && EnvironmentId == ownership.EnvironmentId;
 
-    /// <summary>Throws <see cref="WorkspaceOwnershipException"/> (409, naming both sides) unless the marker names this environment.</summary>
+    /// <summary>Throws <see cref="WorkspaceOwnershipException"/> (naming both sides) unless the marker names this environment.</summary>
     public static void Verify(WorkspaceMarker? found, WorkspaceOwnership expected, WorkspaceTarget target)
     {
         if (found is not null && found.Names(expected)) return;

@@ -27,7 +27,7 @@ public sealed class WorkspaceOwnershipStore(IServiceScopeFactory scopes, Workspa
         return (tracked ? query : query.AsNoTracking()).SingleOrDefaultAsync(ct);
     }
 
-    /// <summary>The claim as an ownership, passwords decrypted; a missing, misdirected or unreadable claim is a 409 saying what to do.</summary>
+    /// <summary>The claim as an ownership, passwords decrypted; a missing, misdirected or unreadable claim is a WorkspaceOwnershipException saying what to do.</summary>
     public WorkspaceOwnership Open(WorkspaceDatabase? claim, WorkspaceTarget target, WorkspaceServer server)
     {
         var ownership = OpenWithoutPasswords(claim, target, server);

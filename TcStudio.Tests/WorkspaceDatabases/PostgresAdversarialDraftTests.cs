@@ -193,7 +193,7 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
                 return await lease.Provider.DeployAsync(lease.Connection, draft.Name, draft.Sql, "adversary", ct);
             }, CancellationToken.None);
         }
-        catch (WorkspaceDatabaseException e) when (e.StatusCode is >= 400 and < 500)
+        catch (WorkspaceDatabaseException e) when (TcStudio.Api.Infrastructure.ApiExceptionHandler.StatusOf(e) is >= 400 and < 500)
         {
             return "refused at deploy: " + e.Message;
         }
@@ -203,7 +203,7 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
                 new ExecutionLimits(TimeSpan.FromSeconds(5), 100), CancellationToken.None);
             return "executed";
         }
-        catch (WorkspaceDatabaseException e) when (e.StatusCode is >= 400 and < 500)
+        catch (WorkspaceDatabaseException e) when (TcStudio.Api.Infrastructure.ApiExceptionHandler.StatusOf(e) is >= 400 and < 500)
         {
             Assert.DoesNotContain(run.OwnerRole, e.Message, StringComparison.OrdinalIgnoreCase);
             return "published";
@@ -296,7 +296,7 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
                         CancellationToken.None);
                     outcome += ", deployed";
                 }
-                catch (WorkspaceDatabaseException e) when (e.StatusCode is >= 400 and < 500)
+                catch (WorkspaceDatabaseException e) when (TcStudio.Api.Infrastructure.ApiExceptionHandler.StatusOf(e) is >= 400 and < 500)
                 {
                     // Refused: a 4xx for the caller, nothing kept (the snapshot below says so).
                 }

@@ -130,7 +130,7 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
             Assert.Contains("did not create or replace 'g'", Assert.Single(validation.Errors).Message);
             var refused = await Assert.ThrowsAsync<WorkspaceDraftRefusedException>(() => databases.RunAsync(target, WorkspaceCredential.Deploy,
                 (lease, ct) => provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, "g", draft, shape, "test", ct), CancellationToken.None));
-            Assert.Equal(422, refused.StatusCode);
+            Assert.Equal(422, TcStudio.Api.Infrastructure.ApiExceptionHandler.StatusOf(refused));
         }
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_class WHERE relname = 'pwned'"));
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_proc WHERE proname IN ('g', 'other')"));

@@ -52,7 +52,7 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
         {
             var refused = await Assert.ThrowsAsync<WorkspaceTargetException>(() => cache.OpenAsync(Target(server, database), WorkspaceCredential.Deploy, CancellationToken.None));
             Assert.Equal("dev", refused.Environment);
-            Assert.InRange(refused.StatusCode, 400, 499);
+            Assert.InRange(TcStudio.Api.Infrastructure.ApiExceptionHandler.StatusOf(refused), 400, 499);
         }
         Assert.Equal(0, cache.Count);
     }

@@ -7,7 +7,7 @@ namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 /// Per-environment pools: one NpgsqlDataSource per credential (the environment's owner and execute roles), each
 /// bounded and named after the workspace. Every physical connection checks, before the pool hands it out, that the
 /// database's marker names this environment (a physical connection initializer): a database swapped or re-created
-/// under the same name, or one that is not TC Studio's, is refused with a 409 naming both sides.
+/// under the same name, or one that is not TC Studio's, is refused (WorkspaceOwnershipException) naming both sides.
 /// </summary>
 internal sealed class PostgresConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership, string applicationName,
     WorkspacesOptions options) : IWorkspaceConnectionSource

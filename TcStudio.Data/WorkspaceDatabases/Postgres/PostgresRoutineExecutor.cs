@@ -56,7 +56,7 @@ internal static class PostgresRoutineExecutor
             await using var reader = await lookup.ExecuteReaderAsync(cancellationToken);
             if (!await reader.ReadAsync(cancellationToken))
             {
-                throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.", environment, 409);
+                throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.", environment);
             }
             kind = reader.GetString(0);
             schema = reader.GetString(1);
@@ -74,7 +74,7 @@ internal static class PostgresRoutineExecutor
             }
             if (await reader.ReadAsync(cancellationToken))
             {
-                throw new WorkspaceTargetException($"'{procedureName}' has several overloads in environment '{environment}'; publish it again to keep one.", environment, 409);
+                throw new WorkspaceTargetException($"'{procedureName}' has several overloads in environment '{environment}'; publish it again to keep one.", environment);
             }
         }
 
@@ -232,7 +232,7 @@ internal static class PostgresRoutineExecutor
             argument.Name is null ? expression : $"{Quote(argument.Name)} => {expression}";
     }
 
-    /// <summary>Converts a JSON value to the parameter's own type; a value that does not fit is a 400 naming it.</summary>
+    /// <summary>Converts a JSON value to the parameter's own type; a value that does not fit is a WorkspaceParameterException naming it.</summary>
     private static NpgsqlParameter ToParameter(Argument argument, JsonElement value, string environment)
     {
         var name = argument.Name!;

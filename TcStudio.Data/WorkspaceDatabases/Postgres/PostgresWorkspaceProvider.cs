@@ -29,22 +29,22 @@ namespace TcStudio.Data.WorkspaceDatabases.Postgres;
 /// ROLLBACK themselves cannot be executed this way (they would need to run outside a transaction block).</item>
 /// </list>
 /// </summary>
-public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> options) : IWorkspaceDatabaseProvider
+public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> options) : WorkspaceDatabaseProvider<NpgsqlConnection>
 {
     public const string DefaultSchema = "public";
 
-    public string Name => WorkspaceProviders.Postgres;
-    public IReadOnlyList<WorkspaceMigration> Migrations => WorkspaceMigrations.For(WorkspaceProviders.Postgres);
-    public int MaxDatabaseNameLength => 63;
+    public override string Name => WorkspaceProviders.Postgres;
+    public override IReadOnlyList<WorkspaceMigration> Migrations => WorkspaceMigrations.For(WorkspaceProviders.Postgres);
+    public override int MaxDatabaseNameLength => 63;
 
     private int OperationTimeoutSeconds => options.Value.OperationTimeoutSeconds;
 
-    public IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
+    public override IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
         string applicationName, WorkspacesOptions settings) => new PostgresConnectionSource(server, target, ownership, applicationName, settings);
 
-    public async Task PingAsync(DbConnection connection, CancellationToken cancellationToken)
+    public override async Task PingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand("SELECT 1", (NpgsqlConnection)connection);
+        await using var command = new NpgsqlCommand("SELECT 1", connection);
         command.CommandTimeout = Math.Max(1, options.Value.ConnectTimeoutSeconds);
         await command.ExecuteScalarAsync(cancellationToken);
     }
@@ -68,10 +68,10 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return Telemetry.NpgsqlDataSources.CreateUnpooledConnection(Telemetry.NpgsqlDataSources.WorkspaceAdmin, builder);
     }
 
-    public async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken) =>
+    public override async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken) =>
         await DatabaseOwnerAsync(server, database, cancellationToken) is not null;
 
-    public async Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public override async Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -80,7 +80,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
-    public async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
+    public override async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
     {
         var roles = RolesOf(ownership);
         await using var connection = AdminConnection(server);
@@ -119,7 +119,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         await ExecuteAsync(serverConnection, $"ALTER DATABASE {Quote(database)} OWNER TO {Quote(ownerRole)}", ct);
     }
 
-    public async Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
+    public override async Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
         CancellationToken cancellationToken)
     {
         var roles = RolesOf(ownership);
@@ -154,7 +154,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         }
     }
 
-    public async Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+    public override async Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
         CancellationToken cancellationToken)
     {
         var roles = RolesOf(ownership);
@@ -237,7 +237,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return await command.ExecuteScalarAsync(ct) is true;
     }
 
-    public async Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public override async Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server, database);
         await connection.OpenAsync(cancellationToken);
@@ -337,7 +337,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
               + $"'workspaces bootstrap --server {server.Name}' to grant them.");
     }
 
-    public async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+    public override async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
     {
         await using (var connection = AdminConnection(server))
         {
@@ -348,7 +348,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         await DropRolesAsync(server, roles, cancellationToken);
     }
 
-    public async Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+    public override async Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken)
     {
         if (roles.Count == 0) return;
         await using var connection = AdminConnection(server);
@@ -372,9 +372,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     // ---- Base schema ----
 
-    public async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(DbConnection connection, CancellationToken cancellationToken)
+    public override async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(NpgsqlConnection npgsql, CancellationToken cancellationToken)
     {
-        var npgsql = (NpgsqlConnection)connection;
         await using (var exists = new NpgsqlCommand("SELECT to_regclass('tcstudio.tcstudio_schema_migrations') IS NOT NULL", npgsql))
         {
             if (!(bool)(await exists.ExecuteScalarAsync(cancellationToken))!) return [];
@@ -391,9 +390,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return applied;
     }
 
-    public async Task ApplyMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken)
+    public override async Task ApplyMigrationAsync(NpgsqlConnection npgsql, WorkspaceMigration migration, CancellationToken cancellationToken)
     {
-        var npgsql = (NpgsqlConnection)connection;
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
         var stopwatch = Stopwatch.StartNew();
         await ExecuteAsync(npgsql, migration.Up, cancellationToken);
@@ -409,9 +407,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         await transaction.CommitAsync(cancellationToken);
     }
 
-    public async Task RevertMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken)
+    public override async Task RevertMigrationAsync(NpgsqlConnection npgsql, WorkspaceMigration migration, CancellationToken cancellationToken)
     {
-        var npgsql = (NpgsqlConnection)connection;
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
         await using (var forget = new NpgsqlCommand("DELETE FROM tcstudio.tcstudio_schema_migrations WHERE version = $1", npgsql))
         {
@@ -424,7 +421,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     // ---- Validation ----
 
-    public SqlValidation ValidateStatically(string procedureName, string sql) => Check(procedureName, sql).Validation;
+    public override SqlValidation ValidateStatically(string procedureName, string sql) => Check(procedureName, sql).Validation;
 
     /// <param name="Statement">The draft's statement as run: CREATE turned into CREATE OR REPLACE where needed.</param>
     /// <param name="Inserted">Where " OR REPLACE" was inserted into <paramref name="Statement"/> (-1: not), to map error positions back.</param>
@@ -538,11 +535,11 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     private const string SecurityDefinerRefused =
         "SECURITY DEFINER is not allowed: published routines run as the environment's execute role, never as its owner.";
 
-    public async Task<SqlValidation> ValidateAsync(DbConnection connection, string procedureName, string sql, CancellationToken cancellationToken)
+    public override async Task<SqlValidation> ValidateAsync(NpgsqlConnection connection, string procedureName, string sql, CancellationToken cancellationToken)
     {
         var shape = Check(procedureName, sql);
         if (!shape.Validation.IsValid) return shape.Validation;
-        return await ValidateOnServerAsync((NpgsqlConnection)connection, procedureName, sql, shape, cancellationToken);
+        return await ValidateOnServerAsync(connection, procedureName, sql, shape, cancellationToken);
     }
 
     /// <summary>
@@ -693,9 +690,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     // ---- Deploy, undeploy, drop ----
 
-    public async Task<IAsyncDisposable> LockAsync(DbConnection connection, string resource, CancellationToken cancellationToken)
+    public override async Task<IAsyncDisposable> LockAsync(NpgsqlConnection npgsql, string resource, CancellationToken cancellationToken)
     {
-        var npgsql = (NpgsqlConnection)connection;
         await using (var command = new NpgsqlCommand("SELECT pg_advisory_lock(hashtextextended('tcstudio.' || lower($1), 0))", npgsql))
         {
             command.CommandTimeout = OperationTimeoutSeconds;
@@ -752,12 +748,12 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         if (batch.BatchCommands.Count > 0) await batch.ExecuteNonQueryAsync(ct);
     }
 
-    public async Task<ProcedureDeployment> DeployAsync(DbConnection connection, string procedureName, string sql, string deployedBy,
+    public override async Task<ProcedureDeployment> DeployAsync(NpgsqlConnection connection, string procedureName, string sql, string deployedBy,
         CancellationToken cancellationToken)
     {
         var shape = Check(procedureName, sql);
         if (!shape.Validation.IsValid) throw new InvalidOperationException("Deploy called with a draft that does not validate.");
-        return await DeployOnServerAsync((NpgsqlConnection)connection, procedureName, sql, shape, deployedBy, cancellationToken);
+        return await DeployOnServerAsync(connection, procedureName, sql, shape, deployedBy, cancellationToken);
     }
 
     /// <summary>
@@ -822,9 +818,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
             """, ct);
     }
 
-    public async Task UndeployAsync(DbConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
+    public override async Task UndeployAsync(NpgsqlConnection npgsql, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
     {
-        var npgsql = (NpgsqlConnection)connection;
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
         await BeginDraftWorkAsync(npgsql, cancellationToken);
         await DropRoutinesAsync(npgsql, await RoutinesAsync(npgsql, ProcedureName.Parse(procedureName), cancellationToken), cancellationToken);
@@ -843,9 +838,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         await transaction.CommitAsync(cancellationToken);
     }
 
-    public async Task<bool> DropAsync(DbConnection connection, string procedureName, CancellationToken cancellationToken)
+    public override async Task<bool> DropAsync(NpgsqlConnection npgsql, string procedureName, CancellationToken cancellationToken)
     {
-        var npgsql = (NpgsqlConnection)connection;
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
         var routines = await RoutinesAsync(npgsql, ProcedureName.Parse(procedureName), cancellationToken);
         await DropRoutinesAsync(npgsql, routines, cancellationToken);
@@ -859,9 +853,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return routines.Count > 0;
     }
 
-    public async Task<ProcedureDeployment?> ReadDeploymentAsync(DbConnection connection, string procedureName, CancellationToken cancellationToken)
+    public override async Task<ProcedureDeployment?> ReadDeploymentAsync(NpgsqlConnection npgsql, string procedureName, CancellationToken cancellationToken)
     {
-        var npgsql = (NpgsqlConnection)connection;
         if (!await HasDeploymentsTableAsync(npgsql, cancellationToken)) return null;
         await using var command = new NpgsqlCommand("""
             SELECT id, procedure, checksum, deployed_at, deployed_by, previous_definition FROM tcstudio.procedure_deployments
@@ -882,9 +875,9 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     // ---- Execute ----
 
-    public Task<ExecutionResult> ExecuteAsync(DbConnection connection, string procedureName,
+    public override Task<ExecutionResult> ExecuteAsync(NpgsqlConnection connection, string procedureName,
         IReadOnlyDictionary<string, JsonElement> parameters, ExecutionLimits limits, string environment, CancellationToken cancellationToken) =>
-        PostgresRoutineExecutor.ExecuteAsync((NpgsqlConnection)connection, procedureName, parameters, limits, environment, cancellationToken);
+        PostgresRoutineExecutor.ExecuteAsync(connection, procedureName, parameters, limits, environment, cancellationToken);
 
     /// <summary>SQL the service writes itself (Npgsql may split it on ';'); never a draft: see <see cref="RunDraftStatementAsync"/>.</summary>
     internal static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken ct)

@@ -18,20 +18,20 @@ namespace TcStudio.Data.WorkspaceDatabases.SqlServer;
 /// (<see cref="SqlServerSql.EnterExecuteUser"/>: a user WITHOUT LOGIN with EXECUTE on the procedures' schemas only,
 /// entered WITH NO REVERT) and only then runs the procedure: no user code ever runs with the deploy login's rights.
 /// </summary>
-public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> options) : IWorkspaceDatabaseProvider
+public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> options) : WorkspaceDatabaseProvider<SqlConnection>
 {
-    public string Name => WorkspaceProviders.SqlServer;
-    public IReadOnlyList<WorkspaceMigration> Migrations => WorkspaceMigrations.For(WorkspaceProviders.SqlServer);
-    public int MaxDatabaseNameLength => 128;
+    public override string Name => WorkspaceProviders.SqlServer;
+    public override IReadOnlyList<WorkspaceMigration> Migrations => WorkspaceMigrations.For(WorkspaceProviders.SqlServer);
+    public override int MaxDatabaseNameLength => 128;
 
     private int OperationTimeoutSeconds => options.Value.OperationTimeoutSeconds;
 
-    public IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
+    public override IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
         string applicationName, WorkspacesOptions settings) => new SqlServerConnectionSource(server, target, ownership, applicationName, settings);
 
-    public async Task PingAsync(DbConnection connection, CancellationToken cancellationToken)
+    public override async Task PingAsync(SqlConnection connection, CancellationToken cancellationToken)
     {
-        await using var command = Command((SqlConnection)connection, SqlServerSql.Ping);
+        await using var command = Command(connection, SqlServerSql.Ping);
         command.CommandTimeout = Math.Max(1, options.Value.ConnectTimeoutSeconds);
         await command.ExecuteScalarAsync(cancellationToken);
     }
@@ -48,7 +48,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             CommandTimeout = OperationTimeoutSeconds,
         }.ConnectionString);
 
-    public async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public override async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -56,7 +56,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) == 1;
     }
 
-    public async Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public override async Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -64,7 +64,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
-    public async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
+    public override async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -72,7 +72,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
+    public override async Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
         CancellationToken cancellationToken)
     {
         if (writeMarker) await WriteMarkerAsync(server, database, ownership, cancellationToken);
@@ -83,7 +83,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
     }
 
     /// <summary>SQL Server environments have no roles of their own: taking a database over is writing its marker (as dbo).</summary>
-    public Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+    public override Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
         CancellationToken cancellationToken) =>
         PrepareDatabaseAsync(server, database, ownership, writeMarker: true, cancellationToken);
 
@@ -96,7 +96,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public async Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
+    public override async Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server, database);
         await connection.OpenAsync(cancellationToken);
@@ -111,7 +111,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return new WorkspaceMarker(reader.GetGuid(0), reader.GetGuid(1), reader.GetGuid(2));
     }
 
-    public async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+    public override async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -119,13 +119,12 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken) => Task.CompletedTask;
+    public override Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken) => Task.CompletedTask;
 
     // ---- Base schema ----
 
-    public async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(DbConnection connection, CancellationToken cancellationToken)
+    public override async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(SqlConnection sql, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         await using (var exists = Command(sql, SqlServerSql.HistoryExists))
         {
             if (Convert.ToInt32(await exists.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) == 0) return [];
@@ -141,9 +140,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return applied;
     }
 
-    public async Task ApplyMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken)
+    public override async Task ApplyMigrationAsync(SqlConnection sql, WorkspaceMigration migration, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         await using var transaction = (SqlTransaction)await sql.BeginTransactionAsync(cancellationToken);
         var stopwatch = Stopwatch.StartNew();
         foreach (var batch in SqlServerSql.Batches(migration.Up))
@@ -159,9 +157,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await transaction.CommitAsync(cancellationToken);
     }
 
-    public async Task RevertMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken)
+    public override async Task RevertMigrationAsync(SqlConnection sql, WorkspaceMigration migration, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         await using var transaction = (SqlTransaction)await sql.BeginTransactionAsync(cancellationToken);
         await using (var forget = Command(sql, SqlServerSql.ForgetMigration, transaction, ("@version", migration.Version)))
         {
@@ -177,15 +174,14 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 
     // ---- Validation ----
 
-    public SqlValidation ValidateStatically(string procedureName, string sql) => TSqlDraftValidator.Check(procedureName, sql).Validation;
+    public override SqlValidation ValidateStatically(string procedureName, string sql) => TSqlDraftValidator.Check(procedureName, sql).Validation;
 
-    public async Task<SqlValidation> ValidateAsync(DbConnection connection, string procedureName, string sql, CancellationToken cancellationToken)
+    public override async Task<SqlValidation> ValidateAsync(SqlConnection sqlConnection, string procedureName, string sql, CancellationToken cancellationToken)
     {
         var check = TSqlDraftValidator.Check(procedureName, sql);
         if (!check.Validation.IsValid) return check.Validation;
 
         // The server compiles it too (objects that exist are bound), inside a transaction that is rolled back.
-        var sqlConnection = (SqlConnection)connection;
         await using var transaction = (SqlTransaction)await sqlConnection.BeginTransactionAsync(cancellationToken);
         try
         {
@@ -207,9 +203,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 
     // ---- Deploy, undeploy, drop ----
 
-    public async Task<IAsyncDisposable> LockAsync(DbConnection connection, string resource, CancellationToken cancellationToken)
+    public override async Task<IAsyncDisposable> LockAsync(SqlConnection sql, string resource, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         var name = "tcstudio." + resource.ToLowerInvariant();
         await using var command = Command(sql, SqlServerSql.LockProcedure, ("@resource", name), ("@timeout_ms", OperationTimeoutSeconds * 1000));
         var result = Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture);
@@ -227,12 +222,11 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         }
     }
 
-    public async Task<ProcedureDeployment> DeployAsync(DbConnection connection, string procedureName, string sql, string deployedBy,
+    public override async Task<ProcedureDeployment> DeployAsync(SqlConnection sqlConnection, string procedureName, string sql, string deployedBy,
         CancellationToken cancellationToken)
     {
         var check = TSqlDraftValidator.Check(procedureName, sql);
         if (!check.Validation.IsValid) throw new InvalidOperationException("Deploy called with a draft that does not validate.");
-        var sqlConnection = (SqlConnection)connection;
         var qualified = QualifiedName(procedureName);
 
         await using var transaction = (SqlTransaction)await sqlConnection.BeginTransactionAsync(IsolationLevel.Serializable, cancellationToken);
@@ -264,9 +258,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return new ProcedureDeployment(id, procedureName, checksum, deployedAt, deployedBy, previous);
     }
 
-    public async Task UndeployAsync(DbConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
+    public override async Task UndeployAsync(SqlConnection sql, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         await using var transaction = (SqlTransaction)await sql.BeginTransactionAsync(cancellationToken);
         var restore = deployment.PreviousDefinition is { } previous
             ? TSqlDraftValidator.DefinitionAsCreateOrAlter(previous)
@@ -282,9 +275,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await transaction.CommitAsync(cancellationToken);
     }
 
-    public async Task<bool> DropAsync(DbConnection connection, string procedureName, CancellationToken cancellationToken)
+    public override async Task<bool> DropAsync(SqlConnection sql, string procedureName, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         await using var transaction = (SqlTransaction)await sql.BeginTransactionAsync(cancellationToken);
         bool existed;
         await using (var exists = Command(sql, SqlServerSql.ProcedureObjectId, transaction, ("@name", QualifiedName(procedureName))))
@@ -303,9 +295,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return existed;
     }
 
-    public async Task<ProcedureDeployment?> ReadDeploymentAsync(DbConnection connection, string procedureName, CancellationToken cancellationToken)
+    public override async Task<ProcedureDeployment?> ReadDeploymentAsync(SqlConnection sql, string procedureName, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         await using (var exists = Command(sql, SqlServerSql.DeploymentsExist))
         {
             if (Convert.ToInt32(await exists.ExecuteScalarAsync(cancellationToken), CultureInfo.InvariantCulture) == 0) return null;
@@ -321,10 +312,9 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 
     private sealed record Parameter(string Name, string SystemType, string UserType, short MaxLength, byte Precision, byte Scale, bool IsOutput);
 
-    public async Task<ExecutionResult> ExecuteAsync(DbConnection connection, string procedureName,
+    public override async Task<ExecutionResult> ExecuteAsync(SqlConnection sql, string procedureName,
         IReadOnlyDictionary<string, JsonElement> parameters, ExecutionLimits limits, string environment, CancellationToken cancellationToken)
     {
-        var sql = (SqlConnection)connection;
         var qualified = QualifiedName(procedureName);
         var stopwatch = Stopwatch.StartNew();
 
@@ -335,7 +325,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         }
         if (objectId is null or DBNull)
         {
-            throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.", environment, 409);
+            throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.", environment);
         }
 
         var declared = new List<Parameter>();
@@ -538,7 +528,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 /// pool. Execute sessions are never pooled: each enters the database's execute user WITH NO REVERT, a security
 /// context that a pooled connection's reset could not undo. SqlClient has no physical-connection hook, so the
 /// database's marker is checked (on a deploy connection) before the first connection is handed out and again after
-/// every pool clear; a mismatch is a 409 naming both sides.
+/// every pool clear; a mismatch is a WorkspaceOwnershipException naming both sides.
 /// </summary>
 internal sealed class SqlServerConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership, string applicationName,
     WorkspacesOptions options) : IWorkspaceConnectionSource
