@@ -1,5 +1,5 @@
 global using Microsoft.AspNetCore.Http.HttpResults;
 global using Microsoft.EntityFrameworkCore;
 global using TcStudio.Api.Infrastructure;
-global using TcStudio.Data;
-global using TcStudio.Data.Entities;
+global using TcStudio.SystemDatabase;
+global using TcStudio.SystemDatabase.Entities;

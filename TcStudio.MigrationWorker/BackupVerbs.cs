@@ -4,9 +4,9 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases;
 using TcStudio.MigrationWorker.Backups;
 
 namespace TcStudio.MigrationWorker;

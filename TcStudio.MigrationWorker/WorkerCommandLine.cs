@@ -1,8 +1,8 @@
 using System.CommandLine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using TcStudio.Data;
-using TcStudio.Data.Seeding;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Seeding;
 
 namespace TcStudio.MigrationWorker;
 

@@ -5,9 +5,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using TcStudio.Data;
-using TcStudio.Data.Seeding;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Seeding;
+using TcStudio.WorkspaceDatabases;
 using TcStudio.MigrationWorker.Backups;
 
 namespace TcStudio.MigrationWorker;
@@ -70,7 +70,7 @@ public static class WorkerHost
         {
             // The roles step connects with the admin string only: the owner it creates may be what
             // ConnectionStrings:tcstudio signs in as.
-            if (verb == DefaultRunVerb && TcStudio.Data.Security.SystemDatabaseRoles.FromConfiguration(configuration) is { } roles)
+            if (verb == DefaultRunVerb && TcStudio.SystemDatabase.Security.SystemDatabaseRoles.FromConfiguration(configuration) is { } roles)
             {
                 await WorkerVerbs.EnsureRolesAsync(roles, Console.Out, cancellationToken);
             }

@@ -2,11 +2,11 @@ using System.Diagnostics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using TcStudio.Data;
-using TcStudio.Data.Activities;
-using TcStudio.Data.Security;
-using TcStudio.Data.Seeding;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Activities;
+using TcStudio.SystemDatabase.Security;
+using TcStudio.SystemDatabase.Seeding;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.MigrationWorker;
 

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.MigrationWorker;
 

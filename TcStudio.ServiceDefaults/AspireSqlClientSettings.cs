@@ -6,7 +6,8 @@ namespace TcStudio.ServiceDefaults;
 /// SQL Server connections (workspace databases) have no Aspire client integration that can be restored here, so they
 /// keep their own wiring but read Aspire's settings shape: <c>Aspire:Microsoft:Data:SqlClient</c> (and its keyed form
 /// <c>Aspire:Microsoft:Data:SqlClient:sql</c>, which wins), <c>DisableTracing</c> / <c>DisableMetrics</c> turning the
-/// SqlClient instrumentation off, <c>ConnectionString</c> standing in for <c>ConnectionStrings:sql</c>.
+/// SqlClient instrumentation off, <c>ConnectionString</c> standing in for <c>ConnectionStrings:sql</c> (read where the server is registered:
+/// TcStudio.WorkspaceDatabases' WorkspaceServerRegistry).
 /// </summary>
 public sealed record AspireSqlClientSettings(bool Tracing, bool Metrics)
 {
@@ -15,13 +16,6 @@ public sealed record AspireSqlClientSettings(bool Tracing, bool Metrics)
 
     public static AspireSqlClientSettings Read(IConfiguration configuration) =>
         new(!Flag(configuration, "DisableTracing"), !Flag(configuration, "DisableMetrics"));
-
-    /// <summary><c>ConnectionStrings:sql</c>, else the Aspire settings' <c>ConnectionString</c> (keyed, then general).</summary>
-    public static string? ReadConnectionString(IConfiguration configuration) =>
-        configuration.GetConnectionString(ConnectionName) is { Length: > 0 } connectionString ? connectionString
-        : configuration[$"{SettingsSection}:{ConnectionName}:ConnectionString"] is { Length: > 0 } keyed ? keyed
-        : configuration[$"{SettingsSection}:ConnectionString"] is { Length: > 0 } general ? general
-        : null;
 
     private static bool Flag(IConfiguration configuration, string name) =>
         configuration.GetValue<bool?>($"{SettingsSection}:{ConnectionName}:{name}")

@@ -1,8 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// Stamps created_at on insert and updated_at on insert and update, for every entity, in one place, so no

@@ -1,4 +1,4 @@
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// The configuration section <c>Database</c>. Pool and timeout values are applied to the Npgsql connection string

@@ -1,8 +1,8 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Telemetry;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// A session-level PostgreSQL advisory lock taken around migrate, seed and reset, so two workers (or a worker and an

@@ -1,7 +1,7 @@
 using Microsoft.AspNetCore.Identity;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// Slow, salted password hashes (ASP.NET Core Identity's PBKDF2-HMAC-SHA512, 100,000 iterations), shared by the

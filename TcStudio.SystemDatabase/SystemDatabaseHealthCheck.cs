@@ -3,9 +3,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Telemetry;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// The system database's readiness check (named <c>TcStudioDbContext</c>, after the context, as Aspire names it): a

@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Npgsql;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>One migration and whether the database has it.</summary>
 public sealed record MigrationState(string Id, bool Applied, bool KnownToCode = true);

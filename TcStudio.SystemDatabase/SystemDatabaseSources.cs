@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// The system database's data sources. <c>ConnectionStrings:tcstudio</c> may list several hosts (a primary and its

@@ -4,9 +4,9 @@ using Npgsql;
 using Polly;
 using Polly.Retry;
 using Polly.Timeout;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Telemetry;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// Waits at start until the system database answers, retrying with exponential backoff and jitter and logging each

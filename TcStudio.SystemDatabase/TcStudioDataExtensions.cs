@@ -8,10 +8,10 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
-using TcStudio.Data.Seeding;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Seeding;
+using TcStudio.SystemDatabase.Telemetry;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// Registers the system database: a pooled DbContext over our own NpgsqlDataSource (the pool, Max Auto Prepare and the
@@ -100,9 +100,11 @@ public static class TcStudioDataExtensions
             // Only the system database: a dead workspace database must not take the service out of rotation.
             builder.Services.AddHealthChecks().AddCheck<SystemDatabaseHealthCheck>(SystemDatabaseHealthCheck.Name);
         }
-        // Listed in /health only where a tunnel is configured, so hosts without one keep their report unchanged.
+        // Listed in /health only where a tunnel is configured, so hosts without one keep their report unchanged. One
+        // check covers the system database's tunnel and the workspace servers' (WorkspaceServers:<name>:Ssh, read by
+        // TcStudio.WorkspaceDatabases' WorkspaceServerRegistry): the tunnels are shared (Ssh/).
         if (Ssh.SshTunnelOptions.Read(builder.Configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}")) is not null
-            || builder.Configuration.GetSection(WorkspaceDatabases.WorkspaceServerRegistry.SectionName).GetChildren()
+            || builder.Configuration.GetSection(Ssh.SshTunnels.WorkspaceServersSection).GetChildren()
                 .Any(server => server.GetSection(Ssh.SshTunnelOptions.SectionName).Exists()))
         {
             builder.Services.AddHealthChecks().AddCheck<Ssh.SshTunnelHealthCheck>(Ssh.SshTunnelHealthCheck.Name);

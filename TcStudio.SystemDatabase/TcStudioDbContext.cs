@@ -1,8 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Conventions;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>The system database: users, roles, workspaces, memberships, environments, procedures, activity.</summary>
 public sealed class TcStudioDbContext(DbContextOptions<TcStudioDbContext> options) : DbContext(options)

@@ -2,7 +2,7 @@ using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql.EntityFrameworkCore.PostgreSQL;
 using Npgsql;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 /// <summary>
 /// Npgsql's retrying strategy, minus the failures where a retry only multiplies the wait: a lock that did not come

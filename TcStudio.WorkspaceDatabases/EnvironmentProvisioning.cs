@@ -3,10 +3,10 @@ using System.Security.Cryptography;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases.Postgres;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// The life of an environment and its database, for the API and the worker alike: create (always a new database),

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// What one kind of workspace database (its SQL dialect) knows how to do. Two implementations: SQL Server

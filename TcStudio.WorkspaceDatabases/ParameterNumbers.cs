@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// Floating-point parameter values: .NET reads "NaN", "Infinity" and 1e400 (which overflows to infinity) as doubles,

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>A draft's name ("name" or "schema.name", validated by the API) split for catalog lookups.</summary>
 public readonly record struct ProcedureName(string? Schema, string Name)

@@ -1,7 +1,7 @@
 using System.Collections;
 using System.Globalization;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>Turns driver values into what JSON can carry faithfully (anything exotic becomes its text form).</summary>
 public static class ResultValues

@@ -2,7 +2,7 @@ using System.Net.Sockets;
 using Microsoft.Data.SqlClient;
 using Npgsql;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// A failure in a workspace database, in the domain's terms: what went wrong and the environment it concerns. How a

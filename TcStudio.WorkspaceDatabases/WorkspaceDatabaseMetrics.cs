@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// Workspace connection metrics (SqlClient has no meter, and Npgsql's are per data source): meter

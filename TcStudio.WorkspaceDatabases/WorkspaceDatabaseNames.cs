@@ -1,8 +1,8 @@
 using Microsoft.Data.SqlClient;
 using Npgsql;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// Which database names an environment may use: plain identifiers (so they can be quoted safely where they cannot

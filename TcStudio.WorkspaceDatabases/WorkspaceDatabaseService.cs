@@ -4,9 +4,9 @@ using Microsoft.Data.SqlClient;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// What the API and the worker do with workspace databases, on connections from <see cref="WorkspaceConnectionCache"/>:

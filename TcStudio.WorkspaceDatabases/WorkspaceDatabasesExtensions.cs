@@ -3,10 +3,10 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
-using TcStudio.Data.WorkspaceDatabases.SqlServer;
+using TcStudio.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases.SqlServer;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 public static class WorkspaceDatabasesExtensions
 {
@@ -21,6 +21,7 @@ public static class WorkspaceDatabasesExtensions
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddMetrics();
         builder.Services.TryAddSingleton<WorkspaceServerRegistry>();
+        builder.Services.TryAddSingleton<TcStudio.SystemDatabase.Seeding.IDefaultWorkspaceServer>(sp => sp.GetRequiredService<WorkspaceServerRegistry>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, PostgresWorkspaceProvider>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, SqlServerWorkspaceProvider>());
         builder.Services.TryAddSingleton<WorkspaceDatabaseMetrics>();

@@ -1,7 +1,7 @@
 using Microsoft.EntityFrameworkCore;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// Keeps an environment's row in the system database (schema_version, status, last_error) in step with what was

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// The workspace base schema's migrations, embedded in this assembly as

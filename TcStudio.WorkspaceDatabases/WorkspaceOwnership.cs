@@ -1,4 +1,4 @@
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// An environment's claim on its database, as read from the system database (workspace_databases), with its roles'

@@ -1,10 +1,10 @@
 using System.Security.Cryptography;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases.Postgres;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// Reads environments' claims (workspace_databases) for the connection cache, and turns claims into

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 public enum WorkspaceSchemaState
 {

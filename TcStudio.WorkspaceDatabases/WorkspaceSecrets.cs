@@ -3,7 +3,7 @@ using System.Text;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// Encrypts the workspace roles' passwords for the system database (AES-256-GCM, a random nonce per value, the role

@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases.Postgres;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// The worker's <c>workspaces bootstrap</c>: the only code that uses a workspace server's admin credential
@@ -29,15 +29,15 @@ public static class WorkspaceServerBootstrap
             ? configuration[LocalAdminConnectionStringKey] is { Length: > 0 } local ? local : configuration[AdminKey(server)]
             : configuration[AdminKey(server)];
         if (configured is null || server.Provider != WorkspaceProviders.Postgres) return configured;
-        var ssh = configuration.GetSection($"{WorkspaceServerRegistry.SectionName}:{server.Name}:{Ssh.SshTunnelOptions.SectionName}");
+        var ssh = configuration.GetSection($"{WorkspaceServerRegistry.SectionName}:{server.Name}:{SystemDatabase.Ssh.SshTunnelOptions.SectionName}");
         var tunnelName = server.Name;
         if (isLocal && !ssh.Exists())
         {
             // The system database's server: the same tunnel as the system database.
-            ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}");
-            tunnelName = Ssh.SshTunnels.SystemServerName;
+            ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{SystemDatabase.Ssh.SshTunnelOptions.SectionName}");
+            tunnelName = SystemDatabase.Ssh.SshTunnels.SystemServerName;
         }
-        return Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(configured), ssh, tunnelName, open: true).ConnectionString;
+        return SystemDatabase.Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(configured), ssh, tunnelName, open: true).ConnectionString;
     }
 
     public static string AdminKey(WorkspaceServer server) =>

@@ -1,8 +1,8 @@
 using Microsoft.Data.SqlClient;
 using Npgsql;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// Which physical server a registered workspace server is, so two configured names for one server claim its

@@ -1,9 +1,9 @@
 using Microsoft.Data.SqlClient;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// A database server the operator registered for workspace databases. API users only ever name it; its connection
@@ -31,11 +31,11 @@ public sealed record WorkspaceServer(string Name, string Provider, string Connec
 /// Admin connection strings (<c>:AdminConnectionString</c>, <c>ConnectionStrings:postgres</c>) are never read here:
 /// only the worker's bootstrap uses them.
 /// </summary>
-public sealed partial class WorkspaceServerRegistry
+public sealed partial class WorkspaceServerRegistry : TcStudio.SystemDatabase.Seeding.IDefaultWorkspaceServer
 {
     public const string SqlServerName = "sql";
     public const string LocalName = "local";
-    public const string SectionName = "WorkspaceServers";
+    public const string SectionName = TcStudio.SystemDatabase.Ssh.SshTunnels.WorkspaceServersSection;
 
     private readonly Dictionary<string, WorkspaceServer> _servers = new(StringComparer.OrdinalIgnoreCase);
     private readonly List<string> _errors = [];
@@ -46,7 +46,7 @@ public sealed partial class WorkspaceServerRegistry
     {
         _configuration = configuration;
         // ConnectionStrings:sql, or Aspire's SqlClient settings shape (Aspire:Microsoft:Data:SqlClient[:sql]:ConnectionString).
-        if (TcStudio.ServiceDefaults.AspireSqlClientSettings.ReadConnectionString(configuration) is { Length: > 0 } sql)
+        if (ReadSqlConnectionString(configuration) is { Length: > 0 } sql)
         {
             Add(new WorkspaceServer(SqlServerName, WorkspaceProviders.SqlServer, sql,
                 configuration[$"{SectionName}:{SqlServerName}:ExecuteConnectionString"]));
@@ -56,12 +56,12 @@ public sealed partial class WorkspaceServerRegistry
             if (IsWellFormed(WorkspaceProviders.Postgres, localOverride))
             {
                 // The system database's server: its own Ssh section if it has one, else the system database's tunnel.
-                var ssh = configuration.GetSection($"{SectionName}:{LocalName}:{Ssh.SshTunnelOptions.SectionName}");
+                var ssh = configuration.GetSection($"{SectionName}:{LocalName}:{SystemDatabase.Ssh.SshTunnelOptions.SectionName}");
                 var tunnelName = LocalName;
                 if (!ssh.Exists())
                 {
-                    ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}");
-                    tunnelName = Ssh.SshTunnels.SystemServerName;
+                    ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{SystemDatabase.Ssh.SshTunnelOptions.SectionName}");
+                    tunnelName = SystemDatabase.Ssh.SshTunnels.SystemServerName;
                 }
                 AddTunnelled(new WorkspaceServer(LocalName, WorkspaceProviders.Postgres, localOverride, null), ssh, tunnelName);
             }
@@ -82,7 +82,7 @@ public sealed partial class WorkspaceServerRegistry
                 localIdentity = WorkspaceServerIdentity.Of(WorkspaceProviders.Postgres,
                     SystemDatabaseConnection.BuildDirect(configuration, "tcstudio-workspaces").ConnectionString);
             }
-            catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or Ssh.SshTunnelException)
+            catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException or SystemDatabase.Ssh.SshTunnelException)
             {
                 // Reported by SystemDatabaseConnection.FindConfigurationError at start.
             }
@@ -111,7 +111,7 @@ public sealed partial class WorkspaceServerRegistry
                 continue;
             }
             AddTunnelled(new WorkspaceServer(name, provider, connectionString, section["ExecuteConnectionString"]),
-                section.GetSection(Ssh.SshTunnelOptions.SectionName), name);
+                section.GetSection(SystemDatabase.Ssh.SshTunnelOptions.SectionName), name);
         }
     }
 
@@ -129,7 +129,7 @@ public sealed partial class WorkspaceServerRegistry
     /// </summary>
     private void AddTunnelled(WorkspaceServer server, IConfigurationSection ssh, string tunnelName)
     {
-        if (Ssh.SshTunnelOptions.Read(ssh) is null)
+        if (SystemDatabase.Ssh.SshTunnelOptions.Read(ssh) is null)
         {
             Add(server);
             return;
@@ -137,14 +137,14 @@ public sealed partial class WorkspaceServerRegistry
         try
         {
             string Route(string connectionString, bool open) => server.Provider == WorkspaceProviders.Postgres
-                ? Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(connectionString), ssh, tunnelName, open).ConnectionString
-                : Ssh.SshTunnels.Shared.RouteSqlServer(connectionString, ssh, tunnelName, open);
+                ? SystemDatabase.Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(connectionString), ssh, tunnelName, open).ConnectionString
+                : SystemDatabase.Ssh.SshTunnels.Shared.RouteSqlServer(connectionString, ssh, tunnelName, open);
             string routed;
             try
             {
                 routed = Route(server.ConnectionString, open: true);
             }
-            catch (Ssh.SshTunnelException e) when (Ssh.SshTunnelOptions.Read(ssh)?.FindError() is null)
+            catch (SystemDatabase.Ssh.SshTunnelException e) when (SystemDatabase.Ssh.SshTunnelOptions.Read(ssh)?.FindError() is null)
             {
                 _tunnelErrors.Add(e.Message);
                 routed = Route(server.ConnectionString, open: false);
@@ -155,7 +155,7 @@ public sealed partial class WorkspaceServerRegistry
                 ExecuteConnectionString = server.ExecuteConnectionString is { Length: > 0 } execute ? Route(execute, open: false) : null,
             });
         }
-        catch (Ssh.SshTunnelException e)
+        catch (SystemDatabase.Ssh.SshTunnelException e)
         {
             _errors.Add(e.Message);
         }
@@ -170,6 +170,21 @@ public sealed partial class WorkspaceServerRegistry
 
     /// <summary>Where seeded environments go: SQL Server when configured, otherwise the local PostgreSQL.</summary>
     public WorkspaceServer? DefaultServer => Find(SqlServerName) ?? Find(LocalName);
+
+    /// <summary>
+    /// <c>ConnectionStrings:sql</c>, else Aspire's SqlClient settings' <c>ConnectionString</c> (keyed
+    /// <c>Aspire:Microsoft:Data:SqlClient:sql</c>, then general), the shape ServiceDefaults' AspireSqlClientSettings reads.
+    /// </summary>
+    private static string? ReadSqlConnectionString(IConfiguration configuration) =>
+        configuration.GetConnectionString(SqlServerName) is { Length: > 0 } connectionString ? connectionString
+        : configuration[$"{AspireSqlClientSection}:{SqlServerName}:ConnectionString"] is { Length: > 0 } keyed ? keyed
+        : configuration[$"{AspireSqlClientSection}:ConnectionString"] is { Length: > 0 } general ? general
+        : null;
+
+    private const string AspireSqlClientSection = "Aspire:Microsoft:Data:SqlClient";
+
+    (string Name, string Provider)? TcStudio.SystemDatabase.Seeding.IDefaultWorkspaceServer.DefaultServer =>
+        DefaultServer is { } server ? (server.Name, server.Provider) : null;
 
     private void Add(WorkspaceServer server)
     {

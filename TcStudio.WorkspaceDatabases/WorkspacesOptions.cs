@@ -1,4 +1,4 @@
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
 /// The configuration section <c>Workspaces</c>: how workspace databases are connected to, cached, guarded and

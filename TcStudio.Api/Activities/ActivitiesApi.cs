@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Buffers.Text;
 using System.Text.Json;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 using TcStudio.Api.Workspaces;
 
 namespace TcStudio.Api.Activities;

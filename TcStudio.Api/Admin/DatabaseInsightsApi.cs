@@ -1,5 +1,5 @@
 using TcStudio.Api.Auth;
-using TcStudio.Data.Insights;
+using TcStudio.SystemDatabase.Insights;
 
 namespace TcStudio.Api.Admin;
 

@@ -3,7 +3,7 @@ using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
 using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Api.Environments;
 

@@ -3,7 +3,7 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
 using TcStudio.Api.Workspaces;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 
 namespace TcStudio.Api.Events;
 

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 
 namespace TcStudio.Api.Events;
 

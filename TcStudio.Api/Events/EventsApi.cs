@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Workspaces;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 
 namespace TcStudio.Api.Events;
 

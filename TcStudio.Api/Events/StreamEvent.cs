@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using TcStudio.Api.Activities;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 
 namespace TcStudio.Api.Events;
 

@@ -1,6 +1,6 @@
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 
 namespace TcStudio.Api.Events;
 

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Api.Procedures;
 

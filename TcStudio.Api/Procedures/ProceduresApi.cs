@@ -5,7 +5,7 @@ using TcStudio.Api.Auth;
 using TcStudio.Api.Environments;
 using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Api.Procedures;
 

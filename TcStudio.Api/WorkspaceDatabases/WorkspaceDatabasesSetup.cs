@@ -1,4 +1,4 @@
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Api.WorkspaceDatabases;
 

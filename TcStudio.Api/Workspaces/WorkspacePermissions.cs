@@ -47,6 +47,6 @@ public static class WorkspacePermissions
         isSystemAdmin || (workspaceRole is not null && ByRole.TryGetValue(workspaceRole, out var granted) && granted.Contains(permission));
 
     /// <summary>Production is an attribute of the environment (isProduction), never guessed from its name.</summary>
-    public static WorkspacePermission ExecutePermissionFor(TcStudio.Data.Entities.WorkspaceEnvironment environment) =>
+    public static WorkspacePermission ExecutePermissionFor(TcStudio.SystemDatabase.Entities.WorkspaceEnvironment environment) =>
         environment.IsProduction ? WorkspacePermission.ExecuteProduction : WorkspacePermission.ExecuteNonProduction;
 }

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Options;
 using System.Text.Json;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Api.Workspaces;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Npgsql;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 namespace TcStudio.Benchmarks.Harness;
 

@@ -1,7 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.Data;
-using TcStudio.Data.Seeding;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Seeding;
 
 namespace TcStudio.Benchmarks.Harness;
 

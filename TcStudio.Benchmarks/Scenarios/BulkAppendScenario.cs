@@ -2,11 +2,11 @@ using System.Diagnostics;
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
-using TcStudio.Data;
-using TcStudio.Data.Activities;
-using TcStudio.Data.Entities;
-using TcStudio.Data.Security;
-using Activity = TcStudio.Data.Entities.Activity;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Activities;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.SystemDatabase.Security;
+using Activity = TcStudio.SystemDatabase.Entities.Activity;
 
 namespace TcStudio.Benchmarks.Scenarios;
 

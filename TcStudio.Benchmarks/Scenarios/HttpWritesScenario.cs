@@ -1,8 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using NpgsqlTypes;
-using TcStudio.Data.Entities;
-using Activity = TcStudio.Data.Entities.Activity;
+using TcStudio.SystemDatabase.Entities;
+using Activity = TcStudio.SystemDatabase.Entities.Activity;
 
 namespace TcStudio.Benchmarks.Scenarios;
 

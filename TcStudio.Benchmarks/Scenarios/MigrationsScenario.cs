@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Npgsql;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 namespace TcStudio.Benchmarks.Scenarios;
 

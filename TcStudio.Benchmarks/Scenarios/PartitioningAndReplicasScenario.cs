@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Net.Http.Json;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 namespace TcStudio.Benchmarks.Scenarios;
 

@@ -1,5 +1,5 @@
 using Npgsql;
-using TcStudio.Data.Security;
+using TcStudio.SystemDatabase.Security;
 
 namespace TcStudio.Benchmarks.Scenarios;
 

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Npgsql;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 namespace TcStudio.MigrationWorker.Backups;
 
@@ -93,8 +93,8 @@ public sealed class BackupOptions
     /// have, so the server's admin string (<c>ConnectionStrings:postgres</c>) when there is one, else the backup one.
     /// </summary>
     public static NpgsqlConnectionStringBuilder BaseBackupConnection(IConfiguration configuration) =>
-        Credential(configuration, configuration.GetConnectionString(TcStudio.Data.Security.SystemDatabaseRoles.AdminConnectionName) is { Length: > 0 }
-            ? TcStudio.Data.Security.SystemDatabaseRoles.AdminConnectionName
+        Credential(configuration, configuration.GetConnectionString(TcStudio.SystemDatabase.Security.SystemDatabaseRoles.AdminConnectionName) is { Length: > 0 }
+            ? TcStudio.SystemDatabase.Security.SystemDatabaseRoles.AdminConnectionName
             : BackupConnectionName);
 
     public static NpgsqlConnectionStringBuilder RestoreConnection(IConfiguration configuration) =>

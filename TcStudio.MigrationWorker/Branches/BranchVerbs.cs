@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
-using TcStudio.Data;
-using TcStudio.Data.Seeding;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Seeding;
 
 namespace TcStudio.MigrationWorker.Branches;
 

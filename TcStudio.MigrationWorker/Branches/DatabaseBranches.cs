@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Npgsql;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases;
 using TcStudio.MigrationWorker.Backups;
 
 namespace TcStudio.MigrationWorker.Branches;

@@ -1,7 +1,7 @@
 using Npgsql;
 using NpgsqlTypes;
 
-namespace TcStudio.Data.Activities;
+namespace TcStudio.SystemDatabase.Activities;
 
 /// <summary>One audit row to append in bulk. Id and CreatedAt default to a fresh v7 id and now.</summary>
 public sealed record ActivityRecord(

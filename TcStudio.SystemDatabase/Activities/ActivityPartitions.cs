@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Npgsql;
 
-namespace TcStudio.Data.Activities;
+namespace TcStudio.SystemDatabase.Activities;
 
 /// <summary>The configuration section <c>Activities</c>: how the partitioned activity log is kept.</summary>
 public sealed class ActivityPartitionOptions

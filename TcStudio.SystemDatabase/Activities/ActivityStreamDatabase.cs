@@ -5,7 +5,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
 
-namespace TcStudio.Data.Activities;
+namespace TcStudio.SystemDatabase.Activities;
 
 /// <summary>One activity as the live stream reads it: its stream position and what the activity log shows of it.</summary>
 public sealed record ActivityStreamRow(ActivityStreamPosition Position, Guid Id, string Action, string EntityType, Guid? EntityId,

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Activities;
+namespace TcStudio.SystemDatabase.Activities;
 
 /// <summary>The configuration section <c>Events</c>: the live activity stream (GET /api/workspaces/{slug}/events).</summary>
 public sealed class ActivityStreamOptions

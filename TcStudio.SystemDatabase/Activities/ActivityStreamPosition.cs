@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Buffers.Text;
 
-namespace TcStudio.Data.Activities;
+namespace TcStudio.SystemDatabase.Activities;
 
 /// <summary>
 /// A place in a workspace's live activity stream: the rows are ordered by (inserting transaction id, id), and a

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 /// <summary>One line of the audit trail. Append-only: nothing updates or deletes these rows except a workspace purge.</summary>
 public sealed class Activity : IHasCreatedAt

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 /// <summary>A periodic reading of the system database's size, for growth figures.</summary>
 public sealed class DatabaseSizeSample

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 /// <summary>Rows whose created_at is stamped by <see cref="AuditTimestampsInterceptor"/> on insert.</summary>
 public interface IHasCreatedAt

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 /// <summary>
 /// A POST that carried an <c>Idempotency-Key</c> and succeeded: the key (per user), a fingerprint of the request, and

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 /// <summary>
 /// Sign-in attempts counted against one username or one client address, shared by every API instance: failures, and

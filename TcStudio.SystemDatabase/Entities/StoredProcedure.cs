@@ -1,6 +1,6 @@
 using NpgsqlTypes;
 
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 public sealed class StoredProcedure : IAuditedEntity
 {

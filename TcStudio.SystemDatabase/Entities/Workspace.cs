@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 public sealed class Workspace : IAuditedEntity, ISoftDeletable
 {

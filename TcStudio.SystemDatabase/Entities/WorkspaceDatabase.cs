@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 /// <summary>
 /// TC Studio's claim on one database of one server: the row that makes a workspace database belong to its

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Entities;
+namespace TcStudio.SystemDatabase.Entities;
 
 public sealed class WorkspaceEnvironment : IAuditedEntity
 {

@@ -1,9 +1,9 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.EntityConfigurations;
+namespace TcStudio.SystemDatabase.EntityConfigurations;
 
 internal sealed class ActivityConfiguration : IEntityTypeConfiguration<Activity>
 {

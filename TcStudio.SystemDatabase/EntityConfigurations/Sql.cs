@@ -1,4 +1,4 @@
-namespace TcStudio.Data.EntityConfigurations;
+namespace TcStudio.SystemDatabase.EntityConfigurations;
 
 /// <summary>Small helpers for writing CHECK constraint SQL from the C# constants, so both sides agree.</summary>
 internal static class Sql

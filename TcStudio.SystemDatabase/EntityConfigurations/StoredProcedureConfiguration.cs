@@ -1,8 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.EntityConfigurations;
+namespace TcStudio.SystemDatabase.EntityConfigurations;
 
 internal sealed class StoredProcedureConfiguration : IEntityTypeConfiguration<StoredProcedure>
 {

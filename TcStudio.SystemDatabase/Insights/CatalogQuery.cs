@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace TcStudio.Data.Insights;
+namespace TcStudio.SystemDatabase.Insights;
 
 /// <summary>Runs a parameterised catalog query on the system database and maps each row.</summary>
 internal static class CatalogQuery

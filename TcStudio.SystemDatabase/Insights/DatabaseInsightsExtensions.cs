@@ -1,10 +1,10 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
-using TcStudio.Data.Insights;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Insights;
+using TcStudio.SystemDatabase.Telemetry;
 
-namespace TcStudio.Data;
+namespace TcStudio.SystemDatabase;
 
 public static class DatabaseInsightsExtensions
 {

@@ -4,11 +4,11 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TcStudio.Data.Entities;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.SystemDatabase.Telemetry;
 using System.Text.Json;
 
-namespace TcStudio.Data.Insights;
+namespace TcStudio.SystemDatabase.Insights;
 
 /// <summary>
 /// Samples the system database's size (<c>pg_database_size</c>) and its largest tables into

@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace TcStudio.Data.Insights;
+namespace TcStudio.SystemDatabase.Insights;
 
 /// <summary>Indexes worth a second look: for <c>GET /api/admin/database/indexes</c>.</summary>
 /// <param name="StatisticsSince">When this database's statistics were last reset (null: never): "unused" means since then.</param>

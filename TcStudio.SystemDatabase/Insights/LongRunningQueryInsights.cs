@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Options;
 using Npgsql;
 
-namespace TcStudio.Data.Insights;
+namespace TcStudio.SystemDatabase.Insights;
 
 /// <summary>A statement running (or a transaction idling) longer than the threshold: for <c>GET /api/admin/database/long-running</c>.</summary>
 public sealed record LongRunningQuery(

@@ -1,8 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Telemetry;
 
-namespace TcStudio.Data.Insights;
+namespace TcStudio.SystemDatabase.Insights;
 
 /// <summary>The database at a glance: for <c>GET /api/admin/database/overview</c>.</summary>
 public sealed record DatabaseOverview(

@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase.Telemetry;
 
-namespace TcStudio.Data.Insights;
+namespace TcStudio.SystemDatabase.Insights;
 
 /// <summary>The slowest statements: for <c>GET /api/admin/database/slow-queries</c>. <see cref="Source"/> says where they came from.</summary>
 public sealed record SlowQueryReport(string Source, double MinMeanMs, IReadOnlyList<SlowQueryStatistic> Queries);

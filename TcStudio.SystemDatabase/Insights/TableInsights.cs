@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace TcStudio.Data.Insights;
+namespace TcStudio.SystemDatabase.Insights;
 
 /// <summary>One table's size and activity: for <c>GET /api/admin/database/tables</c>.</summary>
 public sealed record TableStatistics(

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 using NpgsqlTypes;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     [DbContext(typeof(TcStudioDbContext))]
     [Migration("20261123163322_InitialSchema")]
@@ -27,7 +27,7 @@ namespace TcStudio.Data.Migrations
 
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -85,7 +85,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.DatabaseSizeSample", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.DatabaseSizeSample", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -118,7 +118,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Role", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Role", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -157,7 +157,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -243,7 +243,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -318,7 +318,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -399,7 +399,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -484,7 +484,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
                     b.Property<Guid>("WorkspaceId")
                         .HasColumnType("uuid")
@@ -518,31 +518,31 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.SetNull)
                         .HasConstraintName("fk_activities_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", null)
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .HasConstraintName("fk_activities_workspaces");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_stored_procedures_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -552,9 +552,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Role", "Role")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Role", "Role")
                         .WithMany()
                         .HasForeignKey("RoleId")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -564,9 +564,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Role");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -574,9 +574,9 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_workspaces_users");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -586,16 +586,16 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", "User")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", "User")
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_workspace_members_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany("Members")
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -607,7 +607,7 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Navigation("Members");
                 });

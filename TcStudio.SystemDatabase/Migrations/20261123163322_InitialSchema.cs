@@ -5,7 +5,7 @@ using NpgsqlTypes;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <inheritdoc />
     public partial class InitialSchema : Migration

@@ -2,7 +2,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <summary>
     /// Full-text search per workspace: a GIN index on (workspace_id, search_vector) replaces the table-wide one, so a

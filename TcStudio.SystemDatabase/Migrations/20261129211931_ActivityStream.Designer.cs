@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 using NpgsqlTypes;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     [DbContext(typeof(TcStudioDbContext))]
     [Migration("20261129211931_ActivityStream")]
@@ -28,7 +28,7 @@ namespace TcStudio.Data.Migrations
             NpgsqlModelBuilderExtensions.HasPostgresExtension(modelBuilder, "btree_gin");
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -95,7 +95,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.DatabaseSizeSample", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.DatabaseSizeSample", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -128,7 +128,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Role", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Role", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -167,7 +167,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -254,7 +254,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -329,7 +329,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -410,7 +410,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -495,7 +495,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
                     b.Property<Guid>("WorkspaceId")
                         .HasColumnType("uuid")
@@ -529,31 +529,31 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.SetNull)
                         .HasConstraintName("fk_activities_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", null)
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .HasConstraintName("fk_activities_workspaces");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_stored_procedures_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -563,9 +563,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Role", "Role")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Role", "Role")
                         .WithMany()
                         .HasForeignKey("RoleId")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -575,9 +575,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Role");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -585,9 +585,9 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_workspaces_users");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -597,16 +597,16 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", "User")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", "User")
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_workspace_members_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany("Members")
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -618,7 +618,7 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Navigation("Members");
                 });

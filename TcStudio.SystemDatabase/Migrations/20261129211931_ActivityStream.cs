@@ -2,7 +2,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <summary>
     /// The live activity stream (GET /api/workspaces/{slug}/events): activities.xid, the id of the inserting

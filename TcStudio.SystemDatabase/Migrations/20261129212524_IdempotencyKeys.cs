@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <summary>
     /// idempotency_keys: the responses of POSTs sent with an Idempotency-Key, kept 24 h so a retry replays them.

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 using NpgsqlTypes;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     [DbContext(typeof(TcStudioDbContext))]
     [Migration("20261129223018_LoginThrottle")]
@@ -28,7 +28,7 @@ namespace TcStudio.Data.Migrations
             NpgsqlModelBuilderExtensions.HasPostgresExtension(modelBuilder, "btree_gin");
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -86,7 +86,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.DatabaseSizeSample", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.DatabaseSizeSample", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -119,7 +119,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.LoginFailure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.LoginFailure", b =>
                 {
                     b.Property<string>("Key")
                         .HasMaxLength(100)
@@ -166,7 +166,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Role", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Role", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -205,7 +205,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -292,7 +292,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -367,7 +367,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -448,7 +448,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -533,7 +533,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
                     b.Property<Guid>("WorkspaceId")
                         .HasColumnType("uuid")
@@ -567,31 +567,31 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.SetNull)
                         .HasConstraintName("fk_activities_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", null)
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .HasConstraintName("fk_activities_workspaces");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_stored_procedures_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -601,9 +601,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Role", "Role")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Role", "Role")
                         .WithMany()
                         .HasForeignKey("RoleId")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -613,9 +613,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Role");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -623,9 +623,9 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_workspaces_users");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -635,16 +635,16 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", "User")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", "User")
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_workspace_members_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany("Members")
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -656,7 +656,7 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Navigation("Members");
                 });

@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <inheritdoc />
     public partial class LoginThrottle : Migration

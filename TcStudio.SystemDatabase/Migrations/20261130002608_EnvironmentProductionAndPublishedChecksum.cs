@@ -2,7 +2,7 @@
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <inheritdoc />
     public partial class EnvironmentProductionAndPublishedChecksum : Migration

@@ -2,7 +2,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <summary>
     /// Row-level security on every workspace-scoped table (ENABLE and FORCE, see <see cref="RowLevelSecurityPolicies"/>).

@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <summary>
     /// What running the API as the app role needed (catalog changes only; the model is unchanged, so no designer file):

@@ -7,11 +7,11 @@ using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 using NpgsqlTypes;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     [DbContext(typeof(TcStudioDbContext))]
     [Migration("20261130040000_PartitionedActivities")]
@@ -28,7 +28,7 @@ namespace TcStudio.Data.Migrations
             NpgsqlModelBuilderExtensions.HasPostgresExtension(modelBuilder, "btree_gin");
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -95,7 +95,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.DatabaseSizeSample", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.DatabaseSizeSample", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -128,7 +128,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.IdempotencyKey", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.IdempotencyKey", b =>
                 {
                     b.Property<Guid>("UserId")
                         .HasColumnType("uuid")
@@ -204,7 +204,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.LoginFailure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.LoginFailure", b =>
                 {
                     b.Property<string>("Key")
                         .HasMaxLength(100)
@@ -251,7 +251,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Role", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Role", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -290,7 +290,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -382,7 +382,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -457,7 +457,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -538,7 +538,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceDatabase", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -645,7 +645,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -736,7 +736,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
                     b.Property<Guid>("WorkspaceId")
                         .HasColumnType("uuid")
@@ -770,24 +770,24 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.SetNull)
                         .HasConstraintName("fk_activities_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", null)
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .HasConstraintName("fk_activities_workspaces");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.IdempotencyKey", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.IdempotencyKey", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -795,16 +795,16 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_idempotency_keys_users");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_stored_procedures_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -814,9 +814,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Role", "Role")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Role", "Role")
                         .WithMany()
                         .HasForeignKey("RoleId")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -826,9 +826,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Role");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -836,18 +836,18 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_workspaces_users");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceDatabase", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.WorkspaceEnvironment", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", null)
                         .WithMany()
                         .HasForeignKey("EnvironmentId")
                         .OnDelete(DeleteBehavior.Restrict)
                         .HasConstraintName("fk_workspace_databases_workspace_environments");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -857,16 +857,16 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", "User")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", "User")
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_workspace_members_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany("Members")
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -878,7 +878,7 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Navigation("Members");
                 });

@@ -1,9 +1,9 @@
 using Microsoft.EntityFrameworkCore.Migrations;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     /// <summary>
     /// Converts <c>activities</c> into a table range-partitioned by month on <c>created_at</c>, with primary key

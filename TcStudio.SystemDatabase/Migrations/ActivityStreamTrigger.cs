@@ -1,6 +1,6 @@
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 
-namespace TcStudio.Data.Migrations;
+namespace TcStudio.SystemDatabase.Migrations;
 
 /// <summary>
 /// SQL for the trigger that wakes the live activity stream. Kept apart from the migration so a later migration that

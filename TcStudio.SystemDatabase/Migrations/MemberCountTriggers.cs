@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Migrations;
+namespace TcStudio.SystemDatabase.Migrations;
 
 /// <summary>
 /// SQL for the triggers that keep workspaces.member_count equal to the number of memberships. Kept apart from the

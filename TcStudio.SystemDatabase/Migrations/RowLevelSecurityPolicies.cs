@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Migrations;
+namespace TcStudio.SystemDatabase.Migrations;
 
 /// <summary>
 /// The seal between workspaces, in PostgreSQL: a row of a workspace-scoped table is visible and writable only in a

@@ -6,11 +6,11 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 using NpgsqlTypes;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 #nullable disable
 
-namespace TcStudio.Data.Migrations
+namespace TcStudio.SystemDatabase.Migrations
 {
     [DbContext(typeof(TcStudioDbContext))]
     partial class TcStudioDbContextModelSnapshot : ModelSnapshot
@@ -25,7 +25,7 @@ namespace TcStudio.Data.Migrations
             NpgsqlModelBuilderExtensions.HasPostgresExtension(modelBuilder, "btree_gin");
             NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -92,7 +92,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.DatabaseSizeSample", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.DatabaseSizeSample", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -125,7 +125,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.IdempotencyKey", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.IdempotencyKey", b =>
                 {
                     b.Property<Guid>("UserId")
                         .HasColumnType("uuid")
@@ -201,7 +201,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.LoginFailure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.LoginFailure", b =>
                 {
                     b.Property<string>("Key")
                         .HasMaxLength(100)
@@ -248,7 +248,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Role", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Role", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -287,7 +287,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -379,7 +379,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -454,7 +454,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -535,7 +535,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceDatabase", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -642,7 +642,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
@@ -733,7 +733,7 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
                     b.Property<Guid>("WorkspaceId")
                         .HasColumnType("uuid")
@@ -767,24 +767,24 @@ namespace TcStudio.Data.Migrations
                         });
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Activity", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Activity", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.SetNull)
                         .HasConstraintName("fk_activities_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", null)
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .HasConstraintName("fk_activities_workspaces");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.IdempotencyKey", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.IdempotencyKey", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -792,16 +792,16 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_idempotency_keys_users");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.StoredProcedure", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.StoredProcedure", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
                         .IsRequired()
                         .HasConstraintName("fk_stored_procedures_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -811,9 +811,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.User", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.User", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Role", "Role")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Role", "Role")
                         .WithMany()
                         .HasForeignKey("RoleId")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -823,9 +823,9 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Role");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", null)
                         .WithMany()
                         .HasForeignKey("CreatedBy")
                         .OnDelete(DeleteBehavior.Restrict)
@@ -833,18 +833,18 @@ namespace TcStudio.Data.Migrations
                         .HasConstraintName("fk_workspaces_users");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceDatabase", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceDatabase", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.WorkspaceEnvironment", null)
+                    b.HasOne("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", null)
                         .WithMany()
                         .HasForeignKey("EnvironmentId")
                         .OnDelete(DeleteBehavior.Restrict)
                         .HasConstraintName("fk_workspace_databases_workspace_environments");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceEnvironment", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceEnvironment", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany()
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -854,16 +854,16 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.WorkspaceMember", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.WorkspaceMember", b =>
                 {
-                    b.HasOne("TcStudio.Data.Entities.User", "User")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.User", "User")
                         .WithMany()
                         .HasForeignKey("UserId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_workspace_members_users");
 
-                    b.HasOne("TcStudio.Data.Entities.Workspace", "Workspace")
+                    b.HasOne("TcStudio.SystemDatabase.Entities.Workspace", "Workspace")
                         .WithMany("Members")
                         .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
@@ -875,7 +875,7 @@ namespace TcStudio.Data.Migrations
                     b.Navigation("Workspace");
                 });
 
-            modelBuilder.Entity("TcStudio.Data.Entities.Workspace", b =>
+            modelBuilder.Entity("TcStudio.SystemDatabase.Entities.Workspace", b =>
                 {
                     b.Navigation("Members");
                 });

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 
-namespace TcStudio.Data.WorkspaceDatabases;
+namespace TcStudio.SystemDatabase.Security;
 
 /// <summary>
 /// PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802/7677, as pg_authid keeps it), computed here so the

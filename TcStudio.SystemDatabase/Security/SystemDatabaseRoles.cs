@@ -1,9 +1,8 @@
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
-using TcStudio.Data.WorkspaceDatabases;
 
-namespace TcStudio.Data.Security;
+namespace TcStudio.SystemDatabase.Security;
 
 /// <summary>
 /// The configuration section <c>SystemRoles</c>: the names of the system database's roles (default

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Seeding;
+namespace TcStudio.SystemDatabase.Seeding;
 
 /// <summary>
 /// The configuration section <c>Seed</c>. Outside Development the passwords must be configured, or seeding refuses

@@ -2,10 +2,9 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.Seeding;
+namespace TcStudio.SystemDatabase.Seeding;
 
 /// <summary>
 /// The idempotent seed: roles Admin and User, users admin and user, workspace TWSBP (slug twsbp) owned by admin with
@@ -16,7 +15,8 @@ namespace TcStudio.Data.Seeding;
 /// Callers hold <see cref="MigrationLock"/> so two workers never seed at once.
 /// </summary>
 public sealed class SystemSeeder(
-    TcStudioDbContext db, IOptions<SeedOptions> seedOptions, IHostEnvironment environment, IConfiguration configuration)
+    TcStudioDbContext db, IOptions<SeedOptions> seedOptions, IHostEnvironment environment,
+    IDefaultWorkspaceServer? workspaceServers = null)
 {
     public const string AdminUsername = "admin";
     public const string UserUsername = "user";
@@ -113,8 +113,8 @@ public sealed class SystemSeeder(
     private async Task EnsureDevEnvironmentAsync(Workspace workspace, List<string> created, CancellationToken ct)
     {
         if (await db.WorkspaceEnvironments.AnyAsync(e => e.WorkspaceId == workspace.Id, ct)) return; // the workspace chose its own
-        var server = new WorkspaceServerRegistry(configuration).DefaultServer;
-        if (server is null) return;
+        // Hosts without the workspace-database layer know no workspace server: the workspace stays without environments.
+        if (workspaceServers?.DefaultServer is not { } server) return;
         var database = seedOptions.Value.DevDatabaseName ?? SeedOptions.DefaultDevDatabaseName;
         db.WorkspaceEnvironments.Add(new WorkspaceEnvironment
         {
@@ -139,3 +139,13 @@ public sealed class SystemSeeder(
 
 /// <summary>Seeding cannot proceed as configured; the message says what to set.</summary>
 public sealed class SeedRefusedException(string message) : Exception(message);
+
+/// <summary>
+/// The workspace server a seeded workspace's <c>dev</c> environment goes to (SQL Server <c>sql</c> when configured, else
+/// the local PostgreSQL): the workspace-database layer knows the registered servers and provides this.
+/// </summary>
+public interface IDefaultWorkspaceServer
+{
+    /// <summary>The default server's name and provider ('sqlserver' or 'postgres'), or null when none is registered.</summary>
+    (string Name, string Provider)? DefaultServer { get; }
+}

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 
-namespace TcStudio.Data.Ssh;
+namespace TcStudio.SystemDatabase.Ssh;
 
 /// <summary>
 /// Reads OpenSSH known_hosts files: <c>host keytype base64</c>, <c>[host]:port keytype base64</c>, comma-separated

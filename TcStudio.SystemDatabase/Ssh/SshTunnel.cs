@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 using Renci.SshNet;
 using Renci.SshNet.Common;
 
-namespace TcStudio.Data.Ssh;
+namespace TcStudio.SystemDatabase.Ssh;
 
 /// <summary>
 /// One local port forward, <c>127.0.0.1:&lt;LocalPort&gt;</c> → (via the bastion) the database's host and port, shared by

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
-namespace TcStudio.Data.Ssh;
+namespace TcStudio.SystemDatabase.Ssh;
 
 /// <summary>
 /// <c>/health</c> entry <c>ssh-tunnels</c>: one line per tunnel, no keys. The system database's tunnel down is

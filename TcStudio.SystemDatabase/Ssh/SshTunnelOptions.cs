@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Configuration;
 
-namespace TcStudio.Data.Ssh;
+namespace TcStudio.SystemDatabase.Ssh;
 
 /// <summary>
 /// A server entry's SSH tunnel (<c>Database:Ssh</c> for the system database, <c>WorkspaceServers:&lt;name&gt;:Ssh</c>

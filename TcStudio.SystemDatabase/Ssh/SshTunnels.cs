@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
-namespace TcStudio.Data.Ssh;
+namespace TcStudio.SystemDatabase.Ssh;
 
 /// <summary>
 /// The process's SSH tunnels, one per server entry (and target), shared by every pool and tool that reaches that
@@ -19,6 +19,9 @@ public sealed class SshTunnels
 {
     public const string MeterName = "TcStudio.Ssh";
     public const string SystemServerName = "system";
+
+    /// <summary>Where workspace servers are registered (WorkspaceServers:&lt;name&gt;:…, each with an optional Ssh section).</summary>
+    public const string WorkspaceServersSection = "WorkspaceServers";
 
     // Declared before Shared: static fields initialise in order, and its constructor uses the meter.
     private static readonly Meter Meter = new(MeterName);

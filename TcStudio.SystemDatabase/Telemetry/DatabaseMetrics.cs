@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
 
-namespace TcStudio.Data.Telemetry;
+namespace TcStudio.SystemDatabase.Telemetry;
 
 /// <summary>
 /// TC Studio's own database instruments, on the meter <c>TcStudio.Database</c> (Npgsql's meter <c>Npgsql</c> carries

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
-namespace TcStudio.Data.Telemetry;
+namespace TcStudio.SystemDatabase.Telemetry;
 
 /// <summary>
 /// The one place that sees every PostgreSQL command of the process, EF Core's and raw Npgsql's alike, for the system

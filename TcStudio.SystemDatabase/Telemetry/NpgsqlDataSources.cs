@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Npgsql;
 
-namespace TcStudio.Data.Telemetry;
+namespace TcStudio.SystemDatabase.Telemetry;
 
 /// <summary>
 /// The names of the services' Npgsql data sources, and the one place that creates their one-off connections.

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Telemetry;
+namespace TcStudio.SystemDatabase.Telemetry;
 
 /// <summary>One command that took longer than the slow-query threshold. <see cref="Sql"/> never holds parameter values.</summary>
 public sealed record SlowQuery(

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.Telemetry;
+namespace TcStudio.SystemDatabase.Telemetry;
 
 /// <summary>
 /// The kind of a SQL command from its first keyword (comments and whitespace skipped), as one of five constant

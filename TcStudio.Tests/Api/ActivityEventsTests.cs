@@ -6,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
 using TcStudio.Api.Events;
-using TcStudio.Data.Activities;
+using TcStudio.SystemDatabase.Activities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;

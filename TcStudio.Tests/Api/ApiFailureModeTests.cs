@@ -8,7 +8,7 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using TcStudio.LocalPostgres;
 using TcStudio.Api.Auth;
-using TcStudio.Data.Seeding;
+using TcStudio.SystemDatabase.Seeding;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;

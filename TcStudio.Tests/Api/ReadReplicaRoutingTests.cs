@@ -7,7 +7,7 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using TcStudio.Api.Infrastructure;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 using TcStudio.LocalPostgres;
 using TcStudio.Tests.Infrastructure;
 

@@ -1,8 +1,8 @@
 using System.Reflection;
 using Microsoft.Data.SqlClient;
 using Microsoft.SqlServer.TransactSql.ScriptDom;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.SqlServer;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.SqlServer;
 using TcStudio.MigrationWorker.Backups;
 using TcStudio.Tests.WorkspaceDatabases;
 

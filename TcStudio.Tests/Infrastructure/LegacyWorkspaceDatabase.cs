@@ -1,6 +1,6 @@
 using Npgsql;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.Postgres;
 
 namespace TcStudio.Tests.Infrastructure;
 

@@ -1,7 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using TcStudio.LocalPostgres;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 [assembly: AssemblyFixture(typeof(TcStudio.Tests.Infrastructure.PostgresServer))]
 

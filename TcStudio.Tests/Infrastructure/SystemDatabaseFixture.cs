@@ -1,6 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 namespace TcStudio.Tests.Infrastructure;
 
@@ -17,7 +17,7 @@ public class SystemDatabaseFixture(PostgresServer server) : IAsyncLifetime
     {
         await Server.DropDatabaseAsync(DatabaseName);
         // The roles a test or fixture made for this database (the roles step) are server-wide: once it is gone, nothing of theirs is left.
-        if (DatabaseName.Length > 0) await Server.DropRolesAsync(Data.Security.SystemRoleNames.For(DatabaseName).All);
+        if (DatabaseName.Length > 0) await Server.DropRolesAsync(TcStudio.SystemDatabase.Security.SystemRoleNames.For(DatabaseName).All);
     }
 
     /// <summary>A context configured like the product's (naming, history table, audit interceptor).</summary>

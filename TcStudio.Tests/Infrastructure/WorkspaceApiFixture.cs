@@ -5,10 +5,10 @@ using System.Security.Cryptography;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.Postgres;
 
 namespace TcStudio.Tests.Infrastructure;
 

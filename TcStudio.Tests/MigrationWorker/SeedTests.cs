@@ -1,5 +1,5 @@
 using Microsoft.EntityFrameworkCore;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.MigrationWorker;
@@ -71,12 +71,12 @@ public sealed class SeedTests(SystemDatabaseFixture database) : IClassFixture<Sy
             Assert.Single(refused.StandardError.Trim().Split('\n'), l => l.StartsWith("seed:") && !l.StartsWith("seed: waiting for PostgreSQL"));
 
             // The documented Development passwords are refused too, even when configured explicitly.
-            environment["Seed__AdminPassword"] = Data.Seeding.SeedOptions.DevelopmentAdminPassword;
+            environment["Seed__AdminPassword"] = TcStudio.SystemDatabase.Seeding.SeedOptions.DevelopmentAdminPassword;
             environment["Seed__UserPassword"] = "a-long-production-secret-2";
             var development = await MigrationWorkerRunner.RunAsync(environment, "seed");
             Assert.Equal(2, development.ExitCode);
             Assert.Contains("Seed:AdminPassword", development.StandardError);
-            Assert.DoesNotContain(Data.Seeding.SeedOptions.DevelopmentAdminPassword, development.AllOutput);
+            Assert.DoesNotContain(TcStudio.SystemDatabase.Seeding.SeedOptions.DevelopmentAdminPassword, development.AllOutput);
             await using (var connection = new Npgsql.NpgsqlConnection(database.Server.ConnectionString(fresh, pooling: false)))
             {
                 await connection.OpenAsync();

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using Npgsql;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.MigrationWorker;

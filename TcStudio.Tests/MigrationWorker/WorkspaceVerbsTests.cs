@@ -1,7 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.MigrationWorker;

@@ -3,7 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using Microsoft.Extensions.DependencyInjection;
-using TcStudio.Data.Seeding;
+using TcStudio.SystemDatabase.Seeding;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

@@ -3,10 +3,10 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Npgsql;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
-using TcStudio.Data.Insights;
-using TcStudio.Data.Telemetry;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.SystemDatabase.Insights;
+using TcStudio.SystemDatabase.Telemetry;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

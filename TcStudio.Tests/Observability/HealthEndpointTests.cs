@@ -3,7 +3,7 @@ using System.Net;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using TcStudio.LocalPostgres;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

@@ -7,8 +7,8 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.EntityFrameworkCore;
 using TcStudio.LocalPostgres;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Observability;

@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Npgsql;
-using TcStudio.Data.Security;
+using TcStudio.SystemDatabase.Security;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Security;

@@ -1,9 +1,9 @@
 using System.Security.Cryptography;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.Data.Entities;
-using TcStudio.Data.Migrations;
-using TcStudio.Data.Security;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.SystemDatabase.Migrations;
+using TcStudio.SystemDatabase.Security;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Security;
@@ -34,8 +34,8 @@ public sealed class TwoWorkspacesFixture(PostgresServer server) : SystemDatabase
         {
             var workspace = new Workspace { Name = slug, Slug = slug, CreatedBy = shared.Id };
             db.Add(workspace);
-            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = shared.Id, Role = TcStudio.Data.Entities.WorkspaceRoles.Owner });
-            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = other.Id, Role = TcStudio.Data.Entities.WorkspaceRoles.Member });
+            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = shared.Id, Role = TcStudio.SystemDatabase.Entities.WorkspaceRoles.Owner });
+            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = other.Id, Role = TcStudio.SystemDatabase.Entities.WorkspaceRoles.Member });
             var environment = new WorkspaceEnvironment
             {
                 WorkspaceId = workspace.Id, Name = "dev", Provider = WorkspaceProviders.Postgres, Server = "local", DatabaseName = $"db_{slug}",

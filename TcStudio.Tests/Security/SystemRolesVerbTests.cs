@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using Npgsql;
-using TcStudio.Data.Security;
+using TcStudio.SystemDatabase.Security;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Security;

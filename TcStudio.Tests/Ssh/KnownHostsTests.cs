@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
-using TcStudio.Data.Ssh;
+using TcStudio.SystemDatabase.Ssh;
 
 namespace TcStudio.Tests.Ssh;
 

@@ -5,10 +5,10 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
-using TcStudio.Data.Ssh;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.SystemDatabase.Ssh;
+using TcStudio.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

@@ -1,5 +1,5 @@
 using Microsoft.EntityFrameworkCore;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.SystemDatabase;

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Npgsql;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 namespace TcStudio.Tests.SystemDatabase;
 

@@ -1,7 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.SystemDatabase;

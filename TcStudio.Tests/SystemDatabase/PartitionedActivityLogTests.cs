@@ -1,9 +1,9 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using TcStudio.Api.Activities;
-using TcStudio.Data;
-using TcStudio.Data.Activities;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Activities;
+using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.SystemDatabase;

@@ -1,6 +1,6 @@
 using Microsoft.EntityFrameworkCore;
-using TcStudio.Data;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.SystemDatabase;

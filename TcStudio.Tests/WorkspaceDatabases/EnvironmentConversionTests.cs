@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.WorkspaceDatabases;

@@ -19,9 +19,9 @@ using OpenTelemetry.Logs;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
 using TcStudio.LocalPostgres;
-using TcStudio.Data;
-using TcStudio.Data.Seeding;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase;
+using TcStudio.SystemDatabase.Seeding;
+using TcStudio.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

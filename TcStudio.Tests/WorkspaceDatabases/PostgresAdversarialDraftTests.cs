@@ -4,8 +4,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.WorkspaceDatabases;

@@ -1,5 +1,5 @@
-using TcStudio.Data.WorkspaceDatabases.Postgres;
-using static TcStudio.Data.WorkspaceDatabases.Postgres.PostgresSqlText;
+using TcStudio.WorkspaceDatabases.Postgres;
+using static TcStudio.WorkspaceDatabases.Postgres.PostgresSqlText;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

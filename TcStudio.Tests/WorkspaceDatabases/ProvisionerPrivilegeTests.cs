@@ -1,7 +1,7 @@
 using System.Net;
 using Npgsql;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
@@ -72,7 +72,7 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
     [Fact]
     public async Task It_cannot_create_a_superuser_or_a_role_outside_the_prefix_directly_or_through_the_functions()
     {
-        var verifier = ScramVerifier.Compute(WorkspaceSecrets.NewPassword());
+        var verifier = TcStudio.SystemDatabase.Security.ScramVerifier.Compute(WorkspaceSecrets.NewPassword());
         await Refused("42501", "CREATE ROLE evil");
         await Refused("42501", "CREATE ROLE evil SUPERUSER");
         await Refused("42501", $"CREATE ROLE \"{NewRoleName()}\"");

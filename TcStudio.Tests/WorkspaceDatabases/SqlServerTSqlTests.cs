@@ -1,7 +1,7 @@
 using System.Reflection;
 using Microsoft.SqlServer.TransactSql.ScriptDom;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.SqlServer;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.SqlServer;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

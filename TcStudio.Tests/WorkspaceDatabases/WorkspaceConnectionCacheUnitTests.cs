@@ -4,9 +4,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using TcStudio.LocalPostgres;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
-using TcStudio.Data.WorkspaceDatabases.SqlServer;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases.SqlServer;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

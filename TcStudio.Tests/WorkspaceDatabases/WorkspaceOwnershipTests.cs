@@ -5,8 +5,8 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using TcStudio.Data.Entities;
-using TcStudio.Data.WorkspaceDatabases;
+using TcStudio.SystemDatabase.Entities;
+using TcStudio.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.WorkspaceDatabases;

@@ -4,9 +4,9 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Hosting;
 using Microsoft.SqlServer.TransactSql.ScriptDom;
-using TcStudio.Data.WorkspaceDatabases;
-using TcStudio.Data.WorkspaceDatabases.Postgres;
-using TcStudio.Data.WorkspaceDatabases.SqlServer;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.Postgres;
+using TcStudio.WorkspaceDatabases.SqlServer;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
@@ -83,8 +83,8 @@ public sealed class WorkspaceOwnershipUnitTests
     {
         // RFC 7677 section 3: user "user", password "pencil", this salt and 4096 iterations.
         var salt = Convert.FromBase64String("W22ZaJ0SNY7soEsUEjb6gQ==");
-        var verifier = ScramVerifier.Compute("pencil", salt);
-        Assert.True(ScramVerifier.IsVerifier(verifier), verifier);
+        var verifier = TcStudio.SystemDatabase.Security.ScramVerifier.Compute("pencil", salt);
+        Assert.True(TcStudio.SystemDatabase.Security.ScramVerifier.IsVerifier(verifier), verifier);
         var (storedKey, serverKey) = (Convert.FromBase64String(verifier.Split('$')[2].Split(':')[0]), Convert.FromBase64String(verifier.Split(':')[2]));
         const string AuthMessage = "n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
             + "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
@@ -94,7 +94,7 @@ public sealed class WorkspaceOwnershipUnitTests
         var clientKey = Convert.FromBase64String("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").Zip(clientSignature, (a, b) => (byte)(a ^ b)).ToArray();
         Assert.Equal(storedKey, SHA256.HashData(clientKey));
         Assert.DoesNotContain("pencil", verifier);
-        Assert.NotEqual(verifier, ScramVerifier.Compute("pencil")); // a fresh salt each time
+        Assert.NotEqual(verifier, TcStudio.SystemDatabase.Security.ScramVerifier.Compute("pencil")); // a fresh salt each time
     }
 
     private static WorkspaceSecrets Secrets(string? key, string environment = "Production", string? contentRoot = null) =>

@@ -1,7 +1,7 @@
 using System.Data.Common;
 using Npgsql;
 
-namespace TcStudio.Data.WorkspaceDatabases.Postgres;
+namespace TcStudio.WorkspaceDatabases.Postgres;
 
 /// <summary>
 /// Per-environment pools: one NpgsqlDataSource per credential (the environment's owner and execute roles), each
@@ -58,7 +58,7 @@ internal sealed class PostgresConnectionSource(WorkspaceServer server, Workspace
         builder.Remove("Passfile");
         // One bounded name for every workspace pool: Npgsql tags its metrics with it, and workspace names would be
         // unbounded tag values. The server still tells the pools apart by their Application Name.
-        Telemetry.NpgsqlDataSources.Describe($"tcstudio-workspaces-{purpose}", builder); // for the connection log
+        SystemDatabase.Telemetry.NpgsqlDataSources.Describe($"tcstudio-workspaces-{purpose}", builder); // for the connection log
         var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"tcstudio-workspaces-{purpose}" };
         dataSource.UsePhysicalConnectionInitializer(
             connection => VerifyMarkerAsync(connection, CancellationToken.None).GetAwaiter().GetResult(),

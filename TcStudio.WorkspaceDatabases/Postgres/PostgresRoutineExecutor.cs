@@ -3,9 +3,9 @@ using System.Globalization;
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
-using static TcStudio.Data.WorkspaceDatabases.Postgres.PostgresSqlText;
+using static TcStudio.WorkspaceDatabases.Postgres.PostgresSqlText;
 
-namespace TcStudio.Data.WorkspaceDatabases.Postgres;
+namespace TcStudio.WorkspaceDatabases.Postgres;
 
 /// <summary>
 /// Runs a deployed routine as the exec role, in one transaction that commits, with a server-side statement timeout.

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.WorkspaceDatabases.Postgres;
+namespace TcStudio.WorkspaceDatabases.Postgres;
 
 /// <summary>
 /// PostgreSQL's lexical rules (src/backend/parser/scan.l, as of PostgreSQL 15), as far as they decide where tokens,

@@ -4,10 +4,10 @@ using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
-using TcStudio.Data.Entities;
-using static TcStudio.Data.WorkspaceDatabases.Postgres.PostgresSqlText;
+using TcStudio.SystemDatabase.Entities;
+using static TcStudio.WorkspaceDatabases.Postgres.PostgresSqlText;
 
-namespace TcStudio.Data.WorkspaceDatabases.Postgres;
+namespace TcStudio.WorkspaceDatabases.Postgres;
 
 /// <summary>
 /// PostgreSQL workspace databases (Npgsql). Drafts are CREATE [OR REPLACE] FUNCTION|PROCEDURE statements.
@@ -65,7 +65,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         };
         if (database is not null) builder.Database = database;
         else if (string.IsNullOrEmpty(builder.Database)) builder.Database = "postgres";
-        return Telemetry.NpgsqlDataSources.CreateUnpooledConnection(Telemetry.NpgsqlDataSources.WorkspaceAdmin, builder);
+        return SystemDatabase.Telemetry.NpgsqlDataSources.CreateUnpooledConnection(SystemDatabase.Telemetry.NpgsqlDataSources.WorkspaceAdmin, builder);
     }
 
     public override async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken) =>

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Npgsql;
 
-namespace TcStudio.Data.WorkspaceDatabases.Postgres;
+namespace TcStudio.WorkspaceDatabases.Postgres;
 
 /// <summary>
 /// Each PostgreSQL environment gets two roles of its own, named after the environment's id (never its database's

@@ -1,4 +1,4 @@
-namespace TcStudio.Data.WorkspaceDatabases.SqlServer;
+namespace TcStudio.WorkspaceDatabases.SqlServer;
 
 /// <summary>
 /// Every T-SQL text the SQL Server provider sends, in one place, so a unit test can parse each one with ScriptDom

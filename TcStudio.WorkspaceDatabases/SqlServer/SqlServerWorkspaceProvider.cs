@@ -5,9 +5,9 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Data.SqlClient;
 using Microsoft.Extensions.Options;
-using TcStudio.Data.Entities;
+using TcStudio.SystemDatabase.Entities;
 
-namespace TcStudio.Data.WorkspaceDatabases.SqlServer;
+namespace TcStudio.WorkspaceDatabases.SqlServer;
 
 /// <summary>
 /// SQL Server workspace databases (Microsoft.Data.SqlClient). Drafts are T-SQL CREATE [OR ALTER] PROCEDURE

@@ -1,6 +1,6 @@
 using Microsoft.SqlServer.TransactSql.ScriptDom;
 
-namespace TcStudio.Data.WorkspaceDatabases.SqlServer;
+namespace TcStudio.WorkspaceDatabases.SqlServer;
 
 /// <summary>
 /// Static checks of a T-SQL draft with ScriptDom's TSql160Parser, needing no server: syntax errors with line and

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using TcStudio.Data;
+using TcStudio.SystemDatabase;
 
 namespace TcStudio.Tests.Observability.Support;
 

@@ -1,0 +1,2 @@
+global using TcStudio.SystemDatabase;
+global using TcStudio.SystemDatabase.Security;
