@@ -1,6 +1,6 @@
 using System.Diagnostics.Metrics;
 
-namespace TcStudio.SystemDatabase.Telemetry;
+namespace TcStudio.DatabaseTelemetry;
 
 /// <summary>
 /// TC Studio's own database instruments, on the meter <c>TcStudio.Database</c> (Npgsql's meter <c>Npgsql</c> carries

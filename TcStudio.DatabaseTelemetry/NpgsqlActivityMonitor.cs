@@ -4,7 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
-namespace TcStudio.SystemDatabase.Telemetry;
+namespace TcStudio.DatabaseTelemetry;
 
 /// <summary>
 /// The one place that sees every PostgreSQL command of the process, EF Core's and raw Npgsql's alike, for the system
@@ -42,7 +42,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
     private long _thresholdTicks;
     private int _started;
 
-    public NpgsqlActivityMonitor(DatabaseMetrics metrics, SlowQueryLog slowQueries, IOptionsMonitor<DatabaseOptions> options,
+    public NpgsqlActivityMonitor(DatabaseMetrics metrics, SlowQueryLog slowQueries, IOptionsMonitor<DatabaseTelemetryOptions> options,
         ILoggerFactory loggers)
     {
         _metrics = metrics;
@@ -60,6 +60,19 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
             ActivityStopped = OnActivityStopped,
         };
     }
+
+    /// <summary>
+    /// True inside a caller that reports its own connection failures (the system database's start-up wait, with
+    /// progress): the connection log then keeps each failed attempt to Debug, so a console shows one line every few
+    /// seconds rather than three per attempt. Flows with the async context, like the attempt itself.
+    /// </summary>
+    public static bool CallerReportsFailures
+    {
+        get => CallerReports.Value;
+        set => CallerReports.Value = value;
+    }
+
+    private static readonly AsyncLocal<bool> CallerReports = new();
 
     /// <summary>The current threshold; 0 means slow-query detection is off.</summary>
     public TimeSpan SlowQueryThreshold => TimeSpan.FromTicks(Interlocked.Read(ref _thresholdTicks));
@@ -90,7 +103,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
         _optionsSubscription?.Dispose();
     }
 
-    private void SetThreshold(DatabaseOptions options) =>
+    private void SetThreshold(DatabaseTelemetryOptions options) =>
         Interlocked.Exchange(ref _thresholdTicks,
             options.SlowQueryThresholdMs > 0 ? TimeSpan.FromMilliseconds(options.SlowQueryThresholdMs).Ticks : 0);
 
@@ -152,7 +165,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
     {
         var where = DescribeTarget(activity);
         var elapsedMs = Math.Round(activity.Duration.TotalMilliseconds, 1);
-        if (activity.Status == ActivityStatusCode.Error && SystemDatabaseStartup.ReportsItsOwnFailures)
+        if (activity.Status == ActivityStatusCode.Error && CallerReportsFailures)
         {
             // The startup wait prints its own progress line every few seconds; each failed attempt is detail.
             _connectionLogger.LogDebug("Could not open a connection to PostgreSQL at {Where}: {Reason} (after {ElapsedMs} ms)",
@@ -186,7 +199,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
             {
                 var settings = new NpgsqlConnectionStringBuilder(dataSource);
                 settings.Remove("Password"); // never logged, even if a future Npgsql kept it in the name
-                return SystemDatabaseConnection.Describe(settings);
+                return NpgsqlDataSources.DescribeSettings(settings);
             }
             catch (ArgumentException)
             {

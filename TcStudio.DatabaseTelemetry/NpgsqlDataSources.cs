@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Npgsql;
 
-namespace TcStudio.SystemDatabase.Telemetry;
+namespace TcStudio.DatabaseTelemetry;
 
 /// <summary>
 /// The names of the services' Npgsql data sources, and the one place that creates their one-off connections.
@@ -14,7 +14,7 @@ namespace TcStudio.SystemDatabase.Telemetry;
 public static class NpgsqlDataSources
 {
     /// <summary>The system database's pool (the Aspire resource name).</summary>
-    public const string System = SystemDatabaseConnection.ConnectionName;
+    public const string System = "tcstudio";
 
     /// <summary>The start-up wait's probes of the system database (and of the server's maintenance database).</summary>
     public const string Startup = "tcstudio-startup";
@@ -24,6 +24,10 @@ public static class NpgsqlDataSources
 
     /// <summary>Server-level work on workspace database servers (create and drop databases and roles).</summary>
     public const string WorkspaceAdmin = "tcstudio-workspaces-admin";
+
+    /// <summary>host:port/database as user, for logs. Never the password.</summary>
+    public static string DescribeSettings(NpgsqlConnectionStringBuilder builder) =>
+        $"{builder.Host}:{builder.Port}/{builder.Database} as {builder.Username}";
 
     private static readonly ConcurrentDictionary<(string Name, string ConnectionString), NpgsqlDataSource> Unpooled = new();
     private static readonly ConcurrentDictionary<(string Name, string Database), string> Descriptions = new();
@@ -47,7 +51,7 @@ public static class NpgsqlDataSources
 
     /// <summary>Tells the connection log where the data source <paramref name="name"/> connects to this database, and as whom.</summary>
     public static void Describe(string name, NpgsqlConnectionStringBuilder settings) =>
-        Descriptions[(name, settings.Database ?? "")] = SystemDatabaseConnection.Describe(settings);
+        Descriptions[(name, settings.Database ?? "")] = DescribeSettings(settings);
 
     /// <summary>host:port/database as user, for a connection of <paramref name="name"/> to <paramref name="database"/>.</summary>
     public static bool TryDescribe(string name, string database, out string description) =>

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace TcStudio.SystemDatabase.Telemetry;
+namespace TcStudio.DatabaseTelemetry;
 
 /// <summary>One Npgsql connection pool's figures, read from Npgsql's own metrics.</summary>
 public sealed record ConnectionPoolFigures(

@@ -1,4 +1,4 @@
-namespace TcStudio.SystemDatabase.Telemetry;
+namespace TcStudio.DatabaseTelemetry;
 
 /// <summary>One command that took longer than the slow-query threshold. <see cref="Sql"/> never holds parameter values.</summary>
 public sealed record SlowQuery(

@@ -1,4 +1,4 @@
-namespace TcStudio.SystemDatabase.Telemetry;
+namespace TcStudio.DatabaseTelemetry;
 
 /// <summary>
 /// The kind of a SQL command from its first keyword (comments and whitespace skipped), as one of five constant

@@ -1,3 +1,5 @@
+using TcStudio.DatabaseTelemetry;
+
 namespace TcStudio.SystemDatabase;
 
 /// <summary>
@@ -5,7 +7,7 @@ namespace TcStudio.SystemDatabase;
 /// builder in one place (<see cref="SystemDatabaseConnection"/>): a value set here wins; an unset one fills in only
 /// where the connection string itself says nothing.
 /// </summary>
-public sealed class DatabaseOptions
+public sealed class DatabaseOptions : DatabaseTelemetryOptions
 {
     public const string SectionName = "Database";
 
@@ -49,11 +51,6 @@ public sealed class DatabaseOptions
     /// <summary>How long the worker and the API wait for the database at start before giving up.</summary>
     public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Commands slower than this are counted and logged as slow queries; 0 or less turns that off.</summary>
-    public int SlowQueryThresholdMs { get; set; } = 200;
-
-    /// <summary>How many recent slow queries are kept in memory for the insights API.</summary>
-    public int SlowQueryLogCapacity { get; set; } = 200;
 
     /// <summary>How long /health waits for the system database's round trip before calling it unhealthy.</summary>
     public TimeSpan HealthCheckTimeout { get; set; } = TimeSpan.FromSeconds(3);

@@ -148,8 +148,7 @@ public static class SystemDatabaseConnection
     }
 
     /// <summary>host:port/database as user, for logs. Never the password.</summary>
-    public static string Describe(NpgsqlConnectionStringBuilder builder) =>
-        $"{builder.Host}:{builder.Port}/{builder.Database} as {builder.Username}";
+    public static string Describe(NpgsqlConnectionStringBuilder builder) => DatabaseTelemetry.NpgsqlDataSources.DescribeSettings(builder);
 
     /// <summary>
     /// Which keyword is wrong and why, never a value (it may be a password): an unknown keyword, a keyword whose

@@ -4,7 +4,7 @@ using Npgsql;
 using Polly;
 using Polly.Retry;
 using Polly.Timeout;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 
 namespace TcStudio.SystemDatabase;
 
@@ -21,9 +21,7 @@ public static class SystemDatabaseStartup
     /// True inside a probe whose failures are reported through <c>progress</c>: the connection log then keeps its
     /// per-attempt failure to Debug, so a console shows one line every few seconds rather than three per attempt.
     /// </summary>
-    public static bool ReportsItsOwnFailures => ProbeReportsFailures.Value;
-
-    private static readonly AsyncLocal<bool> ProbeReportsFailures = new();
+    public static bool ReportsItsOwnFailures => NpgsqlActivityMonitor.CallerReportsFailures;
 
     /// <param name="databaseMayBeMissing">
     /// True for the worker: a reachable server without the database yet is enough, since migrating creates it.
@@ -83,7 +81,7 @@ public static class SystemDatabaseStartup
                 attempt++;
                 logger.Log(progress is null ? LogLevel.Information : LogLevel.Debug,
                     "Connecting to PostgreSQL at {Where} (attempt {Attempt})", where, attempt);
-                ProbeReportsFailures.Value = progress is not null;
+                NpgsqlActivityMonitor.CallerReportsFailures = progress is not null;
                 await ProbeAsync(target, databaseMayBeMissing, ct);
             }, cancellationToken);
             logger.LogInformation("PostgreSQL at {Where} is reachable", where);

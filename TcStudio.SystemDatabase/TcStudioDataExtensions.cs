@@ -9,7 +9,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
 using TcStudio.SystemDatabase.Seeding;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 
 namespace TcStudio.SystemDatabase;
 
@@ -119,6 +119,8 @@ public static class TcStudioDataExtensions
     private static void AddDatabaseTelemetry(IHostApplicationBuilder builder)
     {
         builder.Services.TryAddSingleton<DatabaseMetrics>();
+        // The same keys as DatabaseOptions (which extends DatabaseTelemetryOptions), for the command monitor.
+        builder.Services.AddOptions<DatabaseTelemetryOptions>().BindConfiguration(DatabaseOptions.SectionName);
         builder.Services.TryAddSingleton(sp =>
             new SlowQueryLog(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.SlowQueryLogCapacity));
         builder.Services.TryAddSingleton<NpgsqlActivityMonitor>();

@@ -143,7 +143,7 @@ public sealed class ApiExceptionHandler(IProblemDetailsService problems, ILogger
         // First: a workspace failure carries the driver's exception inside, which must not read as the system database's.
         if (exception is WorkspaceDatabaseException workspace) return DescribeWorkspace(workspace);
         if (Find<PostgresException>(exception) is null && Find<NpgsqlException>(exception) is { InnerException: TimeoutException }
-            && services.GetService<TcStudio.SystemDatabase.Telemetry.NpgsqlPoolMetrics>()?.FindExhaustion(SystemDatabaseConnection.ConnectionName) is { } exhausted)
+            && services.GetService<TcStudio.DatabaseTelemetry.NpgsqlPoolMetrics>()?.FindExhaustion(SystemDatabaseConnection.ConnectionName) is { } exhausted)
         {
             return new ApiProblem(503, "The service is busy.",
                 $"No database connection came free in time: {exhausted}. Nothing was changed; try again shortly.", ErrorCodes.DatabaseBusy,

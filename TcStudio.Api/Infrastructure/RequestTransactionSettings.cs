@@ -41,7 +41,7 @@ public sealed class RequestTransactionSettings
     /// command by what follows (SqlOperationKind). Values are numbers and ids we format, never input.
     /// </summary>
     public string SqlFor(RequestRowSecurity rowSecurity) =>
-        $"{TcStudio.SystemDatabase.Telemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {_timeouts}{rowSecurity.SetConfig}";
+        $"{TcStudio.DatabaseTelemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {_timeouts}{rowSecurity.SetConfig}";
 
     public TimeSpan LockTimeout { get; }
     public TimeSpan StatementTimeout { get; }

@@ -2,7 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using TcStudio.SystemDatabase.Insights;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 
 namespace TcStudio.SystemDatabase;
 

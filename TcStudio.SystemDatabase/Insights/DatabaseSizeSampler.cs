@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using TcStudio.SystemDatabase.Entities;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 using System.Text.Json;
 
 namespace TcStudio.SystemDatabase.Insights;

@@ -1,6 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 
 namespace TcStudio.SystemDatabase.Insights;
 

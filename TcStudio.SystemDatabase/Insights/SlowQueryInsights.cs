@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 
 namespace TcStudio.SystemDatabase.Insights;
 

@@ -6,7 +6,7 @@ using Npgsql;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.SystemDatabase.Insights;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

@@ -3,7 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Npgsql;
 using TcStudio.SystemDatabase.Insights;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using TcStudio.SystemDatabase;
-using TcStudio.SystemDatabase.Telemetry;
+using TcStudio.DatabaseTelemetry;
 using TcStudio.LocalPostgres;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;

@@ -58,7 +58,7 @@ internal sealed class PostgresConnectionSource(WorkspaceServer server, Workspace
         builder.Remove("Passfile");
         // One bounded name for every workspace pool: Npgsql tags its metrics with it, and workspace names would be
         // unbounded tag values. The server still tells the pools apart by their Application Name.
-        SystemDatabase.Telemetry.NpgsqlDataSources.Describe($"tcstudio-workspaces-{purpose}", builder); // for the connection log
+        DatabaseTelemetry.NpgsqlDataSources.Describe($"tcstudio-workspaces-{purpose}", builder); // for the connection log
         var dataSource = new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"tcstudio-workspaces-{purpose}" };
         dataSource.UsePhysicalConnectionInitializer(
             connection => VerifyMarkerAsync(connection, CancellationToken.None).GetAwaiter().GetResult(),

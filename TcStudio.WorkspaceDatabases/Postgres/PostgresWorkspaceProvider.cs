@@ -65,7 +65,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         };
         if (database is not null) builder.Database = database;
         else if (string.IsNullOrEmpty(builder.Database)) builder.Database = "postgres";
-        return SystemDatabase.Telemetry.NpgsqlDataSources.CreateUnpooledConnection(SystemDatabase.Telemetry.NpgsqlDataSources.WorkspaceAdmin, builder);
+        return DatabaseTelemetry.NpgsqlDataSources.CreateUnpooledConnection(DatabaseTelemetry.NpgsqlDataSources.WorkspaceAdmin, builder);
     }
 
     public override async Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken) =>
