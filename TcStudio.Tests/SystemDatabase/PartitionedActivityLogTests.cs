@@ -18,25 +18,12 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
 {
     private const string Migration = "PartitionedActivities";
 
-    private async Task<(Guid Workspace, Guid User)> NewWorkspaceAsync(string name)
-    {
-        await using var db = database.CreateDbContext();
-        var role = await db.Roles.FirstOrDefaultAsync() ?? db.Roles.Add(new Role { Name = Role.User }).Entity;
-        var user = new User { Username = name + "-" + Guid.NewGuid().ToString("N")[..6], PasswordHash = "x", RoleId = role.Id };
-        var workspace = new Workspace { Name = name, Slug = name + "-" + Guid.NewGuid().ToString("N")[..6], CreatedBy = user.Id };
-        db.Users.Add(user);
-        db.Workspaces.Add(workspace);
-        await db.SaveChangesAsync();
-        return (workspace.Id, user.Id);
-    }
+    private Task<(Guid Workspace, Guid User)> NewWorkspaceAsync(string name) => PartitionTestData.NewWorkspaceAsync(database, name);
 
-    private Task InsertAsync(Guid workspace, int count, string createdAtExpression) => database.ExecuteAsync($"""
-        INSERT INTO activities (id, workspace_id, action, entity_type, created_at)
-        SELECT gen_random_uuid(), '{workspace}', 'test.partitioned', 'system', {createdAtExpression}
-        FROM generate_series(1, {count}) AS i
-        """);
+    private Task InsertAsync(Guid workspace, int count, string createdAtExpression) =>
+        PartitionTestData.InsertAsync(database, workspace, count, createdAtExpression);
 
-    private static DateOnly ThisMonth => ActivityPartitions.MonthOf(DateTimeOffset.UtcNow);
+    private static DateOnly ThisMonth => PartitionTestData.ThisMonth;
 
     [Fact]
     public async Task The_log_is_partitioned_by_month_with_its_key_its_default_partition_and_the_seal_on_the_parent()
@@ -150,58 +137,6 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
     }
 
     [Fact]
-    public async Task Maintenance_creates_months_ahead_moves_rows_out_of_the_default_partition_and_drops_old_months_after_a_backup()
-    {
-        var (workspace, _) = await NewWorkspaceAsync("maintained");
-        var now = DateTimeOffset.UtcNow;
-        // A row five months ahead has no partition yet: it waits in the default partition.
-        await InsertAsync(workspace, 3, "date_trunc('month', now()) + interval '5 months' + interval '3 days'");
-        // An old month with a partition of its own, for retention to drop.
-        var old = ThisMonth.AddMonths(-30);
-        await using (var connection = await database.OpenConnectionAsync())
-        {
-            await using var create = new NpgsqlCommand(ActivityPartitions.CreateMonthSql(old), connection);
-            await create.ExecuteNonQueryAsync();
-        }
-        await InsertAsync(workspace, 4, $"'{old:yyyy-MM}-10 12:00:00+00'::timestamptz");
-        Assert.Equal(4L, await database.ScalarAsync<long>($"SELECT count(*) FROM {ActivityPartitions.NameOf(old)}"));
-
-        var backedUp = new List<string>();
-        var lines = new List<string>();
-        ActivityPartitionReport report;
-        await using (var connection = await database.OpenConnectionAsync())
-        {
-            report = await ActivityPartitions.MaintainAsync(connection, now,
-                new ActivityPartitionOptions { MonthsAhead = 6, RetentionMonths = 24 },
-                (partition, _) => { backedUp.Add(partition); return Task.CompletedTask; }, lines.Add, CancellationToken.None);
-        }
-
-        var fiveAhead = ActivityPartitions.NameOf(ThisMonth.AddMonths(5));
-        Assert.Contains(fiveAhead, report.Created);
-        Assert.Contains(ActivityPartitions.NameOf(ThisMonth.AddMonths(6)), report.Created);
-        Assert.Equal(3L, await database.ScalarAsync<long>($"SELECT count(*) FROM {fiveAhead}"));
-        // This workspace's rows all found their month; other tests of the class may leave rows of their own (1900) there.
-        Assert.Equal(0L, await database.ScalarAsync<long>(
-            $"SELECT count(*) FROM {ActivityPartitions.DefaultPartition} WHERE workspace_id = '{workspace}'"));
-        Assert.Equal(await database.ScalarAsync<long>($"SELECT count(*) FROM {ActivityPartitions.DefaultPartition}"), report.RowsInDefault);
-        Assert.Equal([ActivityPartitions.NameOf(old)], report.Dropped);
-        Assert.Equal([ActivityPartitions.NameOf(old)], backedUp);
-        Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM activities WHERE created_at < '{old.AddMonths(1):yyyy-MM-dd}'"));
-        Assert.Contains(lines, line => line.StartsWith($"dropped partition {ActivityPartitions.NameOf(old)}", StringComparison.Ordinal));
-        // The new partitions are sealed like the others.
-        Assert.True(await database.ScalarAsync<bool>($"SELECT relforcerowsecurity FROM pg_class WHERE relname = '{fiveAhead}'"));
-
-        // Again: nothing left to do.
-        await using (var connection = await database.OpenConnectionAsync())
-        {
-            report = await ActivityPartitions.MaintainAsync(connection, now, new ActivityPartitionOptions { MonthsAhead = 6, RetentionMonths = 24 },
-                null, null, CancellationToken.None);
-        }
-        Assert.Empty(report.Created);
-        Assert.Empty(report.Dropped);
-    }
-
-    [Fact]
     public void The_span_of_months_is_the_gapless_run_ending_with_the_newest()
     {
         DateOnly M(int year, int month) => new(year, month, 1);
@@ -273,4 +208,94 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         while (await reader.ReadAsync()) plan.Add(reader.GetString(0));
         return plan;
     }
+}
+
+/// <summary>
+/// The worker's partition maintenance, on a database of its own: it drops months by retention, so the months other
+/// tests leave behind (the conversion's far past, for one) must not be there, whatever order the tests run in.
+/// </summary>
+public sealed class PartitionMaintenanceTests(SystemDatabaseFixture database) : IClassFixture<SystemDatabaseFixture>
+{
+    private Task<(Guid Workspace, Guid User)> NewWorkspaceAsync(string name) => PartitionTestData.NewWorkspaceAsync(database, name);
+
+    private Task InsertAsync(Guid workspace, int count, string createdAtExpression) =>
+        PartitionTestData.InsertAsync(database, workspace, count, createdAtExpression);
+
+    private static DateOnly ThisMonth => PartitionTestData.ThisMonth;
+
+    [Fact]
+    public async Task Maintenance_creates_months_ahead_moves_rows_out_of_the_default_partition_and_drops_old_months_after_a_backup()
+    {
+        var (workspace, _) = await NewWorkspaceAsync("maintained");
+        var now = DateTimeOffset.UtcNow;
+        // A row five months ahead has no partition yet: it waits in the default partition.
+        await InsertAsync(workspace, 3, "date_trunc('month', now()) + interval '5 months' + interval '3 days'");
+        // An old month with a partition of its own, for retention to drop.
+        var old = ThisMonth.AddMonths(-30);
+        await using (var connection = await database.OpenConnectionAsync())
+        {
+            await using var create = new NpgsqlCommand(ActivityPartitions.CreateMonthSql(old), connection);
+            await create.ExecuteNonQueryAsync();
+        }
+        await InsertAsync(workspace, 4, $"'{old:yyyy-MM}-10 12:00:00+00'::timestamptz");
+        Assert.Equal(4L, await database.ScalarAsync<long>($"SELECT count(*) FROM {ActivityPartitions.NameOf(old)}"));
+
+        var backedUp = new List<string>();
+        var lines = new List<string>();
+        ActivityPartitionReport report;
+        await using (var connection = await database.OpenConnectionAsync())
+        {
+            report = await ActivityPartitions.MaintainAsync(connection, now,
+                new ActivityPartitionOptions { MonthsAhead = 6, RetentionMonths = 24 },
+                (partition, _) => { backedUp.Add(partition); return Task.CompletedTask; }, lines.Add, CancellationToken.None);
+        }
+
+        var fiveAhead = ActivityPartitions.NameOf(ThisMonth.AddMonths(5));
+        Assert.Contains(fiveAhead, report.Created);
+        Assert.Contains(ActivityPartitions.NameOf(ThisMonth.AddMonths(6)), report.Created);
+        Assert.Equal(3L, await database.ScalarAsync<long>($"SELECT count(*) FROM {fiveAhead}"));
+        // This workspace's rows all found their month; other tests of the class may leave rows of their own (1900) there.
+        Assert.Equal(0L, await database.ScalarAsync<long>(
+            $"SELECT count(*) FROM {ActivityPartitions.DefaultPartition} WHERE workspace_id = '{workspace}'"));
+        Assert.Equal(await database.ScalarAsync<long>($"SELECT count(*) FROM {ActivityPartitions.DefaultPartition}"), report.RowsInDefault);
+        Assert.Equal([ActivityPartitions.NameOf(old)], report.Dropped);
+        Assert.Equal([ActivityPartitions.NameOf(old)], backedUp);
+        Assert.Equal(0L, await database.ScalarAsync<long>($"SELECT count(*) FROM activities WHERE created_at < '{old.AddMonths(1):yyyy-MM-dd}'"));
+        Assert.Contains(lines, line => line.StartsWith($"dropped partition {ActivityPartitions.NameOf(old)}", StringComparison.Ordinal));
+        // The new partitions are sealed like the others.
+        Assert.True(await database.ScalarAsync<bool>($"SELECT relforcerowsecurity FROM pg_class WHERE relname = '{fiveAhead}'"));
+
+        // Again: nothing left to do.
+        await using (var connection = await database.OpenConnectionAsync())
+        {
+            report = await ActivityPartitions.MaintainAsync(connection, now, new ActivityPartitionOptions { MonthsAhead = 6, RetentionMonths = 24 },
+                null, null, CancellationToken.None);
+        }
+        Assert.Empty(report.Created);
+        Assert.Empty(report.Dropped);
+    }
+}
+
+/// <summary>What the partitioned-log tests set up: a workspace, rows at chosen times.</summary>
+internal static class PartitionTestData
+{
+    public static async Task<(Guid Workspace, Guid User)> NewWorkspaceAsync(SystemDatabaseFixture database, string name)
+    {
+        await using var db = database.CreateDbContext();
+        var role = await db.Roles.FirstOrDefaultAsync() ?? db.Roles.Add(new Role { Name = Role.User }).Entity;
+        var user = new User { Username = name + "-" + Guid.NewGuid().ToString("N")[..6], PasswordHash = "x", RoleId = role.Id };
+        var workspace = new Workspace { Name = name, Slug = name + "-" + Guid.NewGuid().ToString("N")[..6], CreatedBy = user.Id };
+        db.Users.Add(user);
+        db.Workspaces.Add(workspace);
+        await db.SaveChangesAsync();
+        return (workspace.Id, user.Id);
+    }
+
+    public static Task InsertAsync(SystemDatabaseFixture database, Guid workspace, int count, string createdAtExpression) => database.ExecuteAsync($"""
+        INSERT INTO activities (id, workspace_id, action, entity_type, created_at)
+        SELECT gen_random_uuid(), '{workspace}', 'test.partitioned', 'system', {createdAtExpression}
+        FROM generate_series(1, {count}) AS i
+        """);
+
+    public static DateOnly ThisMonth => ActivityPartitions.MonthOf(DateTimeOffset.UtcNow);
 }
