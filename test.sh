@@ -41,6 +41,12 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # the run itself failed (crash, hang) without a test result saying so
 fi
 
+# The names of failed tests again, just above the summary: a CI log that keeps only its tail still says which.
+for trx in "$results_dir"/*.trx; do
+  [ -f "$trx" ] || continue
+  grep -o '<UnitTestResult [^>]*outcome="Failed"' "$trx" | grep -o 'testName="[^"]*"' | cut -d'"' -f2 | sed 's/^/failed: /' | head -20
+done
+
 line="$passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
 echo "$line"

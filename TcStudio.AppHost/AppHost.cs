@@ -58,7 +58,7 @@ public static class Program
                 .WithRunEnvironment(builder);
 
             var api = builder.AddProject<Projects.TcStudio_Api>("api")
-                .WithSystemDatabase(postgres, SystemRoles.App, appPassword)
+                .WithSystemDatabase(postgres, SystemRoles.App, appPassword, withStandbys: true)
                 .WithEnvironment(localWorkspaceServer.Item1, localWorkspaceServer.Item2)
                 .WithEnvironment("Auth__SigningKey", signingKey)
                 .WaitForCompletion(worker) // migrations and seed first; a failed worker keeps the API from starting

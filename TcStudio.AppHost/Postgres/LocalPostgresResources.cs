@@ -9,11 +9,18 @@ namespace TcStudio.AppHost.Postgres;
 /// <see cref="LocalPostgresRunner"/>). It gives the services the connection string Aspire's PostgreSQL container
 /// gives them, with the values known once the cluster runs (its port is free-picked, its password is the cluster's).
 /// </summary>
-public sealed class LocalPostgresServerResource(string name, LocalPostgresOptions options) : Resource(name), IResourceWithConnectionString
+public sealed class LocalPostgresServerResource(string name, LocalPostgresOptions options, int replicas = 0)
+    : Resource(name), IResourceWithConnectionString
 {
     private readonly TaskCompletionSource<LocalPostgresCluster> _running = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public LocalPostgresOptions Options { get; } = options;
+
+    /// <summary>How many streaming standbys to run beside the cluster (each re-created from it at every start).</summary>
+    public int Replicas { get; } = replicas;
+
+    /// <summary>The running standbys, set before <see cref="Running"/> completes.</summary>
+    public IReadOnlyList<LocalPostgresCluster> Standbys { get; internal set; } = [];
 
     public List<LocalPostgresDatabaseResource> Databases { get; } = [];
 
@@ -34,6 +41,16 @@ public sealed class LocalPostgresServerResource(string name, LocalPostgresOption
     /// <summary>The same server, signed in as <paramref name="user"/> (a role the worker creates) instead of the superuser.</summary>
     public ReferenceExpression ConnectionStringAs(string user, ParameterResource password) => ReferenceExpression.Create(
         $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={user};Password={password}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
+
+    /// <summary>
+    /// The cluster and each standby in one multi-host string (<c>Host=127.0.0.1:primary,127.0.0.1:standby</c>, the
+    /// primary first): the API serves its lag-tolerant reads from a standby and everything else from the primary.
+    /// </summary>
+    public ReferenceExpression ConnectionStringWithStandbysAs(string user, ParameterResource password) => ReferenceExpression.Create(
+        $"Host={new ClusterValue(this, "hosts", HostList)};Username={user};Password={password}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
+
+    private string HostList(LocalPostgresCluster primary) => string.Join(",",
+        new[] { primary }.Concat(Standbys).Select(c => $"127.0.0.1:{c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));
 
     /// <summary>A part of the connection string that exists once the cluster has started.</summary>
     private sealed class ClusterValue(LocalPostgresServerResource server, string part, Func<LocalPostgresCluster, string> read)

@@ -37,6 +37,7 @@ public sealed class LocalPostgresRunner(
         public LocalPostgresServerResource Resource { get; } = resource;
         public LocalPostgresCluster Cluster { get; } = cluster;
         public StateDirectoryLock Lock { get; } = stateLock;
+        public List<LocalPostgresCluster> Standbys { get; } = [];
         public Task Tail { get; set; } = Task.CompletedTask;
         public Task Watch { get; set; } = Task.CompletedTask;
     }
@@ -124,6 +125,7 @@ public sealed class LocalPostgresRunner(
             {
                 await CreateDatabaseIfMissingAsync(cluster, database.DatabaseName, log, cancellationToken);
             }
+            await StartStandbysAsync(server, running, log, cancellationToken);
             running.Watch = Task.Run(() => WatchAsync(server, cluster, log, _stopping.Token));
 
             server.SetRunning(cluster);
@@ -144,7 +146,9 @@ public sealed class LocalPostgresRunner(
                     ("postgres.address", $"127.0.0.1:{cluster.Port}"),
                     ("postgres.logFile", cluster.LogFile),
                     ("postgres.tlsRootCertificate", cluster.Tls ? cluster.TlsFiles.CaCertificateFile : "off"),
-                    ("postgres.pid", LocalPostgresLayout.ReadPostmasterId(cluster)?.ToString() ?? "")),
+                    ("postgres.pid", LocalPostgresLayout.ReadPostmasterId(cluster)?.ToString() ?? ""),
+                    ("postgres.standbys", running.Standbys.Count == 0 ? "none"
+                        : string.Join(", ", running.Standbys.Select(standby => $"127.0.0.1:{standby.Port}")))),
             });
             foreach (var database in server.Databases)
             {
@@ -171,6 +175,32 @@ public sealed class LocalPostgresRunner(
         {
             server.SetFailed(e); // the AppHost is stopping: nothing waits for the connection string any more
         }
+    }
+
+    /// <summary>
+    /// AppHost:Postgres:Replicas standbys, each re-created from the running cluster at every start (pg_basebackup of a
+    /// development database takes seconds, and a fresh copy cannot have fallen behind past the primary's WAL), in
+    /// <c>&lt;state directory&gt;-standby-N</c>, on a free port.
+    /// </summary>
+    private async Task StartStandbysAsync(LocalPostgresServerResource server, RunningCluster running, ILogger log, CancellationToken cancellationToken)
+    {
+        for (var number = 1; number <= server.Replicas; number++)
+        {
+            var stopwatch = Stopwatch.StartNew();
+            // Beside the state directory, not in it: the postgres user must reach a data directory through parents
+            // that others can search, and the cluster's own directory is private to it.
+            var directory = $"{Path.TrimEndingDirectorySeparator(running.Cluster.StateDirectory)}-standby-{number}";
+            // A standby left by an earlier run (running, if that AppHost was killed) is stopped and replaced.
+            await new LocalPostgresCluster(server.Options with { StateDirectory = directory }).DestroyAsync(CancellationToken.None);
+            var standby = await running.Cluster.CreateStandbyAsync(directory, cancellationToken: cancellationToken);
+            lock (_running) running.Standbys.Add(standby);
+            foreach (var logger in new[] { log, _console })
+            {
+                logger.LogInformation("Started standby {Number} on 127.0.0.1:{Port} in {Seconds:0.0} s (streaming from 127.0.0.1:{PrimaryPort})",
+                    number, standby.Port, stopwatch.Elapsed.TotalSeconds, running.Cluster.Port);
+            }
+        }
+        server.Standbys = [.. running.Standbys];
     }
 
     private Task PublishAsync(LocalPostgresServerResource server, Func<CustomResourceSnapshot, CustomResourceSnapshot> update) =>
@@ -288,6 +318,9 @@ public sealed class LocalPostgresRunner(
         {
             await PublishAsync(running.Resource, s => s with { State = KnownResourceStates.Stopping });
             var stopwatch = Stopwatch.StartNew();
+            List<LocalPostgresCluster> standbys;
+            lock (_running) standbys = [.. running.Standbys];
+            foreach (var standby in standbys) await standby.StopAsync(CancellationToken.None);
             await running.Cluster.StopAsync(CancellationToken.None);
             log.LogInformation("Stopped in {Seconds:0.0} s", stopwatch.Elapsed.TotalSeconds);
             _console.LogInformation("Stopped the private cluster in {StateDirectory} in {Seconds:0.0} s",
@@ -365,13 +398,13 @@ public static class LocalPostgresBuilderExtensions
 {
     /// <summary>A PostgreSQL server from the machine's binaries; see <see cref="LocalPostgresServerResource"/>.</summary>
     public static IResourceBuilder<LocalPostgresServerResource> AddLocalPostgres(
-        this IDistributedApplicationBuilder builder, string name, LocalPostgresOptions options)
+        this IDistributedApplicationBuilder builder, string name, LocalPostgresOptions options, int replicas = 0)
     {
         builder.Services.TryAddSingleton<LocalPostgresRunner>();
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, LocalPostgresRunner>(
             sp => sp.GetRequiredService<LocalPostgresRunner>()));
 
-        var server = new LocalPostgresServerResource(name, options);
+        var server = new LocalPostgresServerResource(name, options, replicas);
         var healthCheck = $"{name}_check";
         builder.Services.AddHealthChecks().Add(new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckRegistration(
             healthCheck, _ => new LocalPostgresHealthCheck(server, "postgres"), failureStatus: null, tags: null));

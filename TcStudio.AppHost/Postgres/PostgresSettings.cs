@@ -22,6 +22,8 @@ public sealed record PostgresSettings
     public const string ModeKey = "AppHost:Postgres:Mode";
     public const string StateDirectoryKey = "AppHost:Postgres:StateDirectory";
     public const string PortKey = "AppHost:Postgres:Port";
+    public const string ReplicasKey = "AppHost:Postgres:Replicas";
+    public const int MaxReplicas = 3;
     public const string ServerConnectionName = "postgres";
 
     public required PostgresMode Mode { get; init; }
@@ -30,6 +32,12 @@ public sealed record PostgresSettings
     public required string Reason { get; init; }
 
     public required LocalPostgresOptions Local { get; init; }
+
+    /// <summary>
+    /// Streaming standbys of the local cluster (0, the default: none). The API's connection string then lists the
+    /// primary and each standby, and its lag-tolerant reads go to a standby (README, "Read replicas").
+    /// </summary>
+    public int Replicas { get; init; }
 
     /// <summary>
     /// auto (the default) takes the container when a container runtime answers within 2 s, the local binaries
@@ -50,6 +58,7 @@ public sealed record PostgresSettings
         };
 
         if (mode == PostgresMode.Existing && !publishMode) CheckExistingServer(configuration);
+        var replicas = ReadReplicas(configuration, mode);
 
         var stateDirectory = configuration[StateDirectoryKey] is { Length: > 0 } configured
             ? Path.GetFullPath(configured)
@@ -63,6 +72,27 @@ public sealed record PostgresSettings
                 StateDirectory = stateDirectory,
                 Port = AppHostSettings.ReadPort(configuration, PortKey),
             },
+            Replicas = replicas,
+        };
+    }
+
+    private static int ReadReplicas(IConfiguration configuration, PostgresMode mode)
+    {
+        var value = configuration[ReplicasKey];
+        if (string.IsNullOrWhiteSpace(value)) return 0;
+        if (!int.TryParse(value, out var replicas) || replicas is < 0 or > MaxReplicas)
+        {
+            throw new AppHostConfigurationException($"'{ReplicasKey}' must be a whole number from 0 to {MaxReplicas}.");
+        }
+        return (replicas, mode) switch
+        {
+            (0, _) or (_, PostgresMode.Local) => replicas,
+            // An existing server's standbys are the operator's: the connection string names them (Host=primary,standby).
+            (_, PostgresMode.Existing) => throw new AppHostConfigurationException(
+                $"'{ReplicasKey}' starts standbys of the local cluster only; with an existing server, list its standbys in "
+                + $"ConnectionStrings:{ServerConnectionName} (Host=primary,standby1,...)."),
+            _ => throw new AppHostConfigurationException(
+                $"'{ReplicasKey}' starts standbys of the local cluster only; set {ModeKey}=local to use it."),
         };
     }
 

@@ -20,8 +20,14 @@ public sealed record SystemDatabase(
     /// The system database's connection string signed in as <paramref name="role"/> rather than the server's admin:
     /// what each service gets (the admin string goes to the worker's <c>roles</c> step only).
     /// </summary>
-    public ReferenceExpression ConnectionStringAs(string role, IResourceBuilder<ParameterResource> password) => Server.Resource switch
+    /// <param name="withStandbys">
+    /// For a service whose reads may come from a standby (the API): the local cluster's standbys are listed after it
+    /// (<c>AppHost:Postgres:Replicas</c>); an existing server's string keeps whatever hosts it names.
+    /// </param>
+    public ReferenceExpression ConnectionStringAs(string role, IResourceBuilder<ParameterResource> password, bool withStandbys = false) => Server.Resource switch
     {
+        LocalPostgresServerResource { Replicas: > 0 } local when withStandbys => ReferenceExpression.Create(
+            $"{local.ConnectionStringWithStandbysAs(role, password.Resource)};Database={SystemDatabaseExtensions.DatabaseName}"),
         PostgresServerResource container => ReferenceExpression.Create(
             $"Host={container.PrimaryEndpoint.Property(EndpointProperty.Host)};Port={container.PrimaryEndpoint.Property(EndpointProperty.Port)};Username={role};Password={password.Resource};Database={SystemDatabaseExtensions.DatabaseName}"),
         LocalPostgresServerResource local => ReferenceExpression.Create(
@@ -85,7 +91,7 @@ public static class SystemDatabaseExtensions
             }
             case PostgresMode.Local:
             {
-                var server = builder.AddLocalPostgres(ServerResourceName, settings.Local);
+                var server = builder.AddLocalPostgres(ServerResourceName, settings.Local, settings.Replicas);
                 return new SystemDatabase(settings, server, server.AddDatabase(DatabaseResourceName, DatabaseName));
             }
             default:
@@ -122,9 +128,9 @@ public static class SystemDatabaseExtensions
     /// better in one variable than in four.
     /// </summary>
     public static IResourceBuilder<T> WithSystemDatabase<T>(this IResourceBuilder<T> service, SystemDatabase database, string role,
-        IResourceBuilder<ParameterResource> password)
+        IResourceBuilder<ParameterResource> password, bool withStandbys = false)
         where T : IResourceWithEnvironment, IResourceWithWaitSupport =>
-        service.WithEnvironment($"ConnectionStrings__{DatabaseResourceName}", database.ConnectionStringAs(role, password))
+        service.WithEnvironment($"ConnectionStrings__{DatabaseResourceName}", database.ConnectionStringAs(role, password, withStandbys))
             .WithReferenceRelationship(database.Database).WaitFor(database.Server).WaitFor(database.Database);
 
     /// <summary>The server's admin connection string (<c>ConnectionStrings__postgres</c>): the worker's bootstrap steps only.</summary>

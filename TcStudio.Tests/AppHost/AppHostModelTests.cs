@@ -56,12 +56,46 @@ public sealed class AppHostModelTests
     [InlineData("AppHost:Postgres:Mode", "docker", "AppHost:Postgres:Mode")]
     [InlineData("AppHost:Postgres:Port", "70000", "AppHost:Postgres:Port")]
     [InlineData("AppHost:Postgres:Mode", "existing", "ConnectionStrings:postgres is not set")]
+    [InlineData("AppHost:Postgres:Replicas", "4", "'AppHost:Postgres:Replicas' must be a whole number from 0 to 3")]
+    [InlineData("AppHost:Postgres:Replicas", "one", "'AppHost:Postgres:Replicas' must be a whole number from 0 to 3")]
     public void Bad_configuration_is_one_line_naming_the_key(string key, string value, string expected)
     {
         var error = Assert.Throws<AppHostConfigurationException>(() => Read(false, false, (key, value)));
 
         Assert.Contains(expected, error.Message);
         Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Theory]
+    [InlineData("container", "set AppHost:Postgres:Mode=local")]
+    [InlineData("existing", "list its standbys in ConnectionStrings:postgres")]
+    public void Replicas_are_standbys_of_the_local_cluster_only(string mode, string expected)
+    {
+        var error = Assert.Throws<AppHostConfigurationException>(() => Read(false, false,
+            ("AppHost:Postgres:Mode", mode), ("AppHost:Postgres:Replicas", "1"), ("ConnectionStrings:postgres", "Host=db;Password=s3cret")));
+
+        Assert.Contains(expected, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Fact]
+    public async Task With_replicas_the_api_alone_gets_the_standbys_in_its_connection_string()
+    {
+        await using var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TcStudio_AppHost>(
+            ["--AppHost:Postgres:Mode=local", "--AppHost:Postgres:StateDirectory=/tmp/never-started", "--AppHost:Postgres:Replicas=2",
+             "--AppHost:SqlServer:Mode=none"]);
+
+        Assert.Equal(2, Assert.IsType<LocalPostgresServerResource>(Single(builder, "postgres")).Replicas);
+        async Task<string> SystemDatabaseOfAsync(string service)
+        {
+            var variables = new Dictionary<string, object>();
+            var context = new EnvironmentCallbackContext(new DistributedApplicationExecutionContext(DistributedApplicationOperation.Run), variables);
+            foreach (var annotation in Single(builder, service).Annotations.OfType<EnvironmentCallbackAnnotation>()) await annotation.Callback(context);
+            return Assert.IsType<ReferenceExpression>(variables["ConnectionStrings__tcstudio"]).ValueExpression;
+        }
+
+        Assert.StartsWith("Host={postgres.hosts};Username=tc_studio_app;", await SystemDatabaseOfAsync("api"));
+        Assert.StartsWith("Host=127.0.0.1;Port={postgres.port};Username=tc_studio_owner;", await SystemDatabaseOfAsync("migration-worker"));
     }
 
     [Theory]

@@ -13,7 +13,9 @@ public sealed class AppHostSystemTests(ITestOutputHelper output)
     public async Task The_worker_finishes_before_the_api_starts_then_admin_sees_twsbp_and_the_api_reports_telemetry_as_itself()
     {
         await using var receiver = new OtlpReceiver();
-        await using var run = await TcStudioAppHost.CreateAsync(otlpHttpEndpoint: receiver.Endpoint);
+        // With one streaming standby (AppHost:Postgres:Replicas): the API lists both hosts and reads its lists from it.
+        await using var run = await TcStudioAppHost.CreateAsync(otlpHttpEndpoint: receiver.Endpoint,
+            moreArguments: ["--AppHost:Postgres:Replicas=1"]);
         var stopwatch = Stopwatch.StartNew();
         await run.StartAsync();
 
@@ -21,6 +23,8 @@ public sealed class AppHostSystemTests(ITestOutputHelper output)
         Assert.Equal("PostgreSQL (local)", postgres.Snapshot.ResourceType);
         Assert.Contains(postgres.Snapshot.Properties, p => p.Name == "postgres.stateDirectory" && Equals(p.Value, run.StateDirectory));
         await run.WaitForHealthyAsync("tcstudio");
+        var standbyAddress = (string?)postgres.Snapshot.Properties.Single(p => p.Name == "postgres.standbys").Value;
+        Assert.Matches(@"^127\.0\.0\.1:\d+$", standbyAddress);
 
         var worker = await run.WaitForStateAsync("migration-worker", KnownResourceStates.Finished, KnownResourceStates.Exited);
         Assert.True(worker.Snapshot.ExitCode == 0,
@@ -48,6 +52,24 @@ public sealed class AppHostSystemTests(ITestOutputHelper output)
                 WHERE a.datname = 'tc_studio' AND a.application_name LIKE 'TcStudio.Api%'
                 """, admin);
             Assert.Equal("tc_studio_app false false", (string?)await sessions.ExecuteScalarAsync());
+        }
+
+        // The workspace list (a standby route) was read on the standby, a server in recovery, as the app role.
+        await using (var standby = new Npgsql.NpgsqlConnection(new Npgsql.NpgsqlConnectionStringBuilder(await server.GetConnectionStringAsync())
+        {
+            Host = "127.0.0.1",
+            Port = int.Parse(standbyAddress!.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture),
+            Database = "tc_studio",
+            Pooling = false,
+        }.ConnectionString))
+        {
+            await standby.OpenAsync();
+            await using var sessions = new Npgsql.NpgsqlCommand("""
+                SELECT pg_is_in_recovery() || ' ' || coalesce(string_agg(DISTINCT r.rolname, ', '), 'no api session')
+                FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+                WHERE a.datname = 'tc_studio' AND a.application_name LIKE 'TcStudio.Api%'
+                """, standby);
+            Assert.Equal("true tc_studio_app", (string?)await sessions.ExecuteScalarAsync());
         }
 
         // The worker's normal output is on stdout (warnings, such as slow queries on a busy machine, on stderr).

@@ -56,7 +56,8 @@ public sealed class TcStudioAppHost : IAsyncDisposable
     /// <summary>Creates the application model; <paramref name="configure"/> may change it before it is built.</summary>
     /// <param name="existingServer">A connection string for AppHost:Postgres:Mode=existing; null runs the local cluster.</param>
     public static async Task<TcStudioAppHost> CreateAsync(string? stateDirectory = null, string? otlpHttpEndpoint = null,
-        Action<IDistributedApplicationTestingBuilder>? configure = null, string? existingServer = null)
+        Action<IDistributedApplicationTestingBuilder>? configure = null, string? existingServer = null,
+        IEnumerable<string>? moreArguments = null)
     {
         var run = new TcStudioAppHost(stateDirectory ?? NewStateDirectory(), ownsStateDirectory: stateDirectory is null);
         var arguments = new List<string>
@@ -69,6 +70,7 @@ public sealed class TcStudioAppHost : IAsyncDisposable
             $"--Parameters:api-signing-key={run.SigningKey}",
         };
         if (existingServer is not null) arguments.Add($"--ConnectionStrings:postgres={existingServer}");
+        arguments.AddRange(moreArguments ?? []);
         // The dashboard is off under the testing builder; its OTLP address is where the services send telemetry.
         if (otlpHttpEndpoint is not null) arguments.Add($"--ASPIRE_DASHBOARD_OTLP_HTTP_ENDPOINT_URL={otlpHttpEndpoint}");
 
@@ -281,6 +283,12 @@ public sealed class TcStudioAppHost : IAsyncDisposable
     /// <summary>Stops a server still running on the directory (a failed test) and deletes it.</summary>
     public static async Task DeleteStateDirectoryAsync(string stateDirectory)
     {
+        // The standbys of AppHost:Postgres:Replicas live beside it.
+        var parent = Path.GetDirectoryName(stateDirectory)!;
+        foreach (var standby in Directory.Exists(parent) ? Directory.GetDirectories(parent, Path.GetFileName(stateDirectory) + "-standby-*") : [])
+        {
+            await new LocalPostgresCluster(new LocalPostgresOptions { StateDirectory = standby }).DestroyAsync();
+        }
         if (Directory.Exists(stateDirectory))
         {
             await new LocalPostgresCluster(new LocalPostgresOptions { StateDirectory = stateDirectory }).DestroyAsync();

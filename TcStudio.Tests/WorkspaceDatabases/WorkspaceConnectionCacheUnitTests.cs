@@ -76,7 +76,7 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
         Assert.True(cache.Contains(target.WorkspaceId, "dev"));
         Assert.Equal("the server refused the connection (is it running?)", cache.LastFailure(target.WorkspaceId, "dev"));
 
-        await Task.Delay(1200);
+        await Task.Delay(1200, TestContext.Current.CancellationToken);
         Assert.Equal(1, cache.RemoveIdleAndFailing());
         Assert.False(cache.Contains(target.WorkspaceId, "dev"));
     }

@@ -3,7 +3,7 @@ namespace TcStudio.Tests.Observability.Support;
 /// <summary>A span as an OTLP collector received it: enough to check names, scopes and parentage.</summary>
 public sealed record ExportedSpan(
     string ServiceName, string Scope, string Name, string TraceId, string SpanId, string ParentSpanId, int Kind,
-    string ServiceInstanceId = "")
+    string ServiceInstanceId = "", IReadOnlyDictionary<string, string>? Attributes = null, string Text = "")
 {
     public const int ServerKind = 2;
     public const int ClientKind = 3;
@@ -42,6 +42,7 @@ public static class OtlpTraceDecoder
                 {
                     string traceId = "", spanId = "", parentId = "", name = "";
                     var kind = 0;
+                    var attributes = new Dictionary<string, string>();
                     foreach (var field in Fields(span.Bytes))
                     {
                         switch (field.Number)
@@ -51,9 +52,14 @@ public static class OtlpTraceDecoder
                             case 4: parentId = Convert.ToHexString(field.Bytes.Span); break;
                             case 5: name = Utf8(field.Bytes); break;
                             case 6: kind = (int)field.Varint; break;
+                            case 9:
+                                var (key, value) = ReadKeyValue(field.Bytes);
+                                attributes[key] = value ?? "";
+                                break;
                         }
                     }
-                    yield return new ExportedSpan(serviceName, scope, name, traceId, spanId, parentId, kind, serviceInstanceId);
+                    yield return new ExportedSpan(serviceName, scope, name, traceId, spanId, parentId, kind, serviceInstanceId,
+                        attributes, Utf8(span.Bytes));
                 }
             }
         }
@@ -66,8 +72,13 @@ public static class OtlpTraceDecoder
         foreach (var field in Fields(keyValue))
         {
             if (field.Number == 1) key = Utf8(field.Bytes);
-            // AnyValue.string_value is field 1.
-            if (field.Number == 2) value = Fields(field.Bytes).Where(f => f.Number == 1).Select(f => Utf8(f.Bytes)).FirstOrDefault();
+            // AnyValue.string_value is field 1, int_value field 3.
+            if (field.Number == 2)
+            {
+                value = Fields(field.Bytes).Where(f => f.Number is 1 or 3)
+                    .Select(f => f.Number == 1 ? Utf8(f.Bytes) : ((long)f.Varint).ToString(System.Globalization.CultureInfo.InvariantCulture))
+                    .FirstOrDefault();
+            }
         }
         return (key, value);
     }

@@ -1,7 +1,7 @@
 using TcStudio.WorkspaceDatabases.Postgres;
 using static TcStudio.WorkspaceDatabases.Postgres.PostgresSqlText;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.UnitTests.WorkspaceDatabases;
 
 /// <summary>The draft lexer against PostgreSQL's own rules (scan.l), case by case; no database.</summary>
 public sealed class PostgresSqlTextTests

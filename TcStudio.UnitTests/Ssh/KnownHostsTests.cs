@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using TcStudio.SystemDatabase.Ssh;
 
-namespace TcStudio.Tests.Ssh;
+namespace TcStudio.UnitTests.Ssh;
 
 /// <summary>known_hosts lines as OpenSSH writes them: bracketed ports, host lists, hashed names, @revoked.</summary>
 public sealed class KnownHostsTests : IDisposable
