@@ -34,10 +34,10 @@ public static class HttpMeasure
         await Task.Delay(warmup);
         process.Refresh();
         var before = process.TotalProcessorTime;
-        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: false);
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         await Task.Delay(duration);
         process.Refresh();
-        return new WindowUsage(process.TotalProcessorTime - before, GC.GetTotalAllocatedBytes(precise: false) - allocatedBefore,
+        return new WindowUsage(process.TotalProcessorTime - before, GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore,
             process.WorkingSet64 / 1048576.0);
     }
 

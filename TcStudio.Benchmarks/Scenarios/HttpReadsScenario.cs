@@ -18,6 +18,8 @@ public sealed class HttpReadsScenario : IScenario
         + "against a hand-written ASP.NET Core + Npgsql server serving the same routes with the same bytes, same load generator, same run; "
         + "CPU and allocations per request of the server process";
 
+    public static readonly TimeSpan JitWarmup = TimeSpan.FromSeconds(5);
+
     public sealed record ReadEndpoint(string Label, RequestSpec Request, string ProbePath);
 
     public async Task<ScenarioOutcome> RunAsync(BenchContext context)
@@ -54,6 +56,23 @@ public sealed class HttpReadsScenario : IScenario
         rows.Add(await BaselineConformance.CheckReadsAsync(Number, api.BaseUrl, baseline.BaseUrl, token,
             endpoints.Select(e => e.ProbePath).Append($"/api/workspaces/{slug}/procedures?page=2&pageSize=50")
                 .Append($"/api/workspaces/{slug}/activities?limit=5").ToList()));
+        if (!options.Quick)
+        {
+            // The JIT's tiers (and dynamic PGO) take many seconds of load to settle, longer than a run's warm-up: every
+            // route is driven on both servers once first, untimed, so the runs compare steady states.
+            BenchContext.Log($"  warming both servers up: every route, 16 clients, {JitWarmup.TotalSeconds:0} s each");
+            foreach (var endpoint in endpoints)
+            {
+                foreach (var url in new[] { api.BaseUrl, baseline.BaseUrl })
+                {
+                    await context.LoadGenerator.RunAsync(new LoadCommand
+                    {
+                        BaseUrl = url, BearerToken = token, Clients = 16, WarmupMs = (int)JitWarmup.TotalMilliseconds, DurationMs = 1,
+                        Requests = [endpoint.Request], Pages = pages, Terms = terms,
+                    });
+                }
+            }
+        }
         foreach (var endpoint in endpoints)
         {
             var (available, detail) = await api.ProbeAsync(token, HttpMethod.Get, endpoint.ProbePath);
