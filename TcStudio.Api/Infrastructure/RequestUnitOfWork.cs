@@ -35,7 +35,7 @@ public sealed record SystemTransaction(SystemTransactionScope Scope);
 /// transaction. Handlers never begin, commit or roll back; helpers that lock rows call
 /// <see cref="RequestUnitOfWork.RequireTransaction"/>.
 /// </summary>
-public sealed class RequestUnitOfWork(TcStudioDbContext db) : IEndpointFilter
+public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSources sources) : IEndpointFilter
 {
     public static SystemTransactionScope ScopeOf(HttpContext http) =>
         http.GetEndpoint()?.Metadata.GetMetadata<SystemTransaction>()?.Scope
@@ -53,18 +53,31 @@ public sealed class RequestUnitOfWork(TcStudioDbContext db) : IEndpointFilter
             return await next(context);
         }
 
+        // One pooled connection for the whole request. Left to EF, every query of a read opens the connection and
+        // closes it again, and each reopen makes Npgsql send its reset round (RESET ALL, DISCARD TEMP, …) in front of
+        // the next statement: two or three per read. A standby-routed read gets its connection from ReadRouting, which
+        // runs inside this filter, so it is left to EF there.
+        var holdConnection = !sources.HasStandbys || !ReadRouting.IsStandbyRoute(http.GetEndpoint(), http.Request.Method);
         var strategy = db.Database.CreateExecutionStrategy();
         return await strategy.ExecuteAsync(async cancellationToken =>
         {
             db.ChangeTracker.Clear();
-            await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
-            var result = await next(context);
-            if (transaction is not null)
+            if (holdConnection) await db.Database.OpenConnectionAsync(cancellationToken);
+            try
             {
-                if (ConditionalRequestFilter.IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
-                else await transaction.RollbackAsync(cancellationToken);
+                await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
+                var result = await next(context);
+                if (transaction is not null)
+                {
+                    if (ConditionalRequestFilter.IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
+                    else await transaction.RollbackAsync(cancellationToken);
+                }
+                return result;
             }
-            return result;
+            finally
+            {
+                if (holdConnection) await db.Database.CloseConnectionAsync();
+            }
         }, http.RequestAborted);
     }
 
