@@ -93,7 +93,7 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
         if (_baseline is not null) await _baseline.DisposeAsync();
         var database = new DatabaseOptions();
         var auth = new TcStudio.Api.Auth.AuthOptions();
-        _baseline = await Baseline.BaselineServer.StartAsync(RawDataSource(api.ConnectionString),
+        _baseline = await Baseline.BaselineServer.StartAsync(RawDataSource(api.ConnectionString, untraced: true),
             new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(Convert.FromBase64String(api.SigningKey)),
             database.LockTimeout, database.RequestStatementTimeout, auth.SessionCheckInterval);
         _baselineFor = api;
@@ -134,7 +134,11 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
     /// A raw Npgsql data source for baselines with the product's connection settings (pool bounds, auto-prepare,
     /// timeouts) from <see cref="SystemDatabaseConnection.Build"/>, optionally overridden.
     /// </summary>
-    public NpgsqlDataSource RawDataSource(string connectionString, IReadOnlyDictionary<string, string?>? settings = null)
+    /// <param name="untraced">
+    /// No Npgsql traces: the API in this process listens to every Npgsql activity (its command monitor and slow-query
+    /// log), which would charge the baseline's commands with the product's telemetry work.
+    /// </param>
+    public NpgsqlDataSource RawDataSource(string connectionString, IReadOnlyDictionary<string, string?>? settings = null, bool untraced = false)
     {
         var configuration = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?> { ["ConnectionStrings:tcstudio"] = connectionString })
@@ -144,6 +148,7 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
         {
             Name = "bench-raw",
         };
+        if (untraced) builder.ConfigureTracing(tracing => tracing.ConfigureCommandFilter(_ => false).ConfigureBatchFilter(_ => false));
         return builder.Build();
     }
 
