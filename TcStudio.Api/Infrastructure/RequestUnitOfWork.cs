@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using TcStudio.Api.Workspaces;
 
@@ -37,6 +38,14 @@ public sealed record SystemTransaction(SystemTransactionScope Scope);
 /// </summary>
 public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSources sources) : IEndpointFilter
 {
+    /// <summary>The reads that keep one connection for the whole request (see <see cref="InvokeAsync"/>).</summary>
+    public static readonly FrozenSet<string> ConnectionHeldRoutes = new[]
+    {
+        "GET /api/workspaces/{slug}",
+        "GET /api/workspaces/{slug}/procedures",
+        "GET /api/workspaces/{slug}/activities",
+    }.ToFrozenSet(StringComparer.Ordinal);
+
     public static SystemTransactionScope ScopeOf(HttpContext http) =>
         http.GetEndpoint()?.Metadata.GetMetadata<SystemTransaction>()?.Scope
         ?? (HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method)
@@ -53,11 +62,15 @@ public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSource
             return await next(context);
         }
 
-        // One pooled connection for the whole request. Left to EF, every query of a read opens the connection and
-        // closes it again, and each reopen makes Npgsql send its reset round (RESET ALL, DISCARD TEMP, …) in front of
-        // the next statement: two or three per read. A standby-routed read gets its connection from ReadRouting, which
-        // runs inside this filter, so it is left to EF there.
-        var holdConnection = !sources.HasStandbys || !ReadRouting.IsStandbyRoute(http.GetEndpoint(), http.Request.Method);
+        // The hot reads keep one pooled connection for the whole request. Left to EF, every query opens the connection
+        // and closes it again, and each reopen makes Npgsql send its reset round (RESET ALL, DISCARD TEMP, …) in front
+        // of the next statement: two or three per read. Only routes whose work is all on this DbContext: a route that
+        // also takes a connection elsewhere (the token route's session and throttle, the event stream's horizon) would
+        // hold two from the same pool, and with the pool exhausted every request would wait for its second one. A
+        // standby-routed read gets its connection from ReadRouting, which runs inside this filter: left to EF there.
+        var holdConnection = scope == SystemTransactionScope.Statement
+            && ReadRouting.KeyOf(http.GetEndpoint(), http.Request.Method) is { } route && ConnectionHeldRoutes.Contains(route)
+            && (!sources.HasStandbys || !ReadRouting.IsStandbyRoute(http.GetEndpoint(), http.Request.Method));
         var strategy = db.Database.CreateExecutionStrategy();
         return await strategy.ExecuteAsync(async cancellationToken =>
         {

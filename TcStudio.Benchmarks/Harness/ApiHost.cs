@@ -82,8 +82,9 @@ public sealed class ApiHost : IAsyncDisposable
                 if (response.IsSuccessStatusCode) return;
                 last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
             }
-            catch (HttpRequestException e)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {
+                // Refused, or slower than 5 s on a loaded machine: ask again until the deadline.
                 last = e.Message;
             }
             await Task.Delay(100);
