@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 bash scripts/ensure-postgres.sh
+# Scenario 2 checks its load generator against Debian's wrk (not in --quick): install it when missing.
+if [[ " $* " != *" --quick "* ]] && ! command -v wrk >/dev/null 2>&1; then
+  echo "[bench] installing wrk (apt-get)" >&2
+  { apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }; } \
+    || echo "[bench] could not install wrk: the wrk rows will say n/a" >&2
+fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 

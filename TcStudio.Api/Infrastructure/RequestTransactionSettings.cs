@@ -29,40 +29,72 @@ public sealed class RequestTransactionSettings
         // Zero means "no limit of ours": leave the server's (or the role's) own setting alone.
         if (lockTimeout > TimeSpan.Zero) settings.Add(SetConfig("lock_timeout", lockTimeout));
         if (statementTimeout > TimeSpan.Zero) settings.Add(SetConfig("statement_timeout", statementTimeout));
-        _timeouts = settings.Count == 0 ? "" : string.Join(", ", settings) + ", ";
-        Sql = SqlFor(RequestRowSecurity.Anonymous);
+        var timeouts = settings.Count == 0 ? "" : string.Join(", ", settings) + ", ";
+        Sql = $"{TcStudio.DatabaseTelemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {timeouts}"
+            + $"set_config('tcstudio.user_id', @{UserIdParameter}, true), set_config('tcstudio.workspace_id', @{WorkspaceIdParameter}, true)";
     }
 
-    private readonly string _timeouts;
+    /// <summary>The parameters carrying the row-level-security settings (the caller's and the workspace's id, or '').</summary>
+    public const string UserIdParameter = "tcstudio_user_id";
+    public const string WorkspaceIdParameter = "tcstudio_workspace_id";
 
     /// <summary>
-    /// The statement for a request: the timeouts and the row-level-security settings (tcstudio.user_id,
-    /// tcstudio.workspace_id; empty when not known yet). The marker lets the command monitor classify a prefixed
-    /// command by what follows (SqlOperationKind). Values are numbers and ids we format, never input.
+    /// The statement a request's settings are sent with: its text (the same for every request, so Npgsql prepares it
+    /// once; with the ids written into the text, every user and workspace made another statement to prepare) and the
+    /// values of its two parameters.
     /// </summary>
-    public string SqlFor(RequestRowSecurity rowSecurity) =>
-        $"{TcStudio.DatabaseTelemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {_timeouts}{rowSecurity.SetConfig}";
+    public readonly record struct Statement(string Sql, string UserId, string WorkspaceId)
+    {
+        /// <summary>Which settings a transaction holds: applied again when it changes (the request entered a workspace).</summary>
+        public string Key => UserId + "|" + WorkspaceId;
+
+        public void AddParametersTo(DbCommand command)
+        {
+            Set(command, UserIdParameter, UserId);
+            Set(command, WorkspaceIdParameter, WorkspaceId);
+        }
+
+        private static void Set(DbCommand command, string name, string value)
+        {
+            if (command.Parameters.Contains(name))
+            {
+                command.Parameters[name].Value = value;
+                return;
+            }
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.DbType = DbType.String;
+            parameter.Value = value;
+            command.Parameters.Add(parameter);
+        }
+    }
 
     public TimeSpan LockTimeout { get; }
     public TimeSpan StatementTimeout { get; }
 
-    /// <summary>The statement of a request with no user or workspace known (one statement returning one row).</summary>
+    /// <summary>
+    /// The settings statement: the timeouts (numbers we format) and the row-level-security settings, whose values are
+    /// the parameters <see cref="UserIdParameter"/> and <see cref="WorkspaceIdParameter"/> (one statement returning one row).
+    /// The marker lets the command monitor classify a prefixed command by what follows (SqlOperationKind).
+    /// </summary>
     public string Sql { get; }
 
     /// <summary>Sets them for the rest of <paramref name="transaction"/> (one round trip; Npgsql sends BEGIN with it).</summary>
-    public static async Task ApplyAsync(string sql, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
+    public static async Task ApplyAsync(Statement statement, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();
-        command.CommandText = sql;
+        command.CommandText = statement.Sql;
         command.Transaction = transaction;
+        statement.AddParametersTo(command);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public static void Apply(string sql, DbConnection connection, DbTransaction? transaction)
+    public static void Apply(Statement statement, DbConnection connection, DbTransaction? transaction)
     {
         using var command = connection.CreateCommand();
-        command.CommandText = sql;
+        command.CommandText = statement.Sql;
         command.Transaction = transaction;
+        statement.AddParametersTo(command);
         command.ExecuteNonQuery();
     }
 
@@ -76,7 +108,10 @@ public sealed class RequestTransactionSettings
     public static RequestTransactionSettings? Current => CurrentRequest.Value;
 
     /// <summary>The statement to run first in this request's transactions (or in front of each statement outside one); null outside requests.</summary>
-    public static string? CurrentSql => CurrentRequest.Value is { } settings ? settings.SqlFor(CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous) : null;
+    public static Statement? CurrentStatement => CurrentRequest.Value is { } settings
+        ? new Statement(settings.Sql, (CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous).UserIdText,
+            (CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous).WorkspaceIdText)
+        : null;
 
     /// <summary>From here on (in this async flow), database work belongs to an API request.</summary>
     public static IApplicationBuilder UseRequestTransactionSettings(IApplicationBuilder app) => app.Use(async (context, next) =>
@@ -116,7 +151,7 @@ public sealed class RequestTransactionSettings
 /// </summary>
 public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor, IDbTransactionInterceptor, ISaveChangesInterceptor
 {
-    // The statement last applied in a transaction: applied again when it changes (the request entered a workspace).
+    // The settings last applied in a transaction (Statement.Key): applied again when they change (the request entered a workspace).
     private static readonly ConditionalWeakTable<DbTransaction, string> Applied = new();
     private static readonly ConditionalWeakTable<DbCommand, object> Prefixed = new();
     private static readonly object Marker = new();
@@ -134,11 +169,11 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
         return result;
     }
 
-    /// <summary>True when <paramref name="sql"/> still has to be run in <paramref name="transaction"/> (and records it as run).</summary>
-    private static bool MarkApplied(DbTransaction transaction, string sql)
+    /// <summary>True when the settings <paramref name="key"/> still have to be applied in <paramref name="transaction"/> (and records them as applied).</summary>
+    private static bool MarkApplied(DbTransaction transaction, string key)
     {
-        if (Applied.TryGetValue(transaction, out var applied) && applied == sql) return false;
-        Applied.AddOrUpdate(transaction, sql);
+        if (Applied.TryGetValue(transaction, out var applied) && applied == key) return false;
+        Applied.AddOrUpdate(transaction, key);
         return true;
     }
 
@@ -173,9 +208,9 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
     {
         // A scalar reads the first result set, so nothing can go in front of it: inside a transaction the settings
         // are sent just before it; outside one they cannot apply (EF issues no such commands for API requests).
-        if (RequestTransactionSettings.CurrentSql is { } sql && command.Transaction is { } transaction && MarkApplied(transaction, sql))
+        if (RequestTransactionSettings.CurrentStatement is { } statement && command.Transaction is { } transaction && MarkApplied(transaction, statement.Key))
         {
-            await RequestTransactionSettings.ApplyAsync(sql, command.Connection!, transaction, cancellationToken);
+            await RequestTransactionSettings.ApplyAsync(statement, command.Connection!, transaction, cancellationToken);
         }
         return result;
     }
@@ -242,25 +277,26 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
 
     private static async Task Prepare(DbCommand command, CommandEventData eventData, bool isReader, CancellationToken? cancellationToken)
     {
-        if (RequestTransactionSettings.CurrentSql is not { } sql
+        if (RequestTransactionSettings.CurrentStatement is not { } statement
             || command.CommandType != CommandType.Text
             || eventData.CommandSource == CommandSource.Migrations)
         {
             return;
         }
         var transaction = command.Transaction;
-        if (transaction is not null && !MarkApplied(transaction, sql)) return; // already set for this transaction
+        if (transaction is not null && !MarkApplied(transaction, statement.Key)) return; // already set for this transaction
 
         if (eventData.CommandSource == CommandSource.SaveChanges)
         {
             // EF reads a SaveChanges batch's results by statement position: send the settings separately, first.
             if (transaction is null) return;
-            if (cancellationToken is { } token) await RequestTransactionSettings.ApplyAsync(sql, command.Connection!, transaction, token);
-            else RequestTransactionSettings.Apply(sql, command.Connection!, transaction);
+            if (cancellationToken is { } token) await RequestTransactionSettings.ApplyAsync(statement, command.Connection!, transaction, token);
+            else RequestTransactionSettings.Apply(statement, command.Connection!, transaction);
             return;
         }
 
-        command.CommandText = sql + ";\n" + command.CommandText;
+        command.CommandText = statement.Sql + ";\n" + command.CommandText;
+        statement.AddParametersTo(command);
         if (isReader) Prefixed.AddOrUpdate(command, Marker);
     }
 }
@@ -284,6 +320,7 @@ public sealed class RequestRowSecurity(IHttpContextAccessor? http)
     /// <summary>From here on this request's statements see (and may write) this workspace's rows.</summary>
     public void EnterWorkspace(Guid workspaceId) => WorkspaceId = workspaceId;
 
-    internal string SetConfig =>
-        $"set_config('tcstudio.user_id', '{UserId?.ToString("D") ?? ""}', true), set_config('tcstudio.workspace_id', '{WorkspaceId?.ToString("D") ?? ""}', true)";
+    internal string UserIdText => UserId?.ToString("D") ?? "";
+
+    internal string WorkspaceIdText => WorkspaceId?.ToString("D") ?? "";
 }

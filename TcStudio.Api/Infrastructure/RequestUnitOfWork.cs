@@ -1,3 +1,4 @@
+using System.Collections.Frozen;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using TcStudio.Api.Workspaces;
 
@@ -35,8 +36,16 @@ public sealed record SystemTransaction(SystemTransactionScope Scope);
 /// transaction. Handlers never begin, commit or roll back; helpers that lock rows call
 /// <see cref="RequestUnitOfWork.RequireTransaction"/>.
 /// </summary>
-public sealed class RequestUnitOfWork(TcStudioDbContext db) : IEndpointFilter
+public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSources sources) : IEndpointFilter
 {
+    /// <summary>The reads that keep one connection for the whole request (see <see cref="InvokeAsync"/>).</summary>
+    public static readonly FrozenSet<string> ConnectionHeldRoutes = new[]
+    {
+        "GET /api/workspaces/{slug}",
+        "GET /api/workspaces/{slug}/procedures",
+        "GET /api/workspaces/{slug}/activities",
+    }.ToFrozenSet(StringComparer.Ordinal);
+
     public static SystemTransactionScope ScopeOf(HttpContext http) =>
         http.GetEndpoint()?.Metadata.GetMetadata<SystemTransaction>()?.Scope
         ?? (HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method)
@@ -53,18 +62,35 @@ public sealed class RequestUnitOfWork(TcStudioDbContext db) : IEndpointFilter
             return await next(context);
         }
 
+        // The hot reads keep one pooled connection for the whole request. Left to EF, every query opens the connection
+        // and closes it again, and each reopen makes Npgsql send its reset round (RESET ALL, DISCARD TEMP, …) in front
+        // of the next statement: two or three per read. Only routes whose work is all on this DbContext: a route that
+        // also takes a connection elsewhere (the token route's session and throttle, the event stream's horizon) would
+        // hold two from the same pool, and with the pool exhausted every request would wait for its second one. A
+        // standby-routed read gets its connection from ReadRouting, which runs inside this filter: left to EF there.
+        var holdConnection = scope == SystemTransactionScope.Statement
+            && ReadRouting.KeyOf(http.GetEndpoint(), http.Request.Method) is { } route && ConnectionHeldRoutes.Contains(route)
+            && (!sources.HasStandbys || !ReadRouting.IsStandbyRoute(http.GetEndpoint(), http.Request.Method));
         var strategy = db.Database.CreateExecutionStrategy();
         return await strategy.ExecuteAsync(async cancellationToken =>
         {
             db.ChangeTracker.Clear();
-            await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
-            var result = await next(context);
-            if (transaction is not null)
+            if (holdConnection) await db.Database.OpenConnectionAsync(cancellationToken);
+            try
             {
-                if (ConditionalRequestFilter.IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
-                else await transaction.RollbackAsync(cancellationToken);
+                await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
+                var result = await next(context);
+                if (transaction is not null)
+                {
+                    if (ConditionalRequestFilter.IsSuccess(result)) await transaction.CommitAsync(cancellationToken);
+                    else await transaction.RollbackAsync(cancellationToken);
+                }
+                return result;
             }
-            return result;
+            finally
+            {
+                if (holdConnection) await db.Database.CloseConnectionAsync();
+            }
         }, http.RequestAborted);
     }
 

@@ -192,7 +192,9 @@ public static class WorkspacesApi
     private static async Task<DetailsRow> LoadDetails(TcStudioDbContext db, Guid workspaceId, Guid userId, CancellationToken ct)
     {
         var row = await LoadDetailsQuery(db, workspaceId, userId, ct);
-        return new DetailsRow(new WorkspaceDetails(row.Id, row.Name, row.Slug, row.Description, row.Settings.RootElement.Clone(),
+        // The clone owns its bytes; disposing the document returns its pooled buffers (see ActivitiesApi.ListActivities).
+        using var settings = row.Settings;
+        return new DetailsRow(new WorkspaceDetails(row.Id, row.Name, row.Slug, row.Description, settings.RootElement.Clone(),
             row.MemberCount, row.Role, row.CreatedAt, row.UpdatedAt), row.Version);
     }
 

@@ -19,13 +19,21 @@ public sealed class ApiHost : IAsyncDisposable
 {
     private readonly WebApplicationFactory<Program> _factory;
 
-    private ApiHost(WebApplicationFactory<Program> factory, string baseUrl)
+    private ApiHost(WebApplicationFactory<Program> factory, string baseUrl, string signingKey, string connectionString)
     {
         _factory = factory;
         BaseUrl = baseUrl;
+        SigningKey = signingKey;
+        ConnectionString = connectionString;
     }
 
     public string BaseUrl { get; }
+
+    /// <summary>The API's Auth:SigningKey (base64): the HTTP baseline validates the same tokens with it.</summary>
+    public string SigningKey { get; }
+
+    /// <summary>What the API connects with (the app role, subject to row-level security).</summary>
+    public string ConnectionString { get; }
 
     private const string RaisedRateLimit = "1000000";
 
@@ -56,7 +64,7 @@ public sealed class ApiHost : IAsyncDisposable
         });
         factory.UseKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port));
         await Task.Run(factory.StartServer);
-        var host = new ApiHost(factory, $"http://127.0.0.1:{port}");
+        var host = new ApiHost(factory, $"http://127.0.0.1:{port}", signingKey, connectionString);
         await host.WaitHealthyAsync();
         return host;
     }
@@ -74,8 +82,9 @@ public sealed class ApiHost : IAsyncDisposable
                 if (response.IsSuccessStatusCode) return;
                 last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
             }
-            catch (HttpRequestException e)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {
+                // Refused, or slower than 5 s on a loaded machine: ask again until the deadline.
                 last = e.Message;
             }
             await Task.Delay(100);

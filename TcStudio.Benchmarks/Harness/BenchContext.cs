@@ -58,11 +58,47 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
             NpgsqlConnection.ClearAllPools();
         }
         var stopwatch = Stopwatch.StartNew();
-        _api = await ApiHost.StartAsync(SystemConnectionString, wanted);
+        _api = await ApiHost.StartAsync(await AppRoleConnectionStringAsync(), wanted);
         _apiSettings = wanted;
         Log($"API listening on {_api.BaseUrl} ({(wanted.Count == 0 ? "product defaults" : string.Join(", ", wanted.Select(s => $"{s.Key}={s.Value}")))}) "
             + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s");
         return _api;
+    }
+
+    private const string AppRolePassword = "bench-app-role";
+
+    /// <summary>
+    /// The system database as the API connects to it in production and in the tests (ApiFixture): its least-privilege
+    /// app role, subject to row-level security. The role is made as the worker's roles step makes it (idempotent).
+    /// </summary>
+    public async Task<string> AppRoleConnectionStringAsync()
+    {
+        var names = TcStudio.SystemDatabase.Security.SystemRoleNames.For(BenchEnvironment.SystemDatabase);
+        await TcStudio.SystemDatabase.Security.SystemDatabaseRoles.EnsureAsync(SystemConnectionString, names,
+            new TcStudio.SystemDatabase.Security.SystemDatabaseRoles.Passwords(null, AppRolePassword, null));
+        return new NpgsqlConnectionStringBuilder(SystemConnectionString) { Username = names.App, Password = AppRolePassword }.ConnectionString;
+    }
+
+    private Baseline.BaselineServer? _baseline;
+    private ApiHost? _baselineFor;
+
+    /// <summary>
+    /// The hand-written HTTP baseline (<see cref="Baseline.BaselineServer"/>), in this process like the API, over the
+    /// same database as the same app role, validating the API's tokens with its signing key.
+    /// </summary>
+    public async Task<Baseline.BaselineServer> BaselineAsync()
+    {
+        var api = await ApiAsync(_apiSettings);
+        if (_baseline is not null && ReferenceEquals(_baselineFor, api)) return _baseline;
+        if (_baseline is not null) await _baseline.DisposeAsync();
+        var database = new DatabaseOptions();
+        var auth = new TcStudio.Api.Auth.AuthOptions();
+        _baseline = await Baseline.BaselineServer.StartAsync(RawDataSource(api.ConnectionString, untraced: true),
+            new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(Convert.FromBase64String(api.SigningKey)),
+            database.LockTimeout, database.RequestStatementTimeout, auth.SessionCheckInterval);
+        _baselineFor = api;
+        Log($"HTTP baseline listening on {_baseline.BaseUrl}");
+        return _baseline;
     }
 
     public async Task<string> UserTokenAsync()
@@ -98,7 +134,11 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
     /// A raw Npgsql data source for baselines with the product's connection settings (pool bounds, auto-prepare,
     /// timeouts) from <see cref="SystemDatabaseConnection.Build"/>, optionally overridden.
     /// </summary>
-    public NpgsqlDataSource RawDataSource(string connectionString, IReadOnlyDictionary<string, string?>? settings = null)
+    /// <param name="untraced">
+    /// No Npgsql traces: the API in this process listens to every Npgsql activity (its command monitor and slow-query
+    /// log), which would charge the baseline's commands with the product's telemetry work.
+    /// </param>
+    public NpgsqlDataSource RawDataSource(string connectionString, IReadOnlyDictionary<string, string?>? settings = null, bool untraced = false)
     {
         var configuration = new ConfigurationBuilder()
             .AddInMemoryCollection(new Dictionary<string, string?> { ["ConnectionStrings:tcstudio"] = connectionString })
@@ -108,6 +148,7 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
         {
             Name = "bench-raw",
         };
+        if (untraced) builder.ConfigureTracing(tracing => tracing.ConfigureCommandFilter(_ => false).ConfigureBatchFilter(_ => false));
         return builder.Build();
     }
 
@@ -119,6 +160,8 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
     /// <summary>Stops the API (if running) so a scenario can run without it competing for the machine.</summary>
     public async Task StopApiAsync()
     {
+        if (_baseline is not null) await _baseline.DisposeAsync();
+        _baseline = null;
         if (_api is null) return;
         await _api.DisposeAsync();
         _api = null;
@@ -128,6 +171,7 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
 
     public async ValueTask DisposeAsync()
     {
+        if (_baseline is not null) await _baseline.DisposeAsync();
         if (_loadGenerator is not null) await _loadGenerator.DisposeAsync();
         await StopApiAsync();
         if (_system is not null) await _system.DisposeAsync();

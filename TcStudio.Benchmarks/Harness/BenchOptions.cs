@@ -57,6 +57,7 @@ public sealed record BenchOptions
                        12 row-level security on the hot reads; 10 and 11 not in --quick unless named)
           --runs       runs per measurement (default 3; the table shows their median, min and max)
           --duration   measured seconds per load run (default 10; warm-up is a third of it, at most 3 s)
+          --clients    the HTTP scenarios' concurrencies, e.g. 16,64 (default 1,16,64)
           --out        where the JSON goes (default artifacts/bench under the repository)
         """;
 
@@ -92,6 +93,13 @@ public sealed record BenchOptions
                     break;
                 case "--out":
                     options = options with { OutputDirectory = Next() };
+                    break;
+                case "--clients":
+                    options = options with
+                    {
+                        Concurrency = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                            .Select(c => PositiveInt(c, "--clients")).ToArray(),
+                    };
                     break;
                 default:
                     throw new BenchUsageException($"Unknown argument '{args[i]}'.");

@@ -29,6 +29,7 @@ public sealed class HttpWritesScenario : IScenario
         var system = await context.SystemAsync();
         var api = await context.ApiAsync();
         var token = await context.UserTokenAsync();
+        var baseline = await context.BaselineAsync();
         var users = await DataGenerator.ReadSeededUsersAsync(context.SystemConnectionString);
         var connectionString = context.SystemConnectionString;
 
@@ -58,6 +59,9 @@ public sealed class HttpWritesScenario : IScenario
             """{"name":"w_{run}_{client}_{seq}","sql":"SELECT {seq} AS n FROM dbo.orders"}""");
         var updateSpec = new RequestSpec("update", "PUT", $"/api/workspaces/{Workspace}/procedures/upd_{{client}}_{{slot}}",
             """{"sql":"SELECT {seq} AS n FROM dbo.orders -- edited"}""", SendIfMatch: true);
+        // The baseline's own drafts (raw_upd_C_K), so the two servers never update the same rows.
+        var baselineUpdateSpec = updateSpec with { Path = $"/api/workspaces/{Workspace}/procedures/raw_upd_{{client}}_{{slot}}" };
+        var conformance = await Baseline.BaselineConformance.CheckWritesAsync(Number, api.BaseUrl, baseline.BaseUrl, token, Workspace);
 
         var (createAvailable, createDetail) = await api.ProbeAsync(token, HttpMethod.Post, $"/api/workspaces/{Workspace}/procedures",
             new { name = "probe_create", sql = "SELECT 1" });
@@ -84,14 +88,15 @@ public sealed class HttpWritesScenario : IScenario
         await using var dataSource = context.RawDataSource(connectionString);
         var raw = new RawQueries(dataSource);
 
-        var rows = new List<ResultRow>();
+        var rows = new List<ResultRow> { conformance };
         var workload = new List<string>
         {
             $"workspace {Workspace} (caller 'user' is its Owner); each client updates {DraftsPerClient} drafts of its own in turn, so updates never conflict",
             $"create: 100% {createSpec}; " + (createAvailable ? $"the product sends {createStatements}" : createDetail)
-                + "; baseline: BEGIN, the scope check, INSERT procedure + INSERT activity in one batch, COMMIT",
+                + "; HTTP baseline: BEGIN + settings + the scope check, settings + INSERT procedure + INSERT activity in one batch, COMMIT",
             $"update: 100% {updateSpec}; " + (updateAvailable ? $"the product sends {updateStatements}" : updateDetail)
-                + "; baseline: BEGIN, the scope check, UPDATE … RETURNING xmin + INSERT activity in one batch, COMMIT",
+                + "; HTTP baseline (its own drafts raw_upd_…): BEGIN + settings + the scope check, settings + SELECT the draft, "
+                + "settings + UPDATE … RETURNING xmin + INSERT activity in one batch, COMMIT",
         };
 
         foreach (var clients in options.Concurrency)
@@ -100,22 +105,25 @@ public sealed class HttpWritesScenario : IScenario
             var create = await HttpMeasure.CompareAsync(context,
                 // A new LoadCommand per run, so a new {run} in the names: no run collides with an earlier one's rows.
                 createAvailable ? _ => Command(api.BaseUrl, token, createSpec) : null,
-                clients, (_, seq) => RawCreateAsync(dataSource, raw, workspaceId, users.UserId, UniqueName("raw"), seq, transaction: true));
-            rows.Add(HttpMeasure.Row(Number, $"create procedure draft, {HttpMeasure.Clients(clients)}", create, "raw Npgsql",
-                unavailable: createAvailable ? null : createDetail));
+                clients, baseline: null, httpBaseline: _ => Command(baseline.BaseUrl, token, createSpec));
+            rows.Add(HttpMeasure.Row(Number, $"create procedure draft, {HttpMeasure.Clients(clients)}", create, "HTTP baseline",
+                Target(clients), Meets, unavailable: createAvailable ? null : createDetail));
 
             BenchContext.Log($"  update @ {HttpMeasure.Clients(clients)}");
             var update = await HttpMeasure.CompareAsync(context,
                 updateAvailable ? _ => Command(api.BaseUrl, token, updateSpec) with { Slots = DraftsPerClient } : null,
-                clients, (client, seq) => RawUpdateAsync(dataSource, raw, workspaceId, users.UserId,
-                    $"raw_upd_{client}_{seq % DraftsPerClient}", seq, transaction: true));
-            rows.Add(HttpMeasure.Row(Number, $"update procedure draft, {HttpMeasure.Clients(clients)}", update, "raw Npgsql",
-                unavailable: updateAvailable ? null : updateDetail));
+                clients, baseline: null, httpBaseline: _ => Command(baseline.BaseUrl, token, baselineUpdateSpec) with { Slots = DraftsPerClient });
+            rows.Add(HttpMeasure.Row(Number, $"update procedure draft, {HttpMeasure.Clients(clients)}", update, "HTTP baseline",
+                Target(clients), Meets, unavailable: updateAvailable ? null : updateDetail));
         }
 
         rows.AddRange(await TransactionOverheadAsync(context, system, dataSource, raw, workspaceId, users.UserId));
         return new ScenarioOutcome(rows, workload);
     }
+
+    private static string? Target(int clients) => clients is 16 or 64 ? "≥0.8× baseline" : null;
+
+    private static bool Meets(Figure product, Latency latency, double? ratio) => ratio >= 0.8;
 
     private static long _names;
 

@@ -227,9 +227,10 @@ public sealed class BoundedWaitTests(PostgresServer server)
         var settings = new TcStudio.Api.Infrastructure.RequestTransactionSettings(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(1500.2));
         Assert.Equal("/* tcstudio:transaction-settings */ SELECT set_config('lock_timeout', '5000ms', true), "
             + "set_config('statement_timeout', '1501ms', true), "
-            + "set_config('tcstudio.user_id', '', true), set_config('tcstudio.workspace_id', '', true)", settings.Sql);
-        // Without timeouts the row-level-security settings remain.
-        Assert.Equal("/* tcstudio:transaction-settings */ SELECT set_config('tcstudio.user_id', '', true), set_config('tcstudio.workspace_id', '', true)",
+            + "set_config('tcstudio.user_id', @tcstudio_user_id, true), set_config('tcstudio.workspace_id', @tcstudio_workspace_id, true)", settings.Sql);
+        // Without timeouts the row-level-security settings remain; their values are parameters (one text for every request).
+        Assert.Equal("/* tcstudio:transaction-settings */ SELECT set_config('tcstudio.user_id', @tcstudio_user_id, true), "
+            + "set_config('tcstudio.workspace_id', @tcstudio_workspace_id, true)",
             new TcStudio.Api.Infrastructure.RequestTransactionSettings(TimeSpan.Zero, TimeSpan.Zero).Sql);
         Assert.Equal(SqlOperationKind.Delete, SqlOperationKind.Of(settings.Sql + ";\nDELETE FROM t"));
         Assert.Equal(SqlOperationKind.Select, SqlOperationKind.Of(settings.Sql + ";\nSELECT 1"));
