@@ -32,7 +32,7 @@ public sealed class DatabaseMetrics
             "Duration of every PostgreSQL command issued through Npgsql (EF Core or raw), by operation kind.",
             tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = QueryDurationBuckets });
         SlowQueries = Meter.CreateCounter<long>(SlowQueriesName, "{query}",
-            "Commands that took longer than Database:SlowQueryThresholdMs, by operation kind.");
+            "Commands that took longer than Database:SlowQueryThreshold, by operation kind.");
         PoolExhausted = Meter.CreateCounter<long>(PoolExhaustedName, "{request}",
             "Requests for a connection that waited the whole pool timeout because every pooled connection was in use, by pool.");
         Meter.CreateObservableGauge(DatabaseSizeName, ObserveDatabaseSize, "By",

@@ -6,8 +6,11 @@ namespace TcStudio.DatabaseTelemetry;
 /// </summary>
 public class DatabaseTelemetryOptions
 {
-    /// <summary>Commands slower than this are counted and logged as slow queries; 0 or less turns that off.</summary>
-    public int SlowQueryThresholdMs { get; set; } = 200;
+    /// <summary>
+    /// Commands slower than this are counted and logged as slow queries; zero turns that off (key
+    /// <c>Database:SlowQueryThreshold</c>, "00:00:00.200"; was <c>SlowQueryThresholdMs</c>).
+    /// </summary>
+    public TimeSpan SlowQueryThreshold { get; set; } = TimeSpan.FromMilliseconds(200);
 
     /// <summary>How many recent slow queries are kept in memory for the insights API.</summary>
     public int SlowQueryLogCapacity { get; set; } = 200;

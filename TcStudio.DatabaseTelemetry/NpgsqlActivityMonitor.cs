@@ -11,7 +11,7 @@ namespace TcStudio.DatabaseTelemetry;
 /// database and workspace databases: an <see cref="ActivityListener"/> on Npgsql's ActivitySource. It works with or
 /// without an OpenTelemetry exporter (Npgsql creates its activities only because some listener asks for them, and
 /// this one always does). For each command it records <c>tcstudio.db.query.duration</c>; above
-/// Database:SlowQueryThresholdMs it counts <c>tcstudio.db.slow_queries</c>, logs the command once as a warning (SQL
+/// Database:SlowQueryThreshold it counts <c>tcstudio.db.slow_queries</c>, logs the command once as a warning (SQL
 /// text, never parameter values; duration; the endpoint or worker verb that issued it) and keeps it in the
 /// <see cref="SlowQueryLog"/>. It also logs each physical connection Npgsql opens or fails to open (server,
 /// database, user; never the password).
@@ -105,7 +105,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
 
     private void SetThreshold(DatabaseTelemetryOptions options) =>
         Interlocked.Exchange(ref _thresholdTicks,
-            options.SlowQueryThresholdMs > 0 ? TimeSpan.FromMilliseconds(options.SlowQueryThresholdMs).Ticks : 0);
+            options.SlowQueryThreshold > TimeSpan.Zero ? options.SlowQueryThreshold.Ticks : 0);
 
     private void OnActivityStopped(Activity activity)
     {

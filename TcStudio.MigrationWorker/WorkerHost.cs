@@ -58,13 +58,20 @@ public static class WorkerHost
 
         using var host = builder.Build();
         var configuration = host.Services.GetRequiredService<IConfiguration>();
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TcStudio.MigrationWorker");
+        // Every bound options class (ValidateOnStart; the backup scheduler's too): one line naming the key, exit 2.
+        if (TcStudio.SystemDatabase.Configuration.OptionsErrors.Validate(host.Services) is { } optionsError)
+        {
+            Console.Error.WriteLine(optionsError);
+            return WorkerExitCodes.BadUsage;
+        }
+        TcStudio.SystemDatabase.Configuration.RenamedKeys.LogDeprecations(host.Services, logger);
         if (needsDatabase && SystemDatabaseConnection.FindConfigurationError(configuration) is { } configurationError)
         {
             Console.Error.WriteLine(configurationError);
             return WorkerExitCodes.BadUsage;
         }
 
-        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("TcStudio.MigrationWorker");
         await host.StartAsync(cancellationToken);
         try
         {

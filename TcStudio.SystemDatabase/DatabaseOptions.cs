@@ -11,14 +11,28 @@ public sealed class DatabaseOptions : DatabaseTelemetryOptions
 {
     public const string SectionName = "Database";
 
+    /// <summary>The keys that were numbers of seconds or milliseconds; still read, with a deprecation line at start.</summary>
+    public static readonly IReadOnlyList<Configuration.RenamedKey> RenamedKeys =
+    [
+        Configuration.RenamedKey.FromSeconds(SectionName, "IdleLifetimeSeconds", nameof(IdleLifetime)),
+        Configuration.RenamedKey.FromSeconds(SectionName, "ConnectTimeoutSeconds", nameof(ConnectTimeout)),
+        Configuration.RenamedKey.FromSeconds(SectionName, "CommandTimeoutSeconds", nameof(CommandTimeout)),
+        Configuration.RenamedKey.FromMilliseconds(SectionName, "SlowQueryThresholdMs", nameof(SlowQueryThreshold)),
+    ];
+
     /// <summary><c>DB_TYPE</c> or <c>Database:Provider</c>; PostgreSQL is the only system-database provider.</summary>
     public string Provider { get; set; } = "postgres";
 
     public int MinPoolSize { get; set; } = 2;
     public int MaxPoolSize { get; set; } = 10;
-    public int IdleLifetimeSeconds { get; set; } = 30;
-    public int ConnectTimeoutSeconds { get; set; } = 2;
-    public int CommandTimeoutSeconds { get; set; } = 30;
+    /// <summary>Idle connections above the minimum close after this (whole seconds; was <c>IdleLifetimeSeconds</c>).</summary>
+    public TimeSpan IdleLifetime { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Opening a connection, and waiting for one from a full pool (whole seconds; was <c>ConnectTimeoutSeconds</c>).</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The client-side limit of a command (whole seconds; was <c>CommandTimeoutSeconds</c>).</summary>
+    public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Npgsql SslMode: Disable, Allow, Prefer, Require, VerifyCA, VerifyFull. Production: VerifyFull.</summary>
     public string SslMode { get; set; } = "Prefer";
@@ -42,7 +56,7 @@ public sealed class DatabaseOptions : DatabaseTelemetryOptions
 
     /// <summary>
     /// The longest a statement of an API request may run (<c>statement_timeout</c>, set per transaction). Shorter than
-    /// <see cref="CommandTimeoutSeconds"/>, so the server stops the statement before the client gives up on the
+    /// <see cref="CommandTimeout"/>, so the server stops the statement before the client gives up on the
     /// connection; a request that hits it answers 503 and is not retried. Zero turns it off. The worker (migrations,
     /// seeding, backups) is not bound by it.
     /// </summary>

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Npgsql;
+using TcStudio.SystemDatabase.Configuration;
 
 namespace TcStudio.SystemDatabase;
 
@@ -60,11 +61,8 @@ public static class SystemDatabaseConnection
 
         try
         {
-            var options = ReadOptions(configuration);
-            if (options.LockTimeout < TimeSpan.Zero || options.RequestStatementTimeout < TimeSpan.Zero)
-            {
-                return $"Section '{DatabaseOptions.SectionName}': LockTimeout and RequestStatementTimeout must not be negative (hh:mm:ss; 0 turns them off).";
-            }
+            // Bound, renamed keys applied and validated as DatabaseOptionsValidation does for the host's options.
+            ReadOptions(configuration);
             // Opens the SSH tunnel when Database:Ssh names one: a wrong key or host key is this one line at start.
             Build(configuration, "validation");
         }
@@ -72,7 +70,11 @@ public static class SystemDatabaseConnection
         {
             return e.Message;
         }
-        catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
+        catch (Exception e) when (OptionsErrors.Describe(e) is { } line)
+        {
+            return line;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
         {
             return $"Section '{DatabaseOptions.SectionName}' holds an invalid value: {e.Message}";
         }
@@ -114,16 +116,19 @@ public static class SystemDatabaseConnection
 
         void Apply(string key, string connectionStringKeyword, Action set)
         {
-            if (section[key] is not null || !explicitlySet.Contains(connectionStringKeyword)) set();
+            var setHere = section[key] is not null
+                || DatabaseOptions.RenamedKeys.Any(renamed => renamed.NewName == key && section[renamed.OldName] is not null);
+            if (setHere || !explicitlySet.Contains(connectionStringKeyword)) set();
         }
 
         Apply(nameof(DatabaseOptions.MinPoolSize), "Minimum Pool Size", () => builder.MinPoolSize = options.MinPoolSize);
         Apply(nameof(DatabaseOptions.MaxPoolSize), "Maximum Pool Size", () => builder.MaxPoolSize = options.MaxPoolSize);
-        Apply(nameof(DatabaseOptions.IdleLifetimeSeconds), "Connection Idle Lifetime",
-            () => builder.ConnectionIdleLifetime = options.IdleLifetimeSeconds);
-        Apply(nameof(DatabaseOptions.ConnectTimeoutSeconds), "Timeout", () => builder.Timeout = options.ConnectTimeoutSeconds);
-        Apply(nameof(DatabaseOptions.CommandTimeoutSeconds), "Command Timeout",
-            () => builder.CommandTimeout = options.CommandTimeoutSeconds);
+        // Npgsql counts these in whole seconds: a fraction rounds up, so "00:00:00.5" is 1 s, not 0 (which means no limit).
+        Apply(nameof(DatabaseOptions.IdleLifetime), "Connection Idle Lifetime",
+            () => builder.ConnectionIdleLifetime = WholeSeconds(options.IdleLifetime));
+        Apply(nameof(DatabaseOptions.ConnectTimeout), "Timeout", () => builder.Timeout = WholeSeconds(options.ConnectTimeout));
+        Apply(nameof(DatabaseOptions.CommandTimeout), "Command Timeout",
+            () => builder.CommandTimeout = WholeSeconds(options.CommandTimeout));
         Apply(nameof(DatabaseOptions.SslMode), "SSL Mode",
             () => builder.SslMode = Enum.Parse<SslMode>(options.SslMode, ignoreCase: true));
 
@@ -139,12 +144,27 @@ public static class SystemDatabaseConnection
         return builder;
     }
 
+    public static int WholeSeconds(TimeSpan duration) => (int)Math.Ceiling(duration.TotalSeconds);
+
+    /// <summary>
+    /// The <c>Database</c> section as the host's <c>IOptions&lt;DatabaseOptions&gt;</c> has it (the same binding, renamed
+    /// keys and validation), for what runs before the host is built. A bad value throws (an
+    /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> or the binder's InvalidOperationException):
+    /// <see cref="OptionsErrors.Describe"/> makes it one line naming the key.
+    /// </summary>
     public static DatabaseOptions ReadOptions(IConfiguration configuration)
     {
         var options = new DatabaseOptions();
         configuration.GetSection(DatabaseOptions.SectionName).Bind(options);
+        Complete(options, configuration);
+        return options.Checked(DatabaseOptionsValidation.FindError);
+    }
+
+    /// <summary>What binding alone does not do: the renamed keys and DB_TYPE.</summary>
+    internal static void Complete(DatabaseOptions options, IConfiguration configuration)
+    {
+        RenamedKey.ApplyAll(options, configuration, DatabaseOptions.RenamedKeys);
         options.Provider = ReadProvider(configuration);
-        return options;
     }
 
     /// <summary>host:port/database as user, for logs. Never the password.</summary>

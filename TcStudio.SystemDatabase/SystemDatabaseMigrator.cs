@@ -21,7 +21,7 @@ public sealed class SystemDatabaseMigrator(TcStudioDbContext db)
     public static readonly ActivitySource ActivitySource = new("TcStudio.Migrations");
 
     /// <summary>
-    /// The client-side limit of one migration statement. Database:CommandTimeoutSeconds bounds requests (30 s); a
+    /// The client-side limit of one migration statement. Database:CommandTimeout bounds requests (30 s); a
     /// migration that copies a big table (PartitionedActivities on millions of activities) may take minutes, and
     /// cancelling it half-way only means running it again.
     /// </summary>

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using OpenTelemetry.Metrics;
+using TcStudio.SystemDatabase.Configuration;
 using TcStudio.SystemDatabase.Seeding;
 using TcStudio.DatabaseTelemetry;
 
@@ -27,13 +28,14 @@ public static class TcStudioDataExtensions
 {
     public static IHostApplicationBuilder AddTcStudioData(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<DatabaseOptions>()
-            .Configure<IConfiguration>((options, configuration) =>
-            {
-                configuration.GetSection(DatabaseOptions.SectionName).Bind(options);
-                options.Provider = SystemDatabaseConnection.ReadProvider(configuration);
-            });
-        builder.Services.AddOptions<SeedOptions>().BindConfiguration(SeedOptions.SectionName);
+        // Bound once, checked at start (the start-up checks call the validator themselves for a one-line exit 2). The
+        // renamed keys (…Seconds, …Ms) are still read and warned about once at start (RenamedKey).
+        builder.Services.AddOptions<DatabaseOptions>().BindConfiguration(DatabaseOptions.SectionName)
+            .PostConfigure<IConfiguration>((options, configuration) => SystemDatabaseConnection.Complete(options, configuration))
+            .ValidateWith(DatabaseOptionsValidation.FindError)
+            .ValidateOnStart();
+        foreach (var renamed in DatabaseOptions.RenamedKeys) builder.Services.AddSingleton(renamed);
+        builder.Services.AddOptions<SeedOptions>().BindConfiguration(SeedOptions.SectionName).ValidateOnStart();
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<AuditTimestampsInterceptor>();
@@ -120,7 +122,14 @@ public static class TcStudioDataExtensions
     {
         builder.Services.TryAddSingleton<DatabaseMetrics>();
         // The same keys as DatabaseOptions (which extends DatabaseTelemetryOptions), for the command monitor.
-        builder.Services.AddOptions<DatabaseTelemetryOptions>().BindConfiguration(DatabaseOptions.SectionName);
+        builder.Services.AddOptions<DatabaseTelemetryOptions>().BindConfiguration(DatabaseOptions.SectionName)
+            .PostConfigure<IConfiguration>((options, configuration) =>
+                RenamedKey.ApplyAll(options, configuration, DatabaseOptions.RenamedKeys))
+            .ValidateWith(options =>
+                options.SlowQueryThreshold < TimeSpan.Zero ? $"{DatabaseOptions.SectionName}:SlowQueryThreshold must not be negative."
+                : options.SlowQueryLogCapacity < 0 ? $"{DatabaseOptions.SectionName}:SlowQueryLogCapacity must be 0 or more."
+                : null)
+            .ValidateOnStart();
         builder.Services.TryAddSingleton(sp =>
             new SlowQueryLog(sp.GetRequiredService<IOptions<DatabaseOptions>>().Value.SlowQueryLogCapacity));
         builder.Services.TryAddSingleton<NpgsqlActivityMonitor>();

@@ -17,15 +17,15 @@ namespace TcStudio.WorkspaceDatabases;
 /// <item><b>Cached per (workspace, environment)</b> and reused. Each entry owns its pools (one per credential),
 /// bounded by Workspaces:MaxPoolSize and named after the workspace (Application Name <c>tcstudio/&lt;slug&gt;/&lt;env&gt;</c>),
 /// so one workspace can never exhaust another's connections, nor the system database's (a separate pool).</item>
-/// <item><b>Health.</b> An entry idle longer than Workspaces:IdleHealthCheckSeconds, or one that saw a failure, pings
+/// <item><b>Health.</b> An entry idle longer than Workspaces:IdleHealthCheck, or one that saw a failure, pings
 /// its database before handing out a connection.</item>
 /// <item><b>Bounded.</b> At most Workspaces:MaxCachedConnections entries; the least recently used is evicted and its
-/// pools cleared. A timer removes entries idle longer than Workspaces:IdleEvictionSeconds.</item>
+/// pools cleared. A timer removes entries idle longer than Workspaces:IdleEviction.</item>
 /// <item><b>Failures.</b> Opening is retried with exponential backoff and jitter (short connect timeouts, so a dead or
 /// hanging server fails in seconds); a failed open marks the entry unhealthy and surfaces as
 /// <see cref="WorkspaceDatabaseUnavailableException"/> (naming the environment). After repeated failures a circuit
 /// opens: callers are told it is unavailable (with a retry-after) at once, without touching the server, until a trial succeeds. The break
-/// doubles (with jitter) after each failed trial. An entry failing for longer than Workspaces:EvictAfterFailingSeconds
+/// doubles (with jitter) after each failed trial. An entry failing for longer than Workspaces:EvictAfterFailing
 /// is removed.</item>
 /// <item><b>Ownership.</b> An entry is made from the environment's claim in the system database
 /// (<see cref="IWorkspaceOwnershipSource"/>: its roles and their passwords); every connection its pools hand out is
@@ -62,7 +62,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
         _metrics = metrics;
         _clock = clock;
         _logger = logger;
-        var interval = TimeSpan.FromSeconds(Math.Max(1, _options.CleanupIntervalSeconds));
+        var interval = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerSecond, _options.CleanupInterval.Ticks));
         _cleanup = clock.CreateTimer(_ => RemoveIdleAndFailing(), null, interval, interval);
         metrics.Observe(this);
     }
@@ -164,7 +164,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
         catch (BrokenCircuitException e)
         {
             Release(entry);
-            var retryAfter = e.RetryAfter ?? TimeSpan.FromSeconds(_options.CircuitBreakSeconds);
+            var retryAfter = e.RetryAfter ?? _options.CircuitBreak;
             throw new WorkspaceDatabaseUnavailableException(
                 $"Environment '{target.Environment}' is unavailable: its database failed repeatedly ({entry.LastFailure ?? "connection failures"}); "
                 + $"not trying again for {Math.Ceiling(retryAfter.TotalSeconds):0} s.", target.Environment, retryAfter, circuitOpen: true, e);
@@ -179,7 +179,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
                 lock (_gate) EvictLocked(entry, "credentials refused");
             }
             Release(entry);
-            var retryAfter = TimeSpan.FromSeconds(Math.Min(_options.CircuitBreakSeconds, Math.Pow(2, Math.Min(entry.ConsecutiveFailures, 5))));
+            var retryAfter = TimeSpan.FromSeconds(Math.Min(_options.CircuitBreak.TotalSeconds, Math.Pow(2, Math.Min(entry.ConsecutiveFailures, 5))));
             throw new WorkspaceDatabaseUnavailableException(
                 $"Environment '{target.Environment}' cannot reach its database: {reason}.", target.Environment, retryAfter,
                 circuitOpen: false, e);
@@ -209,12 +209,12 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
         {
             foreach (var entry in _entries.Values.ToList())
             {
-                if (entry.Leases == 0 && now - entry.LastUsed > TimeSpan.FromSeconds(_options.IdleEvictionSeconds))
+                if (entry.Leases == 0 && now - entry.LastUsed > _options.IdleEviction)
                 {
                     EvictLocked(entry, "idle");
                     removed++;
                 }
-                else if (entry.FailingSince is { } since && now - since > TimeSpan.FromSeconds(_options.EvictAfterFailingSeconds))
+                else if (entry.FailingSince is { } since && now - since > _options.EvictAfterFailing)
                 {
                     EvictLocked(entry, "failing");
                     removed++;
@@ -317,7 +317,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
             entry.FailingSince ??= now;
             entry.LastFailure = reason;
             entry.Suspect = true;
-            if (!entry.Evicted && now - entry.FailingSince.Value > TimeSpan.FromSeconds(_options.EvictAfterFailingSeconds))
+            if (!entry.Evicted && now - entry.FailingSince.Value > _options.EvictAfterFailing)
             {
                 EvictLocked(entry, "failing");
             }
@@ -375,11 +375,11 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
                 ShouldHandle = shouldHandle,
                 FailureRatio = 0.5,
                 MinimumThroughput = Math.Max(2, _options.CircuitFailureThreshold),
-                SamplingDuration = TimeSpan.FromSeconds(Math.Max(1, _options.CircuitSamplingSeconds)),
+                SamplingDuration = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerSecond, _options.CircuitSampling.Ticks)),
                 BreakDurationGenerator = args =>
                 {
                     // Each failed trial doubles the break, with ±20 % jitter so many API instances do not retry in step.
-                    var seconds = Math.Min(_options.CircuitMaxBreakSeconds, _options.CircuitBreakSeconds * Math.Pow(2, args.HalfOpenAttempts));
+                    var seconds = Math.Min(_options.CircuitMaxBreak.TotalSeconds, _options.CircuitBreak.TotalSeconds * Math.Pow(2, args.HalfOpenAttempts));
                     return ValueTask.FromResult(TimeSpan.FromSeconds(Math.Max(0.5, seconds * (0.8 + Random.Shared.NextDouble() * 0.4))));
                 },
                 StateProvider = circuit,
@@ -403,12 +403,12 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
                 MaxRetryAttempts = _options.RetryAttempts,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
-                Delay = TimeSpan.FromMilliseconds(Math.Max(1, _options.RetryBaseDelayMilliseconds)),
+                Delay = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, _options.RetryBaseDelay.Ticks)),
                 MaxDelay = TimeSpan.FromSeconds(5),
             });
         }
         // A server that accepts TCP but never answers must not hold the caller longer than the connect timeout.
-        var pipeline = builder.AddTimeout(TimeSpan.FromSeconds(Math.Max(1, _options.ConnectTimeoutSeconds) + 1)).Build();
+        var pipeline = builder.AddTimeout(TimeSpan.FromSeconds(WorkspacesOptions.WholeSeconds(_options.ConnectTimeout) + 1)).Build();
         return (pipeline, circuit);
     }
 
@@ -459,7 +459,7 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
         public WorkspaceSchemaStatus? Schema { get; set; }
 
         public bool NeedsHealthCheck(DateTimeOffset now, WorkspacesOptions options) =>
-            Suspect || now - LastVerified > TimeSpan.FromSeconds(options.IdleHealthCheckSeconds);
+            Suspect || now - LastVerified > options.IdleHealthCheck;
 
         public void Succeeded(DateTimeOffset now)
         {

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
+using TcStudio.SystemDatabase.Configuration;
 using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.WorkspaceDatabases.SqlServer;
 
@@ -17,7 +18,13 @@ public static class WorkspaceDatabasesExtensions
     /// </summary>
     public static IHostApplicationBuilder AddWorkspaceDatabases(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<WorkspacesOptions>().BindConfiguration(WorkspacesOptions.SectionName);
+        // Bound once and checked at start; the renamed keys (…Seconds, …Milliseconds) are still read and warned about.
+        builder.Services.AddOptions<WorkspacesOptions>().BindConfiguration(WorkspacesOptions.SectionName)
+            .PostConfigure<Microsoft.Extensions.Configuration.IConfiguration>((options, configuration) =>
+                TcStudio.SystemDatabase.Configuration.RenamedKey.ApplyAll(options, configuration, WorkspacesOptions.RenamedKeys))
+            .ValidateWith(WorkspacesOptions.FindError)
+            .ValidateOnStart();
+        foreach (var renamed in WorkspacesOptions.RenamedKeys) builder.Services.AddSingleton(renamed);
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddMetrics();
         builder.Services.TryAddSingleton<WorkspaceServerRegistry>();

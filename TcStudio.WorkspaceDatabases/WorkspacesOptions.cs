@@ -1,3 +1,5 @@
+using TcStudio.SystemDatabase.Configuration;
+
 namespace TcStudio.WorkspaceDatabases;
 
 /// <summary>
@@ -8,46 +10,70 @@ public sealed class WorkspacesOptions
 {
     public const string SectionName = "Workspaces";
 
+    /// <summary>The keys that were numbers of seconds or milliseconds; still read, with a deprecation line at start.</summary>
+    public static readonly IReadOnlyList<RenamedKey> RenamedKeys =
+    [
+        RenamedKey.FromSeconds(SectionName, "ConnectTimeoutSeconds", nameof(ConnectTimeout)),
+        RenamedKey.FromSeconds(SectionName, "IdleHealthCheckSeconds", nameof(IdleHealthCheck)),
+        RenamedKey.FromSeconds(SectionName, "IdleEvictionSeconds", nameof(IdleEviction)),
+        RenamedKey.FromSeconds(SectionName, "CleanupIntervalSeconds", nameof(CleanupInterval)),
+        RenamedKey.FromMilliseconds(SectionName, "RetryBaseDelayMilliseconds", nameof(RetryBaseDelay)),
+        RenamedKey.FromSeconds(SectionName, "CircuitSamplingSeconds", nameof(CircuitSampling)),
+        RenamedKey.FromSeconds(SectionName, "CircuitBreakSeconds", nameof(CircuitBreak)),
+        RenamedKey.FromSeconds(SectionName, "CircuitMaxBreakSeconds", nameof(CircuitMaxBreak)),
+        RenamedKey.FromSeconds(SectionName, "EvictAfterFailingSeconds", nameof(EvictAfterFailing)),
+        RenamedKey.FromSeconds(SectionName, "OperationTimeoutSeconds", nameof(OperationTimeout)),
+        RenamedKey.FromSeconds(SectionName, "DefaultExecuteTimeoutSeconds", nameof(DefaultExecuteTimeout)),
+        RenamedKey.FromSeconds(SectionName, "MaxExecuteTimeoutSeconds", nameof(MaxExecuteTimeout)),
+    ];
+
+    /// <summary>Npgsql and SqlClient count timeouts in whole seconds: a fraction rounds up (never to 0, "no limit").</summary>
+    public static int WholeSeconds(TimeSpan duration) => Math.Max(1, (int)Math.Ceiling(duration.TotalSeconds));
+
     /// <summary>At most this many (workspace, environment) entries stay cached; the least recently used goes first.</summary>
     public int MaxCachedConnections { get; set; } = 100;
 
     /// <summary>Each workspace's own pool (per credential) holds at most this many connections.</summary>
     public int MaxPoolSize { get; set; } = 10;
 
-    /// <summary>Short on purpose: a dead server must fail fast, not hold requests.</summary>
-    public int ConnectTimeoutSeconds { get; set; } = 3;
+    /// <summary>Short on purpose: a dead server must fail fast, not hold requests (whole seconds).</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
     /// <summary>An entry unused for longer than this is pinged before it is used again.</summary>
-    public int IdleHealthCheckSeconds { get; set; } = 30;
+    public TimeSpan IdleHealthCheck { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>An entry unused for longer than this is removed by the periodic cleanup (its pools cleared).</summary>
-    public int IdleEvictionSeconds { get; set; } = 600;
+    public TimeSpan IdleEviction { get; set; } = TimeSpan.FromMinutes(10);
 
-    public int CleanupIntervalSeconds { get; set; } = 60;
+    public TimeSpan CleanupInterval { get; set; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>Retries of one connection attempt (exponential backoff with jitter from <see cref="RetryBaseDelayMilliseconds"/>).</summary>
+    /// <summary>Retries of one connection attempt (exponential backoff with jitter from <see cref="RetryBaseDelay"/>).</summary>
     public int RetryAttempts { get; set; } = 2;
 
-    public int RetryBaseDelayMilliseconds { get; set; } = 200;
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>The circuit opens after this many failed calls within <see cref="CircuitSamplingSeconds"/> (at half of them failing).</summary>
+    /// <summary>The circuit opens after this many failed calls within <see cref="CircuitSampling"/> (at half of them failing).</summary>
     public int CircuitFailureThreshold { get; set; } = 3;
 
-    public int CircuitSamplingSeconds { get; set; } = 30;
+    public TimeSpan CircuitSampling { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>The first break; each failed trial doubles it (with jitter) up to <see cref="CircuitMaxBreakSeconds"/>.</summary>
-    public double CircuitBreakSeconds { get; set; } = 15;
+    /// <summary>The first break; each failed trial doubles it (with jitter) up to <see cref="CircuitMaxBreak"/>.</summary>
+    public TimeSpan CircuitBreak { get; set; } = TimeSpan.FromSeconds(15);
 
-    public double CircuitMaxBreakSeconds { get; set; } = 120;
+    public TimeSpan CircuitMaxBreak { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>An entry that has failed without a success for this long is removed from the cache.</summary>
-    public int EvictAfterFailingSeconds { get; set; } = 300;
+    public TimeSpan EvictAfterFailing { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>Command timeout for migrations, deploys and other operations the service runs itself.</summary>
-    public int OperationTimeoutSeconds { get; set; } = 60;
+    /// <summary>Command timeout for migrations, deploys and other operations the service runs itself (whole seconds).</summary>
+    public TimeSpan OperationTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
-    public int DefaultExecuteTimeoutSeconds { get; set; } = 30;
-    public int MaxExecuteTimeoutSeconds { get; set; } = 300;
+    /// <summary>An execution's timeout when the request gives none (whole seconds).</summary>
+    public TimeSpan DefaultExecuteTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The largest <c>timeoutSeconds</c> a request may ask for (whole seconds).</summary>
+    public TimeSpan MaxExecuteTimeout { get; set; } = TimeSpan.FromSeconds(300);
+
     public int DefaultMaxRows { get; set; } = 1000;
     public int MaxRows { get; set; } = 10_000;
 
@@ -59,6 +85,34 @@ public sealed class WorkspacesOptions
 
     /// <summary>What one workspace may take of a server (section <c>Workspaces:Limits</c>).</summary>
     public WorkspaceLimits Limits { get; set; } = new();
+
+    /// <summary>The first bad key, in one line (ValidateOnStart); never a value.</summary>
+    public static string? FindError(WorkspacesOptions o)
+    {
+        const string s = SectionName;
+        var positive = new (string Name, TimeSpan Value)[]
+        {
+            (nameof(ConnectTimeout), o.ConnectTimeout), (nameof(IdleEviction), o.IdleEviction), (nameof(CleanupInterval), o.CleanupInterval),
+            (nameof(RetryBaseDelay), o.RetryBaseDelay), (nameof(CircuitSampling), o.CircuitSampling), (nameof(CircuitBreak), o.CircuitBreak),
+            (nameof(CircuitMaxBreak), o.CircuitMaxBreak), (nameof(EvictAfterFailing), o.EvictAfterFailing),
+            (nameof(OperationTimeout), o.OperationTimeout), (nameof(DefaultExecuteTimeout), o.DefaultExecuteTimeout),
+            (nameof(MaxExecuteTimeout), o.MaxExecuteTimeout),
+        };
+        foreach (var (name, value) in positive)
+        {
+            if (value <= TimeSpan.Zero || value > TimeSpan.FromDays(1)) return $"{s}:{name} must be a duration from 00:00:00.001 to 1.00:00:00.";
+        }
+        return o.IdleHealthCheck < TimeSpan.Zero ? $"{s}:IdleHealthCheck must not be negative (0: ping before every reuse)."
+            : o.CircuitMaxBreak < o.CircuitBreak ? $"{s}:CircuitMaxBreak must not be shorter than {s}:CircuitBreak."
+            : o.DefaultExecuteTimeout > o.MaxExecuteTimeout ? $"{s}:DefaultExecuteTimeout must not be longer than {s}:MaxExecuteTimeout."
+            : o.MaxCachedConnections < 1 ? $"{s}:MaxCachedConnections must be 1 or more."
+            : o.MaxPoolSize < 1 ? $"{s}:MaxPoolSize must be 1 or more."
+            : o.RetryAttempts < 0 ? $"{s}:RetryAttempts must be 0 or more."
+            : o.CircuitFailureThreshold < 1 ? $"{s}:CircuitFailureThreshold must be 1 or more."
+            : o.DefaultMaxRows < 1 || o.DefaultMaxRows > o.MaxRows ? $"{s}:DefaultMaxRows must be from 1 to {s}:MaxRows."
+            : o.MaxResultBytes < 1 ? $"{s}:MaxResultBytes must be 1 or more."
+            : null;
+    }
 
     // The role passwords' key is Workspaces:SecretKey, read by WorkspaceSecrets (not bound here: it is a secret).
 }

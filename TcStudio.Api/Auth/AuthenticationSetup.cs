@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
+using TcStudio.SystemDatabase.Configuration;
 
 namespace TcStudio.Api.Auth;
 
@@ -11,7 +12,13 @@ public static class AuthenticationSetup
     /// <summary>JWT bearer authentication with revocation (<see cref="UserSessions"/>) and the SystemAdmin policy.</summary>
     public static WebApplicationBuilder AddTcStudioAuthentication(this WebApplicationBuilder builder)
     {
-        builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.SectionName);
+        // The signing key itself is checked by the start-up checks (they know the environment); the rest here, at start.
+        builder.Services.AddOptions<AuthOptions>().BindConfiguration(AuthOptions.SectionName)
+            .ValidateWith(options =>
+                options.TokenLifetime <= TimeSpan.Zero ? $"{AuthOptions.SectionName}:TokenLifetime must be a positive duration (hh:mm:ss)."
+                : options.SessionCheckInterval < TimeSpan.Zero ? $"{AuthOptions.SectionName}:SessionCheckInterval must not be negative."
+                : options.LoginRateLimit.FindError())
+            .ValidateOnStart();
         builder.Services.AddSingleton(sp => SigningKeys.Resolve(
             sp.GetRequiredService<IConfiguration>(), sp.GetRequiredService<IHostEnvironment>()));
         builder.Services.AddSingleton<TokenIssuer>();

@@ -1,3 +1,5 @@
+using TcStudio.SystemDatabase.Configuration;
+
 namespace TcStudio.Api.Infrastructure;
 
 /// <summary>
@@ -31,12 +33,15 @@ public sealed class HttpsOptions
         {
             options = Read(configuration);
         }
-        catch (InvalidOperationException)
+        catch (InvalidOperationException e)
         {
-            return [$"Section '{SectionName}' holds a value that is not true/false or a port number."];
+            return [OptionsErrors.Describe(e) ?? $"Section '{SectionName}' holds a value that is not true/false or a port number."];
         }
-        return options.Port is < 1 or > 65535 ? [$"{SectionName}:Port must be a port number (1-65535)."] : [];
+        return options.FindError() is { } error ? [error] : [];
     }
+
+    /// <summary>One line naming the unusable value, or null (the same check as the bound options' ValidateOnStart).</summary>
+    public string? FindError() => Port is < 1 or > 65535 ? $"{SectionName}:Port must be a port number (1-65535)." : null;
 }
 
 public static class HttpsPolicy

@@ -2,6 +2,7 @@ using System.Security.Claims;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.RateLimiting;
 using TcStudio.Api.Auth;
+using TcStudio.SystemDatabase.Configuration;
 
 namespace TcStudio.Api.Infrastructure;
 
@@ -32,14 +33,18 @@ public sealed class RateLimitOptions
         {
             options = Read(configuration);
         }
-        catch (InvalidOperationException)
+        catch (InvalidOperationException e)
         {
-            return [$"Section '{SectionName}' holds a value that is not a number or true/false."];
+            return [OptionsErrors.Describe(e) ?? $"Section '{SectionName}' holds a value that is not a number or true/false."];
         }
-        if (options.PermitsPerSecondPerUser < 1) return [$"{SectionName}:PermitsPerSecondPerUser must be 1 or more."];
-        if (options.PermitsPerSecondPerAddress < 1) return [$"{SectionName}:PermitsPerSecondPerAddress must be 1 or more."];
-        return [];
+        return options.FindError() is { } error ? [error] : [];
     }
+
+    /// <summary>One line naming the first unusable value, or null (the same check as the bound options' ValidateOnStart).</summary>
+    public string? FindError() =>
+        PermitsPerSecondPerUser < 1 ? $"{SectionName}:PermitsPerSecondPerUser must be 1 or more."
+        : PermitsPerSecondPerAddress < 1 ? $"{SectionName}:PermitsPerSecondPerAddress must be 1 or more."
+        : null;
 }
 
 /// <summary>

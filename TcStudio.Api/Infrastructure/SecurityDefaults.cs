@@ -1,4 +1,5 @@
 using TcStudio.Api.Auth;
+using TcStudio.SystemDatabase.Configuration;
 
 namespace TcStudio.Api.Infrastructure;
 
@@ -11,6 +12,12 @@ public static class SecurityDefaults
 {
     public static WebApplicationBuilder AddSecurityDefaults(this WebApplicationBuilder builder)
     {
+        // Bound and validated at start with the other options (the static readers below share the same checks: they run
+        // while the builder is still being configured, to decide which middleware there is).
+        builder.Services.AddOptions<RateLimitOptions>().BindConfiguration(RateLimitOptions.SectionName)
+            .ValidateWith(options => options.FindError()).ValidateOnStart();
+        builder.Services.AddOptions<HttpsOptions>().BindConfiguration(HttpsOptions.SectionName)
+            .ValidateWith(options => options.FindError()).ValidateOnStart();
         // A mistake here is reported by the start-up checks (one line, exit code 2) right after the build.
         if (FindConfigurationErrors(builder.Configuration).Any()) return builder;
         return builder.AddClientAddress().AddRequestRateLimits().AddHttpsPolicy();
@@ -33,9 +40,9 @@ public static class SecurityDefaults
             configuration.GetSection(AuthOptions.SectionName).Bind(login);
             loginError = login.LoginRateLimit.FindError();
         }
-        catch (InvalidOperationException)
+        catch (InvalidOperationException e)
         {
-            loginError = "Section 'Auth:LoginRateLimit' holds a value that is not a number or a duration (hh:mm:ss).";
+            loginError = OptionsErrors.Describe(e) ?? "Section 'Auth:LoginRateLimit' holds a value that is not a number or a duration (hh:mm:ss).";
         }
         if (loginError is not null) yield return loginError;
         if (ServiceDefaultsExtensions.FindPrometheusConfigurationError(configuration) is { } prometheus) yield return prometheus;

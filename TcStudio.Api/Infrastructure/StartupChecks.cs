@@ -1,3 +1,5 @@
+using TcStudio.SystemDatabase.Configuration;
+
 namespace TcStudio.Api.Infrastructure;
 
 /// <summary>
@@ -12,6 +14,15 @@ public static class StartupChecks
     /// <returns>null when the API may start; otherwise the exit code to stop with.</returns>
     public static async Task<int?> RunStartupChecksAsync(this WebApplication app)
     {
+        // Every bound options class first (ValidateOnStart): one line naming the key, never its value. The static
+        // readers below share its validation, so a bad value is reported once, here.
+        if (OptionsErrors.Validate(app.Services) is { } options)
+        {
+            Console.Error.WriteLine(options);
+            return ConfigurationError;
+        }
+        RenamedKeys.LogDeprecations(app.Services, app.Logger);
+
         var errors = new List<string>();
         if (SystemDatabaseConnection.FindConfigurationError(app.Configuration) is { } database) errors.Add(database);
         if (Auth.SigningKeys.FindConfigurationError(app.Configuration, app.Environment) is { } auth) errors.Add(auth);

@@ -364,7 +364,7 @@ public static class ProceduresApi
         request ??= new ExecuteRequest(); // no body: no parameters, default limits
         var limits = databases.Options;
         var errors = new FieldErrors()
-            .Range("timeoutSeconds", request.TimeoutSeconds, 1, limits.MaxExecuteTimeoutSeconds)
+            .Range("timeoutSeconds", request.TimeoutSeconds, 1, WorkspacesOptions.WholeSeconds(limits.MaxExecuteTimeout))
             .Range("maxRows", request.MaxRows, 1, limits.MaxRows);
         if (env is null) errors.Add("env", "'env' is required: the environment to execute in.");
         if (errors.Any) return errors.ToProblem();
@@ -394,7 +394,7 @@ public static class ProceduresApi
         }
 
         var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-        var executionLimits = new ExecutionLimits(TimeSpan.FromSeconds(request.TimeoutSeconds ?? limits.DefaultExecuteTimeoutSeconds),
+        var executionLimits = new ExecutionLimits(request.TimeoutSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : limits.DefaultExecuteTimeout,
             request.MaxRows ?? limits.DefaultMaxRows, Math.Max(1, limits.MaxResultBytes));
         var started = System.Diagnostics.Stopwatch.StartNew();
         ExecutionResult? result = null;

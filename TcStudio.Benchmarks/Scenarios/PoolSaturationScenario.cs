@@ -29,7 +29,7 @@ public sealed class PoolSaturationScenario : IScenario
         {
             $"{clients:#,0} clients, each on its own keep-alive connection (opened before the clock starts), 100% {request}, caller 'user'",
             "pool timeouts: Npgsql's db.client.connection.npgsql.timeouts for the API's data source (pool 'tcstudio') and the baseline's; "
-            + "Database:ConnectTimeoutSeconds (2 s, the product default) bounds the wait for a pooled connection",
+            + "Database:ConnectTimeout (2 s, the product default) bounds the wait for a pooled connection",
         };
 
         foreach (var poolSize in options.SaturationPoolSizes)

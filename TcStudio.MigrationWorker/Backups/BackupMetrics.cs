@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
+using TcStudio.SystemDatabase.Configuration;
 using OpenTelemetry.Metrics;
 
 namespace TcStudio.MigrationWorker.Backups;
@@ -67,6 +68,10 @@ public static class BackupServiceExtensions
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddMetrics();
         builder.Services.TryAddSingleton<BackupMetrics>();
+        // Checked at start like every other section, so a bad Backup key stops the worker (and the scheduler) at once.
+        builder.Services.AddOptions<BackupOptions>().BindConfiguration(BackupOptions.SectionName)
+            .ValidateWith(options => options.FindProblem())
+            .ValidateOnStart();
         builder.Services.AddScoped<BackupVerbs>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(BackupMetrics.MeterName));
         return builder;

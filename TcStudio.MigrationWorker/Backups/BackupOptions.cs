@@ -5,7 +5,8 @@ using TcStudio.SystemDatabase;
 namespace TcStudio.MigrationWorker.Backups;
 
 /// <summary>
-/// The <c>Backup</c> section. Read once per verb; <see cref="FindProblem"/> names a wrong key in one line (exit 2).
+/// The <c>Backup</c> section. Bound and validated at start with the worker's other options (AddBackups), and read again
+/// per verb with the same check; <see cref="FindProblem"/> names a wrong key in one line (exit 2).
 /// </summary>
 public sealed class BackupOptions
 {
@@ -62,9 +63,10 @@ public sealed class BackupOptions
         {
             configuration.GetSection(SectionName).Bind(options);
         }
-        catch (InvalidOperationException e)
+        catch (InvalidOperationException e) when (TcStudio.SystemDatabase.Configuration.OptionsErrors.Describe(e) is { } line)
         {
-            throw new BackupConfigurationException($"Section '{SectionName}' holds a value of the wrong type: {e.Message}");
+            // The binder's own message quotes the value; this line names the key only.
+            throw new BackupConfigurationException(line);
         }
         if (options.FindProblem() is { } problem) throw new BackupConfigurationException(problem);
         return options;

@@ -36,11 +36,11 @@ public sealed partial class SlowQueryInsights(
     public const string InMemorySource = "in-memory";
     public const int MaxLimit = 200;
 
-    /// <param name="minMeanMs">Statements whose mean time is at least this; defaults to Database:SlowQueryThresholdMs.</param>
+    /// <param name="minMeanMs">Statements whose mean time is at least this; defaults to Database:SlowQueryThreshold.</param>
     /// <param name="limit">At most this many, by total time spent, largest first.</param>
     public async Task<SlowQueryReport> GetAsync(double? minMeanMs = null, int limit = 20, CancellationToken cancellationToken = default)
     {
-        var threshold = Math.Max(0, minMeanMs ?? options.CurrentValue.SlowQueryThresholdMs);
+        var threshold = Math.Max(0, minMeanMs ?? options.CurrentValue.SlowQueryThreshold.TotalMilliseconds);
         limit = Math.Clamp(limit, 1, MaxLimit);
 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);

@@ -88,7 +88,7 @@ public sealed class BoundedWaitTests(PostgresServer server)
         var poolWait = TimeSpan.FromSeconds(5);
         await using var api = await StartAsync(
             ("Database:LockTimeout", "00:00:01"), ("Database:RequestStatementTimeout", "00:00:03"),
-            ("Database:MaxPoolSize", "10"), ("Database:ConnectTimeoutSeconds", "5"));
+            ("Database:MaxPoolSize", "10"), ("Database:ConnectTimeout", "00:00:05"));
         using var admin = await api.Factory.AdminClientAsync();
         var slug = await NewWorkspaceWithProcedureAsync(admin);
         await HttpAssert.JsonAsync(await admin.GetAsync("/api/me")); // warm: the session is cached, plans are prepared
@@ -183,7 +183,7 @@ public sealed class BoundedWaitTests(PostgresServer server)
     {
         await using var api = await StartAsync(
             ("Database:LockTimeout", "00:00:04"), ("Database:MinPoolSize", "0"), ("Database:MaxPoolSize", "3"),
-            ("Database:ConnectTimeoutSeconds", "1"), ("Database:HealthCheckTimeout", "00:00:03"),
+            ("Database:ConnectTimeout", "00:00:01"), ("Database:HealthCheckTimeout", "00:00:03"),
             ("Health:Details", "true")); // the test reads the check's own status and description
         using var admin = await api.Factory.AdminClientAsync();
         var slug = await NewWorkspaceWithProcedureAsync(admin);

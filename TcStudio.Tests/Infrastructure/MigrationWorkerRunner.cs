@@ -12,7 +12,7 @@ public static class MigrationWorkerRunner
         ["Database__StartupTimeout"] = "00:00:30",
         // The seeded twsbp/dev environment's database, one per system database (tests share a server).
         ["Seed__DevDatabaseName"] = DevDatabaseName(connectionString),
-        ["Workspaces__ConnectTimeoutSeconds"] = "2",
+        ["Workspaces__ConnectTimeout"] = "00:00:02",
         ["Workspaces__SecretKey"] = TestWorkspaceSecretKey,
     };
 

@@ -44,10 +44,10 @@ public class WorkspaceApiFixture(PostgresServer server) : ApiFixture(server)
     protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
     [
         new("WorkspaceServers:local:ConnectionString", ProvisionerConnectionString()),
-        new("Workspaces:ConnectTimeoutSeconds", "2"),
-        new("Workspaces:RetryBaseDelayMilliseconds", "50"),
-        new("Workspaces:CircuitBreakSeconds", "1"),
-        new("Workspaces:CircuitMaxBreakSeconds", "2"),
+        new("Workspaces:ConnectTimeout", "00:00:02"),
+        new("Workspaces:RetryBaseDelay", "00:00:00.050"),
+        new("Workspaces:CircuitBreak", "00:00:01"),
+        new("Workspaces:CircuitMaxBreak", "00:00:02"),
         new("Seed:DevDatabaseName", DatabaseName + "_twsbp_dev"),
         .. ExtraSettings,
     ];

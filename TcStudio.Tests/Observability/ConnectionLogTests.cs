@@ -26,7 +26,7 @@ public sealed class ConnectionLogTests(SystemDatabaseFixture database) : IClassF
             ["Seed:AdminPassword"] = ApiFixture.AdminPassword,
             ["Seed:UserPassword"] = ApiFixture.UserPassword,
             ["Seed:DevDatabaseName"] = database.DatabaseName + "_twsbp_dev",
-            ["Workspaces:ConnectTimeoutSeconds"] = "2",
+            ["Workspaces:ConnectTimeout"] = "00:00:02",
             ["Workspaces:RetryAttempts"] = "1",
             ["WorkspaceServers:broken:Provider"] = "postgres",
             ["WorkspaceServers:broken:ConnectionString"] =

@@ -127,7 +127,7 @@ public sealed class DatabaseInsightsTests(SystemDatabaseFixture database) : ICla
             using var host = DataHost.Build(connectionString, settings: new Dictionary<string, string?>
             {
                 ["Database:CreateStatStatementsExtension"] = "false",
-                ["Database:SlowQueryThresholdMs"] = "100",
+                ["Database:SlowQueryThreshold"] = "00:00:00.100",
             });
             host.Services.GetRequiredService<NpgsqlActivityMonitor>().Start();
             var here = $"here_{Guid.NewGuid():N}";

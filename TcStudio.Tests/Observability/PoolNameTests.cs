@@ -47,7 +47,7 @@ public sealed partial class PoolNameTests(PostgresServer server)
                 ["Database__StartupTimeout"] = "00:00:30",
                 ["Telemetry__Prometheus__Enabled"] = "true",
                 ["Telemetry__Prometheus__Url"] = $"http://127.0.0.1:{metricsPort}",
-                ["Workspaces__ConnectTimeoutSeconds"] = "2",
+                ["Workspaces__ConnectTimeout"] = "00:00:02",
             }, stdout, stderr);
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{apiPort}") };
             await WaitHealthyAsync(http, api, stdout, stderr);

@@ -18,7 +18,7 @@ public sealed class PrometheusEndpointTests(SystemDatabaseFixture database) : IC
         await using var api = new ObservedApiFactory(new Dictionary<string, string?>
         {
             ["ConnectionStrings:tcstudio"] = database.ConnectionString,
-            ["Database:SlowQueryThresholdMs"] = "50",
+            ["Database:SlowQueryThreshold"] = "00:00:00.050",
         });
         using var client = api.CreateClient();
         (await client.GetAsync("/test/slow/1?marker=m&seconds=0.1")).EnsureSuccessStatusCode();

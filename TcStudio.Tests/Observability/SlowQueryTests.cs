@@ -28,7 +28,7 @@ public sealed class SlowQueryTests(SystemDatabaseFixture database) : IClassFixtu
         await using var api = new ObservedApiFactory(new Dictionary<string, string?>
         {
             ["ConnectionStrings:tcstudio"] = database.ConnectionString,
-            ["Database:SlowQueryThresholdMs"] = "100",
+            ["Database:SlowQueryThreshold"] = "00:00:00.100",
         });
         using var client = api.CreateClient();
         var meters = api.Services.GetRequiredService<IMeterFactory>();
@@ -65,7 +65,7 @@ public sealed class SlowQueryTests(SystemDatabaseFixture database) : IClassFixtu
         var logs = new LogSink();
         using var host = DataHost.Build(database.ConnectionString, logs, new Dictionary<string, string?>
         {
-            ["Database:SlowQueryThresholdMs"] = "100",
+            ["Database:SlowQueryThreshold"] = "00:00:00.100",
             ["Database:SizeSampleInterval"] = "01:00:00",
         });
         await host.StartAsync();
@@ -98,7 +98,7 @@ public sealed class SlowQueryTests(SystemDatabaseFixture database) : IClassFixtu
         try
         {
             var environment = MigrationWorkerRunner.Environment(database.Server.ConnectionString(fresh));
-            environment["Database__SlowQueryThresholdMs"] = "1"; // every migration statement is "slow"
+            environment["Database__SlowQueryThreshold"] = "00:00:00.001"; // every migration statement is "slow"
             var result = await MigrationWorkerRunner.RunAsync(environment, "migrate");
 
             Assert.True(result.ExitCode == 0, result.ToString());

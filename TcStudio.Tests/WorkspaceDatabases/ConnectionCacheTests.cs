@@ -31,7 +31,7 @@ public sealed class FailingServersFixture(PostgresServer server) : WorkspaceApiF
         new("WorkspaceServers:remote:ConnectionString", Remote.ConnectionString("postgres")),
         new("WorkspaceServers:hang:Provider", "postgres"),
         new("WorkspaceServers:hang:ConnectionString", $"Host=127.0.0.1;Port={((IPEndPoint)_hanging.LocalEndpoint).Port};Username=nobody;Password=nothing;Database=postgres"),
-        new("Workspaces:ConnectTimeoutSeconds", "1"),
+        new("Workspaces:ConnectTimeout", "00:00:01"),
         new("Workspaces:RetryAttempts", "1"),
         new("Workspaces:CircuitFailureThreshold", "2"),
         new("Database:MaxPoolSize", "4"),
@@ -253,9 +253,9 @@ public sealed class IdleCacheFixture(PostgresServer server) : WorkspaceApiFixtur
 {
     protected override IEnumerable<KeyValuePair<string, string?>> ExtraSettings =>
     [
-        new("Workspaces:IdleEvictionSeconds", "1"),
-        new("Workspaces:CleanupIntervalSeconds", "1"),
-        new("Workspaces:IdleHealthCheckSeconds", "0"),
+        new("Workspaces:IdleEviction", "00:00:01"),
+        new("Workspaces:CleanupInterval", "00:00:01"),
+        new("Workspaces:IdleHealthCheck", "00:00:00"),
     ];
 }
 
@@ -297,7 +297,7 @@ public sealed class IdleHealthCheckTests(IdleCacheFixture api) : IClassFixture<I
             $"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'tcstudio/{slug}/dev:%'");
         Assert.True(killed >= 1);
 
-        // IdleHealthCheckSeconds is 0 here: every reuse is pinged, the dead connection is found and replaced.
+        // IdleHealthCheck is 0 here: every reuse is pinged, the dead connection is found and replaced.
         var result = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/one/execute?env=dev", new { }));
         Assert.Equal(1, result.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt32());
     }

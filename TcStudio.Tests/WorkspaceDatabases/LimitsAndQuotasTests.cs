@@ -21,7 +21,7 @@ public sealed class LimitsFixture(PostgresServer server) : WorkspaceApiFixture(s
         new("Workspaces:MaxResultBytes", MaxResultBytes.ToString()),
         new("Workspaces:Limits:ConcurrentExecutions", "1"),
         new("Workspaces:Limits:Connections", RoleConnections.ToString()),
-        new("Workspaces:MaxExecuteTimeoutSeconds", "120"),
+        new("Workspaces:MaxExecuteTimeout", "00:02:00"),
     ];
 }
 

@@ -101,7 +101,7 @@ public sealed class LeakHuntFixture : IAsyncLifetime
             web.UseSetting("WorkspaceServers:local:ConnectionString", ProvisionerConnectionString);
             web.UseSetting("OTEL_EXPORTER_OTLP_ENDPOINT", Collector.Endpoint);
             web.UseSetting("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-            web.UseSetting("Database:SlowQueryThresholdMs", "1"); // every command goes through the slow-query log too
+            web.UseSetting("Database:SlowQueryThreshold", "00:00:00.001"); // every command goes through the slow-query log too
             web.ConfigureLogging(logging =>
             {
                 logging.SetMinimumLevel(LogLevel.Trace);

@@ -62,7 +62,7 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
     {
         var cache = CreateCache(new WorkspacesOptions
         {
-            RetryAttempts = 2, RetryBaseDelayMilliseconds = 20, CircuitFailureThreshold = 100, EvictAfterFailingSeconds = 1, CleanupIntervalSeconds = 3600,
+            RetryAttempts = 2, RetryBaseDelay = TimeSpan.FromMilliseconds(20), CircuitFailureThreshold = 100, EvictAfterFailing = TimeSpan.FromSeconds(1), CleanupInterval = TimeSpan.FromHours(1),
         });
         var target = Target("dead", "gone_db");
         var stopwatch = Stopwatch.StartNew();
@@ -84,7 +84,7 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
     [Fact]
     public async Task After_repeated_failures_the_circuit_answers_at_once_with_a_retry_after()
     {
-        var cache = CreateCache(new WorkspacesOptions { RetryAttempts = 0, CircuitFailureThreshold = 2, CircuitBreakSeconds = 30 });
+        var cache = CreateCache(new WorkspacesOptions { RetryAttempts = 0, CircuitFailureThreshold = 2, CircuitBreak = TimeSpan.FromSeconds(30) });
         var target = Target("dead", "gone_db");
         for (var i = 0; i < 2; i++)
         {

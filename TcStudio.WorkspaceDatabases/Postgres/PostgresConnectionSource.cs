@@ -50,9 +50,9 @@ internal sealed class PostgresConnectionSource(WorkspaceServer server, Workspace
             Pooling = true,
             MinPoolSize = 0,
             MaxPoolSize = options.MaxPoolSize,
-            Timeout = Math.Max(1, options.ConnectTimeoutSeconds),
-            CommandTimeout = options.OperationTimeoutSeconds,
-            ConnectionIdleLifetime = Math.Max(10, options.IdleHealthCheckSeconds),
+            Timeout = WorkspacesOptions.WholeSeconds(options.ConnectTimeout),
+            CommandTimeout = WorkspacesOptions.WholeSeconds(options.OperationTimeout),
+            ConnectionIdleLifetime = Math.Max(10, (int)options.IdleHealthCheck.TotalSeconds),
             MaxAutoPrepare = 0,
         };
         builder.Remove("Passfile");

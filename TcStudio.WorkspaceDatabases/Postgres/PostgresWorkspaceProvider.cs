@@ -37,7 +37,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     public override IReadOnlyList<WorkspaceMigration> Migrations => WorkspaceMigrations.For(WorkspaceProviders.Postgres);
     public override int MaxDatabaseNameLength => 63;
 
-    private int OperationTimeoutSeconds => options.Value.OperationTimeoutSeconds;
+    private int OperationTimeoutSeconds => WorkspacesOptions.WholeSeconds(options.Value.OperationTimeout);
 
     public override IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
         string applicationName, WorkspacesOptions settings) => new PostgresConnectionSource(server, target, ownership, applicationName, settings);
@@ -45,7 +45,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     public override async Task PingAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand("SELECT 1", connection);
-        command.CommandTimeout = Math.Max(1, options.Value.ConnectTimeoutSeconds);
+        command.CommandTimeout = WorkspacesOptions.WholeSeconds(options.Value.ConnectTimeout);
         await command.ExecuteScalarAsync(cancellationToken);
     }
 
@@ -60,7 +60,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         {
             Pooling = false,
             ApplicationName = "tcstudio-workspace-admin",
-            Timeout = Math.Max(1, options.Value.ConnectTimeoutSeconds),
+            Timeout = WorkspacesOptions.WholeSeconds(options.Value.ConnectTimeout),
             CommandTimeout = OperationTimeoutSeconds,
         };
         if (database is not null) builder.Database = database;
@@ -310,7 +310,7 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         // The role's statement_timeout is the largest execute timeout: an execution's SET LOCAL may only lower it.
         var limits = new PostgresProvisioning.RoleLimits(
             Math.Clamp(settings.Limits.Connections, 1, 1000),
-            (int)Math.Clamp(Math.Max(settings.MaxExecuteTimeoutSeconds, settings.OperationTimeoutSeconds) * 1000L, 1000, 86_400_000),
+            (int)Math.Clamp(Math.Max(WorkspacesOptions.WholeSeconds(settings.MaxExecuteTimeout), WorkspacesOptions.WholeSeconds(settings.OperationTimeout)) * 1000L, 1000, 86_400_000),
             Math.Clamp(settings.Limits.TempFileLimitKilobytes, 1024, 1_073_741_824),
             Math.Clamp(settings.Limits.WorkMemKilobytes, 64, 4_194_304));
         await PostgresProvisioning.CreateRoleAsync(connection, roles.OwnerRole, ScramVerifier.Compute(roles.OwnerPassword), limits, ct);

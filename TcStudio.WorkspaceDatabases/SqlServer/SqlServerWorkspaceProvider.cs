@@ -24,7 +24,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
     public override IReadOnlyList<WorkspaceMigration> Migrations => WorkspaceMigrations.For(WorkspaceProviders.SqlServer);
     public override int MaxDatabaseNameLength => 128;
 
-    private int OperationTimeoutSeconds => options.Value.OperationTimeoutSeconds;
+    private int OperationTimeoutSeconds => WorkspacesOptions.WholeSeconds(options.Value.OperationTimeout);
 
     public override IWorkspaceConnectionSource CreateConnectionSource(WorkspaceServer server, WorkspaceTarget target, WorkspaceOwnership ownership,
         string applicationName, WorkspacesOptions settings) => new SqlServerConnectionSource(server, target, ownership, applicationName, settings);
@@ -32,7 +32,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
     public override async Task PingAsync(SqlConnection connection, CancellationToken cancellationToken)
     {
         await using var command = Command(connection, SqlServerSql.Ping);
-        command.CommandTimeout = Math.Max(1, options.Value.ConnectTimeoutSeconds);
+        command.CommandTimeout = WorkspacesOptions.WholeSeconds(options.Value.ConnectTimeout);
         await command.ExecuteScalarAsync(cancellationToken);
     }
 
@@ -44,7 +44,7 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             InitialCatalog = database,
             Pooling = false,
             ApplicationName = "tcstudio-workspace-admin",
-            ConnectTimeout = Math.Max(1, options.Value.ConnectTimeoutSeconds),
+            ConnectTimeout = WorkspacesOptions.WholeSeconds(options.Value.ConnectTimeout),
             CommandTimeout = OperationTimeoutSeconds,
         }.ConnectionString);
 
@@ -545,8 +545,8 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, Workspac
             Pooling = pooling,
             MinPoolSize = 0,
             MaxPoolSize = options.MaxPoolSize,
-            ConnectTimeout = Math.Max(1, options.ConnectTimeoutSeconds),
-            CommandTimeout = options.OperationTimeoutSeconds,
+            ConnectTimeout = WorkspacesOptions.WholeSeconds(options.ConnectTimeout),
+            CommandTimeout = WorkspacesOptions.WholeSeconds(options.OperationTimeout),
             ConnectRetryCount = 0, // retries are the cache's job (with backoff and a circuit breaker)
         }.ConnectionString;
 
@@ -562,7 +562,7 @@ internal sealed class SqlServerConnectionSource(WorkspaceServer server, Workspac
             _verified = true;
         }
         if (credential == WorkspaceCredential.Deploy) return await OpenAsync(_deploy, cancellationToken);
-        if (!await _executeSessions.WaitAsync(TimeSpan.FromSeconds(Math.Max(1, options.ConnectTimeoutSeconds)), cancellationToken))
+        if (!await _executeSessions.WaitAsync(TimeSpan.FromSeconds(WorkspacesOptions.WholeSeconds(options.ConnectTimeout)), cancellationToken))
         {
             throw new TimeoutException($"All {options.MaxPoolSize} execute sessions of this environment are busy.");
         }
