@@ -1,4 +1,3 @@
-using Aspire.Hosting.ApplicationModel;
 using TcStudio.AppHost.Postgres;
 
 namespace TcStudio.AppHost;

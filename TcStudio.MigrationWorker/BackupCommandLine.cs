@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using TcStudio.MigrationWorker.Backups;
 
 namespace TcStudio.MigrationWorker;
 

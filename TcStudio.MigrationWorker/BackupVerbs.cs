@@ -1,13 +1,10 @@
 using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Npgsql;
+using TcStudio.MigrationWorker.Backups;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.WorkspaceDatabases;
-using TcStudio.MigrationWorker.Backups;
 
 namespace TcStudio.MigrationWorker;
 

@@ -1,8 +1,5 @@
 using System.CommandLine;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using TcStudio.SystemDatabase;
-using TcStudio.SystemDatabase.Seeding;
 
 namespace TcStudio.MigrationWorker;
 

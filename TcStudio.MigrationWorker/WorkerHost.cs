@@ -1,14 +1,10 @@
 using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Npgsql;
+using TcStudio.MigrationWorker.Backups;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Seeding;
 using TcStudio.WorkspaceDatabases;
-using TcStudio.MigrationWorker.Backups;
 
 namespace TcStudio.MigrationWorker;
 

@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Activities;
 using TcStudio.SystemDatabase.Security;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Configuration;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.WorkspaceDatabases;

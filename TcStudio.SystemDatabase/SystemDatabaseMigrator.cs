@@ -86,8 +86,14 @@ public sealed class SystemDatabaseMigrator(TcStudioDbContext db)
         if (applied.Count == 0) return [];
 
         string targetId;
-        if (target is null) targetId = applied.Count > 1 ? applied[^2] : Migration.InitialDatabase;
-        else if (target == Migration.InitialDatabase) targetId = Migration.InitialDatabase;
+        if (target is null)
+        {
+            targetId = applied.Count > 1 ? applied[^2] : Migration.InitialDatabase;
+        }
+        else if (target == Migration.InitialDatabase)
+        {
+            targetId = Migration.InitialDatabase;
+        }
         else
         {
             targetId = Resolve(target, all);

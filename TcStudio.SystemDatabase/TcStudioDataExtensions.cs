@@ -7,10 +7,9 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using OpenTelemetry.Metrics;
+using TcStudio.DatabaseTelemetry;
 using TcStudio.SystemDatabase.Configuration;
 using TcStudio.SystemDatabase.Seeding;
-using TcStudio.DatabaseTelemetry;
 
 namespace TcStudio.SystemDatabase;
 

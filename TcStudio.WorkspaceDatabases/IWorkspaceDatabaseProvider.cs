@@ -14,7 +14,7 @@ namespace TcStudio.WorkspaceDatabases;
 /// </summary>
 public interface IWorkspaceDatabaseProvider
 {
-    /// <summary>'sqlserver' or 'postgres' (<see cref="Entities.WorkspaceProviders"/>).</summary>
+    /// <summary>'sqlserver' or 'postgres' (<see cref="SystemDatabase.Entities.WorkspaceProviders"/>).</summary>
     string Name { get; }
 
     /// <summary>The workspace base schema's migrations, in order (embedded resources).</summary>

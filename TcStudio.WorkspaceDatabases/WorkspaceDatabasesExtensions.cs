@@ -2,7 +2,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using OpenTelemetry.Metrics;
 using TcStudio.SystemDatabase.Configuration;
 using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.WorkspaceDatabases.SqlServer;

@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.Buffers.Text;
 using System.Text.Json;
-using TcStudio.SystemDatabase.Activities;
 using TcStudio.Api.Workspaces;
+using TcStudio.SystemDatabase.Activities;
 
 namespace TcStudio.Api.Activities;
 

@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Options;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
-using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
 using TcStudio.WorkspaceDatabases;
 
@@ -174,7 +173,10 @@ public static partial class EnvironmentsApi
             .Pattern(nameField, name, EnvironmentName(), "1–63 lowercase letters, digits or hyphens, starting with a letter or digit")
             .Pattern("databaseName", database, WorkspaceDatabaseNames.Pattern(), "letters, digits and '_', starting with a letter or '_'");
         found = server is null ? null : servers.Find(server);
-        if (server is null) errors.Add("server", "'server' is required.");
+        if (server is null)
+        {
+            errors.Add("server", "'server' is required.");
+        }
         else if (found is null)
         {
             errors.Add("server", $"'{server}' is not a registered server (GET /api/workspace-servers lists them).");

@@ -147,7 +147,11 @@ public sealed partial class IdempotentRequests(TcStudioDbContext db, IOptions<Id
                     if (++i >= raw.Length - 1 || raw[i] is not ('"' or '\\')) return false;
                     c = raw[i];
                 }
-                else if (c == '"' || c < ' ' || c > '~') return false;
+                else if (c == '"' || c < ' ' || c > '~')
+                {
+                    return false;
+                }
+
                 text.Append(c);
             }
             raw = text.ToString();

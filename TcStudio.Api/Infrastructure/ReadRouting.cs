@@ -1,5 +1,4 @@
 using System.Collections.Frozen;
-using Microsoft.AspNetCore.Routing;
 
 namespace TcStudio.Api.Infrastructure;
 

@@ -38,7 +38,10 @@ public sealed class ExecutionSlots(IOptions<WorkspacesOptions> options)
                 // The last one out removes the entry (only if nobody entered meanwhile), so idle workspaces cost nothing.
                 if (_running.TryRemove(new KeyValuePair<Guid, int>(workspaceId, current))) return;
             }
-            else if (_running.TryUpdate(workspaceId, current - 1, current)) return;
+            else if (_running.TryUpdate(workspaceId, current - 1, current))
+            {
+                return;
+            }
         }
     }
 

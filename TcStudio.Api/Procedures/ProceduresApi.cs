@@ -3,7 +3,6 @@ using System.Text.Json;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
 using TcStudio.Api.Environments;
-using TcStudio.Api.WorkspaceDatabases;
 using TcStudio.Api.Workspaces;
 using TcStudio.WorkspaceDatabases;
 

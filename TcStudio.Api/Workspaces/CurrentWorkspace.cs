@@ -1,5 +1,3 @@
-using TcStudio.Api.Auth;
-
 namespace TcStudio.Api.Workspaces;
 
 /// <summary>

@@ -1,5 +1,5 @@
-using Microsoft.Extensions.Options;
 using System.Text.Json;
+using Microsoft.Extensions.Options;
 using TcStudio.Api.Activities;
 using TcStudio.Api.Auth;
 using TcStudio.WorkspaceDatabases;

@@ -1,4 +1,3 @@
-using Aspire.Hosting.ApplicationModel;
 using TcStudio.LocalPostgres;
 
 namespace TcStudio.AppHost.Postgres;

@@ -1,7 +1,7 @@
-using TcStudio.Benchmarks.Scenarios;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using TcStudio.Benchmarks.Scenarios;
 
 namespace TcStudio.Benchmarks.Baseline;
 

@@ -1,4 +1,3 @@
-using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Seeding;

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
-using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Activities;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.SystemDatabase.Security;

@@ -115,9 +115,9 @@ public static class HttpMeasure
     public static ResultRow Row(int scenario, string what, Comparison comparison, string baselineName,
         string? target = null, Func<Figure, Latency, double?, bool>? meets = null, string? note = null, string? unavailable = null)
     {
-        Figure? product = comparison.Product.Count == 0 ? null : Figure.Rate("req/s", comparison.Product.Select(r => r.RequestsPerSecond));
+        var product = comparison.Product.Count == 0 ? null : Figure.Rate("req/s", comparison.Product.Select(r => r.RequestsPerSecond));
         var latency = comparison.Product.Count == 0 ? null : Latency.From(comparison.Product);
-        Figure? baseline = comparison.Baseline.Count == 0 ? null : Figure.Rate("req/s", comparison.Baseline.Select(r => r.RequestsPerSecond));
+        var baseline = comparison.Baseline.Count == 0 ? null : Figure.Rate("req/s", comparison.Baseline.Select(r => r.RequestsPerSecond));
         var ratio = Stats.Ratio(product, baseline);
         var errors = new Dictionary<string, long>();
         foreach (var (kind, count) in comparison.Product.SelectMany(r => r.Errors)) errors[kind] = errors.GetValueOrDefault(kind) + count;
@@ -125,16 +125,31 @@ public static class HttpMeasure
         var generatorCpu = comparison.Product.Count == 0 ? 0 : comparison.Product.Average(r => r.GeneratorCpuCores);
 
         Verdict verdict;
-        if (unavailable is not null) verdict = Verdict.NotAvailable;
-        else if (product is null) verdict = Verdict.None;
-        else if (product.Median == 0 && errors.Count > 0) verdict = Verdict.Error;
+        if (unavailable is not null)
+        {
+            verdict = Verdict.NotAvailable;
+        }
+        else if (product is null)
+        {
+            verdict = Verdict.None;
+        }
+        else if (product.Median == 0 && errors.Count > 0)
+        {
+            verdict = Verdict.Error;
+        }
         else if (product.Median == 0)
         {
             verdict = Verdict.None;
             note = (note is null ? "" : note + "; ") + "no request completed inside the measured window: it is too short for this load";
         }
-        else if (meets is null) verdict = Verdict.None;
-        else verdict = meets(product, latency!, ratio) ? Verdict.Met : Verdict.Missed;
+        else if (meets is null)
+        {
+            verdict = Verdict.None;
+        }
+        else
+        {
+            verdict = meets(product, latency!, ratio) ? Verdict.Met : Verdict.Missed;
+        }
 
         var notes = new List<string>();
         if (unavailable is not null) notes.Add(unavailable);

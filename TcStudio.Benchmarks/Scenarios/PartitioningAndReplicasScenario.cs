@@ -1,9 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Net.Http.Json;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
-using TcStudio.SystemDatabase;
 
 namespace TcStudio.Benchmarks.Scenarios;
 

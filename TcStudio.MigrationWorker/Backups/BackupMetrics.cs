@@ -1,9 +1,6 @@
 using System.Diagnostics.Metrics;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Hosting;
 using TcStudio.SystemDatabase.Configuration;
-using OpenTelemetry.Metrics;
 
 namespace TcStudio.MigrationWorker.Backups;
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Cronos;
-using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace TcStudio.MigrationWorker.Backups;

@@ -1,7 +1,4 @@
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Hosting;
 using TcStudio.SystemDatabase;
-using TcStudio.SystemDatabase.Seeding;
 
 namespace TcStudio.MigrationWorker.Branches;
 

@@ -2,8 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Npgsql;
-using TcStudio.WorkspaceDatabases;
 using TcStudio.MigrationWorker.Backups;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.MigrationWorker.Branches;
 

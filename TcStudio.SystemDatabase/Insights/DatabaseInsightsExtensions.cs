@@ -1,8 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
-using TcStudio.SystemDatabase.Insights;
 using TcStudio.DatabaseTelemetry;
+using TcStudio.SystemDatabase.Insights;
 
 namespace TcStudio.SystemDatabase;
 

@@ -1,12 +1,12 @@
+using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using TcStudio.SystemDatabase.Entities;
 using TcStudio.DatabaseTelemetry;
-using System.Text.Json;
+using TcStudio.SystemDatabase.Entities;
 
 namespace TcStudio.SystemDatabase.Insights;
 

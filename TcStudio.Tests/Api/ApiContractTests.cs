@@ -29,7 +29,7 @@ public sealed class ApiContractTests(ApiFixture api) : IClassFixture<ApiFixture>
 
         var seen = first.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()).ToList();
         var url = first.GetProperty("next").GetString();
-        JsonElement page = first;
+        var page = first;
         while (url is not null)
         {
             page = await HttpAssert.JsonAsync(await admin.GetAsync(url));

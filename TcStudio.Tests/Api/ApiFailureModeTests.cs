@@ -6,8 +6,8 @@ using System.Security.Cryptography;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using TcStudio.LocalPostgres;
 using TcStudio.Api.Auth;
+using TcStudio.LocalPostgres;
 using TcStudio.SystemDatabase.Seeding;
 using TcStudio.Tests.Infrastructure;
 

@@ -5,7 +5,6 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
-using TcStudio.Api.Infrastructure;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;

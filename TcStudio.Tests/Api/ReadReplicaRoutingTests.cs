@@ -7,8 +7,8 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using TcStudio.Api.Infrastructure;
-using TcStudio.SystemDatabase;
 using TcStudio.LocalPostgres;
+using TcStudio.SystemDatabase;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;

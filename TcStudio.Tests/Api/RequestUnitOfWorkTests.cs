@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Routing;
 using TcStudio.Api.Infrastructure;
 using TcStudio.Tests.Infrastructure;
 

@@ -1,6 +1,5 @@
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
-using Aspire.Hosting.Postgres;
 using Aspire.Hosting.Testing;
 using Microsoft.Extensions.Configuration;
 using Npgsql;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Aspire.Hosting.ApplicationModel;
-using Aspire.Hosting.Testing;
 using TcStudio.Tests.Observability.Support;
 
 namespace TcStudio.Tests.AppHost;

@@ -1,6 +1,5 @@
 using Npgsql;
 using TcStudio.MigrationWorker.Backups;
-using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Backups;
 

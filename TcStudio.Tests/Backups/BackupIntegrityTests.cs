@@ -1,5 +1,3 @@
-using TcStudio.Tests.Infrastructure;
-
 namespace TcStudio.Tests.Backups;
 
 /// <summary>

@@ -1,5 +1,4 @@
 using TcStudio.MigrationWorker.Backups;
-using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Backups;
 

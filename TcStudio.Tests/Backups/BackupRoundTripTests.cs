@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using Npgsql;
 using TcStudio.MigrationWorker.Backups;
-using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Backups;
 

@@ -1,6 +1,6 @@
-using TcStudio.LocalPostgres;
 using System.Diagnostics;
 using Npgsql;
+using TcStudio.LocalPostgres;
 using TcStudio.MigrationWorker;
 using TcStudio.MigrationWorker.Backups;
 

@@ -1,7 +1,6 @@
 using System.Text.RegularExpressions;
 using Npgsql;
 using TcStudio.LocalPostgres;
-using TcStudio.MigrationWorker.Backups;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Backups;

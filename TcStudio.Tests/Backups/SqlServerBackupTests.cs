@@ -1,10 +1,10 @@
 using System.Reflection;
 using Microsoft.Data.SqlClient;
 using Microsoft.SqlServer.TransactSql.ScriptDom;
-using TcStudio.WorkspaceDatabases;
-using TcStudio.WorkspaceDatabases.SqlServer;
 using TcStudio.MigrationWorker.Backups;
 using TcStudio.Tests.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases;
+using TcStudio.WorkspaceDatabases.SqlServer;
 
 namespace TcStudio.Tests.Backups;
 

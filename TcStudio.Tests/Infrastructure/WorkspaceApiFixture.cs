@@ -1,11 +1,10 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
 using System.Security.Cryptography;
+using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.Postgres;

@@ -1,5 +1,4 @@
 using Microsoft.EntityFrameworkCore;
-using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.MigrationWorker;

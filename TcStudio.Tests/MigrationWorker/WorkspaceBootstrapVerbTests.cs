@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using Npgsql;
-using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases.Postgres;
 
 namespace TcStudio.Tests.MigrationWorker;
 

@@ -1,8 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using TcStudio.SystemDatabase.Entities;
-using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases.Postgres;
 
 namespace TcStudio.Tests.MigrationWorker;
 

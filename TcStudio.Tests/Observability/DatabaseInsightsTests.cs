@@ -1,12 +1,11 @@
 using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Npgsql;
+using TcStudio.DatabaseTelemetry;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.SystemDatabase.Insights;
-using TcStudio.DatabaseTelemetry;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

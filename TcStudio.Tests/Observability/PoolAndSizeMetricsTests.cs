@@ -2,8 +2,8 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Npgsql;
-using TcStudio.SystemDatabase.Insights;
 using TcStudio.DatabaseTelemetry;
+using TcStudio.SystemDatabase.Insights;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

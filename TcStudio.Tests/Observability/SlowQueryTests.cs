@@ -2,10 +2,9 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using TcStudio.SystemDatabase;
 using TcStudio.DatabaseTelemetry;
+using TcStudio.SystemDatabase;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

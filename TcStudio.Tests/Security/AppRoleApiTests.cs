@@ -1,8 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Security.Cryptography;
 using System.Text.Json;
-using Npgsql;
 using TcStudio.SystemDatabase.Security;
 using TcStudio.Tests.Infrastructure;
 

@@ -8,9 +8,9 @@ using Npgsql;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.SystemDatabase.Ssh;
-using TcStudio.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.Ssh;
 

@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
 using Npgsql;
+using TcStudio.SystemDatabase.Activities;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.SystemDatabase.Security;
-using TcStudio.SystemDatabase.Activities;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.SystemDatabase;

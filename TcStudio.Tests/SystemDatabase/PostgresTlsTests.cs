@@ -1,13 +1,11 @@
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
-using TcStudio.SystemDatabase;
 using TcStudio.DatabaseTelemetry;
 using TcStudio.LocalPostgres;
+using TcStudio.SystemDatabase;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
 

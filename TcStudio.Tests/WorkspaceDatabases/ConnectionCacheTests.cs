@@ -6,8 +6,8 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using TcStudio.LocalPostgres;
-using TcStudio.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
-using TcStudio.WorkspaceDatabases.Postgres;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases.Postgres;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

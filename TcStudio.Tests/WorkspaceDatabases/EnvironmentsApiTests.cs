@@ -1,8 +1,8 @@
 using System.Net;
 using System.Net.Http.Json;
 using Microsoft.Extensions.DependencyInjection;
-using TcStudio.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

@@ -2,9 +2,9 @@ using System.Net;
 using System.Net.Http.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.Postgres;
-using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

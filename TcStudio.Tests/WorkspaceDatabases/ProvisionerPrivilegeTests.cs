@@ -1,8 +1,8 @@
 using System.Net;
 using Npgsql;
+using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.Postgres;
-using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

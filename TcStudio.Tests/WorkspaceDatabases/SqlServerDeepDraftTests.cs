@@ -1,6 +1,3 @@
-using System.Reflection;
-using Microsoft.SqlServer.TransactSql.ScriptDom;
-using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.SqlServer;
 
 namespace TcStudio.Tests.WorkspaceDatabases;

@@ -1,13 +1,11 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using TcStudio.SystemDatabase.Entities;
-using TcStudio.WorkspaceDatabases;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
 

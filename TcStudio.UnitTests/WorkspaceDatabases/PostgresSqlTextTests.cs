@@ -1,4 +1,3 @@
-using TcStudio.WorkspaceDatabases.Postgres;
 using static TcStudio.WorkspaceDatabases.Postgres.PostgresSqlText;
 
 namespace TcStudio.UnitTests.WorkspaceDatabases;

@@ -100,7 +100,10 @@ internal static class PostgresRoutineExecutor
                 for (var i = 0; i < reader.FieldCount; i++)
                 {
                     if (reader.GetDataTypeName(i) == "refcursor") { if (!reader.IsDBNull(i)) cursors.Add(reader.GetString(i)); }
-                    else outputs[reader.GetName(i)] = ReadValue(reader, i);
+                    else
+                    {
+                        outputs[reader.GetName(i)] = ReadValue(reader, i);
+                    }
                 }
             }
         }

@@ -43,8 +43,14 @@ internal static class PostgresSqlText
                 continue;
             }
             current.Add(token);
-            if (token.Kind == TokenKind.Symbol && token.Text == "(") parenDepth++;
-            else if (token.Kind == TokenKind.Symbol && token.Text == ")" && parenDepth > 0) parenDepth--;
+            if (token.Kind == TokenKind.Symbol && token.Text == "(")
+            {
+                parenDepth++;
+            }
+            else if (token.Kind == TokenKind.Symbol && token.Text == ")" && parenDepth > 0)
+            {
+                parenDepth--;
+            }
             else if (token.Kind == TokenKind.Word && parenDepth == 0 && CreatesRoutine(current))
             {
                 if (token.Text.Equals("BEGIN", StringComparison.OrdinalIgnoreCase)) beginDepth++;
@@ -187,7 +193,10 @@ internal static class PostgresSqlText
         {
             if (sql[i] == '/' && Peek(sql, i + 1) == '*') { depth++; i += 2; }
             else if (sql[i] == '*' && Peek(sql, i + 1) == '/') { depth--; i += 2; if (depth == 0) return i; }
-            else i++;
+            else
+            {
+                i++;
+            }
         }
         return -1;
     }
