@@ -51,6 +51,7 @@ public sealed class OptionsValidationTests
         // Converts, but is out of range.
         { "Database__CommandTimeout", "-00:00:01", "Database:CommandTimeout" },
         { "Workspaces__MaxPoolSize", "0", "Workspaces:MaxPoolSize" },
+        { "Activities__MonthsAhead", "121", "Activities:MonthsAhead" },
         // A deprecated key is checked too, under its own name.
         { "Database__ConnectTimeoutSeconds", NotEchoed, "Database:ConnectTimeoutSeconds" },
         // A renamed key that takes effect: 600 s is longer than the default Workspaces:MaxExecuteTimeout (300 s).
