@@ -158,11 +158,7 @@ public sealed class WorkerVerbs(
     private async Task MaintainActivityPartitionsUnlockedAsync(CancellationToken ct)
     {
         var options = configuration.GetSection(ActivityPartitionOptions.SectionName).Get<ActivityPartitionOptions>() ?? new ActivityPartitionOptions();
-        if (options.MonthsAhead is < 0 or > 120 || options.RetentionMonths is < 1)
-        {
-            throw new MigrationCommandException(
-                $"Section '{ActivityPartitionOptions.SectionName}': MonthsAhead must be 0-120 and RetentionMonths 1 or more (unset keeps everything).");
-        }
+        if (options.FindError() is { } error) throw new MigrationCommandException(error);
         var stopwatch = Stopwatch.StartNew();
         var connectionString = SystemDatabaseConnection.Build(configuration, "tcstudio-migration-worker");
         connectionString.Pooling = false;

@@ -74,8 +74,9 @@ public static class SystemDatabaseConnection
         {
             return line;
         }
-        catch (Exception e) when (e is ArgumentException or FormatException)
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
         {
+            // Our own messages (MinPoolSize above MaxPoolSize, an SSH setting): the binder's, which quote values, are above.
             return $"Section '{DatabaseOptions.SectionName}' holds an invalid value: {e.Message}";
         }
         return null;

@@ -35,6 +35,8 @@ public static class TcStudioDataExtensions
             .ValidateOnStart();
         foreach (var renamed in DatabaseOptions.RenamedKeys) builder.Services.AddSingleton(renamed);
         builder.Services.AddOptions<SeedOptions>().BindConfiguration(SeedOptions.SectionName).ValidateOnStart();
+        builder.Services.AddOptions<Activities.ActivityPartitionOptions>().BindConfiguration(Activities.ActivityPartitionOptions.SectionName)
+            .ValidateWith(options => options.FindError()).ValidateOnStart();
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<AuditTimestampsInterceptor>();

@@ -20,6 +20,12 @@ public sealed class ActivityPartitionOptions
 
     /// <summary>pg_dump each partition (custom format) into this directory before dropping it; unset: no copy.</summary>
     public string? BackupDirectory { get; set; }
+
+    /// <summary>One line naming the first unusable value, or null (checked at start, and again by the worker's verb).</summary>
+    public string? FindError() =>
+        MonthsAhead is < 0 or > 120 ? $"{SectionName}:MonthsAhead must be 0-120."
+        : RetentionMonths is < 1 ? $"{SectionName}:RetentionMonths must be 1 or more (unset keeps everything)."
+        : null;
 }
 
 /// <summary>A range of created_at, [From, To), covered by monthly partitions without a gap.</summary>
