@@ -200,8 +200,8 @@ public sealed class EnvironmentProvisioning(
         if (previous is not null || takenOver)
         {
             var keepRoles = takenOver || previous is null ? ownership.Roles?.Names.ToArray() : previous.Roles.ToArray();
-            string? keptOwner = keepRoles?.FirstOrDefault(r => r.EndsWith("_owner", StringComparison.Ordinal));
-            string? keptExecute = keepRoles?.FirstOrDefault(r => r.EndsWith("_exec", StringComparison.Ordinal));
+            var keptOwner = keepRoles?.FirstOrDefault(r => r.EndsWith("_owner", StringComparison.Ordinal));
+            var keptExecute = keepRoles?.FirstOrDefault(r => r.EndsWith("_exec", StringComparison.Ordinal));
             await db.WorkspaceDatabases.Where(d => d.Id == ownership.DatabaseId).ExecuteUpdateAsync(set => set
                 .SetProperty(d => d.State, WorkspaceDatabaseStates.Detached)
                 .SetProperty(d => d.EnvironmentId, (Guid?)null)

@@ -71,7 +71,7 @@ public sealed class ApiHost : IAsyncDisposable
     {
         using var http = new HttpClient { BaseAddress = new Uri(BaseUrl), Timeout = TimeSpan.FromSeconds(5) };
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        string last = "";
+        var last = "";
         while (DateTime.UtcNow < deadline)
         {
             try

@@ -83,7 +83,7 @@ public sealed class LargeResultsScenario : IScenario
     private static async Task<Measurement> MeasureAsync(HttpClient client, string slug, string routine, int executions)
     {
         var before = SettledWorkingSet();
-        long peak = before;
+        var peak = before;
         using var sampling = new CancellationTokenSource();
         var sampler = Task.Run(async () =>
         {

@@ -343,7 +343,7 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
                 return (Encoding.UTF8.GetBytes(dup), contentType, $"duplicate {dupName}");
             case 2 when fields.Count > 0:
                 var (wrongName, wrongType) = fields[random.Next(fields.Count)];
-                object? other = new object?[] { 123, true, new[] { 1 }, new { a = 1 }, "text", 1.5, -1 }[random.Next(7)];
+                var other = new object?[] { 123, true, new[] { 1 }, new { a = 1 }, "text", 1.5, -1 }[random.Next(7)];
                 valid[wrongName] = other;
                 return (Encoding.UTF8.GetBytes(JsonSerializer.Serialize(valid)), contentType, $"{wrongName} as {other?.GetType().Name} for {wrongType.Name}");
             case 3 when fields.Count > 0:

@@ -67,7 +67,7 @@ public static class OtlpTraceDecoder
 
     private static (string Key, string? Value) ReadKeyValue(ReadOnlyMemory<byte> keyValue)
     {
-        string key = "";
+        var key = "";
         string? value = null;
         foreach (var field in Fields(keyValue))
         {
