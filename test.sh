@@ -44,7 +44,13 @@ fi
 # The names of failed tests again, just above the summary: a CI log that keeps only its tail still says which.
 for trx in "$results_dir"/*.trx; do
   [ -f "$trx" ] || continue
-  grep -o '<UnitTestResult [^>]*outcome="Failed"' "$trx" | grep -o 'testName="[^"]*"' | cut -d'"' -f2 | sed 's/^/failed: /' | head -20
+  # Each with the first line of its message (trx puts it in ErrorInfo/Message after the result's opening tag).
+  awk '
+    /<UnitTestResult / { name = ""; if ($0 ~ /outcome="Failed"/) { match($0, /testName="[^"]*"/); name = substr($0, RSTART + 10, RLENGTH - 11) } }
+    more > 0 { more--; if ($0 !~ /^ *(at |<)/) { sub(/<\/Message>.*/, ""); print "        " substr($0, 1, 300) } }
+    name != "" && /<Message>/ { more = ($0 ~ /<\/Message>/) ? 0 : 2; sub(/.*<Message>/, ""); sub(/<\/Message>.*/, "")
+                                print "failed: " name " — " substr($0, 1, 300); name = "" }
+  ' "$trx" | head -20
 done
 
 line="$passed passed, $failed failed"
