@@ -234,7 +234,7 @@ public sealed class PartitioningAndReplicasScenario : IScenario
 
     private static async Task WaitForReplayAsync(string primary, string standby)
     {
-        var target = await Sql.ScalarAsync<string>(primary, "SELECT pg_current_wal_lsn()::text");
+        var target = await Sql.ScalarAsync<string>(primary, "SELECT pg_current_wal_insert_lsn()::text");
         for (var attempt = 0; attempt < 600; attempt++)
         {
             if (await Sql.ScalarAsync<bool>(standby, "SELECT pg_last_wal_replay_lsn() >= @l::pg_lsn", ("l", target))) return;

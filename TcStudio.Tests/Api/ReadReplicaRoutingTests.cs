@@ -71,7 +71,9 @@ public sealed class ReplicaApiFixture : ApiFixture
     /// <summary>Until the standby has replayed everything the primary has written so far.</summary>
     public async Task WaitForStandbyAsync()
     {
-        var target = await ScalarAsync<string>("SELECT pg_current_wal_lsn()::text");
+        // The insert position, not pg_current_wal_lsn() (the write position): test clusters run with synchronous_commit
+        // off, so a commit the API already answered for may still sit in WAL buffers behind the write position.
+        var target = await ScalarAsync<string>("SELECT pg_current_wal_insert_lsn()::text");
         await using var standby = new NpgsqlConnection(StandbyConnectionString);
         await standby.OpenAsync();
         for (var attempt = 0; ; attempt++)

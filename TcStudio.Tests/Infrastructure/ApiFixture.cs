@@ -25,6 +25,17 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
     /// <summary>The API's Workspaces:SecretKey (base64 of 32 bytes), so tests can read what it encrypted.</summary>
     public string WorkspaceSecretKey { get; } = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
+    /// <summary>A slug no other test uses: the prefix, a dash and random hex, 20 characters in all.</summary>
+    public static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
+
+    /// <summary>
+    /// A new workspace owned by <paramref name="owner"/>, named <paramref name="name"/> (the prefix when absent), with a
+    /// slug from <see cref="NewSlug"/>; returns what POST /api/workspaces answered.
+    /// </summary>
+    public static async Task<TcStudio.Api.Workspaces.WorkspaceDetails> NewWorkspaceAsync(HttpClient owner, string prefix, string? name = null) =>
+        await HttpAssert.ReadAsync<TcStudio.Api.Workspaces.WorkspaceDetails>(
+            await owner.PostAsJsonAsync("/api/workspaces", new { name = name ?? prefix, slug = NewSlug(prefix) }), System.Net.HttpStatusCode.Created);
+
     public WebApplicationFactory<Program> Factory => _factory ?? throw new InvalidOperationException("Not initialized.");
 
     private readonly string _appPassword = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));

@@ -51,6 +51,31 @@ public static class HttpAssert
         return problem;
     }
 
+    /// <summary>
+    /// The API's JSON read as one of its public response records, after asserting the status. Strict: a member the record
+    /// lacks fails the read, so a typed read also says the response has exactly that shape.
+    /// </summary>
+    public static async Task<T> ReadAsync<T>(HttpResponseMessage response, HttpStatusCode status = HttpStatusCode.OK)
+    {
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == status, $"expected {(int)status}, got {(int)response.StatusCode}: {body}");
+        try
+        {
+            return JsonSerializer.Deserialize<T>(body, ResponseJson)!;
+        }
+        catch (JsonException e)
+        {
+            Assert.Fail($"the response is not a {typeof(T).Name}: {e.Message}: {body}");
+            throw;
+        }
+    }
+
+    /// <summary>The web defaults the API writes with, and no member left unread.</summary>
+    public static readonly JsonSerializerOptions ResponseJson = new(JsonSerializerDefaults.Web)
+    {
+        UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
+    };
+
     public static async Task<JsonElement> JsonAsync(HttpResponseMessage response, HttpStatusCode status = HttpStatusCode.OK)
     {
         var body = await response.Content.ReadAsStringAsync();

@@ -61,8 +61,6 @@ public class WorkspaceApiFixture(PostgresServer server) : ApiFixture(server)
         return name;
     }
 
-    public static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
-
     /// <summary>A workspace owned by the admin client, with environment <paramref name="environment"/> on a new database.</summary>
     public async Task<(string Slug, string Database)> NewWorkspaceWithEnvironmentAsync(HttpClient owner, string prefix, string environment = "dev")
     {

@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Procedures;
 
 /// <summary>Stored-procedure drafts: CRUD with ETags, case-insensitive names, full-text search, bad input, activity.</summary>
 public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixture>

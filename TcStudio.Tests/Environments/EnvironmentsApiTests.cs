@@ -4,7 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Environments;
 
 public sealed class EnvironmentsApiFixture(PostgresServer server) : WorkspaceApiFixture(server)
 {

@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Workspaces;
 
 public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {

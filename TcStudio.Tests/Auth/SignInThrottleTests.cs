@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Auth;
 
 /// <summary>
 /// Failed sign-ins, as an attacker and a user would meet them: a burst cannot buy more guesses than the limit, the

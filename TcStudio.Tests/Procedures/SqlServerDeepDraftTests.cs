@@ -1,6 +1,6 @@
 using TcStudio.WorkspaceDatabases.SqlServer;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Procedures;
 
 /// <summary>
 /// Drafts nested hundreds of thousands of levels deep, against the T-SQL validator (no database): pure logic, but

@@ -2,7 +2,7 @@ using System.Net;
 using Npgsql;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Observability;
 
 /// <summary>GET /api/admin/database/…: system Admins only, real figures from a database with known contents.</summary>
 public sealed class DatabaseInsightsApiTests(ApiFixture api) : IClassFixture<ApiFixture>

@@ -3,7 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Auth;
 
 public sealed class AuthApiTests(AuthApiTests.Fixture api) : IClassFixture<AuthApiTests.Fixture>
 {

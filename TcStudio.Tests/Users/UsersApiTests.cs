@@ -5,7 +5,7 @@ using System.Text;
 using System.Text.Json;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Users;
 
 /// <summary>
 /// The users API over the standard fixture (sessions cached for Auth:SessionCheckInterval, as in production), so

@@ -8,7 +8,7 @@ using TcStudio.Api.Events;
 using TcStudio.SystemDatabase.Activities;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Activities;
 
 /// <summary>
 /// The API with the live stream's timers shortened for tests: heartbeats and access checks every second, a listener

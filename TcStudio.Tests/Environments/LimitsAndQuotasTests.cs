@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Environments;
 
 /// <summary>Small limits and quotas, so each can be reached by a test in seconds.</summary>
 public sealed class LimitsFixture(PostgresServer server) : WorkspaceApiFixture(server)

@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases.Postgres;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Environments;
 
 public sealed class ConversionFixture(PostgresServer server) : WorkspaceApiFixture(server);
 

@@ -4,12 +4,10 @@ using System.Text;
 using System.Text.Json;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Members;
 
 public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {
-    private static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
-
     private Task<long> RowsAsync(string table) => api.ScalarAsync<long>($"SELECT count(*) FROM {table}");
 
     private Task<int> MemberCountAsync(string slug) =>
@@ -22,14 +20,6 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     private Task<long> ActivitiesAsync(string slug, string action) => api.ScalarAsync<long>(
         "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = @a",
         ("s", slug), ("a", action));
-
-    /// <summary>A workspace owned by <paramref name="owner"/>; returns its slug.</summary>
-    private static async Task<string> NewWorkspaceAsync(HttpClient owner, string name)
-    {
-        var slug = NewSlug(name);
-        Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/workspaces", new { name, slug })).StatusCode);
-        return slug;
-    }
 
     private static Task<HttpResponseMessage> PutMemberAsync(HttpClient client, string slug, string username, string role) =>
         client.PutAsJsonAsync($"/api/workspaces/{slug}/members/{username}", new { role });
@@ -77,7 +67,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Adding_is_201_changing_is_200_repeating_changes_nothing_and_removing_is_204_each_logged_once()
     {
         using var owner = await api.NewUserClientAsync("lifecycle-owner");
-        var slug = await NewWorkspaceAsync(owner, "lifecycle-owner");
+        var slug = (await ApiFixture.NewWorkspaceAsync(owner, "lifecycle-owner")).Slug;
         using var joiner = await api.NewUserClientAsync("lifecycle-joiner");
         await HttpAssert.ProblemAsync(await joiner.GetAsync($"/api/workspaces/{slug}"), HttpStatusCode.NotFound);
 
@@ -117,7 +107,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Only_owners_and_system_admins_grant_or_take_away_owner_and_workspace_admins_manage_the_rest()
     {
         using var owner = await api.NewUserClientAsync("grants-owner");
-        var slug = await NewWorkspaceAsync(owner, "grants-owner");
+        var slug = (await ApiFixture.NewWorkspaceAsync(owner, "grants-owner")).Slug;
         using var wsAdmin = await api.NewUserClientAsync("grants-ws-admin");
         await api.NewUserClientAsync("grants-target");
         Assert.Equal(HttpStatusCode.Created, (await PutMemberAsync(owner, slug, "grants-ws-admin", "Admin")).StatusCode);
@@ -148,7 +138,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task The_last_owner_cannot_be_demoted_or_removed_but_one_of_two_can()
     {
         using var owner = await api.NewUserClientAsync("last-owner");
-        var slug = await NewWorkspaceAsync(owner, "last-owner");
+        var slug = (await ApiFixture.NewWorkspaceAsync(owner, "last-owner")).Slug;
         var (members, activities) = (await RowsAsync("workspace_members"), await RowsAsync("activities"));
 
         var demote = await HttpAssert.ProblemAsync(await PutMemberAsync(owner, slug, "last-owner", "Admin"), HttpStatusCode.Conflict);
@@ -170,7 +160,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Two_owners_demoting_each_other_at_once_leave_exactly_one_owner()
     {
         using var first = await api.NewUserClientAsync("race-owner-a");
-        var slug = await NewWorkspaceAsync(first, "race-owner-a");
+        var slug = (await ApiFixture.NewWorkspaceAsync(first, "race-owner-a")).Slug;
         using var second = await api.NewUserClientAsync("race-owner-b");
         Assert.Equal(HttpStatusCode.Created, (await PutMemberAsync(first, slug, "race-owner-b", "Owner")).StatusCode);
 
@@ -259,7 +249,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Pages_split_the_members_and_the_query_count_does_not_grow_with_the_page()
     {
         using var owner = await api.NewUserClientAsync("paged-owner");
-        var slug = await NewWorkspaceAsync(owner, "paged-owner");
+        var slug = (await ApiFixture.NewWorkspaceAsync(owner, "paged-owner")).Slug;
         for (var i = 0; i < 5; i++)
         {
             await api.NewUserClientAsync($"paged-member-{i}");

@@ -6,7 +6,7 @@ using TcStudio.SystemDatabase.Activities;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.SystemDatabase;
+namespace TcStudio.Tests.Activities;
 
 /// <summary>
 /// The activity log partitioned by month on created_at: the migration converts a filled table and reverts it,

@@ -8,7 +8,7 @@ using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.Postgres;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Procedures;
 
 /// <summary>
 /// The API on a PostgreSQL server of its own (a private cluster when the machine has the binaries): the suite

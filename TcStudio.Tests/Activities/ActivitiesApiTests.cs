@@ -6,7 +6,7 @@ using Microsoft.EntityFrameworkCore;
 using TcStudio.Api.Activities;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Activities;
 
 public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {

@@ -4,7 +4,7 @@ using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.SystemDatabase;
+namespace TcStudio.Tests.Members;
 
 /// <summary>workspaces.member_count always equals the number of memberships, however they change.</summary>
 public sealed class MemberCountTests(SystemDatabaseFixture database) : IClassFixture<SystemDatabaseFixture>

@@ -3,7 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Procedures;
 
 /// <summary>Validate, publish and execute against PostgreSQL workspace databases created by the tests, end to end.</summary>
 public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixture<WorkspaceApiFixture>

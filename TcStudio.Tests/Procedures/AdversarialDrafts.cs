@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Procedures;
 
 /// <summary>One generated draft: the routine it names, how its payload travels and what the payload would do.</summary>
 /// <param name="Index">Its place in the generated sequence (with the seed, enough to generate it again).</param>

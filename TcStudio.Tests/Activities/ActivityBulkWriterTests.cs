@@ -5,7 +5,7 @@ using TcStudio.SystemDatabase.Entities;
 using TcStudio.SystemDatabase.Security;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.SystemDatabase;
+namespace TcStudio.Tests.Activities;
 
 public sealed class ActivityBulkWriterTests(SystemDatabaseFixture database) : IClassFixture<SystemDatabaseFixture>
 {

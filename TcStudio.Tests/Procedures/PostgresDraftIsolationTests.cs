@@ -6,7 +6,7 @@ using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.Postgres;
 
-namespace TcStudio.Tests.WorkspaceDatabases;
+namespace TcStudio.Tests.Procedures;
 
 /// <summary>
 /// A draft is one statement, and the server enforces it: what a workspace Member (who may only edit and validate

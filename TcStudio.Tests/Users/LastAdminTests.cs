@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using TcStudio.Tests.Infrastructure;
 
-namespace TcStudio.Tests.Api;
+namespace TcStudio.Tests.Users;
 
 /// <summary>
 /// The system keeps at least one active Admin: demoting, deactivating or deleting the last one is a 409, also when
