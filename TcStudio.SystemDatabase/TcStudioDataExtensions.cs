@@ -37,6 +37,9 @@ public static class TcStudioDataExtensions
         builder.Services.AddOptions<SeedOptions>().BindConfiguration(SeedOptions.SectionName).ValidateOnStart();
         builder.Services.AddOptions<Activities.ActivityPartitionOptions>().BindConfiguration(Activities.ActivityPartitionOptions.SectionName)
             .ValidateWith(options => options.FindError()).ValidateOnStart();
+        builder.Services.AddOptions<Security.SystemRoleOptions>().BindConfiguration(Security.SystemRoleOptions.SectionName)
+            .ValidateWith(Security.SystemRoleOptions.FindError).ValidateOnStart();
+        AddSshTunnelOptions(builder);
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.TryAddSingleton<AuditTimestampsInterceptor>();
@@ -113,6 +116,25 @@ public static class TcStudioDataExtensions
             builder.Services.AddHealthChecks().AddCheck<Ssh.SshTunnelHealthCheck>(Ssh.SshTunnelHealthCheck.Name);
         }
         return builder;
+    }
+
+    /// <summary>
+    /// Each configured tunnel (<c>Database:Ssh</c>, <c>WorkspaceServers:&lt;name&gt;:Ssh</c> with a <c>Host</c>) as named
+    /// options checked at start, so a tunnel without a user or key stops the process at once with one line naming the
+    /// key, not at the first connection. The tunnels themselves read the same sections (<see cref="Ssh.SshTunnels"/>).
+    /// </summary>
+    private static void AddSshTunnelOptions(IHostApplicationBuilder builder)
+    {
+        var sections = builder.Configuration.GetSection(Ssh.SshTunnels.WorkspaceServersSection).GetChildren()
+            .Select(server => server.GetSection(Ssh.SshTunnelOptions.SectionName))
+            .Prepend(builder.Configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}"));
+        foreach (var section in sections.Where(section => !string.IsNullOrWhiteSpace(section["Host"])))
+        {
+            var path = section.Path;
+            builder.Services.AddOptions<Ssh.SshTunnelOptions>(path).BindConfiguration(path)
+                .PostConfigure(options => options.ConfigurationPath = path)
+                .ValidateWith(options => options.FindError()).ValidateOnStart();
+        }
     }
 
     /// <summary>

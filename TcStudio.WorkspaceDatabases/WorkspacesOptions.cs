@@ -111,7 +111,7 @@ public sealed class WorkspacesOptions
             : o.CircuitFailureThreshold < 1 ? $"{s}:CircuitFailureThreshold must be 1 or more."
             : o.DefaultMaxRows < 1 || o.DefaultMaxRows > o.MaxRows ? $"{s}:DefaultMaxRows must be from 1 to {s}:MaxRows."
             : o.MaxResultBytes < 1 ? $"{s}:MaxResultBytes must be 1 or more."
-            : null;
+            : o.Limits.FindError($"{s}:{nameof(Limits)}");
     }
 
     // The role passwords' key is Workspaces:SecretKey, read by WorkspaceSecrets (not bound here: it is a secret).
@@ -137,4 +137,16 @@ public sealed class WorkspaceLimits
 
     /// <summary>The Retry-After (seconds) of that 429.</summary>
     public int RetryAfterSeconds { get; set; } = 2;
+
+    /// <summary>
+    /// The first value out of range, in one line naming its key under <paramref name="section"/>; the bounds are what
+    /// PostgreSQL accepts for the role settings (work_mem from 64 kB) and what keeps one workspace from taking a server.
+    /// </summary>
+    public string? FindError(string section) =>
+        Connections is < 1 or > 1000 ? $"{section}:{nameof(Connections)} must be from 1 to 1000."
+        : TempFileLimitKilobytes < 1 ? $"{section}:{nameof(TempFileLimitKilobytes)} must be 1 or more (kB)."
+        : WorkMemKilobytes is < 64 or > 2 * 1024 * 1024 ? $"{section}:{nameof(WorkMemKilobytes)} must be from 64 to 2097152 (kB)."
+        : ConcurrentExecutions is < 1 or > 10_000 ? $"{section}:{nameof(ConcurrentExecutions)} must be from 1 to 10000."
+        : RetryAfterSeconds is < 1 or > 3600 ? $"{section}:{nameof(RetryAfterSeconds)} must be from 1 to 3600."
+        : null;
 }

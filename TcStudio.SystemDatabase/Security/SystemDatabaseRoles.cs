@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
+using TcStudio.SystemDatabase.Configuration;
 
 namespace TcStudio.SystemDatabase.Security;
 
@@ -23,6 +24,25 @@ public sealed class SystemRoleOptions
     public string? OwnerPassword { get; set; }
     public string? AppPassword { get; set; }
     public string? BackupPassword { get; set; }
+
+    /// <summary>The first name that is not a plain role name or repeats another, in one line naming its key; never a password.</summary>
+    public static string? FindError(SystemRoleOptions options)
+    {
+        var named = new (string Key, string? Name)[]
+        {
+            (nameof(Owner), options.Owner), (nameof(App), options.App), (nameof(Backup), options.Backup), (nameof(Definer), options.Definer),
+        };
+        foreach (var (key, name) in named)
+        {
+            if (name is not null && !SystemDatabaseRoles.RoleName().IsMatch(name))
+            {
+                return $"{SectionName}:{key} must be a plain lower-case identifier of at most 63 characters.";
+            }
+        }
+        return named.Where(n => n.Name is not null).GroupBy(n => n.Name).FirstOrDefault(g => g.Count() > 1) is { } repeated
+            ? $"{SectionName}:{string.Join(" and ", repeated.Select(n => n.Key))} name the same role; each role needs a name of its own."
+            : null;
+    }
 }
 
 /// <summary>The four role names of one system database, validated as plain identifiers.</summary>
@@ -218,7 +238,8 @@ public static partial class SystemDatabaseRoles
         if (configuration.GetConnectionString(AdminConnectionName) is not { Length: > 0 } adminConnectionString) return null;
         var system = new NpgsqlConnectionStringBuilder(SystemDatabaseConnection.ReadConnectionString(configuration)
             ?? throw new InvalidOperationException($"Connection string '{SystemDatabaseConnection.ConnectionStringKey}' is not set."));
-        var options = configuration.GetSection(SystemRoleOptions.SectionName).Get<SystemRoleOptions>() ?? new SystemRoleOptions();
+        var options = (configuration.GetSection(SystemRoleOptions.SectionName).Get<SystemRoleOptions>() ?? new SystemRoleOptions())
+            .Checked(SystemRoleOptions.FindError);
         var names = SystemRoleNames.For(system.Database ?? throw new InvalidOperationException(
             $"Connection string '{SystemDatabaseConnection.ConnectionStringKey}' names no Database."), options);
         var ownerPassword = options.OwnerPassword

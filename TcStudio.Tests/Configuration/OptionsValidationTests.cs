@@ -52,6 +52,12 @@ public sealed class OptionsValidationTests
         { "Database__CommandTimeout", "-00:00:01", "Database:CommandTimeout" },
         { "Workspaces__MaxPoolSize", "0", "Workspaces:MaxPoolSize" },
         { "Activities__MonthsAhead", "121", "Activities:MonthsAhead" },
+        { "Workspaces__Limits__Connections", "0", "Workspaces:Limits:Connections" },
+        { "Workspaces__Limits__WorkMemKilobytes", "8", "Workspaces:Limits:WorkMemKilobytes" },
+        { "SystemRoles__App", "App Role " + NotEchoed, "SystemRoles:App" },
+        // A tunnel named by its host alone: no user, so the process stops before any connection is tried.
+        { "Database__Ssh__Host", "bastion-" + NotEchoed, "Database:Ssh:User" },
+        { "WorkspaceServers__local__Ssh__Host", "bastion-" + NotEchoed, "WorkspaceServers:local:Ssh:User" },
         // A deprecated key is checked too, under its own name.
         { "Database__ConnectTimeoutSeconds", NotEchoed, "Database:ConnectTimeoutSeconds" },
         // A renamed key that takes effect: 600 s is longer than the default Workspaces:MaxExecuteTimeout (300 s).
