@@ -93,23 +93,21 @@ public static class ApiDefaults
     /// Kestrel enforces the limit on the wire; this also refuses a declared oversized body up front (and under the
     /// in-memory test server, which has no Kestrel limits).
     /// </summary>
-    private static async Task RefuseOversizedBodies(HttpContext context, Func<Task> next)
+    private static Task RefuseOversizedBodies(HttpContext context, RequestDelegate next) =>
+        context.Request.ContentLength > MaxRequestBodyBytes ? WriteTooLargeAsync(context) : next(context);
+
+    private static async Task WriteTooLargeAsync(HttpContext context)
     {
-        if (context.Request.ContentLength > MaxRequestBodyBytes)
+        context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+        await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
         {
-            context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
-            await context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+            HttpContext = context,
+            ProblemDetails =
             {
-                HttpContext = context,
-                ProblemDetails =
-                {
-                    Status = StatusCodes.Status413PayloadTooLarge,
-                    Title = "The request body is too large.",
-                    Detail = $"Request bodies are limited to {MaxRequestBodyBytes / 1024} KiB.",
-                },
-            });
-            return;
-        }
-        await next();
+                Status = StatusCodes.Status413PayloadTooLarge,
+                Title = "The request body is too large.",
+                Detail = $"Request bodies are limited to {MaxRequestBodyBytes / 1024} KiB.",
+            },
+        });
     }
 }

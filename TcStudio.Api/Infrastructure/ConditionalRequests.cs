@@ -15,13 +15,22 @@ public sealed record AcceptsPreconditions;
 /// </summary>
 public sealed class ConditionalRequestFilter : IEndpointFilter
 {
-    public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var headers = context.HttpContext.Request.Headers;
+        if (!EntityTagHeader.TryParse(headers.IfMatch, out var ifMatch)) return ValueTask.FromResult<object?>(ETags.Malformed(ETags.IfMatch));
+        if (!EntityTagHeader.TryParse(headers.IfNoneMatch, out var ifNoneMatch))
+        {
+            return ValueTask.FromResult<object?>(ETags.Malformed(ETags.IfNoneMatch));
+        }
+        // Most requests carry neither header: straight on, without an async frame of this filter's own.
+        return ifMatch is null && ifNoneMatch is null ? next(context) : ConditionalAsync(context, next, ifMatch, ifNoneMatch);
+    }
+
+    private static async ValueTask<object?> ConditionalAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next,
+        EntityTagCondition? ifMatch, EntityTagCondition? ifNoneMatch)
     {
         var http = context.HttpContext;
-        var headers = http.Request.Headers;
-        if (!EntityTagHeader.TryParse(headers.IfMatch, out var ifMatch)) return ETags.Malformed(ETags.IfMatch);
-        if (!EntityTagHeader.TryParse(headers.IfNoneMatch, out var ifNoneMatch)) return ETags.Malformed(ETags.IfNoneMatch);
-        if (ifMatch is null && ifNoneMatch is null) return await next(context);
 
         var safe = HttpMethods.IsGet(http.Request.Method) || HttpMethods.IsHead(http.Request.Method);
         if (!safe)

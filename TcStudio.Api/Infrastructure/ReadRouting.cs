@@ -26,8 +26,17 @@ public static class ReadRouting
     public static string? KeyOf(Endpoint? endpoint, string method) =>
         endpoint is RouteEndpoint { RoutePattern.RawText: { } pattern } ? $"{method} {pattern.TrimEnd('/')}" : null;
 
+    /// <summary>
+    /// <see cref="KeyOf"/> remembered per endpoint and method: asked on every request (here and by
+    /// <see cref="RequestUnitOfWork"/>), it would otherwise build the same string each time.
+    /// </summary>
+    internal static string? CachedKeyOf(Endpoint? endpoint, string method) =>
+        endpoint is null ? null : Keys.GetOrAdd((endpoint, method), static k => KeyOf(k.Endpoint, k.Method));
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(Endpoint Endpoint, string Method), string?> Keys = new();
+
     public static bool IsStandbyRoute(Endpoint? endpoint, string method) =>
-        KeyOf(endpoint, method) is { } key && StandbyRoutes.Contains(key);
+        CachedKeyOf(endpoint, method) is { } key && StandbyRoutes.Contains(key);
 
     /// <summary>
     /// Runs the endpoints of standby routes with the request's DbContext on a connection from the standby data source,
@@ -38,12 +47,21 @@ public static class ReadRouting
     /// (timeouts, row-level security) are applied per statement as on the primary: <c>set_config(…, true)</c> is
     /// allowed on a standby.
     /// </summary>
-    public static RouteGroupBuilder WithReadRouting(this RouteGroupBuilder api) => api.AddEndpointFilter(async (context, next) =>
+    public static RouteGroupBuilder WithReadRouting(this RouteGroupBuilder api) => api.AddEndpointFilterFactory((factory, next) =>
+    {
+        // A primary-only request goes straight on: no async frame of this filter's own.
+        var sources = factory.ApplicationServices.GetRequiredService<SystemDatabaseSources>();
+        return context =>
+        {
+            var http = context.HttpContext;
+            return sources.HasStandbys && IsStandbyRoute(http.GetEndpoint(), http.Request.Method) ? OnStandbyAsync(context, next) : next(context);
+        };
+    });
+
+    private static async ValueTask<object?> OnStandbyAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         var http = context.HttpContext;
         var sources = http.RequestServices.GetRequiredService<SystemDatabaseSources>();
-        if (!sources.HasStandbys || !IsStandbyRoute(http.GetEndpoint(), http.Request.Method)) return await next(context);
-
         var db = http.RequestServices.GetRequiredService<TcStudioDbContext>();
         db.Database.SetDbConnection(sources.Standby.CreateConnection(), contextOwnsConnection: true);
         try
@@ -56,5 +74,5 @@ public static class ReadRouting
             // Disposes the standby connection; the next use creates one from the (primary) data source again.
             db.Database.SetDbConnection(null, contextOwnsConnection: false);
         }
-    });
+    }
 }

@@ -114,25 +114,23 @@ public sealed class RequestTransactionSettings
         : null;
 
     /// <summary>From here on (in this async flow), database work belongs to an API request.</summary>
-    public static IApplicationBuilder UseRequestTransactionSettings(IApplicationBuilder app) => app.Use(async (context, next) =>
+    public static IApplicationBuilder UseRequestTransactionSettings(IApplicationBuilder app) => app.Use((context, next) =>
+        context.Request.Path.StartsWithSegments("/api") ? InRequestAsync(context, next) : next(context));
+
+    private static async Task InRequestAsync(HttpContext context, RequestDelegate next)
     {
-        if (!context.Request.Path.StartsWithSegments("/api"))
-        {
-            await next();
-            return;
-        }
         CurrentRequest.Value = context.RequestServices.GetRequiredService<RequestTransactionSettings>();
         CurrentRowSecurity.Value = context.RequestServices.GetRequiredService<RequestRowSecurity>();
         try
         {
-            await next();
+            await next(context);
         }
         finally
         {
             CurrentRequest.Value = null;
             CurrentRowSecurity.Value = null;
         }
-    });
+    }
 }
 
 /// <summary>

@@ -69,7 +69,7 @@ public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSource
         // hold two from the same pool, and with the pool exhausted every request would wait for its second one. A
         // standby-routed read gets its connection from ReadRouting, which runs inside this filter: left to EF there.
         var holdConnection = scope == SystemTransactionScope.Statement
-            && ReadRouting.KeyOf(http.GetEndpoint(), http.Request.Method) is { } route && ConnectionHeldRoutes.Contains(route)
+            && ReadRouting.CachedKeyOf(http.GetEndpoint(), http.Request.Method) is { } route && ConnectionHeldRoutes.Contains(route)
             && (!sources.HasStandbys || !ReadRouting.IsStandbyRoute(http.GetEndpoint(), http.Request.Method));
         var strategy = db.Database.CreateExecutionStrategy();
         return await strategy.ExecuteAsync(async cancellationToken =>
@@ -119,8 +119,18 @@ public sealed class IdempotencyFilter(TcStudioDbContext db, IdempotentRequests i
 public static class RequestUnitOfWorkExtensions
 {
     /// <summary>POSTs here honour Idempotency-Key (<see cref="IdempotencyFilter"/>).</summary>
+    /// <remarks>
+    /// Only a POST reaches the filter (built from the request's services then); any other request goes straight on,
+    /// without resolving it or an async frame of its own.
+    /// </remarks>
     public static TBuilder SupportsIdempotencyKeys<TBuilder>(this TBuilder endpoint) where TBuilder : IEndpointConventionBuilder =>
-        endpoint.WithMetadata(new SupportsIdempotencyKeys()).AddEndpointFilter<TBuilder, IdempotencyFilter>();
+        endpoint.WithMetadata(new SupportsIdempotencyKeys()).AddEndpointFilterFactory((factory, next) =>
+        {
+            var create = ActivatorUtilities.CreateFactory<IdempotencyFilter>([]);
+            return context => HttpMethods.IsPost(context.HttpContext.Request.Method)
+                ? create(context.HttpContext.RequestServices, []).InvokeAsync(context, next)
+                : next(context);
+        });
 
     /// <summary>Declares the endpoint's <see cref="SystemTransactionScope"/> (instead of the default by method).</summary>
     public static TBuilder WithSystemTransaction<TBuilder>(this TBuilder endpoint, SystemTransactionScope scope) where TBuilder : IEndpointConventionBuilder =>
