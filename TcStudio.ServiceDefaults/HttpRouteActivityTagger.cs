@@ -15,15 +15,30 @@ namespace TcStudio.ServiceDefaults;
 public sealed class HttpRouteActivityTagger : IHostedService, IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>
 {
     public const string RouteTag = "http.route";
+    public const string MethodTag = "http.request.method";
     private const string AspNetCoreListener = "Microsoft.AspNetCore";
     private const string EndpointMatched = "Microsoft.AspNetCore.Routing.EndpointMatched";
 
     private readonly List<IDisposable> _subscriptions = [];
     private IDisposable? _allListeners;
 
+    /// <summary>
+    /// Keeps a request activity in existence when tracing samples nothing (no exporter: ServiceDefaults): propagation
+    /// data only, so it costs no instrumentation tags, yet carries the route for whatever runs during the request.
+    /// </summary>
+    private readonly ActivityListener _requestActivities = new()
+    {
+        ShouldListenTo = static source => source.Name == AspNetCoreListener,
+        Sample = static (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.PropagationData,
+    };
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        lock (_subscriptions) _allListeners ??= DiagnosticListener.AllListeners.Subscribe(this);
+        lock (_subscriptions)
+        {
+            if (_allListeners is null) ActivitySource.AddActivityListener(_requestActivities);
+            _allListeners ??= DiagnosticListener.AllListeners.Subscribe(this);
+        }
         return Task.CompletedTask;
     }
 
@@ -33,6 +48,7 @@ public sealed class HttpRouteActivityTagger : IHostedService, IObserver<Diagnost
         {
             _allListeners?.Dispose();
             _allListeners = null;
+            _requestActivities.Dispose();
             foreach (var subscription in _subscriptions) subscription.Dispose();
             _subscriptions.Clear();
         }
@@ -54,6 +70,8 @@ public sealed class HttpRouteActivityTagger : IHostedService, IObserver<Diagnost
             && context.Features.Get<IHttpActivityFeature>()?.Activity is { } activity)
         {
             activity.SetTag(RouteTag, route);
+            // The instrumentation sets the method only on activities it records (not when nothing is exported).
+            if (activity.GetTagItem(MethodTag) is null) activity.SetTag(MethodTag, context.Request.Method);
         }
     }
 
