@@ -35,17 +35,22 @@ public static class Program
             var sql = builder.AddSqlServer(() => containerRuntimeAnswers.Value);
 
             var signingKey = builder.AddSecret("api-signing-key", "The API's token signing key (Auth:SigningKey).", minLength: 48);
-            var adminPassword = builder.AddSecret("seed-admin-password", "Password of the seeded user 'admin' (Seed:AdminPassword), set when it is first seeded.");
-            var userPassword = builder.AddSecret("seed-user-password", "Password of the seeded user 'user' (Seed:UserPassword), set when it is first seeded.");
+            var adminPassword = builder.AddSecret("seed-admin-password",
+                "Password of the seeded user 'admin' (Seed:AdminPassword), set when it is first seeded.");
+            var userPassword = builder.AddSecret("seed-user-password",
+                "Password of the seeded user 'user' (Seed:UserPassword), set when it is first seeded.");
 
             // Least privilege: each service signs in as its own role (docs/security.md). The worker alone gets the
             // server's admin string, for its roles and bootstrap steps, and creates the other logins with these passwords.
-            var ownerPassword = builder.AddSecret("tcstudio-owner-password", $"Password of '{SystemRoles.Owner}' (migrations and seeding).", generatedAtDeployment: true);
+            var ownerPassword = builder.AddSecret("tcstudio-owner-password", $"Password of '{SystemRoles.Owner}' (migrations and seeding).",
+                generatedAtDeployment: true);
             var appPassword = builder.AddSecret("tcstudio-app-password", $"Password of '{SystemRoles.App}' (the API).", generatedAtDeployment: true);
-            var backupPassword = builder.AddSecret("tcstudio-backup-password", $"Password of '{SystemRoles.Backup}' (backups).", generatedAtDeployment: true);
+            var backupPassword = builder.AddSecret("tcstudio-backup-password", $"Password of '{SystemRoles.Backup}' (backups).",
+                generatedAtDeployment: true);
             var provisionerPassword = builder.AddSecret("tcstudio-provisioner-password",
                 $"Password of '{SystemRoles.Provisioner}' (creates workspace databases on server 'local').", generatedAtDeployment: true);
-            var localWorkspaceServer = ("WorkspaceServers__local__ConnectionString", postgres.ConnectionStringAs(SystemRoles.Provisioner, provisionerPassword));
+            var localWorkspaceServer = ("WorkspaceServers__local__ConnectionString",
+                postgres.ConnectionStringAs(SystemRoles.Provisioner, provisionerPassword));
 
             var worker = builder.AddProject<Projects.TcStudio_MigrationWorker>("migration-worker")
                 .WithSystemDatabase(postgres, SystemRoles.Owner, ownerPassword)

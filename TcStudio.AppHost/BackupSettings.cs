@@ -33,7 +33,8 @@ public sealed record BackupSettings
         if (archive && postgres.Mode != PostgresMode.Local)
         {
             throw new AppHostConfigurationException(
-                $"{WalArchiveKey}=true needs the local cluster (AppHost:Postgres:Mode=local): a container or an existing server archives WAL its own way (README, \"Recovery drill\").");
+                $"{WalArchiveKey}=true needs the local cluster (AppHost:Postgres:Mode=local): a container or an existing server archives WAL its own "
+                    + "way (README, \"Recovery drill\").");
         }
         var baseBackups = ReadSwitch(configuration, BaseKey);
         var schedule = configuration[ScheduleKey] is { Length: > 0 } cron ? cron.Trim() : null;
@@ -43,7 +44,8 @@ public sealed record BackupSettings
         }
         if (baseBackups && !archive)
         {
-            throw new AppHostConfigurationException($"{BaseKey}=true needs {WalArchiveKey}=true: a base backup is only useful with the WAL archived after it.");
+            throw new AppHostConfigurationException($"{BaseKey}=true needs {WalArchiveKey}=true: a base backup is only useful with the "
+                + "WAL archived after it.");
         }
         var state = postgres.Local.StateDirectory;
         return new BackupSettings
@@ -57,7 +59,10 @@ public sealed record BackupSettings
 
     /// <summary>The local cluster's options with the archiving settings when archiving is on.</summary>
     public LocalPostgresOptions Apply(LocalPostgresOptions local) =>
-        WalArchive is null ? local : local with { Settings = new Dictionary<string, string>(local.Settings.Concat(TcStudio.LocalPostgres.WalArchive.ServerSettings(WalArchive))) };
+        WalArchive is null ? local : local with
+        {
+            Settings = new Dictionary<string, string>(local.Settings.Concat(TcStudio.LocalPostgres.WalArchive.ServerSettings(WalArchive)))
+        };
 
     private static bool ReadSwitch(IConfiguration configuration, string key) =>
         configuration[key] switch

@@ -43,7 +43,8 @@ public static class ServiceResources
     /// worker, exporting <c>tcstudio.backup.last_success</c> to the dashboard.
     /// </summary>
     public static void AddBackups(this IDistributedApplicationBuilder builder, BackupSettings backups, SystemDatabase postgres,
-        IResourceBuilder<ProjectResource> worker, IResourceBuilder<ParameterResource> ownerPassword, IResourceBuilder<ParameterResource> backupPassword)
+        IResourceBuilder<ProjectResource> worker, IResourceBuilder<ParameterResource> ownerPassword,
+            IResourceBuilder<ParameterResource> backupPassword)
     {
         IResourceBuilder<ProjectResource> WithBackupSettings(IResourceBuilder<ProjectResource> project)
         {

@@ -39,7 +39,10 @@ public static class StartupBanner
                   Scalar API reference:  {Url}/scalar
                   OpenAPI document:      {Url}/openapi/v1.json
                   Health:                {Url}/health
-                  Seeded users admin and user: passwords in the parameters {Parameters} (dashboard, Parameters; or dotnet user-secrets list --project TcStudio.AppHost); they are set when the users are first seeded
+                """
+                + "\n  Seeded users admin and user: passwords in the parameters {Parameters} (dashboard, Parameters; or dotnet user-secrets list "
+                + "--project TcStudio.AppHost); they are set when the users are first seeded\n"
+                + """
                   PostgreSQL ({Reason}): {Postgres}
                 Press Ctrl+C to stop.
                 """, RunningLine, url, sinceStart.Elapsed.TotalSeconds, DashboardLogin(builder.Configuration), url, url, url,

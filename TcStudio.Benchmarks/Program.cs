@@ -92,7 +92,8 @@ public static class BenchRunner
                     failed = true;
                     Console.Error.WriteLine(e);
                     outcome = new ScenarioOutcome(
-                        [new ResultRow { Scenario = scenario.Number, What = scenario.Title, Verdict = Verdict.Error, Note = $"{e.GetType().Name}: {e.Message}" }],
+                        [new ResultRow { Scenario = scenario.Number, What = scenario.Title, Verdict = Verdict.Error,
+                            Note = $"{e.GetType().Name}: {e.Message}" }],
                         []);
                 }
                 if (outcome.Rows.Any(r => r.Verdict == Verdict.Error)) failed = true;
@@ -104,7 +105,8 @@ public static class BenchRunner
                         Rows = outcome.Rows.Select(r => r.Verdict is Verdict.Met or Verdict.Missed ? r with { Verdict = Verdict.None } : r).ToList(),
                     };
                 }
-                var report = new ScenarioReport(scenario.Number, scenario.Title, scenario.Measures, outcome.Rows, outcome.Workload, stopwatch.Elapsed);
+                var report = new ScenarioReport(scenario.Number, scenario.Title, scenario.Measures, outcome.Rows, outcome.Workload,
+                    stopwatch.Elapsed);
                 reports.Add(report);
                 Console.WriteLine(Report.Scenario(report));
             }

@@ -173,7 +173,8 @@ public sealed partial class NpgsqlPoolMetrics : IHostedService, IDisposable
     }
 
     [LoggerMessage(EventId = 4101, Level = LogLevel.Warning,
-        Message = "Connection pool {Pool}: connection pool exhausted: {Waiting} waiting; a request gave up waiting for a connection ({Suppressed} more since the last report)")]
+        Message = "Connection pool {Pool}: connection pool exhausted: {Waiting} waiting; a request gave up waiting for a connection ({Suppressed} "
+            + "more since the last report)")]
     private static partial void LogPoolExhausted(ILogger logger, string pool, long waiting, long suppressed);
 
     private PoolCounters Pool(ReadOnlySpan<KeyValuePair<string, object?>> tags) =>

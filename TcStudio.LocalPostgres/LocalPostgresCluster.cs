@@ -189,7 +189,10 @@ public sealed class LocalPostgresCluster
         if (_options.Tls)
         {
             Directory.CreateDirectory(standby.TlsFiles.Directory);
-            foreach (var file in Directory.GetFiles(TlsFiles.Directory)) File.Copy(file, Path.Combine(standby.TlsFiles.Directory, Path.GetFileName(file)), overwrite: true);
+            foreach (var file in Directory.GetFiles(TlsFiles.Directory))
+            {
+                File.Copy(file, Path.Combine(standby.TlsFiles.Directory, Path.GetFileName(file)), overwrite: true);
+            }
         }
         if (RunningAsRoot) Run("chown", ["-R", $"{Superuser}:{Superuser}", stateDirectory]);
         await RunPostgresToolAsync("pg_basebackup", cancellationToken,

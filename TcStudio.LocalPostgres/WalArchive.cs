@@ -41,7 +41,8 @@ public static class WalArchive
         var full = Path.GetFullPath(directory).TrimEnd('/');
         if (full.IndexOfAny(['\'', '"', '%', '\n', '\r', '\\']) >= 0)
         {
-            throw new ArgumentException("The WAL archive directory (Backup:WalArchive) must not contain quotes, '%', backslashes or line breaks: it goes into archive_command.");
+            throw new ArgumentException("The WAL archive directory (Backup:WalArchive) must not contain quotes, '%', backslashes or line breaks: it "
+                + "goes into archive_command.");
         }
         return full;
     }

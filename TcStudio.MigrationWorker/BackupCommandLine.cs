@@ -14,10 +14,14 @@ public static class BackupCommandLine
 
     private static Command CreateBackupCommand()
     {
-        var workspaces = new Option<bool>("--workspaces") { Description = "Also back up every workspace database (PostgreSQL: pg_dump; SQL Server: BACKUP DATABASE)." };
-        var baseBackup = new Option<bool>("--base") { Description = "A physical base backup of the whole server (pg_basebackup, checked with pg_verifybackup) for point-in-time recovery." };
-        var schedule = new Option<string?>("--schedule") { Description = "Run as a long-lived scheduler: a backup at each occurrence of this cron expression (5 fields, or 6 with seconds; UTC)." };
-        var backup = new Command("backup", "Back up the system database (pg_dump, custom format) with a manifest of row counts and checksums; apply retention.")
+        var workspaces = new Option<bool>("--workspaces") { Description = "Also back up every workspace database (PostgreSQL: pg_dump; SQL "
+            + "Server: BACKUP DATABASE)." };
+        var baseBackup = new Option<bool>("--base") { Description = "A physical base backup of the whole server (pg_basebackup, checked with "
+            + "pg_verifybackup) for point-in-time recovery." };
+        var schedule = new Option<string?>("--schedule") { Description = "Run as a long-lived scheduler: a backup at each occurrence of this cron "
+            + "expression (5 fields, or 6 with seconds; UTC)." };
+        var backup = new Command("backup",
+            "Back up the system database (pg_dump, custom format) with a manifest of row counts and checksums; apply retention.")
         {
             workspaces, baseBackup, schedule,
         };
@@ -40,8 +44,10 @@ public static class BackupCommandLine
         });
 
         var file = new Argument<string>("file") { Description = "The backup file (its manifest is beside it)." };
-        var verify = new Command("verify", "Check a backup: SHA-256 against its manifest, restore into a scratch database, compare row counts and checksums, drop it.") { file };
-        verify.SetAction((parse, ct) => WorkerHost.RunAsync<BackupVerbs>("backup verify", (verbs, ct2) => verbs.VerifyAsync(parse.GetValue(file)!, ct2), ct));
+        var verify = new Command("verify",
+            "Check a backup: SHA-256 against its manifest, restore into a scratch database, compare row counts and checksums, drop it.") { file };
+        verify.SetAction((parse, ct) => WorkerHost.RunAsync<BackupVerbs>("backup verify",
+            (verbs, ct2) => verbs.VerifyAsync(parse.GetValue(file)!, ct2), ct));
         backup.Subcommands.Add(verify);
         return backup;
     }
@@ -49,18 +55,26 @@ public static class BackupCommandLine
     private static Command CreateRestoreCommand()
     {
         var from = new Option<string?>("--from") { Description = "The backup file to restore (logical backups)." };
-        var into = new Option<string?>("--into") { Description = "Logical: the new database's name (default <database>_restored_<time>). --pitr: the new data directory." };
-        var force = new Option<bool>("--force") { Description = "Development only: replace an existing database (the live one included) with the checked, restored copy." };
-        var pitr = new Option<bool>("--pitr") { Description = "Point-in-time recovery from the latest base backup before --target-time plus the archived WAL." };
-        var targetTime = new Option<string?>("--target-time") { Description = "With --pitr: the moment to recover to (ISO 8601; without an offset it is UTC)." };
-        var restore = new Command("restore", "Restore a backup into a new database and check it against its manifest; or, with --pitr, recover a server to a point in time.")
+        var into = new Option<string?>("--into") { Description = "Logical: the new database's name (default <database>_restored_<time>). --pitr: "
+            + "the new data directory." };
+        var force = new Option<bool>("--force") { Description = "Development only: replace an existing database (the live one included) with the "
+            + "checked, restored copy." };
+        var pitr = new Option<bool>("--pitr") { Description = "Point-in-time recovery from the latest base backup before --target-time "
+            + "plus the archived WAL." };
+        var targetTime = new Option<string?>("--target-time") { Description = "With --pitr: the moment to recover to (ISO 8601; without "
+            + "an offset it is UTC)." };
+        var restore = new Command("restore",
+            "Restore a backup into a new database and check it against its manifest; or, with --pitr, recover a server to a point in time.")
         {
             from, into, force, pitr, targetTime,
         };
         restore.Validators.Add(result =>
         {
             var isPitr = result.GetValue(pitr);
-            if (isPitr && result.GetValue(from) is not null) result.AddError("--pitr recovers from the base backups and the WAL archive; it takes no --from.");
+            if (isPitr && result.GetValue(from) is not null)
+            {
+                result.AddError("--pitr recovers from the base backups and the WAL archive; it takes no --from.");
+            }
             if (isPitr && result.GetValue(targetTime) is null) result.AddError("--pitr needs --target-time.");
             if (isPitr && result.GetValue(targetTime) is { } t && ParseTime(t) is null)
             {

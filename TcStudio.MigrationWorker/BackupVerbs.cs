@@ -45,7 +45,8 @@ public sealed class BackupVerbs(
             .RunAsync(new BackupSource(BackupKinds.System, connection, options.ResolvedDirectory), ct);
 
         var summary = $"backup: {system.Manifest.Database} {Bytes(system.DatabaseBytes)} in {system.Duration.TotalSeconds:0.0} s → "
-            + $"{Path.GetFileName(system.File)} ({Bytes(system.Manifest.SizeBytes)}, {system.Manifest.Tables.Count} tables, {system.Manifest.TotalRows:#,0} rows); "
+            + $"{Path.GetFileName(system.File)} ({Bytes(system.Manifest.SizeBytes)}, {system.Manifest.Tables.Count} tables, "
+            + $"{system.Manifest.TotalRows:#,0} rows); "
             + $"{system.Kept} kept, {system.Removed} removed";
         if (!workspaces)
         {
@@ -54,7 +55,8 @@ public sealed class BackupVerbs(
         }
 
         var (done, failures) = await BackupWorkspacesAsync(tools, options, output, ct);
-        output.WriteLine($"{summary}; workspaces: {done} backed up, {failures.Count} failed{(failures.Count == 0 ? "" : $" ({string.Join(", ", failures)})")}");
+        output.WriteLine($"{summary}; workspaces: {done} backed up, {failures.Count} "
+            + $"failed{(failures.Count == 0 ? "" : $" ({string.Join(", ", failures)})")}");
         return new LogicalRun(system, done, failures.Count);
     }
 
@@ -80,11 +82,13 @@ public sealed class BackupVerbs(
                 BackupResult result;
                 if (server.Provider == WorkspaceProviders.SqlServer)
                 {
-                    result = await new SqlServerBackup(options, output, clock).RunAsync(server, item.DatabaseName, directory, item.Slug, item.Name, ct);
+                    result = await new SqlServerBackup(options, output, clock)
+                        .RunAsync(server, item.DatabaseName, directory, item.Slug, item.Name, ct);
                 }
                 else
                 {
-                    var connection = BackupOptions.Patient(new NpgsqlConnectionStringBuilder(WorkspaceBackupConnectionString(server)) { Database = item.DatabaseName });
+                    var connection = BackupOptions.Patient(
+                        new NpgsqlConnectionStringBuilder(WorkspaceBackupConnectionString(server)) { Database = item.DatabaseName });
                     result = await new LogicalBackup(tools, options, output, clock).RunAsync(
                         new BackupSource(BackupKinds.Workspace, connection, directory, server.Name, item.Slug, item.Name), ct);
                 }
@@ -110,7 +114,8 @@ public sealed class BackupVerbs(
     private string WorkspaceBackupConnectionString(WorkspaceServer server)
     {
         if (configuration[$"{WorkspaceServerRegistry.SectionName}:{server.Name}:BackupConnectionString"] is { Length: > 0 } own) return own;
-        if (server.Name == WorkspaceServerRegistry.LocalName && configuration.GetConnectionString(BackupOptions.BackupConnectionName) is { Length: > 0 })
+        if (server.Name == WorkspaceServerRegistry.LocalName
+            && configuration.GetConnectionString(BackupOptions.BackupConnectionName) is { Length: > 0 })
         {
             return BackupOptions.BackupConnection(configuration).ConnectionString;
         }
@@ -145,7 +150,8 @@ public sealed class BackupVerbs(
                 + $"({Plural(check.Differences.Count, "difference")}, listed above).");
             return WorkerExitCodes.Failed;
         }
-        _out.WriteLine($"backup verify: {Path.GetFileName(file)} is good: {manifest.Tables.Count} tables, {manifest.TotalRows:#,0} rows match the manifest "
+        _out.WriteLine($"backup verify: {Path.GetFileName(file)} is good: {manifest.Tables.Count} tables, {manifest.TotalRows:#,0} "
+            + "rows match the manifest "
             + $"(restored into a scratch database, checked and dropped in {stopwatch.Elapsed.TotalSeconds:0.0} s).");
         return WorkerExitCodes.Done;
     });
@@ -174,19 +180,22 @@ public sealed class BackupVerbs(
         }
         if (exists && !environment.IsDevelopment())
         {
-            throw new BackupUsageException($"--force replaces an existing database only in the Development environment (this is {environment.EnvironmentName}); "
+            throw new BackupUsageException($"--force replaces an existing database only in the Development environment (this is "
+                + $"{environment.EnvironmentName}); "
                 + "restore into a new database and switch over to it instead (README, \"Recovery drill\").");
         }
 
         // Over an existing database: restore and check a copy first; the existing one goes only when the copy is good.
         var restoreInto = exists ? $"tcstudio_incoming_{Guid.NewGuid():N}"[..26] : target;
         _out.WriteLine($"  restoring into {restoreInto} (new) on {server.Host}:{server.Port}");
-        var check = await new LogicalRestore(new PostgresTools(options.PostgresBin), options, _out).RestoreAsync(file, manifest, server, restoreInto, ct);
+        var check = await new LogicalRestore(new PostgresTools(options.PostgresBin), options, _out)
+            .RestoreAsync(file, manifest, server, restoreInto, ct);
         if (!check.Matches)
         {
             foreach (var difference in check.Differences) _out.WriteLine($"  DIFFERENT {difference}");
             if (exists) await LogicalRestore.DropDatabaseAsync(server, restoreInto, CancellationToken.None);
-            Console.Error.WriteLine($"restore failed: the restored database differs from the manifest ({Plural(check.Differences.Count, "difference")}, listed above); "
+            Console.Error.WriteLine($"restore failed: the restored database differs from the manifest "
+                + $"({Plural(check.Differences.Count, "difference")}, listed above); "
                 + (exists ? $"{target} was left as it was." : $"{target} is kept for inspection."));
             return WorkerExitCodes.Failed;
         }
@@ -212,7 +221,8 @@ public sealed class BackupVerbs(
         var workspaceServer = manifest.WorkspaceServer is { } name ? servers.Find(name) : null;
         if (workspaceServer is null || workspaceServer.Provider != WorkspaceProviders.Postgres)
         {
-            throw new BackupUsageException($"the backup comes from workspace server '{manifest.WorkspaceServer}', which is not a PostgreSQL server registered here.");
+            throw new BackupUsageException($"the backup comes from workspace server '{manifest.WorkspaceServer}', which is not a PostgreSQL "
+                + "server registered here.");
         }
         return (BackupOptions.Patient(new NpgsqlConnectionStringBuilder(workspaceServer.ConnectionString)), manifest.Database);
     }
@@ -231,9 +241,12 @@ public sealed class BackupVerbs(
         var connection = BackupOptions.BaseBackupConnection(configuration);
         output.WriteLine($"backup --base: {connection.Host}:{connection.Port} → {options.BaseDirectory}");
         var result = await new BaseBackup(new PostgresTools(options.PostgresBin), options, output).RunAsync(connection, ct);
-        output.WriteLine($"backup --base: {Bytes(result.Manifest.SizeBytes)} in {result.Duration.TotalSeconds:0.0} s → base/{result.Manifest.Name}, verified; "
-            + $"{result.Kept} kept, {result.Removed} removed" + (result.WalRemoved > 0 ? $", {Plural(result.WalRemoved, "archived WAL file")} removed" : "")
-            + (result.Manifest.ArchiveMode is "on" or "always" ? "" : " (warning: WAL archiving is off on this server: this backup restores only to its own end)"));
+        output.WriteLine($"backup --base: {Bytes(result.Manifest.SizeBytes)} in {result.Duration.TotalSeconds:0.0} s → "
+            + $"base/{result.Manifest.Name}, verified; "
+            + $"{result.Kept} kept, {result.Removed} removed"
+                + (result.WalRemoved > 0 ? $", {Plural(result.WalRemoved, "archived WAL file")} removed" : "")
+            + (result.Manifest.ArchiveMode is "on" or "always" ? ""
+                : " (warning: WAL archiving is off on this server: this backup restores only to its own end)"));
         return result;
     }
 
@@ -253,7 +266,8 @@ public sealed class BackupVerbs(
         }
         _out.WriteLine($"restore --pitr: recovered to {targetTime.UtcDateTime:yyyy-MM-dd HH:mm:ss.FFFFFF}Z from base backup {recovered.BaseBackup} "
             + $"in {recovered.Duration.TotalSeconds:0.0} s; running on 127.0.0.1:{recovered.Port}, data directory {recovered.DataDirectory}");
-        _out.WriteLine($"  connect (the original server's roles and passwords): psql \"host=127.0.0.1 port={recovered.Port} dbname={database} user={user}\"");
+        _out.WriteLine($"  connect (the original server's roles and passwords): psql \"host=127.0.0.1 port={recovered.Port} "
+            + $"dbname={database} user={user}\"");
         _out.WriteLine($"  stop:  dotnet TcStudio.MigrationWorker.dll restore stop {recovered.DataDirectory}");
         _out.WriteLine($"     or: {recovered.StopCommand}");
         return WorkerExitCodes.Done;

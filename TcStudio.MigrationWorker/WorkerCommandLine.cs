@@ -159,7 +159,8 @@ public static class WorkerCommandLine
         {
             return version;
         }
-        result.AddError($"{option} expects a schema version, a whole number of 0 or more (for example {option} 3; 0 reverts everything), not '{text}'.");
+        result.AddError($"{option} expects a schema version, a whole number of 0 or more (for example {option} 3; 0 reverts "
+            + $"everything), not '{text}'.");
         return null;
     }
 

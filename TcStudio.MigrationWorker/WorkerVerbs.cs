@@ -157,7 +157,8 @@ public sealed class WorkerVerbs(
 
     private async Task MaintainActivityPartitionsUnlockedAsync(CancellationToken ct)
     {
-        var options = configuration.GetSection(ActivityPartitionOptions.SectionName).Get<ActivityPartitionOptions>() ?? new ActivityPartitionOptions();
+        var options = configuration.GetSection(ActivityPartitionOptions.SectionName).Get<ActivityPartitionOptions>()
+            ?? new ActivityPartitionOptions();
         if (options.FindError() is { } error) throw new MigrationCommandException(error);
         var stopwatch = Stopwatch.StartNew();
         var connectionString = SystemDatabaseConnection.Build(configuration, "tcstudio-migration-worker");
@@ -171,19 +172,22 @@ public sealed class WorkerVerbs(
             line => _out.WriteLine($"  {line}"), ct);
         var retention = options.RetentionMonths is { } months ? $"retention {months} months" : "retention: keep everything";
         _out.WriteLine($"activities: {Plural(report.Partitions, "monthly partition")}, {report.Created.Count} created, "
-            + $"{report.Dropped.Count} dropped ({retention}); {Plural((int)Math.Min(report.RowsInDefault, int.MaxValue), "row")} in the default partition; "
+            + $"{report.Dropped.Count} dropped ({retention}); {Plural((int)Math.Min(report.RowsInDefault, int.MaxValue), "row")} "
+            + "in the default partition; "
             + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
     }
 
     /// <summary>pg_dump -Fc of one partition, before retention drops it; the password goes through a private pgpass file.</summary>
-    private static async Task DumpPartitionAsync(Npgsql.NpgsqlConnectionStringBuilder connection, string directory, string partition, CancellationToken ct)
+    private static async Task DumpPartitionAsync(Npgsql.NpgsqlConnectionStringBuilder connection, string directory, string partition,
+        CancellationToken ct)
     {
         Directory.CreateDirectory(directory);
         var file = Path.Combine(directory, $"{partition}-{DateTime.UtcNow:yyyyMMddTHHmmssZ}.dump");
         var tools = new Backups.PostgresTools(null);
         using var password = Backups.PasswordFile.For(connection);
         var result = await tools.RunAsync("pg_dump",
-            ["--format=custom", "--no-password", $"--table=public.{partition}", $"--file={file}", $"--dbname={Backups.Libpq.ConnectionString(connection)}"],
+            ["--format=custom", "--no-password", $"--table=public.{partition}", $"--file={file}",
+                $"--dbname={Backups.Libpq.ConnectionString(connection)}"],
             password, onErrorLine: null, ct);
         Backups.PostgresTools.EnsureSuccess(result, $"pg_dump of {partition}");
     }

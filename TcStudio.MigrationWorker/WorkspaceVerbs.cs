@@ -36,7 +36,8 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
             .Select(x => new Selected(x.Environment, x.Slug)).ToList();
         if (selected.Count == 0 && (workspace is not null || environment is not null))
         {
-            throw new MigrationCommandException($"No environment matches{(workspace is null ? "" : $" --workspace {workspace}")}{(environment is null ? "" : $" --env {environment}")}.");
+            throw new MigrationCommandException($"No environment "
+                + $"matches{(workspace is null ? "" : $" --workspace {workspace}")}{(environment is null ? "" : $" --env {environment}")}.");
         }
 
         output.WriteLine($"workspaces {verb}: {Plural(selected.Count, "environment")}");
@@ -66,7 +67,8 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
             }
         }
         var failed = failures.Count;
-        output.WriteLine($"workspaces {verb}: {selected.Count - failed} ok, {failed} failed{(failed == 0 ? "" : $" ({string.Join(", ", failures)})")}, "
+        output.WriteLine($"workspaces {verb}: {selected.Count - failed} ok, {failed} "
+            + $"failed{(failed == 0 ? "" : $" ({string.Join(", ", failures)})")}, "
             + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s.");
         return new Summary(selected.Count, selected.Count - failed, failed);
     }
@@ -81,7 +83,8 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
             foreach (var step in result.Applied) output.WriteLine($"    applied {step.Migration.Id} ({step.Duration.TotalMilliseconds:0} ms)");
         }
         var version = result.SchemaVersion;
-        return result.Applied.Count == 0 ? $"up to date at version {version}" : $"applied {Plural(result.Applied.Count, "migration")}, now at version {version}";
+        return result.Applied.Count == 0 ? $"up to date at version {version}"
+            : $"applied {Plural(result.Applied.Count, "migration")}, now at version {version}";
     }
 
     /// <summary>
@@ -98,7 +101,8 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
                 $"No workspace server '{serverName}' is registered (known: {string.Join(", ", servers.Servers.Select(s => s.Name))}).");
             if (WorkspaceServerBootstrap.AdminConnectionString(configuration, server) is null)
             {
-                throw new MigrationCommandException($"Server '{server.Name}' has no admin connection string: set {WorkspaceServerBootstrap.AdminKey(server)}.");
+                throw new MigrationCommandException($"Server '{server.Name}' has no admin connection string: set "
+                    + $"{WorkspaceServerBootstrap.AdminKey(server)}.");
             }
             selected = [server];
         }
@@ -138,7 +142,8 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
         return schema.State switch
         {
             WorkspaceSchemaState.Current => (true, $"current at version {schema.Version}"),
-            WorkspaceSchemaState.Behind => (true, $"behind at version {schema.Version} of {schema.ExpectedVersion}; pending: {string.Join(", ", schema.Pending)}"),
+            WorkspaceSchemaState.Behind => (true,
+                $"behind at version {schema.Version} of {schema.ExpectedVersion}; pending: {string.Join(", ", schema.Pending)}"),
             _ => (false, schema.Problem!),
         };
     }
@@ -150,7 +155,8 @@ public sealed class WorkspaceVerbs(TcStudioDbContext db, WorkspaceDatabaseServic
         var schema = await databases.GetSchemaStatusAsync(target, ct, refresh: true);
         var (status, error) = WorkspaceEnvironmentState.From(schema);
         await RecordAsync(item, schema.Version, status, error);
-        return steps.Count == 0 ? $"nothing to revert at version {schema.Version}" : $"reverted {Plural(steps.Count, "migration")}, now at version {schema.Version}";
+        return steps.Count == 0 ? $"nothing to revert at version {schema.Version}"
+            : $"reverted {Plural(steps.Count, "migration")}, now at version {schema.Version}";
     }
 
     private Task RecordAsync(Selected item, int? version, string status, string? error) =>

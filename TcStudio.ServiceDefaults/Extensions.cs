@@ -167,7 +167,8 @@ public static class ServiceDefaultsExtensions
             if (configuration[key] is { Length: > 0 } value && !bool.TryParse(value, out _)) return $"{key} must be true or false.";
         }
         if (configuration[PrometheusUrlKey] is { Length: > 0 } url
-            && !(Uri.TryCreate(url.Replace("*", "localhost").Replace("+", "localhost"), UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp))
+            && !(Uri.TryCreate(url.Replace("*", "localhost").Replace("+", "localhost"), UriKind.Absolute, out var uri)
+                && uri.Scheme == Uri.UriSchemeHttp))
         {
             return $"{PrometheusUrlKey} must be an http:// address to listen on (example: {PrometheusScrapeListener.DefaultUrl}).";
         }

@@ -187,7 +187,8 @@ public static class SystemDatabaseConnection
             var previous = LastKeywordBefore(connectionString, FirstUnreadableIndex(connectionString));
             return previous is null
                 ? "it does not start with Keyword=value"
-                : $"the text after keyword '{AsWritten(connectionString, previous)}' is not Keyword=value; quote a value that contains ';' or '=' with double quotes";
+                : $"the text after keyword '{AsWritten(connectionString, previous)}' is not Keyword=value; quote a value that contains ';' "
+                    + "or '=' with double quotes";
         }
         foreach (string keyword in generic.Keys)
         {

@@ -81,7 +81,8 @@ public sealed class SystemDatabaseMigrator(TcStudioDbContext db)
         if (unknown.Count > 0)
         {
             throw new MigrationCommandException(
-                $"The database has migrations this build does not know ({string.Join(", ", unknown)}); revert them with the build that applied them.");
+                $"The database has migrations this build does not know ({string.Join(", ", unknown)}); revert them with the "
+                    + "build that applied them.");
         }
         if (applied.Count == 0) return [];
 

@@ -109,7 +109,8 @@ public static class TcStudioDataExtensions
         // Listed in /health only where a tunnel is configured, so hosts without one keep their report unchanged. One
         // check covers the system database's tunnel and the workspace servers' (WorkspaceServers:<name>:Ssh, read by
         // TcStudio.WorkspaceDatabases' WorkspaceServerRegistry): the tunnels are shared (Ssh/).
-        if (Ssh.SshTunnelOptions.Read(builder.Configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}")) is not null
+        if (Ssh.SshTunnelOptions.Read(
+                builder.Configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}")) is not null
             || builder.Configuration.GetSection(Ssh.SshTunnels.WorkspaceServersSection).GetChildren()
                 .Any(server => server.GetSection(Ssh.SshTunnelOptions.SectionName).Exists()))
         {

@@ -111,7 +111,8 @@ public sealed class EnvironmentProvisioning(
         if (!exists)
         {
             await ForgetAsync(environment.Id, null, target);
-            throw new WorkspaceTargetException($"Database '{database}' does not exist on server '{server.Name}': there is nothing to adopt.", name, field: "databaseName");
+            throw new WorkspaceTargetException($"Database '{database}' does not exist on server '{server.Name}': there is nothing to adopt.", name,
+                field: "databaseName");
         }
 
         var claim = NewClaim(environment, server, database, WorkspaceDatabaseOrigins.Adopted);
@@ -165,7 +166,8 @@ public sealed class EnvironmentProvisioning(
     private async Task<Reattached?> ReattachDetachedAsync(WorkspaceDatabase claim, CancellationToken ct)
     {
         static NpgsqlParameter Text(string? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text };
-        static NpgsqlParameter Bytes(byte[]? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea };
+        static NpgsqlParameter Bytes(byte[]? value)
+            => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bytea };
         var rows = await db.Database.SqlQuery<ReattachedRow>($"""
             SELECT * FROM reattach_detached_database({claim.EnvironmentId!.Value}, {claim.WorkspaceId}, {Text(claim.Server)},
                 {Text(claim.OwnerRole)}, {Text(claim.ExecuteRole)}, {Bytes(claim.OwnerSecret)}, {Bytes(claim.ExecuteSecret)},
@@ -213,7 +215,8 @@ public sealed class EnvironmentProvisioning(
                 .SetProperty(d => d.UpdatedAt, now), CancellationToken.None);
             if (!takenOver && ownership.Roles is not null)
             {
-                await QuietlyAsync(() => databases.DropRolesAsync(target, ownership.Roles.Names.ToList(), CancellationToken.None), target, "drop the new roles");
+                await QuietlyAsync(() => databases.DropRolesAsync(target, ownership.Roles.Names.ToList(), CancellationToken.None), target,
+                    "drop the new roles");
             }
         }
         else
@@ -221,7 +224,8 @@ public sealed class EnvironmentProvisioning(
             await db.WorkspaceDatabases.Where(d => d.Id == ownership.DatabaseId).ExecuteDeleteAsync(CancellationToken.None);
             if (ownership.Roles is not null)
             {
-                await QuietlyAsync(() => databases.DropRolesAsync(target, ownership.Roles.Names.ToList(), CancellationToken.None), target, "drop the new roles");
+                await QuietlyAsync(() => databases.DropRolesAsync(target, ownership.Roles.Names.ToList(), CancellationToken.None), target,
+                    "drop the new roles");
             }
         }
         await ForgetAsync(environment.Id, null, target);
@@ -271,10 +275,12 @@ public sealed class EnvironmentProvisioning(
     /// A conversion or adoption that stopped after the environment's owner role took the database over but before the
     /// marker was written: only this environment's own role can own it, so the take-over is finished.
     /// </summary>
-    private async Task FinishTakeOverIfInterruptedAsync(WorkspaceTarget target, WorkspaceOwnership ownership, List<string> notes, CancellationToken ct)
+    private async Task FinishTakeOverIfInterruptedAsync(WorkspaceTarget target, WorkspaceOwnership ownership, List<string> notes,
+        CancellationToken ct)
     {
         var marker = await databases.RunOnServerAsync(target, async (provider, server, token) =>
-            await provider.DatabaseExistsAsync(server, target.Database, token) ? await provider.ReadMarkerAsync(server, target.Database, token) : null, ct);
+            await provider.DatabaseExistsAsync(server, target.Database, token) ? await provider.ReadMarkerAsync(server, target.Database, token)
+                : null, ct);
         if (marker is not null) return;
         if (await databases.DatabaseOwnerAsync(target, ct) != ownership.Roles!.OwnerRole) return; // PrepareAsync then refuses it, naming both sides
         var legacy = PostgresWorkspaceRoles.Legacy(target.Database);
@@ -315,7 +321,8 @@ public sealed class EnvironmentProvisioning(
         }
         var steps = await databases.MigrateAsync(target, ownership, progress, ct);
         return await ReadyAsync(environment, target, steps, Outcome.Converted,
-            [isPostgres ? "converted: per-environment roles, ownership marker and claim (the per-database roles are dropped)" : "converted: ownership marker and claim"], ct);
+            [isPostgres ? "converted: per-environment roles, ownership marker and claim (the per-database roles are dropped)"
+                : "converted: ownership marker and claim"], ct);
     }
 
     private async Task UndoConversionAsync(WorkspaceTarget target, WorkspaceOwnership ownership, Guid claimId)
@@ -334,7 +341,8 @@ public sealed class EnvironmentProvisioning(
         await db.WorkspaceDatabases.Where(d => d.Id == claimId).ExecuteDeleteAsync(CancellationToken.None);
         if (ownership.Roles is not null)
         {
-            await QuietlyAsync(() => databases.DropRolesAsync(target, ownership.Roles.Names.ToList(), CancellationToken.None), target, "drop the new roles");
+            await QuietlyAsync(() => databases.DropRolesAsync(target, ownership.Roles.Names.ToList(), CancellationToken.None), target,
+                "drop the new roles");
         }
     }
 
@@ -355,7 +363,8 @@ public sealed class EnvironmentProvisioning(
             if (dropDatabase)
             {
                 throw new WorkspaceOwnershipException($"Environment '{target}' was made by an earlier version of TC Studio and holds no claim on its "
-                    + "database, so TC Studio will not drop it. Migrate the environment first (it is then converted), or delete it keeping the database.",
+                    + "database, so TC Studio will not drop it. Migrate the environment first (it is then converted), or delete "
+                    + "it keeping the database.",
                     environment.Name);
             }
             return Removal.Unclaimed;
@@ -368,7 +377,8 @@ public sealed class EnvironmentProvisioning(
         }
         if (claim.Origin == WorkspaceDatabaseOrigins.Adopted && !callerIsSystemAdmin)
         {
-            throw new WorkspaceAdminOnlyException($"Database '{claim.DatabaseName}' was adopted by a system Admin, not created by TC Studio: only a system "
+            throw new WorkspaceAdminOnlyException($"Database '{claim.DatabaseName}' was adopted by a system Admin, not created by "
+                + "TC Studio: only a system "
                 + "Admin may drop it. Delete the environment without dropDatabase to keep it.", environment.Name);
         }
         databases.Cache.Validate(target, out var server);
@@ -463,19 +473,23 @@ public sealed class EnvironmentProvisioning(
     private static WorkspaceOwnership Ownership(WorkspaceDatabase claim, WorkspaceEnvironment environment, WorkspaceRoleSet? roles) =>
         new(claim.Id, environment.WorkspaceId, environment.Id, claim.ServerIdentity, claim.DatabaseName, roles);
 
-    /// <summary>Saves the pending claim (and environment); the claim's unique index refusing it is a WorkspaceOwnershipException on databaseName.</summary>
-    private async Task SaveClaimAsync(string environment, WorkspaceServer server, string database, CancellationToken ct, bool attachedElsewhere = false)
+    /// <summary>Saves the pending claim (and environment); the claim's unique index refusing it is a WorkspaceOwnershipException on
+    /// databaseName.</summary>
+    private async Task SaveClaimAsync(string environment, WorkspaceServer server, string database, CancellationToken ct,
+        bool attachedElsewhere = false)
     {
         try
         {
             await db.SaveChangesAsync(ct);
         }
-        catch (DbUpdateException e) when (e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: ClaimIndex })
+        catch (DbUpdateException e) when (e.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation,
+            ConstraintName: ClaimIndex })
         {
             db.ChangeTracker.Clear();
             throw new WorkspaceOwnershipException(attachedElsewhere
                     ? $"Database '{database}' on server '{server.Name}' belongs to another environment; it cannot be adopted while it is attached."
-                    : $"Database '{database}' on server '{server.Name}' is already claimed by TC Studio (by another environment, or kept detached after "
+                    : $"Database '{database}' on server '{server.Name}' is already claimed by TC Studio (by another "
+                        + "environment, or kept detached after "
                       + "one was deleted): choose another name. Only a system Admin may adopt a detached database.",
                 environment, field: "databaseName");
         }

@@ -45,7 +45,8 @@ public interface IWorkspaceDatabaseProvider
     /// Idempotent: the environment's roles (passwords set again) and grants (PostgreSQL) or execute user (SQL Server);
     /// with <paramref name="writeMarker"/>, also writes the marker (provisioning, adoption, conversion only).
     /// </summary>
-    Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker, CancellationToken cancellationToken);
+    Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
+        CancellationToken cancellationToken);
 
     /// <summary>
     /// Gives an existing database to the environment: its new roles take over the database and whatever
@@ -83,7 +84,8 @@ public interface IWorkspaceDatabaseProvider
     Task<IAsyncDisposable> LockAsync(DbConnection connection, string resource, CancellationToken cancellationToken);
 
     /// <summary>CREATE OR ALTER / CREATE OR REPLACE in a transaction that also records the deployment (and the previous definition).</summary>
-    Task<ProcedureDeployment> DeployAsync(DbConnection connection, string procedureName, string sql, string deployedBy, CancellationToken cancellationToken);
+    Task<ProcedureDeployment> DeployAsync(DbConnection connection, string procedureName, string sql, string deployedBy,
+        CancellationToken cancellationToken);
 
     /// <summary>Compensation: puts back the previous definition (or drops the procedure) and forgets the deployment.</summary>
     Task UndeployAsync(DbConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken);
@@ -114,10 +116,12 @@ public abstract class WorkspaceDatabaseProvider<TConnection> : IWorkspaceDatabas
 
     public abstract Task<bool> DatabaseExistsAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
     public abstract Task<string?> DatabaseOwnerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
-    public abstract Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken);
+    public abstract Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership,
+        CancellationToken cancellationToken);
     public abstract Task PrepareDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, bool writeMarker,
         CancellationToken cancellationToken);
-    public abstract Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+    public abstract Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership,
+        IReadOnlyList<string> previousRoles,
         CancellationToken cancellationToken);
     public abstract Task<WorkspaceMarker?> ReadMarkerAsync(WorkspaceServer server, string database, CancellationToken cancellationToken);
     public abstract Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken);
@@ -126,17 +130,20 @@ public abstract class WorkspaceDatabaseProvider<TConnection> : IWorkspaceDatabas
 
     // The same operations as the interface's, on the driver's own connection.
     public abstract Task PingAsync(TConnection connection, CancellationToken cancellationToken);
-    public abstract Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(TConnection connection, CancellationToken cancellationToken);
+    public abstract Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(TConnection connection,
+        CancellationToken cancellationToken);
     public abstract Task ApplyMigrationAsync(TConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken);
     public abstract Task RevertMigrationAsync(TConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken);
     public abstract Task<SqlValidation> ValidateAsync(TConnection connection, string procedureName, string sql, CancellationToken cancellationToken);
     public abstract Task<IAsyncDisposable> LockAsync(TConnection connection, string resource, CancellationToken cancellationToken);
     public abstract Task<ProcedureDeployment> DeployAsync(TConnection connection, string procedureName, string sql, string deployedBy,
         CancellationToken cancellationToken);
-    public abstract Task UndeployAsync(TConnection connection, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken);
+    public abstract Task UndeployAsync(TConnection connection, string procedureName, ProcedureDeployment deployment,
+        CancellationToken cancellationToken);
     public abstract Task<bool> DropAsync(TConnection connection, string procedureName, CancellationToken cancellationToken);
     public abstract Task<ProcedureDeployment?> ReadDeploymentAsync(TConnection connection, string procedureName, CancellationToken cancellationToken);
-    public abstract Task<ExecutionResult> ExecuteAsync(TConnection connection, string procedureName, IReadOnlyDictionary<string, JsonElement> parameters,
+    public abstract Task<ExecutionResult> ExecuteAsync(TConnection connection, string procedureName,
+        IReadOnlyDictionary<string, JsonElement> parameters,
         ExecutionLimits limits, string environment, CancellationToken cancellationToken);
 
     Task IWorkspaceDatabaseProvider.PingAsync(DbConnection connection, CancellationToken cancellationToken) =>
@@ -145,7 +152,8 @@ public abstract class WorkspaceDatabaseProvider<TConnection> : IWorkspaceDatabas
         CancellationToken cancellationToken) => ReadAppliedMigrationsAsync(Typed(connection), cancellationToken);
     Task IWorkspaceDatabaseProvider.ApplyMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken) =>
         ApplyMigrationAsync(Typed(connection), migration, cancellationToken);
-    Task IWorkspaceDatabaseProvider.RevertMigrationAsync(DbConnection connection, WorkspaceMigration migration, CancellationToken cancellationToken) =>
+    Task IWorkspaceDatabaseProvider.RevertMigrationAsync(DbConnection connection, WorkspaceMigration migration,
+        CancellationToken cancellationToken) =>
         RevertMigrationAsync(Typed(connection), migration, cancellationToken);
     Task<SqlValidation> IWorkspaceDatabaseProvider.ValidateAsync(DbConnection connection, string procedureName, string sql,
         CancellationToken cancellationToken) => ValidateAsync(Typed(connection), procedureName, sql, cancellationToken);
@@ -230,7 +238,8 @@ public sealed record ExecutionColumn(string Name, string Type);
 
 public sealed record ExecutionResultSet(IReadOnlyList<ExecutionColumn> Columns, IReadOnlyList<object?[]> Rows);
 
-/// <param name="TruncatedReason">Why results were cut short: <c>rows</c> (maxRows) or <c>bytes</c> (Workspaces:MaxResultBytes); null when complete.</param>
+/// <param name="TruncatedReason">Why results were cut short: <c>rows</c> (maxRows) or <c>bytes</c> (Workspaces:MaxResultBytes); null when
+/// complete.</param>
 public sealed record ExecutionResult(IReadOnlyList<ExecutionResultSet> ResultSets, IReadOnlyDictionary<string, object?> OutputParameters,
     long? RowsAffected, long DurationMs, bool Truncated, string? TruncatedReason = null)
 {

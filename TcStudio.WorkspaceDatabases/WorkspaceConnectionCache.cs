@@ -51,7 +51,8 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
     private readonly LinkedList<Entry> _recency = []; // most recently used first
     private readonly ITimer _cleanup;
 
-    public WorkspaceConnectionCache(WorkspaceServerRegistry servers, IEnumerable<IWorkspaceDatabaseProvider> providers, IWorkspaceOwnershipSource ownership,
+    public WorkspaceConnectionCache(WorkspaceServerRegistry servers, IEnumerable<IWorkspaceDatabaseProvider> providers,
+        IWorkspaceOwnershipSource ownership,
         IOptions<WorkspacesOptions> options, WorkspaceDatabaseMetrics metrics, TimeProvider clock, ILogger<WorkspaceConnectionCache> logger)
     {
         _servers = servers;
@@ -77,7 +78,8 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
     {
         lock (_gate)
         {
-            return _entries.Values.Where(e => e.Circuit.CircuitState is Polly.CircuitBreaker.CircuitState.Open or Polly.CircuitBreaker.CircuitState.Isolated)
+            return _entries.Values.Where(e => e.Circuit.CircuitState is Polly.CircuitBreaker.CircuitState.Open
+                or Polly.CircuitBreaker.CircuitState.Isolated)
                 .GroupBy(e => e.Provider.Name).Select(g => (g.Key, g.Count())).ToList();
         }
     }
@@ -172,7 +174,8 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
         {
             var reason = WorkspaceFailures.Describe(e);
             Failed(entry, reason);
-            if (FindPostgres(e) is { SqlState: Npgsql.PostgresErrorCodes.InvalidPassword or Npgsql.PostgresErrorCodes.InvalidAuthorizationSpecification })
+            if (FindPostgres(e) is { SqlState: Npgsql.PostgresErrorCodes.InvalidPassword
+                or Npgsql.PostgresErrorCodes.InvalidAuthorizationSpecification })
             {
                 // Roles renewed elsewhere (a migrate on another instance): read the claim again next time.
                 lock (_gate) EvictLocked(entry, "credentials refused");
@@ -226,7 +229,10 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
     /// <summary>The remembered schema status of an entry (null when unknown or the entry is gone).</summary>
     internal WorkspaceSchemaStatus? CachedSchema(WorkspaceTarget target)
     {
-        lock (_gate) return _entries.TryGetValue((target.WorkspaceId, target.Environment), out var entry) && Matches(entry, target) ? entry.Schema : null;
+        lock (_gate)
+        {
+            return _entries.TryGetValue((target.WorkspaceId, target.Environment), out var entry) && Matches(entry, target) ? entry.Schema : null;
+        }
     }
 
     internal void RememberSchema(WorkspaceTarget target, WorkspaceSchemaStatus? status)
@@ -274,7 +280,8 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
             {
                 var applicationName = $"tcstudio/{target.WorkspaceSlug}/{target.Environment}";
                 var (pipeline, circuit) = BuildPipeline(target);
-                entry = new Entry(target, server.Name, provider, provider.CreateConnectionSource(server, target, ownership, applicationName, _options),
+                entry = new Entry(target, server.Name, provider,
+                    provider.CreateConnectionSource(server, target, ownership, applicationName, _options),
                     pipeline, circuit, _clock.GetUtcNow());
                 _entries[key] = entry;
                 entry.Node = _recency.AddFirst(entry);
@@ -378,7 +385,8 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
                 BreakDurationGenerator = args =>
                 {
                     // Each failed trial doubles the break, with ±20 % jitter so many API instances do not retry in step.
-                    var seconds = Math.Min(_options.CircuitMaxBreak.TotalSeconds, _options.CircuitBreak.TotalSeconds * Math.Pow(2, args.HalfOpenAttempts));
+                    var seconds = Math.Min(_options.CircuitMaxBreak.TotalSeconds,
+                        _options.CircuitBreak.TotalSeconds * Math.Pow(2, args.HalfOpenAttempts));
                     return ValueTask.FromResult(TimeSpan.FromSeconds(Math.Max(0.5, seconds * (0.8 + Random.Shared.NextDouble() * 0.4))));
                 },
                 StateProvider = circuit,
@@ -390,7 +398,8 @@ public sealed class WorkspaceConnectionCache : IAsyncDisposable
                 },
                 OnClosed = _ =>
                 {
-                    _logger.LogInformation("Circuit closed for workspace database {Workspace}/{Environment}", target.WorkspaceSlug, target.Environment);
+                    _logger.LogInformation("Circuit closed for workspace database {Workspace}/{Environment}", target.WorkspaceSlug,
+                        target.Environment);
                     return ValueTask.CompletedTask;
                 },
             });

@@ -115,7 +115,8 @@ public static class WorkspaceFailures
             ? message
             // Whole names only: a login called "sa" must not turn "usage" into "u<workspace role>ge".
             : System.Text.RegularExpressions.Regex.Replace(message, $@"(?<![\w$]){System.Text.RegularExpressions.Regex.Escape(principal)}(?![\w$])",
-                "<workspace role>", System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+                "<workspace role>",
+                System.Text.RegularExpressions.RegexOptions.IgnoreCase | System.Text.RegularExpressions.RegexOptions.CultureInvariant);
 
     public static string Describe(Exception e) => e switch
     {
@@ -141,5 +142,6 @@ public static class WorkspaceFailures
     };
 }
 
-/// <summary>A workspace server is not set up for what TC Studio needs (e.g. the provisioning functions are missing); the message says what to run.</summary>
+/// <summary>A workspace server is not set up for what TC Studio needs (e.g. the provisioning functions are missing); the message says what to
+/// run.</summary>
 public sealed class WorkspaceServerSetupException(string message) : InvalidOperationException(message);

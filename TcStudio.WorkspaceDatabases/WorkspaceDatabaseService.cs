@@ -29,7 +29,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     public static string ProcedureLock(string procedureName) => "procedure:" + procedureName.ToLowerInvariant();
 
     /// <summary>Runs <paramref name="work"/> on a connection of the environment's own pool (this layer's use cases and tests only).</summary>
-    internal async Task<T> RunAsync<T>(WorkspaceTarget target, WorkspaceCredential credential, Func<WorkspaceConnectionLease, CancellationToken, Task<T>> work,
+    internal async Task<T> RunAsync<T>(WorkspaceTarget target, WorkspaceCredential credential,
+        Func<WorkspaceConnectionLease, CancellationToken, Task<T>> work,
         CancellationToken cancellationToken)
     {
         await using var lease = await cache.OpenAsync(target, credential, cancellationToken);
@@ -50,7 +51,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     }
 
     /// <summary>Server-level work (create, prepare, drop a database) with the deploy credential, outside the cache.</summary>
-    internal async Task<T> RunOnServerAsync<T>(WorkspaceTarget target, Func<IWorkspaceDatabaseProvider, WorkspaceServer, CancellationToken, Task<T>> work,
+    internal async Task<T> RunOnServerAsync<T>(WorkspaceTarget target,
+        Func<IWorkspaceDatabaseProvider, WorkspaceServer, CancellationToken, Task<T>> work,
         CancellationToken cancellationToken)
     {
         var provider = cache.Validate(target, out var server);
@@ -149,7 +151,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
             if (await provider.DatabaseExistsAsync(server, target.Database, ct))
             {
                 throw new WorkspaceOwnershipException($"Database '{target.Database}' already exists on server '{server.Name}' and was not created by "
-                    + "this environment: choose another name. Only a system Admin may adopt an existing database (POST .../environments/{env}/adopt).",
+                    + "this environment: choose another name. Only a system Admin may adopt an existing database (POST "
+                    + ".../environments/{env}/adopt).",
                     target.Environment, field: "databaseName");
             }
             try
@@ -198,14 +201,17 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
             if (owner is null && !await provider.DatabaseExistsAsync(server, target.Database, ct))
             {
                 throw new WorkspaceDatabaseUnavailableException(
-                    $"Environment '{target.Environment}' cannot reach its database: database '{target.Database}' does not exist on server '{server.Name}'.",
+                    $"Environment '{target.Environment}' cannot reach its database: database '{target.Database}' does not exist on "
+                        + $"server '{server.Name}'.",
                     target.Environment, TimeSpan.FromSeconds(30), circuitOpen: false);
             }
             if (requiredOwner is not null && !string.Equals(owner, requiredOwner, StringComparison.Ordinal))
             {
                 throw new WorkspaceOwnershipException($"Database '{target.Database}' on server '{server.Name}' is owned by '{owner}', not by role "
-                    + $"'{requiredOwner}' that an earlier version of TC Studio would have created it with: it was attached, not created, so it is not "
-                    + "converted. A system Admin may delete this environment (keeping the database) and adopt the database (POST .../environments/{env}/adopt).",
+                    + $"'{requiredOwner}' that an earlier version of TC Studio would have created it with: it was attached, "
+                    + "not created, so it is not "
+                    + "converted. A system Admin may delete this environment (keeping the database) and adopt the database (POST "
+                    + ".../environments/{env}/adopt).",
                     target.Environment);
             }
             try
@@ -296,7 +302,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     /// Checks the marker, repairs roles and grants, then applies pending migrations in order, under the database's
     /// schema lock.
     /// </summary>
-    public async Task<IReadOnlyList<MigrationStep>> MigrateAsync(WorkspaceTarget target, WorkspaceOwnership ownership, Action<MigrationStep>? progress,
+    public async Task<IReadOnlyList<MigrationStep>> MigrateAsync(WorkspaceTarget target, WorkspaceOwnership ownership,
+        Action<MigrationStep>? progress,
         CancellationToken cancellationToken)
     {
         await PrepareAsync(target, ownership, cancellationToken);
@@ -304,7 +311,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         var steps = await RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
         {
             await using var schemaLock = await lease.Provider.LockAsync(lease.Connection, SchemaLock, ct);
-            var status = WorkspaceSchemaStatus.Evaluate(await lease.Provider.ReadAppliedMigrationsAsync(lease.Connection, ct), lease.Provider.Migrations);
+            var status = WorkspaceSchemaStatus.Evaluate(await lease.Provider.ReadAppliedMigrationsAsync(lease.Connection, ct),
+                lease.Provider.Migrations);
             if (status.State is WorkspaceSchemaState.Ahead or WorkspaceSchemaState.ChecksumMismatch)
             {
                 throw new WorkspaceSchemaException($"Environment '{target.Environment}': {status.Problem}", target.Environment);
@@ -331,7 +339,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
         var steps = await RunAsync(target, WorkspaceCredential.Deploy, async (lease, ct) =>
         {
             await using var schemaLock = await lease.Provider.LockAsync(lease.Connection, SchemaLock, ct);
-            var status = WorkspaceSchemaStatus.Evaluate(await lease.Provider.ReadAppliedMigrationsAsync(lease.Connection, ct), lease.Provider.Migrations);
+            var status = WorkspaceSchemaStatus.Evaluate(await lease.Provider.ReadAppliedMigrationsAsync(lease.Connection, ct),
+                lease.Provider.Migrations);
             if (status.State is WorkspaceSchemaState.Ahead or WorkspaceSchemaState.ChecksumMismatch)
             {
                 throw new WorkspaceSchemaException($"Environment '{target.Environment}': {status.Problem}", target.Environment);
@@ -379,7 +388,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     }
 
     private static string TimeoutMessage(WorkspaceTarget target, ExecutionLimits limits) =>
-        $"The execution in environment '{target.Environment}' ran past its timeout ({limits.Timeout.TotalSeconds:0} s, timeoutSeconds) and was cancelled.";
+        $"The execution in environment '{target.Environment}' ran past its timeout ({limits.Timeout.TotalSeconds:0} s, "
+            + "timeoutSeconds) and was cancelled.";
 
     /// <summary>The role or login a connection signed in as (taken out of the messages callers see).</summary>
     private static string? PrincipalOf(System.Data.Common.DbConnection connection) => connection switch
@@ -390,7 +400,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
     };
 
     /// <summary>What a driver exception means for the caller; null for exceptions that pass through unchanged.</summary>
-    private static WorkspaceDatabaseException? Translate(Exception e, string environment, CancellationToken cancellationToken, string? principal = null)
+    private static WorkspaceDatabaseException? Translate(Exception e, string environment, CancellationToken cancellationToken,
+        string? principal = null)
     {
         switch (e)
         {
@@ -419,7 +430,8 @@ public sealed class WorkspaceDatabaseService(WorkspaceConnectionCache cache, Wor
                 $"Nothing was deployed to environment '{environment}': {refused.Message}", environment, refused.Validation, refused),
             PostgresException pg => new WorkspaceSqlException(WorkspaceFailures.Scrub(
                 pg.MessageText + (pg.Detail is { Length: > 0 } detail ? $" ({detail})" : ""), principal), environment, pg.SqlState, line: null, pg),
-            SqlException sql => new WorkspaceSqlException(WorkspaceFailures.Scrub(sql.Message, principal), environment, sql.Number, sql.LineNumber, sql),
+            SqlException sql => new WorkspaceSqlException(WorkspaceFailures.Scrub(sql.Message, principal), environment, sql.Number, sql.LineNumber,
+                sql),
             _ => null,
         };
     }

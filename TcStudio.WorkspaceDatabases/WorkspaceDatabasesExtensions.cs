@@ -27,7 +27,8 @@ public static class WorkspaceDatabasesExtensions
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddMetrics();
         builder.Services.TryAddSingleton<WorkspaceServerRegistry>();
-        builder.Services.TryAddSingleton<TcStudio.SystemDatabase.Seeding.IDefaultWorkspaceServer>(sp => sp.GetRequiredService<WorkspaceServerRegistry>());
+        builder.Services.TryAddSingleton<TcStudio.SystemDatabase.Seeding.IDefaultWorkspaceServer>(
+            sp => sp.GetRequiredService<WorkspaceServerRegistry>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, PostgresWorkspaceProvider>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IWorkspaceDatabaseProvider, SqlServerWorkspaceProvider>());
         builder.Services.TryAddSingleton<WorkspaceDatabaseMetrics>();
@@ -53,7 +54,8 @@ public static class WorkspaceDatabasesExtensions
             {
                 // Executions run as each database's own user without login now; a shared login would reach every database.
                 logger.LogWarning("WorkspaceServers:{Server}:ExecuteConnectionString is no longer used: procedures run as each workspace "
-                    + "database's own execute user (README, Isolation). Drop that login's users from the workspace databases, then the login.", server.Name);
+                    + "database's own execute user (README, Isolation). Drop that login's users from the workspace databases, then the login.",
+                        server.Name);
             }
             logger.LogDebug("Workspace servers: {Servers}", string.Join(", ", servers.Servers));
             return Task.CompletedTask;

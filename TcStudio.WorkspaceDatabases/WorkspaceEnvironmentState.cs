@@ -12,7 +12,8 @@ public static class WorkspaceEnvironmentState
     public static Task RecordAsync(TcStudioDbContext db, Guid environmentId, int? schemaVersion, string status, string? lastError,
         TimeProvider clock, CancellationToken cancellationToken)
     {
-        var error = lastError is { Length: > WorkspaceEnvironment.LastErrorMaxLength } ? lastError[..WorkspaceEnvironment.LastErrorMaxLength] : lastError;
+        var error = lastError is { Length: > WorkspaceEnvironment.LastErrorMaxLength } ? lastError[..WorkspaceEnvironment.LastErrorMaxLength]
+            : lastError;
         var now = clock.GetUtcNow();
         return db.WorkspaceEnvironments.Where(e => e.Id == environmentId).ExecuteUpdateAsync(set => set
             .SetProperty(e => e.SchemaVersion, e => schemaVersion ?? e.SchemaVersion)

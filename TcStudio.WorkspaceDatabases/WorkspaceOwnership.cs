@@ -39,8 +39,10 @@ public sealed record WorkspaceMarker(Guid WorkspaceId, Guid EnvironmentId, Guid 
         if (found is not null && found.Names(expected)) return;
         var ours = $"environment '{target}' (workspace {expected.WorkspaceId}, environment {expected.EnvironmentId})";
         throw new WorkspaceOwnershipException(found is null
-            ? $"Database '{target.Database}' on server '{target.Server}' has no TC Studio marker, so it is not the database of {ours}; TC Studio will not use it."
-            : $"Database '{target.Database}' on server '{target.Server}' is marked as the database of workspace {found.WorkspaceId}, environment {found.EnvironmentId}, "
+            ? $"Database '{target.Database}' on server '{target.Server}' has no TC Studio marker, so it is not the database of {ours}; "
+                + "TC Studio will not use it."
+            : $"Database '{target.Database}' on server '{target.Server}' is marked as the database of workspace {found.WorkspaceId}, "
+                + $"environment {found.EnvironmentId}, "
               + $"not of {ours}; TC Studio will not use it.",
             target.Environment);
     }

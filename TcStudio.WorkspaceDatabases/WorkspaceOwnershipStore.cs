@@ -27,7 +27,8 @@ public sealed class WorkspaceOwnershipStore(IServiceScopeFactory scopes, Workspa
         return (tracked ? query : query.AsNoTracking()).SingleOrDefaultAsync(ct);
     }
 
-    /// <summary>The claim as an ownership, passwords decrypted; a missing, misdirected or unreadable claim is a WorkspaceOwnershipException saying what to do.</summary>
+    /// <summary>The claim as an ownership, passwords decrypted; a missing, misdirected or unreadable claim is a WorkspaceOwnershipException saying
+    /// what to do.</summary>
     public WorkspaceOwnership Open(WorkspaceDatabase? claim, WorkspaceTarget target, WorkspaceServer server)
     {
         var ownership = OpenWithoutPasswords(claim, target, server);
@@ -39,7 +40,8 @@ public sealed class WorkspaceOwnershipStore(IServiceScopeFactory scopes, Workspa
         catch (CryptographicException)
         {
             throw new WorkspaceOwnershipException($"The passwords of environment '{target}''s roles cannot be read with {WorkspaceSecrets.KeyName} "
-                + $"(was the key changed?). Run its migrate (POST .../environments/{target.Environment}/migrate) to give them new ones.", target.Environment);
+                + $"(was the key changed?). Run its migrate (POST .../environments/{target.Environment}/migrate) to give them new ones.",
+                    target.Environment);
         }
     }
 
@@ -48,13 +50,16 @@ public sealed class WorkspaceOwnershipStore(IServiceScopeFactory scopes, Workspa
     {
         if (claim is null)
         {
-            throw new WorkspaceOwnershipException($"Environment '{target}' has no claim on a database: it was made by an earlier version of TC Studio. "
-                + $"Run its migrate (POST .../environments/{target.Environment}/migrate, or the worker's 'workspaces migrate') to convert it.", target.Environment);
+            throw new WorkspaceOwnershipException($"Environment '{target}' has no claim on a database: it was made by an "
+                + "earlier version of TC Studio. "
+                + $"Run its migrate (POST .../environments/{target.Environment}/migrate, or the worker's 'workspaces migrate') to convert it.",
+                    target.Environment);
         }
         if (!string.Equals(claim.ServerIdentity, server.Identity, StringComparison.Ordinal)
             || !string.Equals(claim.DatabaseName, target.Database, StringComparison.OrdinalIgnoreCase))
         {
-            throw new WorkspaceOwnershipException($"Environment '{target}' claims database '{claim.DatabaseName}' on {claim.ServerIdentity}, but points at "
+            throw new WorkspaceOwnershipException($"Environment '{target}' claims database '{claim.DatabaseName}' on "
+                + $"{claim.ServerIdentity}, but points at "
                 + $"database '{target.Database}' on server '{server.Name}' ({server.Identity}); TC Studio will not use it.", target.Environment);
         }
         var roles = claim.OwnerRole is { } owner && claim.ExecuteRole is { } execute ? new WorkspaceRoleSet(owner, "", execute, "") : null;

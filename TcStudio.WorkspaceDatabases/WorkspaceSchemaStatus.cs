@@ -47,7 +47,8 @@ public sealed record WorkspaceSchemaStatus(WorkspaceSchemaState State, int Versi
         }
         var pending = known.Skip(version).Select(m => m.Id).ToList();
         return pending.Count > 0
-            ? new(WorkspaceSchemaState.Behind, version, known.Count, pending, $"{pending.Count} base-schema migration(s) pending; migrate the environment.")
+            ? new(WorkspaceSchemaState.Behind, version, known.Count, pending,
+                $"{pending.Count} base-schema migration(s) pending; migrate the environment.")
             : new(WorkspaceSchemaState.Current, version, known.Count, [], null);
     }
 }

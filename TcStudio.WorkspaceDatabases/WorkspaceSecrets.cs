@@ -34,7 +34,8 @@ public sealed class WorkspaceSecrets(IConfiguration configuration, IHostEnvironm
         if (string.IsNullOrEmpty(configured))
         {
             return environment.IsDevelopment() ? null
-                : $"{KeyName} is not set (environment variable Workspaces__SecretKey); it is required in the {environment.EnvironmentName} environment "
+                : $"{KeyName} is not set (environment variable Workspaces__SecretKey); it is required in the "
+                    + $"{environment.EnvironmentName} environment "
                   + $"to keep the workspace roles' passwords. Example: base64 of {KeyBytes} random bytes (openssl rand -base64 {KeyBytes}).";
         }
         return Decode(configured) is null

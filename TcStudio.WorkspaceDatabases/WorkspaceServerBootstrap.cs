@@ -37,7 +37,8 @@ public static class WorkspaceServerBootstrap
             ssh = configuration.GetSection($"{DatabaseOptions.SectionName}:{SystemDatabase.Ssh.SshTunnelOptions.SectionName}");
             tunnelName = SystemDatabase.Ssh.SshTunnels.SystemServerName;
         }
-        return SystemDatabase.Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(configured), ssh, tunnelName, open: true).ConnectionString;
+        return SystemDatabase.Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(configured), ssh, tunnelName, open: true)
+            .ConnectionString;
     }
 
     public static string AdminKey(WorkspaceServer server) =>
@@ -58,7 +59,8 @@ public static class WorkspaceServerBootstrap
 
         var deploy = new NpgsqlConnectionStringBuilder(server.ConnectionString);
         var database = string.IsNullOrEmpty(deploy.Database) ? "postgres" : deploy.Database;
-        var login = deploy.Username ?? throw new InvalidOperationException($"The deploy connection string of server '{server.Name}' names no Username.");
+        var login = deploy.Username ?? throw new InvalidOperationException($"The deploy connection string of server "
+            + $"'{server.Name}' names no Username.");
         var admin = new NpgsqlConnectionStringBuilder(adminConnectionString)
         {
             Database = database,
@@ -71,7 +73,8 @@ public static class WorkspaceServerBootstrap
         {
             if (await rights.ExecuteScalarAsync(ct) is not true)
             {
-                throw new InvalidOperationException($"The admin login of server '{server.Name}' is neither a superuser nor CREATEROLE: it cannot install the provisioning functions.");
+                throw new InvalidOperationException($"The admin login of server '{server.Name}' is neither a superuser nor CREATEROLE: it cannot "
+                    + "install the provisioning functions.");
             }
         }
 

@@ -137,7 +137,8 @@ public sealed partial class WorkspaceServerRegistry : TcStudio.SystemDatabase.Se
         try
         {
             string Route(string connectionString, bool open) => server.Provider == WorkspaceProviders.Postgres
-                ? SystemDatabase.Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(connectionString), ssh, tunnelName, open).ConnectionString
+                ? SystemDatabase.Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(connectionString), ssh, tunnelName, open)
+                    .ConnectionString
                 : SystemDatabase.Ssh.SshTunnels.Shared.RouteSqlServer(connectionString, ssh, tunnelName, open);
             string routed;
             try

@@ -23,7 +23,8 @@ public static class DatabaseInsightsApi
             .WithSummary("From pg_stat_statements when available, else the in-memory slow-query log; says which.");
         insights.MapGet("/tables", GetTables).WithSummary("Sizes, live and dead tuples, sequential and index scans.");
         insights.MapGet("/indexes", GetIndexes).WithSummary("Unused indexes and duplicate indexes (a prefix of another).");
-        insights.MapGet("/long-running", GetLongRunning).WithSummary("Queries running longer than a threshold (default from Database:LongRunningQueryThreshold).");
+        insights.MapGet("/long-running", GetLongRunning)
+            .WithSummary("Queries running longer than a threshold (default from Database:LongRunningQueryThreshold).");
         return api;
     }
 

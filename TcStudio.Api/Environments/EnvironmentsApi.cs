@@ -56,15 +56,19 @@ public static partial class EnvironmentsApi
             .WithSummary("The workspace's environments (an offset-paged list, by name).");
         environments.MapPost("/", CreateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
             .WithSummary("Create an environment on a registered server with a new database of its own (roles, marker, base schema).");
-        environments.MapPost("/{env}/adopt", AdoptEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
+        environments.MapPost("/{env}/adopt", AdoptEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments)
+            .WaitsOnWorkspaceDatabase()
             .WithSummary("System Admins: create environment {env} on an existing database that no environment holds (recorded in the activity log).");
         environments.MapGet("/{env}", GetEnvironment).RequireWorkspacePermission(WorkspacePermission.Read).WithSummary("One environment.");
         environments.MapPatch("/{env}", UpdateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments)
             .WithSummary("Change isProduction (executing in a production environment needs the production right).");
-        environments.MapDelete("/{env}", DeleteEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
+        environments.MapDelete("/{env}", DeleteEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments)
+            .WaitsOnWorkspaceDatabase()
             .WithSummary("Delete the environment; its database is kept, detached (still claimed), unless ?dropDatabase=true.");
-        environments.MapPost("/{env}/migrate", MigrateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments).WaitsOnWorkspaceDatabase()
-            .WithSummary("Apply pending base-schema migrations (and repair the roles and grants; converts an environment made by an earlier version).");
+        environments.MapPost("/{env}/migrate", MigrateEnvironment).RequireWorkspacePermission(WorkspacePermission.ManageEnvironments)
+            .WaitsOnWorkspaceDatabase()
+            .WithSummary("Apply pending base-schema migrations (and repair the roles and grants; converts an environment made "
+                + "by an earlier version).");
         environments.MapGet("/{env}/status", GetStatus).RequireWorkspacePermission(WorkspacePermission.Read).WaitsOnWorkspaceDatabase()
             .WithSummary("Reachability, schema version, pending migrations, circuit state and last error.");
         return api;
@@ -72,7 +76,8 @@ public static partial class EnvironmentsApi
 
     /// <summary>The servers in configuration: one page holding them all, in the offset-list shape.</summary>
     public static Ok<PagedList<WorkspaceServerSummary>> ListServers(WorkspaceServerRegistry servers) =>
-        TypedResults.Ok(ListLinks.Whole<WorkspaceServerSummary>(servers.Servers.Select(s => new WorkspaceServerSummary(s.Name, s.Provider)).ToList()));
+        TypedResults.Ok(ListLinks.Whole<WorkspaceServerSummary>(servers.Servers.Select(s => new WorkspaceServerSummary(s.Name, s.Provider))
+            .ToList()));
 
     public static async Task<Results<Ok<PagedList<EnvironmentDetails>>, ValidationProblem>> ListEnvironments([AsParameters] PageRequest paging,
         CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
@@ -88,7 +93,8 @@ public static partial class EnvironmentsApi
     public static async Task<Results<Ok<EnvironmentDetails>, ProblemHttpResult>> GetEnvironment(string env, CurrentWorkspace workspace,
         HttpContext http, TcStudioDbContext db)
     {
-        return await FindAsync(db, workspace.Id, env, http.RequestAborted) is { } environment ? TypedResults.Ok(ToDetails(environment)) : NotFound(env);
+        return await FindAsync(db, workspace.Id, env, http.RequestAborted) is { } environment ? TypedResults.Ok(ToDetails(environment))
+            : NotFound(env);
     }
 
     public static async Task<Results<Ok<EnvironmentDetails>, ProblemHttpResult>> UpdateEnvironment(string env, UpdateEnvironmentRequest request,
@@ -129,7 +135,8 @@ public static partial class EnvironmentsApi
             http.RequestAborted);
         db.ChangeTracker.Clear();
         db.AddActivity(workspace.Id, workspace.UserId, "environment.created", EntityTypes.Environment, result.Environment.Id,
-            new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, createdDatabase = true, schemaVersion = result.SchemaVersion });
+            new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, createdDatabase = true,
+                schemaVersion = result.SchemaVersion });
         return await SaveCreatedAsync(result.Environment, workspace, http, db);
     }
 
@@ -139,20 +146,23 @@ public static partial class EnvironmentsApi
     {
         if (!http.User.IsSystemAdmin())
         {
-            return Problems.Forbidden("Only a system Admin may attach an existing database to an environment; create the environment with a new database instead.");
+            return Problems.Forbidden("Only a system Admin may attach an existing database to an environment; create the environment with "
+                + "a new database instead.");
         }
         var errors = Validate(env, request.Server, request.DatabaseName, servers, databases, out var server, nameField: "env");
         if (errors.Any) return errors.ToProblem();
         return await AdoptAsync(env, server!, request.DatabaseName, request.IsProduction, workspace, http, db, provisioning);
     }
 
-    private static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> AdoptAsync(string name, WorkspaceServer server,
+    private static async Task<Results<Created<EnvironmentDetails>, ValidationProblem, ProblemHttpResult>> AdoptAsync(string name,
+        WorkspaceServer server,
         string database, bool isProduction, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db, EnvironmentProvisioning provisioning)
     {
         var result = await provisioning.AdoptAsync(workspace.Id, workspace.Slug, name, server, database, isProduction, http.RequestAborted);
         db.ChangeTracker.Clear();
         db.AddActivity(workspace.Id, workspace.UserId, "environment.adopted", EntityTypes.Environment, result.Environment.Id,
-            new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, schemaVersion = result.SchemaVersion, notes = result.Notes });
+            new { result.Environment.Name, result.Environment.Server, result.Environment.DatabaseName, schemaVersion = result.SchemaVersion,
+                notes = result.Notes });
         return await SaveCreatedAsync(result.Environment, workspace, http, db);
     }
 
@@ -166,7 +176,8 @@ public static partial class EnvironmentsApi
         return TypedResults.Created(location, ToDetails(environment));
     }
 
-    private static FieldErrors Validate(string name, string server, string database, WorkspaceServerRegistry servers, WorkspaceDatabaseService databases,
+    private static FieldErrors Validate(string name, string server, string database, WorkspaceServerRegistry servers,
+        WorkspaceDatabaseService databases,
         out WorkspaceServer? found, string nameField = "name")
     {
         var errors = new FieldErrors()
@@ -195,10 +206,12 @@ public static partial class EnvironmentsApi
         var environment = await FindAsync(db, workspace.Id, env, http.RequestAborted, tracked: true);
         if (environment is null) return NotFound(env);
 
-        var removal = await provisioning.PrepareRemovalAsync(environment, workspace.Slug, dropDatabase == true, http.User.IsSystemAdmin(), http.RequestAborted);
+        var removal = await provisioning.PrepareRemovalAsync(environment, workspace.Slug, dropDatabase == true, http.User.IsSystemAdmin(),
+            http.RequestAborted);
         db.WorkspaceEnvironments.Remove(environment);
         db.AddActivity(workspace.Id, workspace.UserId, "environment.deleted", EntityTypes.Environment, environment.Id,
-            new { environment.Name, environment.Server, environment.DatabaseName, droppedDatabase = removal == EnvironmentProvisioning.Removal.Dropped,
+            new { environment.Name, environment.Server, environment.DatabaseName,
+                droppedDatabase = removal == EnvironmentProvisioning.Removal.Dropped,
                 database = removal.ToString().ToLowerInvariant() });
         await db.SaveChangesAsync(CancellationToken.None); // the claim's removal or detachment, the row and its activity: one transaction
         return TypedResults.NoContent();
@@ -224,13 +237,16 @@ public static partial class EnvironmentsApi
 
         var converted = result.Outcome is EnvironmentProvisioning.Outcome.Converted;
         var migrated = new MigrateEnvironmentResponse(environment.Name,
-            result.Applied.Select(s => new AppliedMigrationSummary(s.Migration.Version, s.Migration.Name, Math.Round(s.Duration.TotalMilliseconds, 1))).ToList(),
+            result.Applied.Select(s => new AppliedMigrationSummary(s.Migration.Version, s.Migration.Name,
+                Math.Round(s.Duration.TotalMilliseconds, 1))).ToList(),
             result.SchemaVersion, EnvironmentStatus.Ready, converted, result.Notes);
         db.ChangeTracker.Clear();
         if (result.Applied.Count > 0 || result.Outcome != EnvironmentProvisioning.Outcome.Migrated || result.Notes.Count > 0)
         {
-            db.AddActivity(workspace.Id, workspace.UserId, converted ? "environment.converted" : "environment.migrated", EntityTypes.Environment, environment.Id,
-                new { environment.Name, applied = result.Applied.Select(s => s.Migration.Id).ToList(), schemaVersion = result.SchemaVersion, notes = result.Notes });
+            db.AddActivity(workspace.Id, workspace.UserId, converted ? "environment.converted" : "environment.migrated", EntityTypes.Environment,
+                environment.Id,
+                new { environment.Name, applied = result.Applied.Select(s => s.Migration.Id).ToList(), schemaVersion = result.SchemaVersion,
+                    notes = result.Notes });
         }
         IdempotentRequests.RecordWithNextSave(http, () => TypedResults.Ok(migrated));
         await db.SaveChangesAsync(CancellationToken.None);
@@ -253,7 +269,8 @@ public static partial class EnvironmentsApi
             schema = await databases.GetSchemaStatusAsync(target, http.RequestAborted, refresh: true);
             (status, lastError) = WorkspaceEnvironmentState.From(schema);
         }
-        catch (WorkspaceDatabaseException failure) when (failure is WorkspaceDatabaseUnavailableException or WorkspaceTargetException or WorkspaceServerNotReadyException)
+        catch (WorkspaceDatabaseException failure) when (failure is WorkspaceDatabaseUnavailableException or WorkspaceTargetException
+            or WorkspaceServerNotReadyException)
         {
             (status, lastError) = WorkspaceEnvironmentState.From(failure);
         }
@@ -283,7 +300,8 @@ public static partial class EnvironmentsApi
             new Dictionary<string, object?> { ["quota"] = "environmentsPerWorkspace", ["limit"] = quotas.EnvironmentsPerWorkspace });
     }
 
-    internal static Task<WorkspaceEnvironment?> FindAsync(TcStudioDbContext db, Guid workspaceId, string name, CancellationToken ct, bool tracked = false)
+    internal static Task<WorkspaceEnvironment?> FindAsync(TcStudioDbContext db, Guid workspaceId, string name, CancellationToken ct,
+        bool tracked = false)
     {
         var query = db.WorkspaceEnvironments.Where(e => e.WorkspaceId == workspaceId && e.Name == name);
         return (tracked ? query : query.AsNoTracking()).SingleOrDefaultAsync(ct);

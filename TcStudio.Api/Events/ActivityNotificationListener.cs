@@ -81,10 +81,12 @@ public sealed partial class ActivityNotificationListener(ActivityStreamDatabase 
 
     private static TimeSpan Jitter(TimeSpan delay) => delay * (0.75 + Random.Shared.NextDouble() * 0.5);
 
-    [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Activity stream: listening for notifications on the primary (session {Session}).")]
+    [LoggerMessage(EventId = 2101, Level = LogLevel.Information,
+        Message = "Activity stream: listening for notifications on the primary (session {Session}).")]
     private static partial void LogListening(ILogger logger, long session);
 
     [LoggerMessage(EventId = 2102, Level = LogLevel.Warning,
-        Message = "Activity stream: the LISTEN connection failed ({ErrorType}: {Error}); opening it again in {Seconds:0.0} s. Events are not lost: the table is read again once listening.")]
+        Message = "Activity stream: the LISTEN connection failed ({ErrorType}: {Error}); opening it again in {Seconds:0.0} s. Events are not lost: "
+            + "the table is read again once listening.")]
     private static partial void LogListenerLost(ILogger logger, string errorType, string error, double seconds);
 }

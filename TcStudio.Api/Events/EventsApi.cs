@@ -46,7 +46,8 @@ public static class EventsApi
         var horizon = await database.ReadPrimaryHorizonAsync(http.RequestAborted);
         if (resume is { } asked && asked.TransactionId > horizon)
         {
-            return new FieldErrors().Add(field, $"'{field}' is not an event id this stream sent; reconnect without it and reload the activity log.").ToProblem();
+            return new FieldErrors().Add(field, $"'{field}' is not an event id this stream sent; reconnect without it and reload the activity log.")
+                .ToProblem();
         }
         return new ActivityEventStream(workspace.Access, resume ?? ActivityStreamPosition.Before(horizon));
     }

@@ -15,7 +15,8 @@ public static class ApiDefaults
         builder.Services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
         {
             context.ProblemDetails.Instance ??= context.HttpContext.Request.Path;
-            context.ProblemDetails.Extensions["traceId"] = System.Diagnostics.Activity.Current?.TraceId.ToString() ?? context.HttpContext.TraceIdentifier;
+            context.ProblemDetails.Extensions["traceId"] = System.Diagnostics.Activity.Current?.TraceId.ToString()
+                ?? context.HttpContext.TraceIdentifier;
             ErrorCodes.Assign(context.ProblemDetails, context.HttpContext);
         });
         // After AddProblemDetails' own writer: takes the problems it declines (see AnyAcceptProblemWriter).

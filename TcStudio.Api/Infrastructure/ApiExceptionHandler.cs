@@ -143,7 +143,8 @@ public sealed class ApiExceptionHandler(IProblemDetailsService problems, ILogger
         // First: a workspace failure carries the driver's exception inside, which must not read as the system database's.
         if (exception is WorkspaceDatabaseException workspace) return DescribeWorkspace(workspace);
         if (Find<PostgresException>(exception) is null && Find<NpgsqlException>(exception) is { InnerException: TimeoutException }
-            && services.GetService<TcStudio.DatabaseTelemetry.NpgsqlPoolMetrics>()?.FindExhaustion(SystemDatabaseConnection.ConnectionName) is { } exhausted)
+            && services.GetService<TcStudio.DatabaseTelemetry.NpgsqlPoolMetrics>()
+                ?.FindExhaustion(SystemDatabaseConnection.ConnectionName) is { } exhausted)
         {
             return new ApiProblem(503, "The service is busy.",
                 $"No database connection came free in time: {exhausted}. Nothing was changed; try again shortly.", ErrorCodes.DatabaseBusy,
@@ -170,7 +171,8 @@ public sealed class ApiExceptionHandler(IProblemDetailsService problems, ILogger
                 return JsonProblem(json);
             case DbUpdateConcurrencyException:
                 return new ApiProblem(412, "The resource was changed by someone else.",
-                    "It changed while your request was being processed. Read it again and reapply your change.", ErrorCodes.ResourceChangedConcurrently);
+                    "It changed while your request was being processed. Read it again and reapply your change.",
+                        ErrorCodes.ResourceChangedConcurrently);
         }
 
         if (Find<PostgresException>(exception) is { } postgres) return DescribePostgres(postgres);
@@ -182,11 +184,13 @@ public sealed class ApiExceptionHandler(IProblemDetailsService problems, ILogger
 
         if (IsUnavailable(exception)) return Unavailable();
 
-        return new ApiProblem(500, "An unexpected error occurred.", "The error was logged; quote the traceId when reporting it.", ErrorCodes.ServerError);
+        return new ApiProblem(500, "An unexpected error occurred.", "The error was logged; quote the traceId when reporting it.",
+            ErrorCodes.ServerError);
     }
 
     private static ApiProblem Unavailable() =>
-        new(503, "The database is unavailable.", "The service cannot reach its database right now. Try again shortly.", ErrorCodes.DatabaseUnavailable,
+        new(503, "The database is unavailable.", "The service cannot reach its database right now. Try again shortly.",
+            ErrorCodes.DatabaseUnavailable,
             RetryAfterSeconds: RetryAfterSeconds);
 
     /// <summary>A wait that ran out (lock, statement): 503, said for what it was, with a short Retry-After.</summary>
@@ -232,7 +236,8 @@ public sealed class ApiExceptionHandler(IProblemDetailsService problems, ILogger
             PostgresErrorCodes.UniqueViolation =>
                 new(409, "Conflict.", field is null ? "A unique value is already taken." : $"The {field} is already taken.", Extensions: extensions),
             PostgresErrorCodes.ForeignKeyViolation =>
-                new(409, "Conflict.", "The change would break a reference between records (something still refers to it, or it refers to something missing).",
+                new(409, "Conflict.", "The change would break a reference between records (something still refers to it, or it "
+                    + "refers to something missing).",
                     ErrorCodes.ResourceReferenced, Extensions: extensions),
             PostgresErrorCodes.CheckViolation or PostgresErrorCodes.NotNullViolation =>
                 new(400, InvalidTitle, $"A value breaks a rule of the data ({e.ConstraintName ?? e.ColumnName}).", ErrorCodes.RequestInvalid,

@@ -49,7 +49,10 @@ public sealed partial class FieldErrors
         var before = Count(field);
         Text(field, value, maxLength, required);
         if (value is null || Count(field) > before) return this;
-        if (FindInvisibleCharacter(value) is { } c) Add(field, $"'{field}' must not contain control, formatting or invisible characters (found U+{(int)c:X4}).");
+        if (FindInvisibleCharacter(value) is { } c)
+        {
+            Add(field, $"'{field}' must not contain control, formatting or invisible characters (found U+{(int)c:X4}).");
+        }
         return this;
     }
 

@@ -34,8 +34,8 @@ public sealed record IgnoresIdempotencyKeys;
 /// <para>
 /// Where the key is written decides what a crash can do (README, "Idempotency-Key"):
 /// <list type="bullet">
-/// <item>routes that run in one system-database transaction (writes, <see cref="RequestUnitOfWork"/>): in that transaction, under a transaction-level advisory lock
-/// on the key. The work and its key commit together or not at all;</item>
+/// <item>routes that run in one system-database transaction (writes, <see cref="RequestUnitOfWork"/>): in that transaction, under a transaction-level
+/// advisory lock on the key. The work and its key commit together or not at all;</item>
 /// <item>routes that wait on a workspace database and save at the end (publish, execute, create and migrate an
 /// environment): with the handler's final save (<see cref="RecordWithNextSave"/>), so the system database never
 /// records the work without its key;</item>
@@ -210,7 +210,8 @@ public sealed partial class IdempotentRequests(TcStudioDbContext db, IOptions<Id
 }
 
 /// <summary>One request's key while its handler runs (see <see cref="IdempotentRequests.RecordWithNextSave"/>).</summary>
-internal sealed class IdempotencyClaim(HttpContext http, Guid userId, string key, byte[] fingerprint, DateTimeOffset createdAt, DateTimeOffset expiresAt)
+internal sealed class IdempotencyClaim(HttpContext http, Guid userId, string key, byte[] fingerprint, DateTimeOffset createdAt,
+    DateTimeOffset expiresAt)
 {
     public HttpContext Http { get; } = http;
     public Func<IResult>? Pending { get; set; }
@@ -409,7 +410,8 @@ public sealed partial class IdempotencyKeyCleanup(IServiceScopeFactory scopes, I
     [LoggerMessage(EventId = 4201, Level = LogLevel.Information, Message = "Deleted {Count} expired idempotency key(s)")]
     private static partial void LogDeleted(ILogger logger, int count);
 
-    [LoggerMessage(EventId = 4202, Level = LogLevel.Warning, Message = "Deleting expired idempotency keys failed ({Error}); trying again at the next interval")]
+    [LoggerMessage(EventId = 4202, Level = LogLevel.Warning,
+        Message = "Deleting expired idempotency keys failed ({Error}); trying again at the next interval")]
     private static partial void LogCleanupFailed(ILogger logger, string error);
 }
 

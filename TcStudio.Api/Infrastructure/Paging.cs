@@ -25,7 +25,8 @@ public sealed record PageRequest(int? Page, int? PageSize)
     public PagedList<T> ToPage<T>(IReadOnlyList<T> items, int totalCount, HttpRequest request) =>
         new(items, PageNumber, Size, totalCount)
         {
-            Next = Skip + items.Count < totalCount && items.Count > 0 ? ListLinks.WithQuery(request, "page", (PageNumber + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)) : null,
+            Next = Skip + items.Count < totalCount && items.Count > 0
+                ? ListLinks.WithQuery(request, "page", (PageNumber + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)) : null,
         };
 }
 

@@ -1,6 +1,9 @@
 namespace TcStudio.Api.Infrastructure;
 
-/// <summary>Problem results used across features, so the same situation reads the same everywhere (with its code, see <see cref="ErrorCodes"/>).</summary>
+/// <summary>
+/// Problem results used across features, so the same situation reads the same everywhere (with its code, see
+/// <see cref="ErrorCodes"/>).
+/// </summary>
 public static class Problems
 {
     public static ProblemHttpResult NotFound(string what) =>

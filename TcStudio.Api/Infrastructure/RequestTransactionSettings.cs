@@ -107,7 +107,8 @@ public sealed class RequestTransactionSettings
     /// <summary>The settings of the API request this code runs for; null outside requests (start-up, background work).</summary>
     public static RequestTransactionSettings? Current => CurrentRequest.Value;
 
-    /// <summary>The statement to run first in this request's transactions (or in front of each statement outside one); null outside requests.</summary>
+    /// <summary>The statement to run first in this request's transactions (or in front of each statement outside one); null outside
+    /// requests.</summary>
     public static Statement? CurrentStatement => CurrentRequest.Value is { } settings
         ? new Statement(settings.Sql, (CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous).UserIdText,
             (CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous).WorkspaceIdText)
@@ -154,7 +155,8 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
     private static readonly ConditionalWeakTable<DbCommand, object> Prefixed = new();
     private static readonly object Marker = new();
 
-    public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
+    public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData,
+        InterceptionResult<DbDataReader> result)
     {
         Prepare(command, eventData, isReader: true, cancellationToken: null).GetAwaiter().GetResult();
         return result;
@@ -167,7 +169,8 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
         return result;
     }
 
-    /// <summary>True when the settings <paramref name="key"/> still have to be applied in <paramref name="transaction"/> (and records them as applied).</summary>
+    /// <summary>True when the settings <paramref name="key"/> still have to be applied in <paramref name="transaction"/> (and records them as
+    /// applied).</summary>
     private static bool MarkApplied(DbTransaction transaction, string key)
     {
         if (Applied.TryGetValue(transaction, out var applied) && applied == key) return false;
@@ -206,7 +209,8 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
     {
         // A scalar reads the first result set, so nothing can go in front of it: inside a transaction the settings
         // are sent just before it; outside one they cannot apply (EF issues no such commands for API requests).
-        if (RequestTransactionSettings.CurrentStatement is { } statement && command.Transaction is { } transaction && MarkApplied(transaction, statement.Key))
+        if (RequestTransactionSettings.CurrentStatement is { } statement && command.Transaction is { } transaction
+            && MarkApplied(transaction, statement.Key))
         {
             await RequestTransactionSettings.ApplyAsync(statement, command.Connection!, transaction, cancellationToken);
         }
@@ -238,7 +242,8 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
 
     public void TransactionRolledBack(DbTransaction transaction, TransactionEndEventData eventData) => Applied.Remove(transaction);
 
-    public Task TransactionRolledBackAsync(DbTransaction transaction, TransactionEndEventData eventData, CancellationToken cancellationToken = default)
+    public Task TransactionRolledBackAsync(DbTransaction transaction, TransactionEndEventData eventData,
+        CancellationToken cancellationToken = default)
     {
         Applied.Remove(transaction);
         return Task.CompletedTask;

@@ -78,7 +78,8 @@ public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSource
             if (holdConnection) await db.Database.OpenConnectionAsync(cancellationToken);
             try
             {
-                await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
+                await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken)
+                    : null;
                 var result = await next(context);
                 if (transaction is not null)
                 {
@@ -133,7 +134,8 @@ public static class RequestUnitOfWorkExtensions
         });
 
     /// <summary>Declares the endpoint's <see cref="SystemTransactionScope"/> (instead of the default by method).</summary>
-    public static TBuilder WithSystemTransaction<TBuilder>(this TBuilder endpoint, SystemTransactionScope scope) where TBuilder : IEndpointConventionBuilder =>
+    public static TBuilder WithSystemTransaction<TBuilder>(this TBuilder endpoint,
+        SystemTransactionScope scope) where TBuilder : IEndpointConventionBuilder =>
         endpoint.WithMetadata(new SystemTransaction(scope));
 
     /// <summary>See <see cref="SystemTransactionScope.Save"/>.</summary>

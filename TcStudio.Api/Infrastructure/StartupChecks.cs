@@ -26,7 +26,10 @@ public static class StartupChecks
         var errors = new List<string>();
         if (SystemDatabaseConnection.FindConfigurationError(app.Configuration) is { } database) errors.Add(database);
         if (Auth.SigningKeys.FindConfigurationError(app.Configuration, app.Environment) is { } auth) errors.Add(auth);
-        if (TcStudio.WorkspaceDatabases.WorkspaceSecrets.FindConfigurationError(app.Configuration, app.Environment) is { } secrets) errors.Add(secrets);
+        if (TcStudio.WorkspaceDatabases.WorkspaceSecrets.FindConfigurationError(app.Configuration, app.Environment) is { } secrets)
+        {
+            errors.Add(secrets);
+        }
         errors.AddRange(SecurityDefaults.FindConfigurationErrors(app.Configuration));
         if (errors.Count > 0)
         {

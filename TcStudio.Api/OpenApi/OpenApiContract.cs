@@ -52,17 +52,21 @@ public static partial class OpenApiContract
         },
         [typeof(UpdateUserRequest)] = () => new JsonObject { ["displayName"] = "Dana K.", ["isActive"] = true },
         [typeof(ChangePasswordRequest)] = () => new JsonObject { ["currentPassword"] = "a-long-password-1", ["newPassword"] = "a-longer-password-2" },
-        [typeof(CreateWorkspaceRequest)] = () => new JsonObject { ["name"] = "Billing", ["slug"] = "billing", ["description"] = "Billing procedures" },
+        [typeof(CreateWorkspaceRequest)] = () => new JsonObject { ["name"] = "Billing", ["slug"] = "billing",
+            ["description"] = "Billing procedures" },
         [typeof(UpdateWorkspaceRequest)] = () => new JsonObject { ["description"] = "Billing and invoicing procedures" },
         [typeof(SetMemberRequest)] = () => new JsonObject { ["role"] = "Editor" },
-        [typeof(CreateEnvironmentRequest)] = () => new JsonObject { ["name"] = "dev", ["server"] = "local", ["databaseName"] = "billing_dev", ["isProduction"] = false },
-        [typeof(AdoptEnvironmentRequest)] = () => new JsonObject { ["server"] = "local", ["databaseName"] = "billing_legacy", ["isProduction"] = false },
+        [typeof(CreateEnvironmentRequest)] = () => new JsonObject { ["name"] = "dev", ["server"] = "local", ["databaseName"] = "billing_dev",
+            ["isProduction"] = false },
+        [typeof(AdoptEnvironmentRequest)] = () => new JsonObject { ["server"] = "local", ["databaseName"] = "billing_legacy",
+            ["isProduction"] = false },
         [typeof(UpdateEnvironmentRequest)] = () => new JsonObject { ["isProduction"] = true },
         [typeof(CreateProcedureRequest)] = () => new JsonObject
         {
             ["name"] = "get_invoice", ["sql"] = "CREATE PROCEDURE get_invoice(id integer) LANGUAGE sql AS $$ SELECT id $$",
         },
-        [typeof(UpdateProcedureRequest)] = () => new JsonObject { ["sql"] = "CREATE PROCEDURE get_invoice(id integer) LANGUAGE sql AS $$ SELECT id $$" },
+        [typeof(UpdateProcedureRequest)] = () => new JsonObject { ["sql"] = "CREATE PROCEDURE get_invoice(id integer) LANGUAGE "
+            + "sql AS $$ SELECT id $$" },
         [typeof(ExecuteRequest)] = () => new JsonObject
         {
             ["parameters"] = new JsonObject { ["id"] = 42 }, ["timeoutSeconds"] = 30, ["maxRows"] = 1000,
@@ -99,7 +103,8 @@ public static partial class OpenApiContract
         // Every problem response now points at ProblemDetails (which describes `errors` too).
         document.Components.Schemas.Remove("HttpValidationProblemDetails");
 
-        var used = document.Paths.Values.SelectMany(p => p.Operations?.Values ?? Enumerable.Empty<OpenApiOperation>()).SelectMany(o => o.Tags ?? new HashSet<OpenApiTagReference>())
+        var used = document.Paths.Values.SelectMany(p => p.Operations?.Values ?? Enumerable.Empty<OpenApiOperation>())
+            .SelectMany(o => o.Tags ?? new HashSet<OpenApiTagReference>())
             .Select(t => t.Name).Where(n => n is not null).Distinct().ToList();
         document.Tags = new HashSet<OpenApiTag>(used.Select(name => new OpenApiTag
         {
@@ -119,7 +124,8 @@ public static partial class OpenApiContract
         return Task.CompletedTask;
     }
 
-    private static Task TransformOperation(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken cancellationToken)
+    private static Task TransformOperation(OpenApiOperation operation, OpenApiOperationTransformerContext context,
+        CancellationToken cancellationToken)
     {
         var description = context.Description;
         var metadata = description.ActionDescriptor.EndpointMetadata;
@@ -130,7 +136,8 @@ public static partial class OpenApiContract
 
         // Path parameters bound outside the handler ({slug} by WorkspaceScopeFilter) and query names in camelCase.
         operation.Parameters ??= new List<IOpenApiParameter>();
-        foreach (var parameter in operation.Parameters.OfType<OpenApiParameter>().Where(p => p.In == ParameterLocation.Query && p.Name is { Length: > 0 }))
+        foreach (var parameter in operation.Parameters.OfType<OpenApiParameter>()
+            .Where(p => p.In == ParameterLocation.Query && p.Name is { Length: > 0 }))
         {
             parameter.Name = char.ToLowerInvariant(parameter.Name![0]) + parameter.Name[1..];
         }
@@ -173,7 +180,10 @@ public static partial class OpenApiContract
         if (anonymous && route == "/api/auth/token") AddProblem(operation, context, 401, "Wrong username or password.");
         if (requiresAuth && needsPermission) AddProblem(operation, context, 403, "Your role does not allow this.");
         if (hasPathParameters) AddProblem(operation, context, 404, "The resource (or its workspace) does not exist or is not visible to you.");
-        if (isWrite) AddProblem(operation, context, 409, "The change conflicts with the current state (a name or slug taken, a request already in progress).");
+        if (isWrite)
+        {
+            AddProblem(operation, context, 409, "The change conflicts with the current state (a name or slug taken, a request already in progress).");
+        }
         if (metadata.OfType<Infrastructure.AcceptsPreconditions>().Any() || (!isWrite && hasPathParameters))
         {
             AddProblem(operation, context, 412, "If-Match does not match the resource's current ETag.");
@@ -185,13 +195,15 @@ public static partial class OpenApiContract
         }
         if (route.EndsWith("/execute", StringComparison.Ordinal) || route.EndsWith("/publish", StringComparison.Ordinal))
         {
-            AddProblem(operation, context, 422, "The procedure cannot run or be published as it is (for example, it is not valid in the environment).");
+            AddProblem(operation, context, 422,
+                "The procedure cannot run or be published as it is (for example, it is not valid in the environment).");
         }
         AddProblem(operation, context, 429, "Too many requests (or failed sign-ins); Retry-After says when to try again.");
         AddProblem(operation, context, 503, "A database is unreachable or busy; Retry-After says when to try again.");
 
         if (hasBody && operation.RequestBody?.Content is { } content
-            && description.ParameterDescriptions.FirstOrDefault(p => p.Source == Microsoft.AspNetCore.Mvc.ModelBinding.BindingSource.Body)?.Type is { } bodyType
+            && description.ParameterDescriptions.FirstOrDefault(p => p.Source == Microsoft.AspNetCore.Mvc.ModelBinding.BindingSource.Body)
+                ?.Type is { } bodyType
             && BodyExamples.TryGetValue(bodyType, out var example))
         {
             foreach (var media in content.Values.OfType<OpenApiMediaType>()) media.Example = example();

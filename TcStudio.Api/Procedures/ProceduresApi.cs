@@ -63,15 +63,18 @@ public static class ProceduresApi
             .WithSummary("The draft, and per environment the deployed checksum, time and whether it matches the draft.");
         procedures.MapPut("/{name}", UpdateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WithPreconditions()
             .WithSummary("Update the draft only (If-Match with the ETag guards against overwriting someone else's edit).");
-        procedures.MapDelete("/{name}", DeleteProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase().WithPreconditions()
+        procedures.MapDelete("/{name}", DeleteProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase()
+            .WithPreconditions()
             .WithSummary("Drop it from every environment it was published to, then delete the draft.");
-        procedures.MapPost("/{name}/validate", ValidateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts).WaitsOnWorkspaceDatabase()
+        procedures.MapPost("/{name}/validate", ValidateProcedure).RequireWorkspacePermission(WorkspacePermission.EditDrafts)
+            .WaitsOnWorkspaceDatabase()
             .WithSummary("Validate the stored draft: ?env= against an environment's database, or ?dialect=tsql|postgres statically.");
         procedures.MapPost("/{name}/publish", PublishProcedure).RequireWorkspacePermission(WorkspacePermission.Publish).WaitsOnWorkspaceDatabase()
             .WithPreconditions()
             .WithSummary("Validate, deploy to ?env=, then record the publish; the deploy is undone if recording fails. "
                 + "If-Match with the draft's ETag publishes exactly the version that was reviewed (412 when it changed since).");
-        procedures.MapPost("/{name}/execute", ExecuteProcedure).RequireWorkspacePermission(WorkspacePermission.ExecuteNonProduction).WaitsOnWorkspaceDatabase()
+        procedures.MapPost("/{name}/execute", ExecuteProcedure).RequireWorkspacePermission(WorkspacePermission.ExecuteNonProduction)
+            .WaitsOnWorkspaceDatabase()
             .WithSummary("Execute the published procedure in ?env= with typed parameters, a timeout and a row cap.");
         return api;
     }
@@ -154,7 +157,8 @@ public static class ProceduresApi
         CreateProcedureRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)
     {
         var errors = new FieldErrors()
-            .Pattern("name", request.Name, FieldErrors.ProcedureName(), "an identifier, optionally schema-qualified (schema.name), of at most 128 characters")
+            .Pattern("name", request.Name, FieldErrors.ProcedureName(),
+                "an identifier, optionally schema-qualified (schema.name), of at most 128 characters")
             .Text("sql", request.Sql, MaxSqlLength, required: true);
         if (errors.Any) return errors.ToProblem();
 
@@ -340,14 +344,18 @@ public static class ProceduresApi
             case PublishOutcome.Invalid invalid:
                 return InvalidDraft(environment.Name, invalid.Validation);
             case PublishOutcome.NotRecorded { UndoFailure: { } undoFailure } failed:
-                logger.LogError(failed.SystemFailure, "Recording the publish of {Procedure} to {Environment} failed; undoing the deploy", procedure.Name, environment.Name);
+                logger.LogError(failed.SystemFailure, "Recording the publish of {Procedure} to {Environment} failed; undoing the deploy",
+                    procedure.Name, environment.Name);
                 logger.LogCritical(undoFailure, "Undoing the deploy of {Procedure} in {Environment} failed too", procedure.Name, environment.Name);
                 return PublishFailed(500, environment.Name, compensated: false,
                     $"'{procedure.Name}' was deployed to environment '{environment.Name}' but the system database could not record it, "
-                    + "and restoring the previous definition failed as well: the environment runs the new version unrecorded. Publish again once the system database is healthy.");
+                    + "and restoring the previous definition failed as well: the environment runs the new version unrecorded. Publish again once the "
+                    + "system database is healthy.");
             case PublishOutcome.NotRecorded failed:
-                logger.LogError(failed.SystemFailure, "Recording the publish of {Procedure} to {Environment} failed; the deploy was undone", procedure.Name, environment.Name);
-                var restored = failed.Deployment.PreviousDefinition is null ? "the new procedure was dropped" : "its previous definition was restored";
+                logger.LogError(failed.SystemFailure, "Recording the publish of {Procedure} to {Environment} failed; the deploy was undone",
+                    procedure.Name, environment.Name);
+                var restored = failed.Deployment.PreviousDefinition is null ? "the new procedure was dropped"
+                    : "its previous definition was restored";
                 return PublishFailed(ApiExceptionHandler.StatusOf(failed.SystemFailure), environment.Name, compensated: true,
                     $"'{procedure.Name}' was deployed to environment '{environment.Name}', but the system database could not record the publish "
                     + $"({Describe(failed.SystemFailure)}); {restored} there, so nothing changed. Try again.");
@@ -393,7 +401,8 @@ public static class ProceduresApi
         }
 
         var target = WorkspaceDatabaseService.TargetOf(environment, workspace.Slug);
-        var executionLimits = new ExecutionLimits(request.TimeoutSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : limits.DefaultExecuteTimeout,
+        var executionLimits = new ExecutionLimits(request.TimeoutSeconds is { } seconds ? TimeSpan.FromSeconds(seconds)
+            : limits.DefaultExecuteTimeout,
             request.MaxRows ?? limits.DefaultMaxRows, Math.Max(1, limits.MaxResultBytes));
         var started = System.Diagnostics.Stopwatch.StartNew();
         ExecutionResult? result = null;

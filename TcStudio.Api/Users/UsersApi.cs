@@ -7,7 +7,8 @@ public sealed record UserResponse(Guid Id, string Username, string? DisplayName,
     DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt)
 {
     /// <summary>In lists: the user's ETag, for If-Match on a later write without reading it first (single reads send the header).</summary>
-    [System.Text.Json.Serialization.JsonPropertyName("etag"), System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    [System.Text.Json.Serialization.JsonPropertyName("etag"),
+        System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public string? ETag { get; init; }
 }
 
@@ -34,7 +35,8 @@ public static class UsersApi
             .WithSummary("Create a user (system Admin only).");
         users.MapPatch("/{id:guid}", UpdateUser).SupportsIdempotencyKeys().WithPreconditions()
             .WithSummary("Change a user. Users change only their own displayName and email; role and isActive are for a system Admin.");
-        users.MapDelete("/{id:guid}", DeleteUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).SupportsIdempotencyKeys().WithPreconditions()
+        users.MapDelete("/{id:guid}", DeleteUser).RequireAuthorization(AuthenticationSetup.SystemAdminPolicy).SupportsIdempotencyKeys()
+            .WithPreconditions()
             .WithSummary("Soft-delete a user (system Admin only): they cannot sign in, their tokens stop working, the username stays reserved.");
         users.MapPut("/{id:guid}/password", ChangePassword).SupportsIdempotencyKeys().WithPreconditions()
             .WithSummary("Change a password: your own (give the current one), or anyone's as a system Admin. Revokes the user's tokens.");
@@ -127,7 +129,8 @@ public static class UsersApi
         var stopsBeingAdmin = role == Role.Admin && user.IsActive && (newRole != Role.Admin || !newActive);
         if (stopsBeingAdmin && activeAdmins is not null && activeAdmins.All(a => a == user.Id))
         {
-            return Problems.Conflict("This is the last active system Admin; make another user an Admin first.", request.Role is null ? "isActive" : "role",
+            return Problems.Conflict("This is the last active system Admin; make another user an Admin first.",
+                request.Role is null ? "isActive" : "role",
                 ErrorCodes.UserLastAdmin);
         }
 
@@ -230,8 +233,14 @@ public static class UsersApi
 
         var errors = new FieldErrors();
         ValidatePassword(errors, "newPassword", request.NewPassword);
-        if (isSelf && string.IsNullOrEmpty(request.CurrentPassword)) errors.Add("currentPassword", "'currentPassword' is required to change your own password.");
-        else if (request.CurrentPassword is { Length: > PasswordMaxLength }) errors.Add("currentPassword", $"'currentPassword' must be at most {PasswordMaxLength} characters long.");
+        if (isSelf && string.IsNullOrEmpty(request.CurrentPassword))
+        {
+            errors.Add("currentPassword", "'currentPassword' is required to change your own password.");
+        }
+        else if (request.CurrentPassword is { Length: > PasswordMaxLength })
+        {
+            errors.Add("currentPassword", $"'currentPassword' must be at most {PasswordMaxLength} characters long.");
+        }
         if (errors.Any) return errors.ToProblem();
 
         var user = await db.Users.SingleOrDefaultAsync(u => u.Id == id, http.RequestAborted);

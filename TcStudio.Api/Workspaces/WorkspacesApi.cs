@@ -31,7 +31,8 @@ public static class WorkspacesApi
         workspaces.MapPost("/", CreateWorkspace).SupportsIdempotencyKeys().WithSummary("Create a workspace; the caller becomes its Owner.");
 
         var workspace = api.MapWorkspaceScope().WithTags("Workspaces");
-        workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read).WithSummary("One workspace (ETag from its row version).");
+        workspace.MapGet("/", GetWorkspace).RequireWorkspacePermission(WorkspacePermission.Read)
+            .WithSummary("One workspace (ETag from its row version).");
         workspace.MapPatch("/", UpdateWorkspace).RequireWorkspacePermission(WorkspacePermission.UpdateWorkspace).WithPreconditions()
             .WithSummary("Change the name, description or settings (If-Match with the ETag guards against lost updates).");
         workspace.MapDelete("/", DeleteWorkspace).RequireWorkspacePermission(WorkspacePermission.DeleteWorkspace).WithPreconditions()
@@ -76,7 +77,8 @@ public static class WorkspacesApi
             var limit = quotas.Value.WorkspacesPerUser;
             await db.Database.ExecuteSqlAsync($"SELECT pg_advisory_xact_lock(hashtextextended({"tcstudio.quota.workspaces:" + userId}, 0))",
                 http.RequestAborted);
-            var owned = await db.Workspaces.CountAsync(w => w.Members.Any(m => m.UserId == userId && m.Role == WorkspaceRoles.Owner), http.RequestAborted);
+            var owned = await db.Workspaces.CountAsync(w => w.Members.Any(m => m.UserId == userId && m.Role == WorkspaceRoles.Owner),
+                http.RequestAborted);
             if (owned >= limit)
             {
                 return ErrorCodes.Problem(ErrorCodes.WorkspaceQuotaReached, StatusCodes.Status409Conflict, "Quota reached.",

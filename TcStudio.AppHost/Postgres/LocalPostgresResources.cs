@@ -35,18 +35,24 @@ public sealed class LocalPostgresServerResource(string name, LocalPostgresOption
     /// server's certificate and name without that CA ever being installed into the machine's trust store.
     /// </summary>
     public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
-        $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={LocalPostgresCluster.Superuser};Password={new ClusterValue(this, "password", c => c.Password)}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
+        $"Host=127.0.0.1;Port={PortValue};Username={LocalPostgresCluster.Superuser};Password={PasswordValue}{TlsValue}");
 
     /// <summary>The same server, signed in as <paramref name="user"/> (a role the worker creates) instead of the superuser.</summary>
     public ReferenceExpression ConnectionStringAs(string user, ParameterResource password) => ReferenceExpression.Create(
-        $"Host=127.0.0.1;Port={new ClusterValue(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))};Username={user};Password={password}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
+        $"Host=127.0.0.1;Port={PortValue};Username={user};Password={password}{TlsValue}");
 
     /// <summary>
     /// The cluster and each standby in one multi-host string (<c>Host=127.0.0.1:primary,127.0.0.1:standby</c>, the
     /// primary first): the API serves its lag-tolerant reads from a standby and everything else from the primary.
     /// </summary>
     public ReferenceExpression ConnectionStringWithStandbysAs(string user, ParameterResource password) => ReferenceExpression.Create(
-        $"Host={new ClusterValue(this, "hosts", HostList)};Username={user};Password={password}{new ClusterValue(this, "tls", c => c.TlsConnectionSettings)}");
+        $"Host={new ClusterValue(this, "hosts", HostList)};Username={user};Password={password}{TlsValue}");
+
+    private ClusterValue PortValue => new(this, "port", c => c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    private ClusterValue PasswordValue => new(this, "password", c => c.Password);
+
+    private ClusterValue TlsValue => new(this, "tls", c => c.TlsConnectionSettings);
 
     private string HostList(LocalPostgresCluster primary) => string.Join(",",
         new[] { primary }.Concat(Standbys).Select(c => $"127.0.0.1:{c.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)}"));

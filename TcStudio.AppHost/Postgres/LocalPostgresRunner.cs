@@ -110,7 +110,8 @@ public sealed class LocalPostgresRunner(
             {
                 if (cluster.TlsOutcome is { } tls)
                 {
-                    logger.LogInformation("TLS on: {What}; clients verify it with Root Certificate={CaFile} (never installed in the machine's trust store)",
+                    logger.LogInformation("TLS on: {What}; clients verify it with Root Certificate={CaFile} (never installed in "
+                        + "the machine's trust store)",
                         tls switch
                         {
                             LocalPostgresTlsOutcome.Created => "created a CA and a server certificate",
@@ -181,7 +182,8 @@ public sealed class LocalPostgresRunner(
     /// development database takes seconds, and a fresh copy cannot have fallen behind past the primary's WAL), in
     /// <c>&lt;state directory&gt;-standby-N</c>, on a free port.
     /// </summary>
-    private async Task StartStandbysAsync(LocalPostgresServerResource server, RunningCluster running, ILogger log, CancellationToken cancellationToken)
+    private async Task StartStandbysAsync(LocalPostgresServerResource server, RunningCluster running, ILogger log,
+        CancellationToken cancellationToken)
     {
         for (var number = 1; number <= server.Replicas; number++)
         {

@@ -54,7 +54,8 @@ public sealed record PostgresSettings
             _ when publishMode => (PostgresMode.Container, "publishing: PostgreSQL is deployed as a container"),
             "local" => (PostgresMode.Local, $"{ModeKey}=local"),
             _ when containerRuntimeAnswers() => (PostgresMode.Container, $"{ModeKey}=auto and {ContainerRuntimeProbe.RuntimeName} answers"),
-            _ => (PostgresMode.Local, $"{ModeKey}=auto and no container runtime answers within {ContainerRuntimeProbe.DefaultTimeout.TotalSeconds:0} s"),
+            _ => (PostgresMode.Local, $"{ModeKey}=auto and no container runtime answers within "
+                + $"{ContainerRuntimeProbe.DefaultTimeout.TotalSeconds:0} s"),
         };
 
         if (mode == PostgresMode.Existing && !publishMode) CheckExistingServer(configuration);
@@ -98,7 +99,8 @@ public sealed record PostgresSettings
 
     private static void CheckExistingServer(IConfiguration configuration)
     {
-        const string example = "e.g. dotnet user-secrets set ConnectionStrings:postgres \"Host=...;Username=postgres;Password=...\" --project TcStudio.AppHost";
+        const string example = "e.g. dotnet user-secrets set ConnectionStrings:postgres \"Host=...;Username=postgres;Password=...\" "
+            + "--project TcStudio.AppHost";
         if (!AppHostSettings.TryReadConnectionString(configuration, ServerConnectionName, out var connectionString))
         {
             throw new AppHostConfigurationException(

@@ -23,17 +23,26 @@ public sealed record SystemDatabase(
     /// For a service whose reads may come from a standby (the API): the local cluster's standbys are listed after it
     /// (<c>AppHost:Postgres:Replicas</c>); an existing server's string keeps whatever hosts it names.
     /// </param>
-    public ReferenceExpression ConnectionStringAs(string role, IResourceBuilder<ParameterResource> password, bool withStandbys = false) => Server.Resource switch
+    public ReferenceExpression ConnectionStringAs(string role, IResourceBuilder<ParameterResource> password, bool withStandbys = false)
+        => Server.Resource switch
     {
         LocalPostgresServerResource { Replicas: > 0 } local when withStandbys => ReferenceExpression.Create(
             $"{local.ConnectionStringWithStandbysAs(role, password.Resource)};Database={SystemDatabaseExtensions.DatabaseName}"),
-        PostgresServerResource container => ReferenceExpression.Create(
-            $"Host={container.PrimaryEndpoint.Property(EndpointProperty.Host)};Port={container.PrimaryEndpoint.Property(EndpointProperty.Port)};Username={role};Password={password.Resource};Database={SystemDatabaseExtensions.DatabaseName}"),
+        PostgresServerResource container => ContainerConnectionString(container.PrimaryEndpoint, role, password.Resource),
         LocalPostgresServerResource local => ReferenceExpression.Create(
             $"{local.ConnectionStringAs(role, password.Resource)};Database={SystemDatabaseExtensions.DatabaseName}"),
         var existing => ReferenceExpression.Create(
             $"{new ConnectionStringWithLogin(existing, role, password.Resource)};Database={SystemDatabaseExtensions.DatabaseName}"),
     };
+
+    /// <summary>A container's connection string: its endpoint's host and port, signed in as <paramref name="role"/>.</summary>
+    private static ReferenceExpression ContainerConnectionString(EndpointReference endpoint, string role, ParameterResource password)
+    {
+        var host = endpoint.Property(EndpointProperty.Host);
+        var port = endpoint.Property(EndpointProperty.Port);
+        return ReferenceExpression.Create(
+            $"Host={host};Port={port};Username={role};Password={password};Database={SystemDatabaseExtensions.DatabaseName}");
+    }
 
     /// <summary>An existing server's connection string (a parameter) with another login: host, port and TLS kept.</summary>
     private sealed class ConnectionStringWithLogin(IResourceWithConnectionString server, string role, ParameterResource password)

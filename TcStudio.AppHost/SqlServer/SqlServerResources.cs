@@ -18,7 +18,8 @@ public sealed class SqlServerContainerResource(string name, ParameterResource pa
     public EndpointReference PrimaryEndpoint => new(this, EndpointName);
 
     public ReferenceExpression ConnectionStringExpression => ReferenceExpression.Create(
-        $"Server={PrimaryEndpoint.Property(EndpointProperty.Host)},{PrimaryEndpoint.Property(EndpointProperty.Port)};User ID=sa;Password={PasswordParameter};TrustServerCertificate=true");
+        $"Server={PrimaryEndpoint.Property(EndpointProperty.Host)},{PrimaryEndpoint.Property(EndpointProperty.Port)};User "
+            + $"ID=sa;Password={PasswordParameter};TrustServerCertificate=true");
 }
 
 /// <summary>AppHost:SqlServer:Mode = auto | container | existing | none.</summary>

@@ -15,7 +15,8 @@ public static partial class BaselineConformance
 {
     private const string SameHost = "tcstudio.bench";
 
-    public static async Task<ResultRow> CheckReadsAsync(int scenario, string productUrl, string baselineUrl, string token, IReadOnlyList<string> paths)
+    public static async Task<ResultRow> CheckReadsAsync(int scenario, string productUrl, string baselineUrl, string token,
+        IReadOnlyList<string> paths)
     {
         var differences = new List<string>();
         foreach (var path in paths)

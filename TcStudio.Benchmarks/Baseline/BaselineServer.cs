@@ -63,7 +63,10 @@ public sealed partial class BaselineServer : IAsyncDisposable
             {
                 OnTokenValidated = async context =>
                 {
-                    if (!await handlers.ValidateSessionAsync(context.Principal!, context.HttpContext.RequestAborted)) context.Fail("The token was revoked.");
+                    if (!await handlers.ValidateSessionAsync(context.Principal!, context.HttpContext.RequestAborted))
+                    {
+                        context.Fail("The token was revoked.");
+                    }
                 },
             };
         });
@@ -86,7 +89,10 @@ public sealed partial class BaselineServer : IAsyncDisposable
     {
         var parts = new List<string>();
         if (lockTimeout > TimeSpan.Zero) parts.Add($"set_config('lock_timeout', '{(long)Math.Ceiling(lockTimeout.TotalMilliseconds)}ms', true)");
-        if (statementTimeout > TimeSpan.Zero) parts.Add($"set_config('statement_timeout', '{(long)Math.Ceiling(statementTimeout.TotalMilliseconds)}ms', true)");
+        if (statementTimeout > TimeSpan.Zero)
+        {
+            parts.Add($"set_config('statement_timeout', '{(long)Math.Ceiling(statementTimeout.TotalMilliseconds)}ms', true)");
+        }
         return parts.Count == 0 ? "" : string.Join(", ", parts) + ", ";
     }
 
@@ -101,7 +107,8 @@ public sealed partial class BaselineServer : IAsyncDisposable
     private sealed partial class Handlers(NpgsqlDataSource dataSource, string timeouts, TimeSpan sessionCheckInterval)
     {
         // The settings statement: timeouts, then the caller and the workspace, parameters $1 and $2 ('' until known).
-        private readonly string _settings = $"SELECT {timeouts}set_config('tcstudio.user_id', $1, true), set_config('tcstudio.workspace_id', $2, true)";
+        private readonly string _settings = $"SELECT {timeouts}set_config('tcstudio.user_id', $1, true), "
+            + "set_config('tcstudio.workspace_id', $2, true)";
 
         private const string AccessSql = """
             SELECT w.id, (SELECT m.role FROM workspace_members AS m WHERE m.workspace_id = w.id AND m.user_id = $1 LIMIT 1)
@@ -176,7 +183,10 @@ public sealed partial class BaselineServer : IAsyncDisposable
         /// <summary>The product's session check: user active, stamp current, role refreshed; cached per user.</summary>
         public async Task<bool> ValidateSessionAsync(ClaimsPrincipal principal, CancellationToken ct)
         {
-            if (!Guid.TryParse(principal.FindFirstValue("sub"), out var userId) || !Guid.TryParse(principal.FindFirstValue("stamp"), out var stamp)) return false;
+            if (!Guid.TryParse(principal.FindFirstValue("sub"), out var userId) || !Guid.TryParse(principal.FindFirstValue("stamp"), out var stamp))
+            {
+                return false;
+            }
             if (!_sessions.TryGetValue(userId, out var session) || DateTime.UtcNow - session.CheckedAt >= sessionCheckInterval)
             {
                 await using var connection = await dataSource.OpenConnectionAsync(ct);
@@ -219,7 +229,8 @@ public sealed partial class BaselineServer : IAsyncDisposable
             if (role is null && !isAdmin) return (null, NotFound($"Workspace '{slug}'"));
             if (edit && !isAdmin && role is not ("Owner" or "Admin" or "Member"))
             {
-                return (null, Results.Problem(statusCode: 403, title: "Forbidden.", detail: $"Your role in workspace '{slug}' ({role}) does not allow this."));
+                return (null, Results.Problem(statusCode: 403, title: "Forbidden.",
+                    detail: $"Your role in workspace '{slug}' ({role}) does not allow this."));
             }
             return (new Access(workspaceId, userId, userText, workspaceId.ToString("D")), null);
         }
@@ -233,7 +244,8 @@ public sealed partial class BaselineServer : IAsyncDisposable
             await using var batch = Batch(connection, access.UserText, access.WorkspaceText, Command(DetailsSql, access.WorkspaceId, access.UserId));
             await using var reader = await ReadAfterSettingsAsync(batch, ct);
             await reader.ReadAsync(ct);
-            var workspace = new BaselineWorkspace(reader.GetGuid(0), reader.GetString(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetString(3),
+            var workspace = new BaselineWorkspace(reader.GetGuid(0), reader.GetString(1), reader.GetString(2),
+                reader.IsDBNull(3) ? null : reader.GetString(3),
                 reader.GetFieldValue<JsonElement>(4), reader.GetInt32(5), reader.IsDBNull(9) ? null : reader.GetString(9),
                 reader.GetFieldValue<DateTimeOffset>(6), reader.GetFieldValue<DateTimeOffset>(7));
             http.Response.Headers.ETag = $"\"{reader.GetFieldValue<uint>(8)}\"";
@@ -280,7 +292,8 @@ public sealed partial class BaselineServer : IAsyncDisposable
                 }
             }
             var next = skip + items.Count < total && items.Count > 0 ? LinkWith(http.Request, "page", (pageNumber + 1).ToString()) : null;
-            return Results.Json(new BaselineProcedurePage(items, pageNumber, size, total) { Next = next }, BaselineJsonContext.Http.BaselineProcedurePage);
+            return Results.Json(new BaselineProcedurePage(items, pageNumber, size, total) { Next = next },
+                BaselineJsonContext.Http.BaselineProcedurePage);
         }
 
         public async Task<IResult> ListActivitiesAsync(string slug, string? cursor, int? limit, HttpContext http)
@@ -290,8 +303,15 @@ public sealed partial class BaselineServer : IAsyncDisposable
             (DateTimeOffset At, Guid Id)? after = null;
             if (cursor is not null)
             {
-                if (DecodeCursor(cursor) is { } decoded) after = decoded;
-                else return Results.ValidationProblem(new Dictionary<string, string[]> { ["cursor"] = ["'cursor' is not a cursor this API returned."] });
+                if (DecodeCursor(cursor) is { } decoded)
+                {
+                    after = decoded;
+                }
+                else
+                {
+                    return Results.ValidationProblem(
+                        new Dictionary<string, string[]> { ["cursor"] = ["'cursor' is not a cursor this API returned."] });
+                }
             }
             if (size is < 1 or > 200) return Results.ValidationProblem(new Dictionary<string, string[]> { ["limit"] = ["out of range"] });
             await using var connection = await dataSource.OpenConnectionAsync(ct);
@@ -305,7 +325,8 @@ public sealed partial class BaselineServer : IAsyncDisposable
             {
                 while (await reader.ReadAsync(ct))
                 {
-                    items.Add(new BaselineActivity(reader.GetGuid(0), reader.GetString(1), reader.GetString(2), reader.IsDBNull(3) ? null : reader.GetGuid(3),
+                    items.Add(new BaselineActivity(reader.GetGuid(0), reader.GetString(1), reader.GetString(2),
+                        reader.IsDBNull(3) ? null : reader.GetGuid(3),
                         reader.IsDBNull(4) ? null : reader.GetString(4), reader.IsDBNull(5) ? null : reader.GetFieldValue<JsonElement>(5),
                         reader.GetFieldValue<DateTimeOffset>(6)));
                 }
@@ -327,7 +348,8 @@ public sealed partial class BaselineServer : IAsyncDisposable
         {
             var ct = http.RequestAborted;
             var request = await http.Request.ReadFromJsonAsync(BaselineJsonContext.Http.BaselineCreateRequest, ct);
-            if (request is null || !ProcedureName().IsMatch(request.Name ?? "") || string.IsNullOrEmpty(request.Sql) || request.Sql.Length > 512 * 1024)
+            if (request is null || !ProcedureName().IsMatch(request.Name ?? "") || string.IsNullOrEmpty(request.Sql)
+                || request.Sql.Length > 512 * 1024)
             {
                 return Results.ValidationProblem(new Dictionary<string, string[]> { ["name"] = ["invalid"] });
             }
@@ -374,7 +396,8 @@ public sealed partial class BaselineServer : IAsyncDisposable
 
             BaselineDraft draft;
             uint version;
-            await using (var find = Batch(connection, access.UserText, access.WorkspaceText, Command(FindProcedureSql, access.WorkspaceId, name.ToLowerInvariant())))
+            await using (var find = Batch(connection, access.UserText, access.WorkspaceText,
+                Command(FindProcedureSql, access.WorkspaceId, name.ToLowerInvariant())))
             await using (var reader = await ReadAfterSettingsAsync(find, ct))
             {
                 if (!await reader.ReadAsync(ct)) return NotFound($"Procedure '{name}'");
@@ -396,7 +419,10 @@ public sealed partial class BaselineServer : IAsyncDisposable
                     Command(UpdateProcedureSql, request.Sql, now, draft.Id, version),
                     ActivityCommand(access, "procedure.updated", draft.Id, draft.Name, now));
                 await using var reader = await ReadAfterSettingsAsync(batch, ct);
-                if (!await reader.ReadAsync(ct)) return Results.Problem(statusCode: 412, title: "Precondition failed.", detail: "The procedure changed meanwhile.");
+                if (!await reader.ReadAsync(ct))
+                {
+                    return Results.Problem(statusCode: 412, title: "Precondition failed.", detail: "The procedure changed meanwhile.");
+                }
                 version = reader.GetFieldValue<uint>(0);
                 draft = draft with { Sql = request.Sql, UpdatedAt = now };
             }

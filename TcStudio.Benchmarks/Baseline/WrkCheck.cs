@@ -12,20 +12,23 @@ namespace TcStudio.Benchmarks.Baseline;
 /// </summary>
 public static partial class WrkCheck
 {
-    public static async Task<IReadOnlyList<ResultRow>> RunAsync(BenchContext context, int scenario, string productUrl, string baselineUrl, string token)
+    public static async Task<IReadOnlyList<ResultRow>> RunAsync(BenchContext context, int scenario, string productUrl, string baselineUrl,
+        string token)
     {
         if (context.Options.Quick) return [];
         var script = Path.Combine(context.Environment.RepositoryRoot, "scripts", "bench-wrk.lua");
         if (FindWrk() is not { } wrk)
         {
-            return [new ResultRow { Scenario = scenario, What = "wrk cross-check", Verdict = Verdict.NotAvailable, Note = "wrk is not installed (bench.sh installs it with apt-get)" }];
+            return [new ResultRow { Scenario = scenario, What = "wrk cross-check", Verdict = Verdict.NotAvailable,
+                Note = "wrk is not installed (bench.sh installs it with apt-get)" }];
         }
         var slug = BenchContext.ReadWorkspace;
         var pages = context.PagesOf(context.Options.ReadWorkspaceProcedures);
         (string Label, string[] Paths)[] routes =
         [
             ("GET workspace", [$"/api/workspaces/{slug}"]),
-            ("procedures list page of 50", Enumerable.Range(1, pages).Select(p => $"/api/workspaces/{slug}/procedures?page={p}&pageSize=50").ToArray()),
+            ("procedures list page of 50",
+                Enumerable.Range(1, pages).Select(p => $"/api/workspaces/{slug}/procedures?page={p}&pageSize=50").ToArray()),
         ];
         var rows = new List<ResultRow>();
         foreach (var (label, paths) in routes)

@@ -104,7 +104,8 @@ public sealed class ApiHost : IAsyncDisposable
         var response = await client.PostAsJsonAsync("/api/auth/token", new { username, password });
         if (!response.IsSuccessStatusCode)
         {
-            throw new InvalidOperationException($"Login as {username} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            throw new InvalidOperationException($"Login as {username} failed: {(int)response.StatusCode} "
+                + $"{await response.Content.ReadAsStringAsync()}");
         }
         var body = await response.Content.ReadFromJsonAsync<TokenBody>();
         return body!.AccessToken;
@@ -126,7 +127,8 @@ public sealed class ApiHost : IAsyncDisposable
         {
             return (false, $"{method} {Route(path)} answers {status}: the endpoint is not in this build yet");
         }
-        return (response.IsSuccessStatusCode, $"{method} {Route(path)} answered {status}{(response.IsSuccessStatusCode ? "" : ": " + Truncate(text))}");
+        return (response.IsSuccessStatusCode,
+            $"{method} {Route(path)} answered {status}{(response.IsSuccessStatusCode ? "" : ": " + Truncate(text))}");
     }
 
     private static string Route(string path) => path.Split('?')[0];

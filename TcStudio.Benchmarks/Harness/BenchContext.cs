@@ -60,7 +60,8 @@ public sealed class BenchContext(BenchOptions options, BenchEnvironment environm
         var stopwatch = Stopwatch.StartNew();
         _api = await ApiHost.StartAsync(await AppRoleConnectionStringAsync(), wanted);
         _apiSettings = wanted;
-        Log($"API listening on {_api.BaseUrl} ({(wanted.Count == 0 ? "product defaults" : string.Join(", ", wanted.Select(s => $"{s.Key}={s.Value}")))}) "
+        Log($"API listening on {_api.BaseUrl} "
+            + $"({(wanted.Count == 0 ? "product defaults" : string.Join(", ", wanted.Select(s => $"{s.Key}={s.Value}")))}) "
             + $"in {stopwatch.Elapsed.TotalSeconds:0.0} s");
         return _api;
     }

@@ -13,7 +13,8 @@ public static class DataGenerator
 {
     /// <summary>Table names used in the drafts; each draft mentions two, so a search for one matches about a sixth.</summary>
     public static readonly string[] Tables =
-        ["orders", "customers", "invoices", "payments", "shipments", "products", "suppliers", "employees", "accounts", "ledgers", "audits", "refunds"];
+        ["orders", "customers", "invoices", "payments", "shipments", "products", "suppliers", "employees", "accounts", "ledgers", "audits",
+            "refunds"];
 
     private static readonly string[] Verbs = ["get", "list", "update", "insert", "delete", "archive", "sync", "calc"];
 

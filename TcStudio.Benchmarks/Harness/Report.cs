@@ -14,16 +14,20 @@ public static class Report
     {
         var pg = machine.PostgresSettings;
         return new StringBuilder()
-            .AppendLine($"TC Studio benchmark{(options.Quick ? " (--quick: smoke sizes, figures not meaningful)" : "")}, {DateTimeOffset.Now:yyyy-MM-dd HH:mm zzz}")
+            .AppendLine($"TC Studio benchmark{(options.Quick ? " (--quick: smoke sizes, figures not meaningful)" : "")}, "
+                + $"{DateTimeOffset.Now:yyyy-MM-dd HH:mm zzz}")
             .AppendLine($"  machine:    {machine.Cores} cores ({machine.Cpu}), {machine.MemoryGiB:0.0} GiB, {machine.Os}")
-            .AppendLine($"  load avg:   {machine.LoadAverageAtStart} at start{(machine.LoadAverageAtEnd.Length > 0 ? $", {machine.LoadAverageAtEnd} at end" : "")} (1/5/15 min; above {machine.Cores} means other work competed)")
+            .AppendLine($"  load avg:   {machine.LoadAverageAtStart} at "
+                + $"start{(machine.LoadAverageAtEnd.Length > 0 ? $", {machine.LoadAverageAtEnd} at end" : "")} (1/5/15 min; above {machine.Cores} "
+                + "means other work competed)")
             .AppendLine($"  runtime:    {machine.Runtime}, {machine.Build} build; open-file limit {machine.OpenFileLimit}")
             .AppendLine($"  PostgreSQL: {machine.PostgresVersion}; private cluster, product defaults: fsync={pg.GetValueOrDefault("fsync")}, "
                 + $"synchronous_commit={pg.GetValueOrDefault("synchronous_commit")}, full_page_writes={pg.GetValueOrDefault("full_page_writes")}, "
                 + $"wal_sync_method={pg.GetValueOrDefault("wal_sync_method")}, shared_buffers={pg.GetValueOrDefault("shared_buffers")}, "
                 + $"max_connections={pg.GetValueOrDefault("max_connections")}")
             .AppendLine($"  API:        Production environment, in this process on Kestrel; {ApiHost.RateLimitDescription}")
-            .AppendLine($"  runs:       {options.Runs} per figure (median [min–max]); load runs {options.Duration.TotalSeconds:0.##} s after {options.Warmup.TotalSeconds:0.##} s warm-up")
+            .AppendLine($"  runs:       {options.Runs} per figure (median [min–max]); load runs {options.Duration.TotalSeconds:0.##} s after "
+                + $"{options.Warmup.TotalSeconds:0.##} s warm-up")
             .ToString();
     }
 
@@ -52,13 +56,15 @@ public static class Report
         foreach (var row in rows)
         {
             var baseline = row.Baseline is null ? row.BaselineName ?? "" : $"{Format(row.Baseline)} {row.BaselineName}";
-            var ratio = row.Ratio is { } r ? r.ToString(r >= 100 ? "0" : r >= 10 ? "0.0" : "0.00", Invariant) + (row.RatioMeaning is null ? "" : $" {row.RatioMeaning}") : "";
+            var ratio = row.Ratio is { } r ? r.ToString(r >= 100 ? "0" : r >= 10 ? "0.0" : "0.00", Invariant)
+                + (row.RatioMeaning is null ? "" : $" {row.RatioMeaning}") : "";
             var latency = row.ProductLatency is null ? ""
                 : Percentiles(row.ProductLatency) + (row.BaselineLatency is null ? "" : $" (baseline {Percentiles(row.BaselineLatency)})");
             var errors = row.Errors is null ? "" : row.Errors.Count == 0 ? "0" : string.Join(", ", row.Errors.Select(e => $"{e.Value} {e.Key}"));
             var product = row.Product is null ? (row.Verdict == Verdict.NotAvailable ? "not available" : row.Verdict == Verdict.Error ? "failed" : "")
                 : Format(row.Product);
-            text.AppendLine($"| {row.Scenario} | {row.What} | {product} | {baseline} | {ratio} | {latency} | {errors} | {row.Target} | {row.VerdictText} |");
+            text.AppendLine($"| {row.Scenario} | {row.What} | {product} | {baseline} | {ratio} | {latency} | {errors} | "
+                + $"{row.Target} | {row.VerdictText} |");
         }
         return text.ToString();
     }

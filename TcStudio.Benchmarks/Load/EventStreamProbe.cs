@@ -175,9 +175,11 @@ public static class EventStreamProbe
             {
                 var next = Stopwatch.GetTimestamp() + Stopwatch.Frequency * command.IntervalMs / 1000;
                 await using var insert = new NpgsqlCommand(
-                    "INSERT INTO activities (id, workspace_id, action, entity_type, details) VALUES ($1, $2, 'bench.event', 'system', $3::jsonb)", connection)
+                    "INSERT INTO activities (id, workspace_id, action, entity_type, details) VALUES ($1, $2, 'bench.event', 'system', $3::jsonb)",
+                        connection)
                 {
-                    Parameters = { new() { Value = Guid.CreateVersion7() }, new() { Value = command.WorkspaceId }, new() { Value = $"{{\"seq\": {seq}}}" } },
+                    Parameters = { new() { Value = Guid.CreateVersion7() }, new() { Value = command.WorkspaceId },
+                        new() { Value = $"{{\"seq\": {seq}}}" } },
                 };
                 await insert.ExecuteNonQueryAsync();
                 committedAt[seq] = Stopwatch.GetTimestamp();
@@ -238,7 +240,8 @@ public static class EventStreamProbe
             using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
             if (!response.IsSuccessStatusCode)
             {
-                throw new InvalidOperationException($"HTTP {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken)}");
+                throw new InvalidOperationException($"HTTP {(int)response.StatusCode}: "
+                    + $"{await response.Content.ReadAsStringAsync(cancellationToken)}");
             }
             await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
             await foreach (var item in SseParser.Create(body).EnumerateAsync(cancellationToken))

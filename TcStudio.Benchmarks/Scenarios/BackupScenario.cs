@@ -43,7 +43,8 @@ public sealed class BackupScenario : IScenario
         var rawDump = Path.Combine(root, "raw.dump");
 
         var figures = new Dictionary<string, List<double>>();
-        void Add(string key, TimeSpan elapsed) => (figures.TryGetValue(key, out var list) ? list : figures[key] = []).Add(megabytes / elapsed.TotalSeconds);
+        void Add(string key, TimeSpan elapsed) => (figures.TryGetValue(key, out var list) ? list : figures[key] = [])
+            .Add(megabytes / elapsed.TotalSeconds);
         long productDumpBytes = 0, rawDumpBytes = 0;
         try
         {
@@ -83,7 +84,8 @@ public sealed class BackupScenario : IScenario
                 var rawRestore = Stopwatch.StartNew();
                 await Sql.ExecuteAsync(environment.ConnectionString("postgres"), $"CREATE DATABASE {RawRestore} TEMPLATE template0");
                 await TimedAsync(Path.Combine(bin, "pg_restore"),
-                    [$"--jobs={jobs}", "--exit-on-error", "-h", settings.Host!, "-p", settings.Port.ToString(), "-U", settings.Username!, "-d", RawRestore, rawDump],
+                    [$"--jobs={jobs}", "--exit-on-error", "-h", settings.Host!, "-p", settings.Port.ToString(), "-U", settings.Username!, "-d",
+                        RawRestore, rawDump],
                     new Dictionary<string, string> { ["PGPASSWORD"] = settings.Password ?? "" });
                 Add("raw-restore", rawRestore.Elapsed);
                 await environment.DropDatabaseAsync(RawRestore);
@@ -119,11 +121,14 @@ public sealed class BackupScenario : IScenario
         ],
         [
             large.Description,
-            $"product: `dotnet TcStudio.MigrationWorker.dll backup` (pg_dump -Fc -Z {CompressionLevel} reading an exported snapshot while the worker counts and "
-            + $"checksums every table in it, then SHA-256 and the manifest) and `restore --from FILE --into DB` (SHA-256 check, pg_restore --jobs={jobs}, "
+            $"product: `dotnet TcStudio.MigrationWorker.dll backup` (pg_dump -Fc -Z {CompressionLevel} reading an exported snapshot "
+                + "while the worker counts and "
+            + $"checksums every table in it, then SHA-256 and the manifest) and `restore --from FILE --into DB` (SHA-256 check, "
+            + $"pg_restore --jobs={jobs}, "
             + "counts and checksums recomputed and compared); process start included",
             $"by hand: pg_dump --format=custom --compress={CompressionLevel}; CREATE DATABASE … TEMPLATE template0 + pg_restore --jobs={jobs}",
-            $"dump size: {productDumpBytes / 1024.0 / 1024.0:0.0} MB (product), {rawDumpBytes / 1024.0 / 1024.0:0.0} MB (by hand); MB/s = database size on disk / seconds",
+            $"dump size: {productDumpBytes / 1024.0 / 1024.0:0.0} MB (product), {rawDumpBytes / 1024.0 / 1024.0:0.0} MB (by hand); MB/s = "
+                + "database size on disk / seconds",
         ]);
     }
 
@@ -131,7 +136,8 @@ public sealed class BackupScenario : IScenario
     {
         var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings__", StringComparison.Ordinal) || k.StartsWith("Backup__", StringComparison.Ordinal)).ToList())
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings__", StringComparison.Ordinal)
+            || k.StartsWith("Backup__", StringComparison.Ordinal)).ToList())
         {
             start.Environment.Remove(key);
         }

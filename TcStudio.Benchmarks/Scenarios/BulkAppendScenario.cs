@@ -51,7 +51,8 @@ public sealed class BulkAppendScenario : IScenario
         var names = SystemRoleNames.For(Database);
         const string AppPassword = "bench-app-role";
         await SystemDatabaseRoles.EnsureAsync(connectionString, names, new SystemDatabaseRoles.Passwords(null, AppPassword, null));
-        await using var asApp = context.RawDataSource(new NpgsqlConnectionStringBuilder(connectionString) { Username = names.App, Password = AppPassword }.ConnectionString);
+        await using var asApp = context.RawDataSource(new NpgsqlConnectionStringBuilder(connectionString) { Username = names.App,
+            Password = AppPassword }.ConnectionString);
         var stagingWriter = new ActivityBulkWriter(asApp, TimeProvider.System);
 
         var variants = new (string Name, Func<Task<ulong>> Load)[]
@@ -106,7 +107,8 @@ public sealed class BulkAppendScenario : IScenario
             new ResultRow
             {
                 Scenario = 1,
-                What = $"append {options.BulkRows:#,0} activities: ActivityBulkWriter as the app role (row-level security: staged, then INSERT … SELECT)",
+                What = $"append {options.BulkRows:#,0} activities: ActivityBulkWriter as the app role (row-level security: "
+                    + "staged, then INSERT … SELECT)",
                 Product = stagedRate,
                 Baseline = rawRate,
                 BaselineName = "raw COPY (superuser)",

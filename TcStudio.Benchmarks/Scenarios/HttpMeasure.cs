@@ -17,7 +17,8 @@ public static class HttpMeasure
         /// <summary>This process's working set at the end of each product run, MB.</summary>
         public List<double> ProductWorkingSetMb { get; } = [];
 
-        /// <summary>Whether the baseline is the hand-written HTTP server (through the same load generator) rather than in-process raw Npgsql.</summary>
+        /// <summary>Whether the baseline is the hand-written HTTP server (through the same load generator) rather than in-process raw
+        /// Npgsql.</summary>
         public bool HttpBaseline { get; init; }
     }
 
@@ -159,12 +160,14 @@ public static class HttpMeasure
         if (baselineErrors > 0)
         {
             errors[$"in the baseline"] = baselineErrors;
-            notes.Add($"baseline errors: {baselineErrors}, first: {Shorten(comparison.Baseline.Select(r => r.FirstError).First(e => e is not null)!)}");
+            notes.Add($"baseline errors: {baselineErrors}, first: "
+                + $"{Shorten(comparison.Baseline.Select(r => r.FirstError).First(e => e is not null)!)}");
         }
         if (comparison.HttpBaseline && comparison.ProductCpuUs.Count > 0 && comparison.BaselineCpuUs.Count > 0)
         {
             var cpuRatio = Stats.Median(comparison.ProductCpuUs) / Math.Max(1e-9, Stats.Median(comparison.BaselineCpuUs));
-            notes.Add($"server CPU per request {Stats.Median(comparison.ProductCpuUs):0} µs vs baseline {Stats.Median(comparison.BaselineCpuUs):0} µs "
+            notes.Add($"server CPU per request {Stats.Median(comparison.ProductCpuUs):0} µs vs baseline "
+                + $"{Stats.Median(comparison.BaselineCpuUs):0} µs "
                 + $"({cpuRatio:0.00}×; the server process, PostgreSQL's share not included)");
             if (comparison.ProductAllocatedBytes.Count > 0 && comparison.BaselineAllocatedBytes.Count > 0)
             {

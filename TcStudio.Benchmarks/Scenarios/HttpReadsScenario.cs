@@ -47,7 +47,8 @@ public sealed class HttpReadsScenario : IScenario
         var rows = new List<ResultRow>();
         var workload = new List<string>
         {
-            $"data: workspace {slug} with {options.ReadWorkspaceProcedures:#,0} procedures and as many activity rows; caller 'user' (Member), bearer token",
+            $"data: workspace {slug} with {options.ReadWorkspaceProcedures:#,0} procedures and as many activity rows; caller "
+                + "'user' (Member), bearer token",
             $"each client: one keep-alive connection, next request as soon as the answer is read; {options.Warmup.TotalSeconds:0.##} s warm-up, "
             + $"{options.Duration.TotalSeconds:0.##} s measured, {options.Runs} run(s) per figure; product and baseline alternate which goes first",
             "both servers run in the benchmark's process (server GC), connect as the app role with row-level security on, and send "
@@ -99,7 +100,8 @@ public sealed class HttpReadsScenario : IScenario
                     httpBaseline: _ => Load(baseline.BaseUrl));
                 var (target, meets) = clients switch
                 {
-                    16 => ("p95 < 10 ms, ≥0.8× baseline", (Func<Figure, Latency, double?, bool>)((_, latency, ratio) => latency.P95.Median < 10 && ratio >= 0.8)),
+                    16 => ("p95 < 10 ms, ≥0.8× baseline",
+                        (Func<Figure, Latency, double?, bool>)((_, latency, ratio) => latency.P95.Median < 10 && ratio >= 0.8)),
                     64 => ("≥0.8× baseline", (_, _, ratio) => ratio >= 0.8),
                     _ => ((string?)null, (Func<Figure, Latency, double?, bool>?)null),
                 };

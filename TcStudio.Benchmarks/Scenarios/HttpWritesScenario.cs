@@ -40,7 +40,8 @@ public sealed class HttpWritesScenario : IScenario
                 System.Net.Http.Json.JsonContent.Create(new { name = "Benchmark writes", slug = Workspace }));
             if (!created.IsSuccessStatusCode && created.StatusCode != System.Net.HttpStatusCode.Conflict)
             {
-                throw new InvalidOperationException($"Could not create workspace {Workspace}: {(int)created.StatusCode} {await created.Content.ReadAsStringAsync()}");
+                throw new InvalidOperationException($"Could not create workspace {Workspace}: {(int)created.StatusCode} "
+                    + $"{await created.Content.ReadAsStringAsync()}");
             }
         }
         var workspaceId = await Sql.ScalarAsync<Guid>(connectionString, "SELECT id FROM workspaces WHERE slug = @s", ("s", Workspace));
@@ -70,7 +71,8 @@ public sealed class HttpWritesScenario : IScenario
         {
             if (createAvailable)
             {
-                await api.ProbeAsync(token, HttpMethod.Post, $"/api/workspaces/{Workspace}/procedures", new { name = "probe_create_2", sql = "SELECT 1" });
+                await api.ProbeAsync(token, HttpMethod.Post, $"/api/workspaces/{Workspace}/procedures",
+                    new { name = "probe_create_2", sql = "SELECT 1" });
             }
             createStatements = probe.Summary();
         }
@@ -91,7 +93,8 @@ public sealed class HttpWritesScenario : IScenario
         var rows = new List<ResultRow> { conformance };
         var workload = new List<string>
         {
-            $"workspace {Workspace} (caller 'user' is its Owner); each client updates {DraftsPerClient} drafts of its own in turn, so updates never conflict",
+            $"workspace {Workspace} (caller 'user' is its Owner); each client updates {DraftsPerClient} drafts of its own in turn, "
+                + "so updates never conflict",
             $"create: 100% {createSpec}; " + (createAvailable ? $"the product sends {createStatements}" : createDetail)
                 + "; HTTP baseline: BEGIN + settings + the scope check, settings + INSERT procedure + INSERT activity in one batch, COMMIT",
             $"update: 100% {updateSpec}; " + (updateAvailable ? $"the product sends {updateStatements}" : updateDetail)
@@ -268,7 +271,8 @@ public sealed class HttpWritesScenario : IScenario
                 BaselineName = "p50 bare",
                 Target = "< 1 ms",
                 Verdict = efOverhead.Median < 1 ? Verdict.Met : Verdict.Missed,
-                Note = $"p50 with the transaction {Report.Number(Stats.Median(efTx))} ms; in-process, the product's pooled DbContext and interceptors",
+                Note = $"p50 with the transaction {Report.Number(Stats.Median(efTx))} ms; in-process, the product's pooled "
+                    + "DbContext and interceptors",
             },
         ];
     }

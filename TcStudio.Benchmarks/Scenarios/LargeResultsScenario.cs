@@ -25,8 +25,8 @@ public sealed class LargeResultsScenario : IScenario
         var executions = context.Options.Quick ? 3 : 100;
         var workload = new List<string>
         {
-            $"{executions} sequential POST …/procedures/big/execute?env=dev {{maxRows: 3}}: big() returns 3 rows of repeat('x', {RowMegabytes} MiB) "
-            + "(60 MB); Workspaces:MaxResultBytes at its default (16 MiB)",
+            $"{executions} sequential POST …/procedures/big/execute?env=dev {{maxRows: 3}}: big() returns 3 rows of "
+            + $"repeat('x', {RowMegabytes} MiB) (60 MB); Workspaces:MaxResultBytes at its default (16 MiB)",
             $"baseline: {executions} executions of small() returning one short row, same workspace",
             "working set sampled every 50 ms (Process.WorkingSet64, the API runs in the benchmark's process); 'after' is read after GC.Collect",
         };
@@ -42,7 +42,8 @@ public sealed class LargeResultsScenario : IScenario
         await Expect(await client.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new
         {
             name = "big",
-            sql = $"CREATE FUNCTION big() RETURNS TABLE (n int, payload text) LANGUAGE sql AS $$ SELECT g, repeat('x', {RowMegabytes} * 1024 * 1024) FROM generate_series(1, 3) g $$;",
+            sql = $"CREATE FUNCTION big() RETURNS TABLE (n int, payload text) LANGUAGE sql AS $$ SELECT g, repeat('x', {RowMegabytes} * 1024 * 1024) "
+                + "FROM generate_series(1, 3) g $$;",
         }));
         await Expect(await client.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
             new { name = "small", sql = "CREATE FUNCTION small() RETURNS TABLE (n int) LANGUAGE sql AS $$ SELECT 1 $$;" }));
@@ -73,7 +74,8 @@ public sealed class LargeResultsScenario : IScenario
                 Product = Figure.Time("MB", [Mb(big.After - big.Before)]),
                 Baseline = Figure.Time("MB", [Mb(small.After - small.Before)]),
                 BaselineName = "one-row result",
-                Note = $"each response {big.BytesPerResponse / 1024.0:0} kB, truncated by {big.Reason}; {big.Seconds / executions * 1000:0} ms per execution",
+                Note = $"each response {big.BytesPerResponse / 1024.0:0} kB, truncated by {big.Reason}; "
+                    + $"{big.Seconds / executions * 1000:0} ms per execution",
             },
         ], workload);
     }
@@ -100,7 +102,11 @@ public sealed class LargeResultsScenario : IScenario
         {
             using var response = await client.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/{routine}/execute?env=dev", new { maxRows = 3 });
             var body = await response.Content.ReadAsByteArrayAsync();
-            if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"execute {routine}: {(int)response.StatusCode} {System.Text.Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(300, body.Length)))}");
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new InvalidOperationException($"execute {routine}: {(int)response.StatusCode} "
+                    + $"{System.Text.Encoding.UTF8.GetString(body.AsSpan(0, Math.Min(300, body.Length)))}");
+            }
             bytes += body.Length;
             using var json = JsonDocument.Parse(body);
             reason = json.RootElement.GetProperty("truncatedReason").GetString() ?? "none";

@@ -27,7 +27,8 @@ public sealed class LiveEventsScenario : IScenario
             $"{options.EventSubscribers:#,0} SSE streams of workspace '{slug}' as 'user' (a Member), each its own HTTP/1.1 connection, opened "
             + "(50 at a time) and 'ready' before the clock starts, in a separate probe process (System.Net.ServerSentEvents' parser)",
             $"{options.EventCount} activities, one every {options.EventInterval.TotalMilliseconds:0} ms, each an INSERT in its own transaction "
-            + "(raw Npgsql, the trigger's NOTIFY, the API's listener and feed); latency = event parsed by a stream − commit acknowledged to the writer, "
+            + "(raw Npgsql, the trigger's NOTIFY, the API's listener and feed); latency = event parsed by a stream − commit "
+            + "acknowledged to the writer, "
             + "every (stream, event) pair",
             "baseline: the same writer commits pg_notify at the same interval; one raw Npgsql LISTEN connection receives it",
         };
@@ -70,7 +71,8 @@ public sealed class LiveEventsScenario : IScenario
         if (duplicates > 0) errors["events delivered twice"] = duplicates;
         var notes = new List<string>
         {
-            $"{results.Sum(r => r.Samples):#,0} deliveries; subscribers connected and ready in {Stats.Median(results.Select(r => r.ConnectSeconds).ToList()):0.0} s (median)",
+            $"{results.Sum(r => r.Samples):#,0} deliveries; subscribers connected and ready in "
+                + $"{Stats.Median(results.Select(r => r.ConnectSeconds).ToList()):0.0} s (median)",
         };
         if (results.Select(r => r.FirstError).FirstOrDefault(e => e is not null) is { } firstError) notes.Add($"first error: {firstError}");
 

@@ -39,7 +39,8 @@ public sealed class MigrationsScenario : IScenario
         var reshape = Stopwatch.StartNew();
         await environment.CreateDatabaseAsync(BigTemplate, template: large.Name);
         var templateConnection = environment.ConnectionString(BigTemplate);
-        var bigWorkspace = await Sql.ScalarAsync<Guid>(templateConnection, "SELECT id FROM workspaces WHERE slug = @s", ("s", ScaleDatabases.BigWorkspace));
+        var bigWorkspace = await Sql.ScalarAsync<Guid>(templateConnection, "SELECT id FROM workspaces WHERE slug = @s",
+            ("s", ScaleDatabases.BigWorkspace));
         var creator = await Sql.ScalarAsync<Guid>(templateConnection, "SELECT id FROM users WHERE username = 'admin'");
         await DataGenerator.WithIndexesRebuiltAfterAsync(templateConnection, ["stored_procedures"], async () =>
         {
@@ -47,7 +48,8 @@ public sealed class MigrationsScenario : IScenario
             await DataGenerator.CopyProceduresAsync(templateConnection, [(bigWorkspace, 0, bigProcedures)], creator);
         });
         var bigActivities = await Sql.ScalarAsync<long>(templateConnection, "SELECT count(*) FROM activities");
-        BenchContext.Log($"  built {BigTemplate} ({bigActivities:#,0} activities, {bigProcedures:#,0} procedures) in {reshape.Elapsed.TotalSeconds:0.0} s");
+        BenchContext.Log($"  built {BigTemplate} ({bigActivities:#,0} activities, {bigProcedures:#,0} procedures) in "
+            + $"{reshape.Elapsed.TotalSeconds:0.0} s");
         NpgsqlConnection.ClearAllPools();
 
         string[] migrations;
@@ -127,9 +129,11 @@ public sealed class MigrationsScenario : IScenario
         var bigLabel = $"the large database ({bigActivities:#,0} activities and {bigProcedures:#,0} procedures)";
         var rows = new List<ResultRow>
         {
-            Row($"migrate an empty database ({migrations.Length} migration{(migrations.Length == 1 ? "" : "s")})", "migrate-empty", "raw-migrate-empty", "raw script"),
+            Row($"migrate an empty database ({migrations.Length} migration{(migrations.Length == 1 ? "" : "s")})", "migrate-empty",
+                "raw-migrate-empty", "raw script"),
             Row("revert all migrations, empty database", "revert-all-empty", "raw-revert-all-empty", "raw script"),
-            Row($"revert the last migration ({last}), {bigLabel}", "revert-last-big", several ? "revert-last-empty" : "revert-all-empty", "same on empty"),
+            Row($"revert the last migration ({last}), {bigLabel}", "revert-last-big", several ? "revert-last-empty" : "revert-all-empty",
+                "same on empty"),
         };
         if (several)
         {
@@ -139,9 +143,11 @@ public sealed class MigrationsScenario : IScenario
         return new ScenarioOutcome(rows,
         [
             $"migrations: {string.Join(", ", migrations)}",
-            "product: SystemDatabaseMigrator (one migration at a time, EF's history table) under MigrationLock, as `TcStudio.MigrationWorker migrate|revert` runs them, minus process start",
+            "product: SystemDatabaseMigrator (one migration at a time, EF's history table) under MigrationLock, as `TcStudio.MigrationWorker "
+                + "migrate|revert` runs them, minus process start",
             "raw script: the same migrations' SQL (IMigrator.GenerateScript) run by psql, statement by statement",
-            $"large database: {large.Name}'s activities ({bigActivities:#,0}) with {bigProcedures:#,0} procedures in one workspace, as the issue specifies"
+            $"large database: {large.Name}'s activities ({bigActivities:#,0}) with {bigProcedures:#,0} procedures in one "
+                + "workspace, as the issue specifies"
             + (several ? "" : "; with one migration, reverting the last one reverts all"),
         ]);
     }

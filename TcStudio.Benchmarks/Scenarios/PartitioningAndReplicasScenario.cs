@@ -109,7 +109,8 @@ public sealed class PartitioningAndReplicasScenario : IScenario
         using var stop = new CancellationTokenSource();
         var writer = Task.Run(async () =>
         {
-            await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
+            await using var connection = new NpgsqlConnection(
+                new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
             await connection.OpenAsync();
             var workspace = await new NpgsqlCommand("SELECT id FROM workspaces ORDER BY id LIMIT 1", connection).ExecuteScalarAsync();
             var (writes, failures, longest) = (0, 0, 0.0);
@@ -119,7 +120,8 @@ public sealed class PartitioningAndReplicasScenario : IScenario
                 try
                 {
                     await using var insert = new NpgsqlCommand(
-                        "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES (gen_random_uuid(), $1, 'bench.written', 'system')", connection)
+                        "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES (gen_random_uuid(), $1, 'bench.written', 'system')",
+                            connection)
                     {
                         Parameters = { new() { Value = workspace } },
                     };
@@ -168,7 +170,8 @@ public sealed class PartitioningAndReplicasScenario : IScenario
             using var client = api.CreateClient(await api.LoginAsync("admin", ProductData.AdminPassword));
             var slug = "bench-replica-" + Guid.NewGuid().ToString("N")[..8];
             (await client.PostAsJsonAsync("/api/workspaces", new { name = "replica reads", slug })).EnsureSuccessStatusCode();
-            await WaitForReplayAsync(primaryConnection, new NpgsqlConnectionStringBuilder(primaryConnection) { Port = standby.Port }.ConnectionString);
+            await WaitForReplayAsync(primaryConnection,
+                new NpgsqlConnectionStringBuilder(primaryConnection) { Port = standby.Port }.ConnectionString);
 
             var requests = context.Options.Quick ? 40 : 2_000;
             string[] paths = ["/api/workspaces", $"/api/workspaces/{slug}/activities?limit=50", $"/api/workspaces/{slug}/procedures"];
@@ -178,7 +181,8 @@ public sealed class PartitioningAndReplicasScenario : IScenario
             BenchContext.Log($"  reads: {withStandby.Standby} of {withStandby.Commands} commands on the standby; after it stopped "
                 + $"{withoutStandby.Standby} of {withoutStandby.Commands}, {withoutStandby.Errors} failed requests");
             workload.Add($"replica reads: {requests} GETs round-robin over {string.Join(", ", paths)} through the API (in-process, admin), "
-                + "ConnectionStrings:tcstudio = primary,standby; commands attributed by Npgsql's server.port; then a tenth as many with the standby stopped");
+                + "ConnectionStrings:tcstudio = primary,standby; commands attributed by Npgsql's server.port; then a tenth as many "
+                + "with the standby stopped");
 
             rows.Add(new ResultRow
             {
@@ -187,7 +191,8 @@ public sealed class PartitioningAndReplicasScenario : IScenario
                 Product = Figure.Rate("%", [100.0 * withStandby.Standby / Math.Max(1, withStandby.Commands)]),
                 Target = ">= 95 %",
                 Verdict = withStandby.Standby >= 0.95 * withStandby.Commands && withStandby.Errors == 0 ? Verdict.Met : Verdict.Missed,
-                Note = $"{withStandby.Errors} failed requests; the rest are the API's own background work and session checks, which stay on the primary",
+                Note = $"{withStandby.Errors} failed requests; the rest are the API's own background work and session checks, "
+                    + "which stay on the primary",
             });
             rows.Add(new ResultRow
             {

@@ -42,14 +42,16 @@ public sealed class RowLevelSecurityScenario : IScenario
 
         Read[] reads =
         [
-            new("GET workspace", (w, u, _) => [Command(RawQueries.Access, BenchContext.ReadWorkspace, u), Command(RawQueries.WorkspaceDetails, w, u)]),
+            new("GET workspace", (w, u, _) => [Command(RawQueries.Access, BenchContext.ReadWorkspace, u),
+                Command(RawQueries.WorkspaceDetails, w, u)]),
             new("procedures list page of 50", (w, u, n) =>
                 [Command(RawQueries.Access, BenchContext.ReadWorkspace, u), Command(RawQueries.ProcedureCount, w),
                  Command(RawQueries.ProcedurePage, w, (n % pages) * 50)]),
             new("procedures full-text search", (w, u, n) =>
                 [Command(RawQueries.Access, BenchContext.ReadWorkspace, u), Command(RawQueries.SearchCount, w, terms[n % terms.Count]),
                  Command(RawQueries.SearchPage, w, terms[n % terms.Count])]),
-            new("activity log first page", (w, u, _) => [Command(RawQueries.Access, BenchContext.ReadWorkspace, u), Command(RawQueries.ActivityFirstPage, w)]),
+            new("activity log first page",
+                (w, u, _) => [Command(RawQueries.Access, BenchContext.ReadWorkspace, u), Command(RawQueries.ActivityFirstPage, w)]),
         ];
 
         var rows = new List<ResultRow>();

@@ -100,7 +100,8 @@ public sealed class ScaleScenario : IScenario
 
         Kind[] kinds =
         [
-            new("procedures list page of 50", (slug, _) => new RequestSpec("list", "GET", $"/api/workspaces/{slug}/procedures?page={{page}}&pageSize=50"),
+            new("procedures list page of 50",
+                (slug, _) => new RequestSpec("list", "GET", $"/api/workspaces/{slug}/procedures?page={{page}}&pageSize=50"),
                 (q, slug, user, _) => q.ListProceduresAsync(slug, user, Random.Shared.Next(pages) + 1)),
             new("procedures full-text search", (slug, _) => new RequestSpec("search", "GET", $"/api/workspaces/{slug}/procedures?search={{term}}"),
                 (q, slug, user, _) => q.SearchProceduresAsync(slug, user, terms[Random.Shared.Next(terms.Count)])),
@@ -160,7 +161,9 @@ public sealed class ScaleScenario : IScenario
             var big = results[(databases.Large.Name, ScaleDatabases.BigWorkspace, kind.Label)];
             rows.Add(LatencyRatioRow(kind.Label + $", {ScaleDatabases.HotWorkspace}: {databases.Large.Rows:#,0} vs {databases.Small.Rows:#,0} rows",
                 large, small, availability[kind.Label]));
-            rows.Add(LatencyRatioRow(kind.Label + $", {ScaleDatabases.BigWorkspace} ({options.Scale.BigWorkspaceRows:#,0} rows) vs {ScaleDatabases.HotWorkspace} in {databases.Small.Rows:#,0}",
+            rows.Add(LatencyRatioRow(kind.Label
+                + $", {ScaleDatabases.BigWorkspace} ({options.Scale.BigWorkspaceRows:#,0} rows) vs {ScaleDatabases.HotWorkspace} in "
+                + $"{databases.Small.Rows:#,0}",
                 big, small, availability[kind.Label]));
         }
         return new ScenarioOutcome(rows,
@@ -181,7 +184,8 @@ public sealed class ScaleScenario : IScenario
         var rawLarger = larger.Baseline.Count == 0 ? null : Figure.Time("ms", larger.Baseline.Select(r => r.P50Ms));
         var rawSmaller = smaller.Baseline.Count == 0 ? null : Figure.Time("ms", smaller.Baseline.Select(r => r.P50Ms));
         var rawRatio = rawLarger is null || rawSmaller is null ? (double?)null : rawLarger.Median / rawSmaller.Median;
-        var rawNote = $"raw Npgsql p50 {(rawLarger is null ? "–" : Report.Number(rawLarger.Median))} vs {(rawSmaller is null ? "–" : Report.Number(rawSmaller.Median))} ms"
+        var rawNote = $"raw Npgsql p50 {(rawLarger is null ? "–" : Report.Number(rawLarger.Median))} vs "
+            + $"{(rawSmaller is null ? "–" : Report.Number(rawSmaller.Median))} ms"
             + (rawRatio is null ? "" : $" (ratio {rawRatio:0.00})");
         if (unavailable is not null || larger.Product.Count == 0 || smaller.Product.Count == 0)
         {
@@ -209,7 +213,8 @@ public sealed class ScaleScenario : IScenario
             Target = "≤ 1.5",
             Verdict = errors > 0 ? Verdict.Error : ratio <= 1.5 ? Verdict.Met : Verdict.Missed,
             Errors = new Dictionary<string, long> { ["errors"] = errors }.Where(e => e.Value > 0).ToDictionary(),
-            Note = rawNote + (errors > 0 ? $"; first error: {larger.Product.Concat(smaller.Product).Select(r => r.FirstError).FirstOrDefault(e => e is not null)}" : ""),
+            Note = rawNote + (errors > 0 ? $"; first error: "
+                + $"{larger.Product.Concat(smaller.Product).Select(r => r.FirstError).FirstOrDefault(e => e is not null)}" : ""),
         };
     }
 

@@ -114,8 +114,10 @@ public sealed partial class StartupScenario : IScenario
         };
         start.ArgumentList.Add(appHost);
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("ConnectionStrings__", StringComparison.OrdinalIgnoreCase)
-                     || k.StartsWith("AppHost__", StringComparison.OrdinalIgnoreCase) || k.StartsWith("Parameters__", StringComparison.OrdinalIgnoreCase)
-                     || k.StartsWith("ASPIRE_", StringComparison.OrdinalIgnoreCase) || k.StartsWith("ASPNETCORE_", StringComparison.OrdinalIgnoreCase)).ToList())
+                     || k.StartsWith("AppHost__", StringComparison.OrdinalIgnoreCase)
+                         || k.StartsWith("Parameters__", StringComparison.OrdinalIgnoreCase)
+                     || k.StartsWith("ASPIRE_", StringComparison.OrdinalIgnoreCase)
+                         || k.StartsWith("ASPNETCORE_", StringComparison.OrdinalIgnoreCase)).ToList())
         {
             start.Environment.Remove(key);
         }
@@ -163,7 +165,9 @@ public sealed partial class StartupScenario : IScenario
             if (finished != apiUrl.Task)
             {
                 throw new InvalidOperationException(
-                    $"The AppHost did not report the API healthy ({(finished == exited ? $"exit code {process.ExitCode}" : $"{StartLimit.TotalMinutes:0} min timeout")}):\n{Tail(Text(output))}");
+                    "The AppHost did not report the API healthy ("
+                    + (finished == exited ? $"exit code {process.ExitCode}" : $"{StartLimit.TotalMinutes:0} min timeout")
+                    + $"):\n{Tail(Text(output))}");
             }
             // The AppHost reports the API once its own health check passed; the figure is the first 200 seen from here.
             using var http = new HttpClient { BaseAddress = await apiUrl.Task, Timeout = TimeSpan.FromSeconds(5) };

@@ -94,9 +94,10 @@ public sealed class BackupOptions
     /// have, so the server's admin string (<c>ConnectionStrings:postgres</c>) when there is one, else the backup one.
     /// </summary>
     public static NpgsqlConnectionStringBuilder BaseBackupConnection(IConfiguration configuration) =>
-        Credential(configuration, configuration.GetConnectionString(TcStudio.SystemDatabase.Security.SystemDatabaseRoles.AdminConnectionName) is { Length: > 0 }
-            ? TcStudio.SystemDatabase.Security.SystemDatabaseRoles.AdminConnectionName
-            : BackupConnectionName);
+        Credential(configuration,
+            configuration.GetConnectionString(TcStudio.SystemDatabase.Security.SystemDatabaseRoles.AdminConnectionName) is { Length: > 0 }
+                ? TcStudio.SystemDatabase.Security.SystemDatabaseRoles.AdminConnectionName
+                : BackupConnectionName);
 
     public static NpgsqlConnectionStringBuilder RestoreConnection(IConfiguration configuration) =>
         Credential(configuration, RestoreConnectionName);

@@ -9,7 +9,8 @@ namespace TcStudio.MigrationWorker.Backups;
 public static class BackupRetention
 {
     /// <summary>The items to remove; <paramref name="backups"/> in any order, each with its finish time.</summary>
-    public static IReadOnlyList<T> SelectForRemoval<T>(IEnumerable<(T Item, DateTimeOffset At)> backups, DateTimeOffset now, int keepLast, double keepDays)
+    public static IReadOnlyList<T> SelectForRemoval<T>(IEnumerable<(T Item, DateTimeOffset At)> backups, DateTimeOffset now, int keepLast,
+        double keepDays)
     {
         var ordered = backups.OrderByDescending(b => b.At).ToList();
         var remove = new List<T>();
@@ -24,7 +25,8 @@ public static class BackupRetention
 
     /// <summary>
     /// Applies retention to the backups in <paramref name="directory"/> of the same database as <paramref name="newest"/>
-    /// (same kind and registered server; not the same host:port, which changes when a local cluster takes a free port). Returns how many are kept (the new one included) and how many were removed.
+    /// (same kind and registered server; not the same host:port, which changes when a local cluster takes a free port). Returns how many are kept
+    /// (the new one included) and how many were removed.
     /// </summary>
     public static (int Kept, int Removed) Apply(string directory, BackupManifest newest, string newestFile, BackupOptions options,
         DateTimeOffset now, TextWriter output)

@@ -44,7 +44,8 @@ public sealed class BackupScheduler(
         }
         catch (CronFormatException e)
         {
-            throw new BackupUsageException($"--schedule '{expression}' is not a cron expression ({e.Message}); e.g. \"0 3 * * *\" for 03:00 UTC every day.");
+            throw new BackupUsageException($"--schedule '{expression}' is not a cron expression ({e.Message}); e.g. \"0 3 * * *\" "
+                + "for 03:00 UTC every day.");
         }
     }
 
@@ -96,8 +97,15 @@ public sealed class BackupScheduler(
                     logger.LogError(e, "Scheduled {Kind} backup failed", kind);
                 }
                 metrics.RecordRun(kind, stopwatch.Elapsed, succeeded);
-                if (succeeded) logger.LogInformation("Scheduled {Kind} backup done in {Seconds:0.0} s", kind, stopwatch.Elapsed.TotalSeconds);
-                else logger.LogWarning("Scheduled {Kind} backup did not fully succeed ({Seconds:0.0} s); see the run's output", kind, stopwatch.Elapsed.TotalSeconds);
+                if (succeeded)
+                {
+                    logger.LogInformation("Scheduled {Kind} backup done in {Seconds:0.0} s", kind, stopwatch.Elapsed.TotalSeconds);
+                }
+                else
+                {
+                    logger.LogWarning("Scheduled {Kind} backup did not fully succeed ({Seconds:0.0} s); see the run's output", kind,
+                        stopwatch.Elapsed.TotalSeconds);
+                }
             }
         }
         finally
@@ -127,7 +135,8 @@ public sealed class BackupScheduler(
                 {
                     output.WriteLine(standingBy
                         ? "backup --schedule: the other scheduler is gone; this one takes over"
-                        : $"backup --schedule: holding the {kind} scheduler lock on {lockConnection.Host}:{lockConnection.Port}/{lockConnection.Database}");
+                        : $"backup --schedule: holding the {kind} scheduler lock on "
+                            + $"{lockConnection.Host}:{lockConnection.Port}/{lockConnection.Database}");
                     return connection;
                 }
                 contended = true;

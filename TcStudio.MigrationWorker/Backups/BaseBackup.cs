@@ -87,11 +87,13 @@ public sealed partial class BaseBackup(PostgresTools tools, BackupOptions option
         {
             await connection.OpenAsync(cancellationToken);
             await using var command = new NpgsqlCommand(
-                "SELECT current_setting('server_version_num')::int / 10000, current_setting('server_version'), current_setting('archive_mode'), now()",
+                "SELECT current_setting('server_version_num')::int / 10000, current_setting('server_version'), "
+                    + "current_setting('archive_mode'), now()",
                 connection);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
-            (serverMajor, serverVersion, archiveMode, startedAt) = (reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetFieldValue<DateTimeOffset>(3));
+            (serverMajor, serverVersion, archiveMode, startedAt) = (reader.GetInt32(0), reader.GetString(1), reader.GetString(2),
+                reader.GetFieldValue<DateTimeOffset>(3));
         }
         if (toolMajor < serverMajor)
         {
@@ -118,7 +120,8 @@ public sealed partial class BaseBackup(PostgresTools tools, BackupOptions option
                 line =>
                 {
                     // "12345/67890 kB (18%), 0/1 tablespace": every tenth.
-                    if (ProgressPattern().Match(line) is { Success: true } match && int.Parse(match.Groups[1].Value) / 10 is var tenth && tenth > lastTenth)
+                    if (ProgressPattern().Match(line) is { Success: true } match && int.Parse(match.Groups[1].Value) / 10 is var tenth
+                        && tenth > lastTenth)
                     {
                         lastTenth = tenth;
                         output.WriteLine($"    pg_basebackup: {line.Trim()}");

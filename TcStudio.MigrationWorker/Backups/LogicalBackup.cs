@@ -76,7 +76,8 @@ public sealed partial class LogicalBackup(PostgresTools tools, BackupOptions opt
         var name = UniqueName(source.OutputDirectory, source.Database, startedAt);
         var finalPath = Path.Combine(source.OutputDirectory, name);
         var temporaryPath = Path.Combine(source.OutputDirectory, "." + name + ".partial");
-        output.WriteLine($"  {source.Database}: {tables.Count} tables, snapshot {snapshot} at {snapshotAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z, as {role}");
+        output.WriteLine($"  {source.Database}: {tables.Count} tables, snapshot {snapshot} at "
+            + $"{snapshotAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z, as {role}");
 
         using var password = PasswordFile.For(connectionString);
         try
@@ -90,7 +91,10 @@ public sealed partial class LogicalBackup(PostgresTools tools, BackupOptions opt
                 password,
                 line =>
                 {
-                    if (DumpingTablePattern().Match(line) is { Success: true } match) output.WriteLine($"    pg_dump: dumping {match.Groups[1].Value}");
+                    if (DumpingTablePattern().Match(line) is { Success: true } match)
+                    {
+                        output.WriteLine($"    pg_dump: dumping {match.Groups[1].Value}");
+                    }
                 },
                 dumpCancellation.Token);
 
@@ -177,7 +181,8 @@ public sealed partial class LogicalBackup(PostgresTools tools, BackupOptions opt
             """, connection);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);
-        return new ServerFacts(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), reader.GetInt64(5));
+        return new ServerFacts(reader.GetInt32(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4),
+            reader.GetInt64(5));
     }
 
     /// <summary>The system database's last applied migration, or a workspace database's base-schema version.</summary>

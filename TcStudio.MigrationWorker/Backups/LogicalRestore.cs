@@ -31,9 +31,11 @@ public sealed partial class LogicalRestore(PostgresTools tools, BackupOptions op
         if (sha256 != manifest.Sha256 || size != manifest.SizeBytes)
         {
             throw new BackupCorruptException($"{Path.GetFileName(file)} is corrupt: its SHA-256 is {sha256[..16]}… ({size:#,0} bytes) but the "
-                + $"manifest says {manifest.Sha256?[..Math.Min(16, manifest.Sha256.Length)]}… ({manifest.SizeBytes:#,0} bytes); nothing was restored.");
+                + $"manifest says {manifest.Sha256?[..Math.Min(16, manifest.Sha256.Length)]}… ({manifest.SizeBytes:#,0} "
+                + "bytes); nothing was restored.");
         }
-        output.WriteLine($"  {Path.GetFileName(file)}: {manifest.Database} ({manifest.Kind}), taken {manifest.SnapshotAt?.UtcDateTime ?? manifest.StartedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z "
+        output.WriteLine($"  {Path.GetFileName(file)}: {manifest.Database} ({manifest.Kind}), taken "
+            + $"{manifest.SnapshotAt?.UtcDateTime ?? manifest.StartedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z "
             + $"from PostgreSQL {manifest.ServerVersion.Split(' ')[0]}, schema {manifest.SchemaVersion ?? "(none)"}; SHA-256 matches the manifest");
         return manifest;
     }
@@ -58,7 +60,10 @@ public sealed partial class LogicalRestore(PostgresTools tools, BackupOptions op
                 password,
                 line =>
                 {
-                    if (RestoringTablePattern().Match(line) is { Success: true } match) output.WriteLine($"    pg_restore: restoring {match.Groups[1].Value}");
+                    if (RestoringTablePattern().Match(line) is { Success: true } match)
+                    {
+                        output.WriteLine($"    pg_restore: restoring {match.Groups[1].Value}");
+                    }
                 },
                 cancellationToken);
             PostgresTools.EnsureSuccess(result, "pg_restore");

@@ -23,7 +23,8 @@ public sealed class PointInTimeRecovery(PostgresTools tools, BackupOptions optio
         var stopwatch = Stopwatch.StartNew();
         if (options.WalArchive is not { Length: > 0 } archiveSetting || !Directory.Exists(archiveSetting))
         {
-            throw new BackupConfigurationException("Backup:WalArchive is not set or does not exist: point-in-time recovery replays the archived WAL from there.");
+            throw new BackupConfigurationException("Backup:WalArchive is not set or does not exist: point-in-time recovery replays the "
+                + "archived WAL from there.");
         }
         var archive = Path.GetFullPath(archiveSetting);
         if (archive.IndexOfAny(['\'', '"', '%', '\n', '\r']) >= 0)
@@ -33,7 +34,8 @@ public sealed class PointInTimeRecovery(PostgresTools tools, BackupOptions optio
         var bases = BaseBackupManifest.List(options.BaseDirectory);
         var chosen = bases.LastOrDefault(b => b.FinishedAt <= target) ?? throw new BackupException(bases.Count == 0
             ? $"there is no base backup in {options.BaseDirectory}: take one with 'backup --base' (with WAL archiving on) before you need it."
-            : $"no base backup finished before {Utc(target)}: the oldest kept one finished at {Utc(bases[0].FinishedAt)}, and the WAL before it is gone.");
+            : $"no base backup finished before {Utc(target)}: the oldest kept one finished at {Utc(bases[0].FinishedAt)}, and the "
+                + "WAL before it is gone.");
         if (target > clock.GetUtcNow().AddMinutes(1))
         {
             throw new BackupUsageException($"--target-time {Utc(target)} is in the future.");
@@ -43,10 +45,12 @@ public sealed class PointInTimeRecovery(PostgresTools tools, BackupOptions optio
             "pitr-" + target.UtcDateTime.ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)));
         if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
         {
-            throw new BackupUsageException($"{directory} exists and is not empty; point-in-time recovery builds a new data directory (choose another --into).");
+            throw new BackupUsageException($"{directory} exists and is not empty; point-in-time recovery builds a new data directory "
+                + "(choose another --into).");
         }
         EnsureReachableByPostgres(directory);
-        output.WriteLine($"  base backup {chosen.Name} (finished {Utc(chosen.FinishedAt)}, WAL from {chosen.StartWalFile}), archived WAL in {archive}");
+        output.WriteLine($"  base backup {chosen.Name} (finished {Utc(chosen.FinishedAt)}, WAL from {chosen.StartWalFile}), "
+            + $"archived WAL in {archive}");
 
         Directory.CreateDirectory(directory);
         PostgresTools.Run("cp", "-a", Path.Combine(options.BaseDirectory, chosen.Name) + "/.", directory);
@@ -86,7 +90,8 @@ public sealed class PointInTimeRecovery(PostgresTools tools, BackupOptions optio
             if (running.ExitCode != 0)
             {
                 throw new BackupException($"recovery stopped before reaching {Utc(target)}: {LogReason(directory) ?? "the server exited"}. "
-                    + "If the WAL up to that moment was not archived yet, run SELECT pg_switch_wal() on the server, wait for the archiver and retry.");
+                    + "If the WAL up to that moment was not archived yet, run SELECT pg_switch_wal() on the server, wait for "
+                    + "the archiver and retry.");
             }
             if (deadline.Elapsed > options.RecoveryTimeout)
             {
@@ -129,7 +134,8 @@ public sealed class PointInTimeRecovery(PostgresTools tools, BackupOptions optio
     {
         var log = Path.Combine(directory, LogName);
         if (!File.Exists(log)) return null;
-        return File.ReadLines(log).LastOrDefault(l => l.Contains("FATAL:", StringComparison.Ordinal) || l.Contains("PANIC:", StringComparison.Ordinal))?.Trim();
+        return File.ReadLines(log).LastOrDefault(l => l.Contains("FATAL:", StringComparison.Ordinal)
+            || l.Contains("PANIC:", StringComparison.Ordinal))?.Trim();
     }
 
     /// <summary>When root, the server runs as postgres: every parent of the directory must be searchable by others.</summary>

@@ -50,7 +50,8 @@ public sealed class SqlServerBackup(BackupOptions options, TextWriter output, Ti
     {
         if (options.SqlServerDirectory is not { Length: > 0 } remoteDirectory)
         {
-            throw new BackupConfigurationException("Backup:SqlServerDirectory is not set: BACKUP DATABASE needs a directory on the SQL Server host to write to.");
+            throw new BackupConfigurationException("Backup:SqlServerDirectory is not set: BACKUP DATABASE needs a directory on the SQL "
+                + "Server host to write to.");
         }
         var stopwatch = Stopwatch.StartNew();
         var startedAt = clock.GetUtcNow();

@@ -7,7 +7,8 @@ namespace TcStudio.MigrationWorker.Backups;
 
 /// <summary>A table as the checksum pass reads it.</summary>
 /// <param name="IsPartitioned">A partitioned table: read whole (its partitions are not listed on their own).</param>
-public sealed record TableToCheck(string Name, string QualifiedSql, IReadOnlyList<string> OrderByColumns, string OrderBySql, bool IsPartitioned = false);
+public sealed record TableToCheck(string Name, string QualifiedSql, IReadOnlyList<string> OrderByColumns, string OrderBySql,
+    bool IsPartitioned = false);
 
 /// <summary>
 /// Row counts and content checksums of every table of a database, read in the caller's transaction (for a backup,
@@ -67,7 +68,8 @@ public static class TableChecksums
          ORDER BY n.nspname, c.relname
         """;
 
-    public static async Task ApplySessionSettingsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    public static async Task ApplySessionSettingsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand(SessionSettings, connection, transaction);
         await command.ExecuteNonQueryAsync(cancellationToken);

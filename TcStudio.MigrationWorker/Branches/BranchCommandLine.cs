@@ -7,7 +7,8 @@ public static class BranchCommandLine
 {
     public static Command Create()
     {
-        var branch = new Command("branch", "Throwaway copies of the system database or a workspace database, for trying a migration (not in Production).");
+        var branch = new Command("branch",
+            "Throwaway copies of the system database or a workspace database, for trying a migration (not in Production).");
 
         var name = new Argument<string>("name") { Description = "The branch's database name: lower-case letters, digits, '_' or '-'." };
         var from = new Option<string?>("--from") { Description = "The database to copy (default: the system database)." };

@@ -24,7 +24,8 @@ public sealed class BranchVerbs(IConfiguration configuration, IHostEnvironment e
         var branches = await Branches().ListAsync(ct);
         foreach (var branch in branches)
         {
-            _out.WriteLine($"{branch.Name}  from {branch.Source}  at {branch.CreatedAt:yyyy-MM-dd HH:mm:ss}Z  {DatabaseBranches.Size(branch.SizeBytes)}"
+            _out.WriteLine($"{branch.Name}  from {branch.Source}  at {branch.CreatedAt:yyyy-MM-dd HH:mm:ss}Z  "
+                + $"{DatabaseBranches.Size(branch.SizeBytes)}"
                 + (branch.Role is null ? "" : $"  (detached workspace branch, role {branch.Role})"));
         }
         _out.WriteLine($"branch list: {branches.Count} branch(es).");
@@ -48,7 +49,8 @@ public sealed class BranchVerbs(IConfiguration configuration, IHostEnvironment e
         if (environment.IsProduction())
         {
             throw new MigrationCommandException(
-                $"branch {verb} is refused in the Production environment: branches are for development (DOTNET_ENVIRONMENT is {environment.EnvironmentName}).");
+                $"branch {verb} is refused in the Production environment: branches are for development (DOTNET_ENVIRONMENT is "
+                    + $"{environment.EnvironmentName}).");
         }
     }
 }

@@ -41,7 +41,10 @@ public sealed partial class DatabaseBranches(NpgsqlConnectionStringBuilder syste
     {
         var source = from ?? system.Database!;
         await using var maintenance = await OpenAsync(MaintenanceDatabase, ct);
-        if (await ExistsAsync(maintenance, name, ct)) throw new BranchException($"database '{name}' already exists; pick another name or delete that branch first.");
+        if (await ExistsAsync(maintenance, name, ct))
+        {
+            throw new BranchException($"database '{name}' already exists; pick another name or delete that branch first.");
+        }
         if (!await ExistsAsync(maintenance, source, ct)) throw new BranchException($"source database '{source}' does not exist on {Where}.");
 
         var isWorkspace = await HasMarkerAsync(source, ct);
@@ -58,7 +61,8 @@ public sealed partial class DatabaseBranches(NpgsqlConnectionStringBuilder syste
         if (isWorkspace)
         {
             role = RolePrefix + Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();
-            output.WriteLine($"branch create: '{source}' is a workspace database; copying it without its environment's roles into '{name}', owned by new role {role}");
+            output.WriteLine($"branch create: '{source}' is a workspace database; copying it without its environment's roles into '{name}', "
+                + $"owned by new role {role}");
             await ExecuteAsync(maintenance, $"CREATE ROLE {Quote(role)} NOLOGIN", ct);
             try
             {
@@ -99,7 +103,8 @@ public sealed partial class DatabaseBranches(NpgsqlConnectionStringBuilder syste
         }
 
         var branch = (await ListAsync(ct)).Single(b => b.Name == name);
-        output.WriteLine($"branch create: '{name}' from '{source}' by {method} in {stopwatch.Elapsed.TotalSeconds:0.0} s ({Size(branch.SizeBytes)}).");
+        output.WriteLine($"branch create: '{name}' from '{source}' by {method} in {stopwatch.Elapsed.TotalSeconds:0.0} s "
+            + $"({Size(branch.SizeBytes)}).");
         return branch;
     }
 
@@ -134,7 +139,8 @@ public sealed partial class DatabaseBranches(NpgsqlConnectionStringBuilder syste
         }
         if (await OtherSessionsAsync(maintenance, name, ct) is var sessions and > 0)
         {
-            throw new BranchException($"branch '{name}' has {sessions} open session(s); stop what is connected to it (an API pointed at it?) and try again.");
+            throw new BranchException($"branch '{name}' has {sessions} open session(s); stop what is connected to it (an API pointed "
+                + "at it?) and try again.");
         }
         try
         {
@@ -148,7 +154,8 @@ public sealed partial class DatabaseBranches(NpgsqlConnectionStringBuilder syste
         {
             await ExecuteAsync(maintenance, $"DROP ROLE {Quote(role)}", ct);
         }
-        output.WriteLine($"branch delete: dropped '{name}' (a branch of '{branch.Source}'){(branch.Role is null ? "" : $" and its role {branch.Role}")}.");
+        output.WriteLine($"branch delete: dropped '{name}' (a branch of "
+            + $"'{branch.Source}'){(branch.Role is null ? "" : $" and its role {branch.Role}")}.");
     }
 
     private string MaintenanceDatabase => system.Database == "postgres" ? "template1" : "postgres";
@@ -256,7 +263,8 @@ public sealed partial class DatabaseBranches(NpgsqlConnectionStringBuilder syste
         }
         catch (System.ComponentModel.Win32Exception e)
         {
-            throw new BranchException($"could not run {tools.PathOf(tool)}: {e.Message}. Install the PostgreSQL client tools or set Backup:PostgresBin.");
+            throw new BranchException($"could not run {tools.PathOf(tool)}: {e.Message}. Install the PostgreSQL client tools or "
+                + "set Backup:PostgresBin.");
         }
     }
 
@@ -270,7 +278,8 @@ public sealed partial class DatabaseBranches(NpgsqlConnectionStringBuilder syste
             UPDATE {WorkspaceMarker.Schema}.marker
                SET workspace_id = '00000000-0000-0000-0000-000000000000', environment_id = '00000000-0000-0000-0000-000000000000',
                    database_id = @database_id, server_identity = 'detached branch', branch_of = @source, written_at = now();
-            COMMENT ON TABLE {WorkspaceMarker.Schema}.marker IS 'TC Studio: a detached branch; no workspace may use it until a system Admin adopts it';
+            COMMENT ON TABLE {WorkspaceMarker.Schema}.marker
+                IS 'TC Studio: a detached branch; no workspace may use it until a system Admin adopts it';
             """, connection);
         command.Parameters.AddWithValue("database_id", Guid.CreateVersion7());
         command.Parameters.AddWithValue("source", source);

@@ -140,7 +140,8 @@ public static partial class ActivityPartitions
     {
         month = default;
         if (MonthlyName().Match(partitionName) is not { Success: true } match) return false;
-        var (year, number) = (int.Parse(match.Groups["year"].Value, CultureInfo.InvariantCulture), int.Parse(match.Groups["month"].Value, CultureInfo.InvariantCulture));
+        var (year, number) = (int.Parse(match.Groups["year"].Value, CultureInfo.InvariantCulture),
+            int.Parse(match.Groups["month"].Value, CultureInfo.InvariantCulture));
         if (year < 1 || number is < 1 or > 12) return false;
         month = new DateOnly(year, number, 1);
         return true;
@@ -168,7 +169,8 @@ public static partial class ActivityPartitions
 
     /// <summary>The names of the activity log's partitions (any user may read the catalog).</summary>
     public const string ListPartitionNamesSql =
-        "SELECT c.relname::text AS \"Value\" FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass('public.activities')";
+        "SELECT c.relname::text AS \"Value\" FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = "
+            + "to_regclass('public.activities')";
 
     public static async Task<IReadOnlyList<ActivityPartition>> ListMonthlyAsync(NpgsqlConnection connection, CancellationToken ct)
     {
@@ -192,8 +194,14 @@ public static partial class ActivityPartitions
     public static async Task<ActivityPartitionReport> MaintainAsync(NpgsqlConnection connection, DateTimeOffset now, ActivityPartitionOptions options,
         Func<string, CancellationToken, Task>? backup, Action<string>? progress, CancellationToken ct)
     {
-        if (options.MonthsAhead is < 0 or > 120) throw new ArgumentOutOfRangeException(nameof(options), "Activities:MonthsAhead must be between 0 and 120.");
-        if (options.RetentionMonths is < 1) throw new ArgumentOutOfRangeException(nameof(options), "Activities:RetentionMonths must be 1 or more (unset keeps everything).");
+        if (options.MonthsAhead is < 0 or > 120)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "Activities:MonthsAhead must be between 0 and 120.");
+        }
+        if (options.RetentionMonths is < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), "Activities:RetentionMonths must be 1 or more (unset keeps everything).");
+        }
 
         await ExecuteAsync(connection, "SET lock_timeout = '10s'", ct);
         if (await ScalarAsync(connection, "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('public.activities')", ct) is not "p")

@@ -56,7 +56,10 @@ public sealed class ActivityStreamOptions
         {
             if (value <= TimeSpan.Zero) return $"{SectionName}:{name} must be a positive duration (hh:mm:ss).";
         }
-        if (ListenerMaxReconnectDelay < ListenerReconnectDelay) return $"{SectionName}:ListenerMaxReconnectDelay is shorter than ListenerReconnectDelay.";
+        if (ListenerMaxReconnectDelay < ListenerReconnectDelay)
+        {
+            return $"{SectionName}:ListenerMaxReconnectDelay is shorter than ListenerReconnectDelay.";
+        }
         if (PendingMaxRetryDelay < PendingRetryDelay) return $"{SectionName}:PendingMaxRetryDelay is shorter than PendingRetryDelay.";
         if (BatchSize is < 1 or > 10_000) return $"{SectionName}:BatchSize must be between 1 and 10000.";
         if (BufferedEvents is < 1 or > 1_000_000) return $"{SectionName}:BufferedEvents must be between 1 and 1000000.";

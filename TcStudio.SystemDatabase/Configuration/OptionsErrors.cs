@@ -31,7 +31,8 @@ public static partial class OptionsErrors
     public static string? Describe(Exception exception) => exception switch
     {
         AggregateException aggregate => aggregate.InnerExceptions.Select(Describe).FirstOrDefault(line => line is not null),
-        OptionsValidationException validation => OneLine(validation.Failures.FirstOrDefault() ?? $"Options '{validation.OptionsName}' are not valid."),
+        OptionsValidationException validation => OneLine(validation.Failures.FirstOrDefault()
+            ?? $"Options '{validation.OptionsName}' are not valid."),
         ConfigurationValueException value => value.Message,
         // The binder's message quotes the value ("Failed to convert configuration value '…' at 'Key' to type '…'"):
         // only the key and the type are kept.

@@ -18,7 +18,8 @@ internal sealed class WorkspaceDatabaseConfiguration : IEntityTypeConfiguration<
             t.HasCheckConstraint("ck_workspace_databases_attached_environment", "(state = 'attached') = (environment_id IS NOT NULL)");
             t.HasCheckConstraint("ck_workspace_databases_database_name_format", "database_name ~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$'");
             t.HasCheckConstraint("ck_workspace_databases_role_format",
-                "(owner_role IS NULL OR owner_role ~ '^tcws_[a-z0-9_]+_owner$') AND (execute_role IS NULL OR execute_role ~ '^tcws_[a-z0-9_]+_exec$')");
+                "(owner_role IS NULL OR owner_role ~ '^tcws_[a-z0-9_]+_owner$') AND (execute_role IS NULL OR execute_role ~ "
+                    + "'^tcws_[a-z0-9_]+_exec$')");
         });
         database.HasKey(d => d.Id).HasName("pk_workspace_databases");
         database.Property(d => d.ServerIdentity).HasMaxLength(WorkspaceDatabase.ServerIdentityMaxLength);

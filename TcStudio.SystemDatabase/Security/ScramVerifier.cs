@@ -5,7 +5,8 @@ namespace TcStudio.SystemDatabase.Security;
 
 /// <summary>
 /// PostgreSQL's stored form of a SCRAM-SHA-256 password (RFC 5802/7677, as pg_authid keeps it), computed here so the
-/// password itself never travels in SQL text a server might log: <c>SCRAM-SHA-256$&lt;iterations&gt;:&lt;salt&gt;$&lt;StoredKey&gt;:&lt;ServerKey&gt;</c>.
+/// password itself never travels in SQL text a server might log:
+/// <c>SCRAM-SHA-256$&lt;iterations&gt;:&lt;salt&gt;$&lt;StoredKey&gt;:&lt;ServerKey&gt;</c>.
 /// <c>CREATE/ALTER ROLE ... PASSWORD '&lt;verifier&gt;'</c> stores it as is. Passwords here are ASCII, so SASLprep
 /// leaves them unchanged.
 /// </summary>
@@ -25,5 +26,6 @@ public static class ScramVerifier
 
     /// <summary>The shape the provisioning functions accept (checked again there).</summary>
     public static bool IsVerifier(string value) =>
-        System.Text.RegularExpressions.Regex.IsMatch(value, @"^SCRAM-SHA-256\$[0-9]{4,7}:[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}:[A-Za-z0-9+/]+={0,2}$");
+        System.Text.RegularExpressions.Regex.IsMatch(value,
+            @"^SCRAM-SHA-256\$[0-9]{4,7}:[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}:[A-Za-z0-9+/]+={0,2}$");
 }

@@ -60,10 +60,14 @@ public sealed record SystemRoleNames(string Owner, string App, string Backup, st
             if (!SystemDatabaseRoles.RoleName().IsMatch(name))
             {
                 throw new InvalidOperationException(
-                    $"Role name '{name}' (from {SystemRoleOptions.SectionName} or the database name) is not a plain lower-case identifier of at most 63 characters.");
+                    $"Role name '{name}' (from {SystemRoleOptions.SectionName} or the database name) is not a plain lower-case identifier of "
+                        + "at most 63 characters.");
             }
         }
-        if (names.All.Distinct().Count() != 4) throw new InvalidOperationException($"The {SystemRoleOptions.SectionName} names must differ from each other.");
+        if (names.All.Distinct().Count() != 4)
+        {
+            throw new InvalidOperationException($"The {SystemRoleOptions.SectionName} names must differ from each other.");
+        }
         return names;
     }
 
@@ -108,7 +112,8 @@ public static partial class SystemDatabaseRoles
         var (owner, app, backup, definer) = (Q(names.Owner), Q(names.App), Q(names.Backup), Q(names.Definer));
 
         // Roles are cluster-wide: created from the maintenance database, with the system database if it is missing.
-        await using (var server = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(target.ConnectionString) { Database = "postgres" }.ConnectionString))
+        await using (var server = new NpgsqlConnection(
+            new NpgsqlConnectionStringBuilder(target.ConnectionString) { Database = "postgres" }.ConnectionString))
         {
             await server.OpenAsync(ct);
             await using var serverTransaction = await server.BeginTransactionAsync(ct);
@@ -245,8 +250,10 @@ public static partial class SystemDatabaseRoles
         var ownerPassword = options.OwnerPassword
             ?? (string.Equals(system.Username, names.Owner, StringComparison.Ordinal) ? system.Password : null);
         // Through the system database's SSH tunnel when it has one (the admin credential is for the same server).
-        var admin = Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(adminConnectionString) { Database = system.Database, Pooling = false },
-            configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}"), Ssh.SshTunnels.SystemServerName, open: true);
+        var admin = Ssh.SshTunnels.Shared.Route(new NpgsqlConnectionStringBuilder(adminConnectionString) { Database = system.Database,
+            Pooling = false },
+            configuration.GetSection($"{DatabaseOptions.SectionName}:{Ssh.SshTunnelOptions.SectionName}"), Ssh.SshTunnels.SystemServerName,
+                open: true);
         return (admin.ConnectionString, names, new Passwords(ownerPassword, options.AppPassword, options.BackupPassword));
     }
 

@@ -283,8 +283,9 @@ public sealed class SshTunnel : IDisposable
             _ => e switch
             {
                 SshAuthenticationException => $"{prefix} user '{Options.User}' was refused with the configured key "
-                    + $"({(string.IsNullOrWhiteSpace(Options.PrivateKey) ? $"'{Options.PrivateKeyPath}'" : $"{Options.ConfigurationPath}:PrivateKey")}): "
-                    + "the key is not in that user's authorized_keys on the bastion.",
+                    + "("
+                    + (string.IsNullOrWhiteSpace(Options.PrivateKey) ? $"'{Options.PrivateKeyPath}'" : $"{Options.ConfigurationPath}:PrivateKey")
+                    + "): the key is not in that user's authorized_keys on the bastion.",
                 SshOperationTimeoutException or TimeoutException => $"{prefix} no answer within {Options.ConnectTimeout.TotalSeconds:0.#} s.",
                 SshConnectionException c => $"{prefix} the server closed the connection ({FirstLine(c.Message)}).",
                 _ => $"{prefix} {FirstLine(e.Message)}",

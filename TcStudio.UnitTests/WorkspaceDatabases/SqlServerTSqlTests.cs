@@ -54,7 +54,8 @@ public sealed class SqlServerTSqlTests
         var migrations = WorkspaceMigrations.For("sqlserver");
         Assert.Equal([1, 2], migrations.Select(m => m.Version));
         Assert.All(migrations, m => Assert.False(string.IsNullOrWhiteSpace(m.Down)));
-        Assert.Equal(["CREATE SCHEMA tcstudio AUTHORIZATION dbo;"], SqlServerSql.Batches(migrations[0].Up).Take(1).Select(b => b.Trim().Split('\n').Last()));
+        Assert.Equal(["CREATE SCHEMA tcstudio AUTHORIZATION dbo;"],
+            SqlServerSql.Batches(migrations[0].Up).Take(1).Select(b => b.Trim().Split('\n').Last()));
         Assert.Equal(2, SqlServerSql.Batches(migrations[0].Down).Count);
         Assert.Equal(WorkspaceMigrations.For("postgres").Select(m => m.Id), migrations.Select(m => m.Id));
     }
@@ -470,8 +471,10 @@ public sealed class SqlServerTSqlTests
         Assert.True(TSqlDraftValidator.Check("dbo.Deep", "CREATE PROCEDURE dbo.Deep AS\n" + ifs).Validation.IsValid);
         var depth = TSqlDraftValidator.MaxNesting - 2;
         var parens = "SELECT " + string.Concat(Enumerable.Repeat("(SELECT ", depth)) + "1" + new string(')', depth) + ";";
-        Assert.True(TSqlDraftValidator.Check("dbo.Deep", "CREATE PROCEDURE dbo.Deep AS\nBEGIN TRAN;\nBEGIN TRANSACTION;\n" + parens + "\nCOMMIT;").Validation.IsValid);
-        var nested = "CREATE PROCEDURE dbo.Deep AS " + string.Concat(Enumerable.Repeat("BEGIN IF 1 = 1 ", 150)) + "EXEC xp_cmdshell 'x';" + string.Concat(Enumerable.Repeat(" END", 150));
+        Assert.True(TSqlDraftValidator.Check("dbo.Deep", "CREATE PROCEDURE dbo.Deep AS\nBEGIN TRAN;\nBEGIN TRANSACTION;\n" + parens + "\nCOMMIT;")
+            .Validation.IsValid);
+        var nested = "CREATE PROCEDURE dbo.Deep AS " + string.Concat(Enumerable.Repeat("BEGIN IF 1 = 1 ", 150)) + "EXEC xp_cmdshell 'x';"
+            + string.Concat(Enumerable.Repeat(" END", 150));
         Assert.Contains("xp_cmdshell", Assert.Single(TSqlDraftValidator.Check("dbo.Deep", nested).Validation.Errors).Message);
     }
 
@@ -483,12 +486,15 @@ public sealed class SqlServerTSqlTests
         Assert.Equal(3, error.Line);
         Assert.True(error.Column > 1);
 
-        Assert.Contains("must match", TSqlDraftValidator.Check("dbo.Expected", "CREATE PROCEDURE dbo.Other AS SELECT 1;").Validation.Errors.Single().Message);
-        Assert.Contains("must match", TSqlDraftValidator.Check("sales.GetOrders", "CREATE PROCEDURE dbo.GetOrders AS SELECT 1;").Validation.Errors.Single().Message);
+        Assert.Contains("must match",
+            TSqlDraftValidator.Check("dbo.Expected", "CREATE PROCEDURE dbo.Other AS SELECT 1;").Validation.Errors.Single().Message);
+        Assert.Contains("must match",
+            TSqlDraftValidator.Check("sales.GetOrders", "CREATE PROCEDURE dbo.GetOrders AS SELECT 1;").Validation.Errors.Single().Message);
         Assert.Contains("database", // ScriptDom itself refuses a database prefix on CREATE PROCEDURE
             TSqlDraftValidator.Check("GetOrders", "CREATE PROCEDURE otherdb.dbo.GetOrders AS SELECT 1;").Validation.Errors.Single().Message);
         Assert.Contains("exactly one", TSqlDraftValidator.Check("dbo.P",
-            "CREATE PROCEDURE dbo.P AS SELECT 1;\nGO\nCREATE PROCEDURE dbo.Q AS SELECT 2;").Validation.Errors.Select(e => e.Message).First(m => m.Contains("exactly")));
+            "CREATE PROCEDURE dbo.P AS SELECT 1;\nGO\nCREATE PROCEDURE dbo.Q AS SELECT 2;").Validation.Errors.Select(e => e.Message)
+                .First(m => m.Contains("exactly")));
         var extra = TSqlDraftValidator.Check("dbo.P", "CREATE PROCEDURE dbo.P AS SELECT 1;\nGO\nDROP TABLE dbo.Orders;");
         Assert.Equal(3, Assert.Single(extra.Validation.Errors).Line);
         Assert.False(TSqlDraftValidator.Check("dbo.P", "ALTER PROCEDURE dbo.P AS SELECT 1;").Validation.IsValid);

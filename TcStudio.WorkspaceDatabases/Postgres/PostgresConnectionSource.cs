@@ -13,7 +13,8 @@ internal sealed class PostgresConnectionSource(WorkspaceServer server, Workspace
     WorkspacesOptions options) : IWorkspaceConnectionSource
 {
     private readonly Lock _gate = new();
-    private readonly WorkspaceRoleSet _roles = ownership.Roles ?? throw new InvalidOperationException("A PostgreSQL environment's claim carries its roles.");
+    private readonly WorkspaceRoleSet _roles = ownership.Roles
+        ?? throw new InvalidOperationException("A PostgreSQL environment's claim carries its roles.");
     private NpgsqlDataSource? _deploy;
     private NpgsqlDataSource? _execute;
 

@@ -42,7 +42,8 @@ public static partial class PostgresProvisioning
     /// <summary>Idempotent: the schema, the registry and the functions, owned by whoever runs it (the admin).</summary>
     public const string InstallSql = """
         CREATE SCHEMA IF NOT EXISTS tcstudio_provisioning;
-        COMMENT ON SCHEMA tcstudio_provisioning IS 'TC Studio: creates and drops workspace roles for the provisioner login (installed by the worker''s workspaces bootstrap)';
+        COMMENT ON SCHEMA tcstudio_provisioning
+            IS 'TC Studio: creates and drops workspace roles for the provisioner login (installed by the worker''s workspaces bootstrap)';
         REVOKE ALL ON SCHEMA tcstudio_provisioning FROM PUBLIC;
 
         CREATE TABLE IF NOT EXISTS tcstudio_provisioning.workspace_roles (
@@ -71,8 +72,8 @@ public static partial class PostgresProvisioning
             found_role pg_roles%ROWTYPE;
         BEGIN
             IF new_role IS NULL OR new_role !~ '^tcws_[0-9a-f]{32}_(owner|exec)$' THEN
-                RAISE EXCEPTION 'tcstudio: % is not a workspace role name (tcws_<32 hex digits>_owner or _exec)', coalesce(quote_literal(new_role), 'NULL')
-                    USING ERRCODE = '22023';
+                RAISE EXCEPTION 'tcstudio: % is not a workspace role name (tcws_<32 hex digits>_owner or _exec)',
+                    coalesce(quote_literal(new_role), 'NULL') USING ERRCODE = '22023';
             END IF;
             IF verifier IS NULL OR verifier !~ '^SCRAM-SHA-256\$[0-9]{4,7}:[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2}:[A-Za-z0-9+/]+={0,2}$' THEN
                 RAISE EXCEPTION 'tcstudio: the password must be given as a SCRAM-SHA-256 verifier' USING ERRCODE = '22023';
@@ -95,12 +96,14 @@ public static partial class PostgresProvisioning
                     RAISE EXCEPTION 'tcstudio: role % exists and was not created by TC Studio', quote_ident(new_role) USING ERRCODE = '42710';
                 END IF;
                 IF found_role.rolsuper OR found_role.rolreplication OR found_role.rolbypassrls THEN
-                    RAISE EXCEPTION 'tcstudio: role % has been given privileges a workspace role must not have', quote_ident(new_role) USING ERRCODE = '42501';
+                    RAISE EXCEPTION 'tcstudio: role % has been given privileges a workspace role must not have', quote_ident(new_role)
+                        USING ERRCODE = '42501';
                 END IF;
                 EXECUTE format('ALTER ROLE %I WITH LOGIN NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT %s PASSWORD %L',
                     new_role, max_connections, verifier);
             ELSE
-                EXECUTE format('CREATE ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT %s PASSWORD %L',
+                EXECUTE format('CREATE ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS '
+                    || 'CONNECTION LIMIT %s PASSWORD %L',
                     new_role, max_connections, verifier);
                 EXECUTE format('COMMENT ON ROLE %I IS %L', new_role, 'TC Studio workspace role (tcstudio_provisioning)');
                 INSERT INTO tcstudio_provisioning.workspace_roles (role_name) VALUES (new_role);
@@ -177,7 +180,8 @@ public static partial class PostgresProvisioning
                     WHERE n.nspname = 'tcstudio_provisioning' AND p.proname = 'create_workspace_role' LIMIT 1),
                    (SELECT has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = 'tcstudio_provisioning')
                    AND (SELECT bool_and(has_function_privilege(p.oid, 'EXECUTE')) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                        WHERE n.nspname = 'tcstudio_provisioning' AND p.proname IN ('create_workspace_role', 'grant_workspace_role', 'drop_workspace_role')),
+                        WHERE n.nspname = 'tcstudio_provisioning'
+                          AND p.proname IN ('create_workspace_role', 'grant_workspace_role', 'drop_workspace_role')),
                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
                    current_user
             """, connection);
@@ -188,18 +192,23 @@ public static partial class PostgresProvisioning
         return new State(version, !reader.IsDBNull(1) && reader.GetBoolean(1), reader.GetBoolean(2), reader.GetString(3));
     }
 
-    /// <summary>Installs or updates the functions (one transaction, serialized by an advisory lock); grants them to <paramref name="grantee"/>.</summary>
+    /// <summary>
+    /// Installs or updates the functions (one transaction, serialized by an advisory lock); grants them to
+    /// <paramref name="grantee"/>.
+    /// </summary>
     public static async Task InstallAsync(NpgsqlConnection admin, string? grantee, CancellationToken ct)
     {
         await using var transaction = await admin.BeginTransactionAsync(ct);
         await ExecuteAsync(admin, "SELECT pg_advisory_xact_lock(hashtextextended('tcstudio_provisioning', 0))", ct);
         await using (var owner = new NpgsqlCommand(
-            "SELECT pg_get_userbyid(nspowner) = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) FROM pg_namespace WHERE nspname = 'tcstudio_provisioning'",
+            "SELECT pg_get_userbyid(nspowner) = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) FROM pg_namespace WHERE "
+                + "nspname = 'tcstudio_provisioning'",
             admin))
         {
             if (await owner.ExecuteScalarAsync(ct) is false)
             {
-                throw new InvalidOperationException("Schema tcstudio_provisioning exists and belongs to another role; drop it or run the bootstrap as its owner.");
+                throw new InvalidOperationException("Schema tcstudio_provisioning exists and belongs to another role; drop it or run the "
+                    + "bootstrap as its owner.");
             }
         }
         await ExecuteAsync(admin, InstallSql, ct);
@@ -263,7 +272,8 @@ public static partial class PostgresProvisioning
         }
         var quoted = QuoteIdentifier(login);
         await using var read = new NpgsqlCommand(
-            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolname = current_user FROM pg_roles WHERE rolname = $1", admin);
+            "SELECT rolsuper, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls, rolname = current_user FROM pg_roles "
+                + "WHERE rolname = $1", admin);
         read.Parameters.Add(new NpgsqlParameter { Value = login });
         bool exists, super = false, createRole = false, createDb = false, canLogin = false, replication = false, bypass = false, isAdmin = false;
         await using (var reader = await read.ExecuteReaderAsync(ct))
@@ -271,7 +281,8 @@ public static partial class PostgresProvisioning
             exists = await reader.ReadAsync(ct);
             if (exists)
             {
-                (super, createRole, createDb, canLogin, replication, bypass, isAdmin) = (reader.GetBoolean(0), reader.GetBoolean(1), reader.GetBoolean(2),
+                (super, createRole, createDb, canLogin, replication, bypass, isAdmin) = (reader.GetBoolean(0), reader.GetBoolean(1),
+                    reader.GetBoolean(2),
                     reader.GetBoolean(3), reader.GetBoolean(4), reader.GetBoolean(5), reader.GetBoolean(6));
             }
         }
@@ -284,16 +295,29 @@ public static partial class PostgresProvisioning
         }
         if (!exists)
         {
-            if (!create) throw new InvalidOperationException($"The deploy login '{login}' does not exist; run the bootstrap with --create-provisioner to create it.");
+            if (!create)
+            {
+                throw new InvalidOperationException($"The deploy login '{login}' does not exist; run the bootstrap with "
+                    + "--create-provisioner to create it.");
+            }
             if (string.IsNullOrEmpty(password)) throw new InvalidOperationException($"The deploy connection string gives no password for '{login}'.");
             await ExecuteAsync(admin,
-                $"CREATE ROLE {quoted} WITH LOGIN CREATEDB INHERIT NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {QuoteLiteral(ScramVerifier.Compute(password))}", ct);
+                $"CREATE ROLE {quoted} WITH LOGIN CREATEDB INHERIT NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD "
+                    + $"{QuoteLiteral(ScramVerifier.Compute(password))}", ct);
             lines.Add($"created the provisioner login '{login}' (LOGIN CREATEDB, nothing else)");
         }
         else
         {
-            if (super) warnings.Add($"'{login}' is a superuser: it works, but is not least privilege (the provisioner needs CREATEDB and EXECUTE on the functions only).");
-            if (createRole && !super) warnings.Add($"'{login}' has CREATEROLE: on PostgreSQL 15 that is as good as superuser (it can GRANT pg_execute_server_program to itself). Remove it: ALTER ROLE {quoted} NOCREATEROLE.");
+            if (super)
+            {
+                warnings.Add($"'{login}' is a superuser: it works, but is not least privilege (the provisioner needs CREATEDB and EXECUTE "
+                    + "on the functions only).");
+            }
+            if (createRole && !super)
+            {
+                warnings.Add($"'{login}' has CREATEROLE: on PostgreSQL 15 that is as good as superuser (it can GRANT pg_execute_server_program to "
+                    + $"itself). Remove it: ALTER ROLE {quoted} NOCREATEROLE.");
+            }
             if ((replication || bypass) && !super) warnings.Add($"'{login}' has REPLICATION or BYPASSRLS, which the provisioner does not need.");
             if (create)
             {
@@ -306,7 +330,8 @@ public static partial class PostgresProvisioning
             }
             else if (!createDb && !super)
             {
-                throw new InvalidOperationException($"The deploy login '{login}' lacks CREATEDB; run the bootstrap with --create-provisioner, or ALTER ROLE {quoted} CREATEDB.");
+                throw new InvalidOperationException($"The deploy login '{login}' lacks CREATEDB; run the bootstrap with --create-provisioner, or "
+                    + $"ALTER ROLE {quoted} CREATEDB.");
             }
             else
             {

@@ -44,7 +44,8 @@ internal static class PostgresRoutineExecutor
 
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
         var commandTimeout = (int)Math.Ceiling(limits.Timeout.TotalSeconds) + 5; // the server-side timeout fires first
-        await PostgresWorkspaceProvider.ExecuteAsync(npgsql, $"SET LOCAL statement_timeout = {(long)limits.Timeout.TotalMilliseconds}", cancellationToken);
+        await PostgresWorkspaceProvider.ExecuteAsync(npgsql, $"SET LOCAL statement_timeout = {(long)limits.Timeout.TotalMilliseconds}",
+            cancellationToken);
 
         string kind, schema, routine, returnType;
         int defaults;
@@ -56,7 +57,8 @@ internal static class PostgresRoutineExecutor
             await using var reader = await lookup.ExecuteReaderAsync(cancellationToken);
             if (!await reader.ReadAsync(cancellationToken))
             {
-                throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.", environment);
+                throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.",
+                    environment);
             }
             kind = reader.GetString(0);
             schema = reader.GetString(1);
@@ -74,7 +76,8 @@ internal static class PostgresRoutineExecutor
             }
             if (await reader.ReadAsync(cancellationToken))
             {
-                throw new WorkspaceTargetException($"'{procedureName}' has several overloads in environment '{environment}'; publish it again to keep one.", environment);
+                throw new WorkspaceTargetException($"'{procedureName}' has several overloads in environment '{environment}'; publish it again to "
+                    + "keep one.", environment);
             }
         }
 
@@ -248,7 +251,8 @@ internal static class PostgresRoutineExecutor
         }
         catch (Exception e) when (e is FormatException or InvalidOperationException or OverflowException or ArgumentException or JsonException)
         {
-            throw new WorkspaceParameterException(name, $"'{name}' must be a value of type {argument.TypeSql}: {value.GetRawText()} is not.", environment);
+            throw new WorkspaceParameterException(name, $"'{name}' must be a value of type {argument.TypeSql}: {value.GetRawText()} is not.",
+                environment);
         }
     }
 
@@ -283,15 +287,18 @@ internal static class PostgresRoutineExecutor
         "json" => new NpgsqlParameter { Value = value.GetRawText(), NpgsqlDbType = NpgsqlDbType.Json },
         "jsonb" => new NpgsqlParameter { Value = value.GetRawText(), NpgsqlDbType = NpgsqlDbType.Jsonb },
         "bytea" => new NpgsqlParameter { Value = Convert.FromBase64String(Scalar(value)) },
-        "text" or "varchar" or "bpchar" or "name" or "citext" or "refcursor" => new NpgsqlParameter { Value = Scalar(value), NpgsqlDbType = NpgsqlDbType.Text },
+        "text" or "varchar" or "bpchar" or "name" or "citext" or "refcursor" => new NpgsqlParameter { Value = Scalar(value),
+            NpgsqlDbType = NpgsqlDbType.Text },
         // Enums, domains and other types: sent as text for the server to convert ($n::type in the call).
-        _ => new NpgsqlParameter { Value = value.ValueKind == JsonValueKind.String ? value.GetString() : value.GetRawText(), NpgsqlDbType = NpgsqlDbType.Unknown },
+        _ => new NpgsqlParameter { Value = value.ValueKind == JsonValueKind.String ? value.GetString() : value.GetRawText(),
+            NpgsqlDbType = NpgsqlDbType.Unknown },
     };
 
     private static NpgsqlParameter ArrayParameter(string elementType, JsonElement value)
     {
         if (value.ValueKind != JsonValueKind.Array) throw new FormatException("Expected a JSON array.");
-        var items = value.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.Null ? null : ScalarParameter(elementType, item).Value).ToList();
+        var items = value.EnumerateArray().Select(item => item.ValueKind == JsonValueKind.Null ? null : ScalarParameter(elementType, item).Value)
+            .ToList();
         var clrType = items.FirstOrDefault(i => i is not null)?.GetType() ?? typeof(string);
         var array = Array.CreateInstance(clrType.IsValueType ? typeof(Nullable<>).MakeGenericType(clrType) : clrType, items.Count);
         for (var i = 0; i < items.Count; i++) array.SetValue(items[i], i);
@@ -307,11 +314,13 @@ internal static class PostgresRoutineExecutor
     };
 
     /// <param name="sizeColumn">Column 0 is the row's size (tcstudio_row_bytes), read before the values and not returned.</param>
-    private static async Task<(ExecutionResultSet Set, bool Truncated)> ReadResultSetAsync(NpgsqlDataReader reader, int remaining, ResultBudget budget,
+    private static async Task<(ExecutionResultSet Set, bool Truncated)> ReadResultSetAsync(NpgsqlDataReader reader, int remaining,
+        ResultBudget budget,
         CancellationToken ct, bool sizeColumn = false)
     {
         var first = sizeColumn ? 1 : 0;
-        var columns = Enumerable.Range(first, reader.FieldCount - first).Select(i => new ExecutionColumn(reader.GetName(i), reader.GetDataTypeName(i))).ToList();
+        var columns = Enumerable.Range(first, reader.FieldCount - first)
+            .Select(i => new ExecutionColumn(reader.GetName(i), reader.GetDataTypeName(i))).ToList();
         var rows = new List<object?[]>();
         var truncated = false;
         while (await reader.ReadAsync(ct))
@@ -401,9 +410,11 @@ internal static class PostgresRoutineExecutor
         try { return reader.GetFieldValue<string>(ordinal); }
         catch (Exception e) when (e is InvalidCastException or NotSupportedException or InvalidOperationException) { }
         try { return reader.GetFieldValue<System.Numerics.BigInteger>(ordinal).ToString(CultureInfo.InvariantCulture); }
-        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException or InvalidOperationException) { }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException
+            or InvalidOperationException) { }
         try { return reader.GetDouble(ordinal); }
-        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException or InvalidOperationException) { }
+        catch (Exception e) when (e is InvalidCastException or NotSupportedException or OverflowException or ArgumentException
+            or InvalidOperationException) { }
         return $"(a value of type {reader.GetDataTypeName(ordinal)} that cannot be shown)";
     }
 }

@@ -79,7 +79,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
-    public override async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
+    public override async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership,
+        CancellationToken cancellationToken)
     {
         var roles = RolesOf(ownership);
         await using var connection = AdminConnection(server);
@@ -97,7 +98,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     /// owner may do that, so the deploy login owns the database for that moment (it may: it is a member of the current
     /// owner role, and CREATEDB), then hands it over.
     /// </summary>
-    private async Task HandOverAsync(NpgsqlConnection serverConnection, WorkspaceServer server, string database, string ownerRole, CancellationToken ct)
+    private async Task HandOverAsync(NpgsqlConnection serverConnection, WorkspaceServer server, string database, string ownerRole,
+        CancellationToken ct)
     {
         await ExecuteAsync(serverConnection, $"ALTER DATABASE {Quote(database)} OWNER TO CURRENT_USER", ct);
         await using (var connection = AdminConnection(server, database))
@@ -153,7 +155,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         }
     }
 
-    public override async Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+    public override async Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership,
+        IReadOnlyList<string> previousRoles,
         CancellationToken cancellationToken)
     {
         var roles = RolesOf(ownership);
@@ -272,7 +275,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         }
         await ExecuteAsync(connection, $"""
             CREATE SCHEMA IF NOT EXISTS {WorkspaceMarker.Schema};
-            COMMENT ON SCHEMA {WorkspaceMarker.Schema} IS 'TC Studio: which workspace environment this database belongs to; checked before every connection is used';
+            COMMENT ON SCHEMA {WorkspaceMarker.Schema}
+                IS 'TC Studio: which workspace environment this database belongs to; checked before every connection is used';
             REVOKE ALL ON SCHEMA {WorkspaceMarker.Schema} FROM PUBLIC;
             CREATE TABLE IF NOT EXISTS {WorkspaceMarker.Schema}.marker (
                 singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -309,7 +313,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         // The role's statement_timeout is the largest execute timeout: an execution's SET LOCAL may only lower it.
         var limits = new PostgresProvisioning.RoleLimits(
             Math.Clamp(settings.Limits.Connections, 1, 1000),
-            (int)Math.Clamp(Math.Max(WorkspacesOptions.WholeSeconds(settings.MaxExecuteTimeout), WorkspacesOptions.WholeSeconds(settings.OperationTimeout)) * 1000L, 1000, 86_400_000),
+            (int)Math.Clamp(Math.Max(WorkspacesOptions.WholeSeconds(settings.MaxExecuteTimeout),
+                WorkspacesOptions.WholeSeconds(settings.OperationTimeout)) * 1000L, 1000, 86_400_000),
             Math.Clamp(settings.Limits.TempFileLimitKilobytes, 1024, 1_073_741_824),
             Math.Clamp(settings.Limits.WorkMemKilobytes, 64, 4_194_304));
         await PostgresProvisioning.CreateRoleAsync(connection, roles.OwnerRole, ScramVerifier.Compute(roles.OwnerPassword), limits, ct);
@@ -332,11 +337,13 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         throw new WorkspaceServerSetupException(state.InstalledVersion is null or < PostgresProvisioning.Version
             ? $"Server '{server.Name}' is not prepared for workspace roles: run the migration worker's 'workspaces bootstrap --server {server.Name}' "
               + "with the server's admin connection string once."
-            : $"The deploy login of server '{server.Name}' ({state.CurrentUser}) may not execute the provisioning functions: run the migration worker's "
+            : $"The deploy login of server '{server.Name}' ({state.CurrentUser}) may not execute the provisioning functions: "
+                + "run the migration worker's "
               + $"'workspaces bootstrap --server {server.Name}' to grant them.");
     }
 
-    public override async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+    public override async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles,
+        CancellationToken cancellationToken)
     {
         await using (var connection = AdminConnection(server))
         {
@@ -371,7 +378,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
 
     // ---- Base schema ----
 
-    public override async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(NpgsqlConnection npgsql, CancellationToken cancellationToken)
+    public override async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(NpgsqlConnection npgsql,
+        CancellationToken cancellationToken)
     {
         await using (var exists = new NpgsqlCommand("SELECT to_regclass('tcstudio.tcstudio_schema_migrations') IS NOT NULL", npgsql))
         {
@@ -509,7 +517,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         }
         if (IsReservedSchema(expected.SchemaOr(DefaultSchema)))
         {
-            return Invalid(Problem(sql, nameStart, $"Schema '{expected.Schema}' is reserved; choose another schema for the {kind.ToLowerInvariant()}."));
+            return Invalid(Problem(sql, nameStart,
+                $"Schema '{expected.Schema}' is reserved; choose another schema for the {kind.ToLowerInvariant()}."));
         }
         for (var k = i; k + 1 < tokens.Count; k++)
         {
@@ -534,7 +543,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
     private const string SecurityDefinerRefused =
         "SECURITY DEFINER is not allowed: published routines run as the environment's execute role, never as its owner.";
 
-    public override async Task<SqlValidation> ValidateAsync(NpgsqlConnection connection, string procedureName, string sql, CancellationToken cancellationToken)
+    public override async Task<SqlValidation> ValidateAsync(NpgsqlConnection connection, string procedureName, string sql,
+        CancellationToken cancellationToken)
     {
         var shape = Check(procedureName, sql);
         if (!shape.Validation.IsValid) return shape.Validation;
@@ -564,7 +574,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         catch (PostgresException e) when (!WorkspaceFailures.IsConnectionFailure(e) && e.SqlState != PostgresErrorCodes.QueryCanceled)
         {
             var offset = e.Position > 0 ? shape.OffsetInDraft(e.Position) : shape.StatementStart;
-            var message = $"{e.SqlState}: {e.MessageText}" + (e.Detail is { Length: > 0 } d ? $" ({d})" : "") + (e.Hint is { Length: > 0 } h ? $" Hint: {h}" : "");
+            var message = $"{e.SqlState}: {e.MessageText}" + (e.Detail is { Length: > 0 } d ? $" ({d})" : "")
+                + (e.Hint is { Length: > 0 } h ? $" Hint: {h}" : "");
             return new SqlValidation([Problem(sql, offset, WorkspaceFailures.Scrub(message, npgsql.UserName))]);
         }
         finally
@@ -678,10 +689,14 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         await using (var reader = await batch.ExecuteReaderAsync(ct))
         {
             await reader.ReadAsync(ct);
-            (sameTransaction, created, securityDefiner, switchesRole) = (reader.GetBoolean(0), reader.GetInt64(1), reader.GetBoolean(2), reader.GetBoolean(3));
+            (sameTransaction, created, securityDefiner, switchesRole) = (reader.GetBoolean(0), reader.GetInt64(1), reader.GetBoolean(2),
+                reader.GetBoolean(3));
         }
         if (!sameTransaction) return "The draft ended the transaction it ran in; a draft must be exactly one CREATE [OR REPLACE] FUNCTION|PROCEDURE.";
-        if (created == 0) return $"The draft did not create or replace '{name}'; a draft must be exactly one CREATE [OR REPLACE] FUNCTION|PROCEDURE of it.";
+        if (created == 0)
+        {
+            return $"The draft did not create or replace '{name}'; a draft must be exactly one CREATE [OR REPLACE] FUNCTION|PROCEDURE of it.";
+        }
         if (securityDefiner) return SecurityDefinerRefused;
         if (switchesRole) return "SET role or session_authorization is not allowed on a published routine.";
         return null;
@@ -817,14 +832,16 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
             """, ct);
     }
 
-    public override async Task UndeployAsync(NpgsqlConnection npgsql, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
+    public override async Task UndeployAsync(NpgsqlConnection npgsql, string procedureName, ProcedureDeployment deployment,
+        CancellationToken cancellationToken)
     {
         await using var transaction = await npgsql.BeginTransactionAsync(cancellationToken);
         await BeginDraftWorkAsync(npgsql, cancellationToken);
         await DropRoutinesAsync(npgsql, await RoutinesAsync(npgsql, ProcedureName.Parse(procedureName), cancellationToken), cancellationToken);
         // The previous definitions are pg_get_functiondef's output, each still sent as one statement of its own.
         var definitions = deployment.PreviousStatements
-            ?? (deployment.PreviousDefinition is { } joined ? Statements(joined, out _).Select(s => joined[s[0].Start..(s[^1].Start + s[^1].Length)]).ToList() : []);
+            ?? (deployment.PreviousDefinition is { } joined ? Statements(joined, out _).Select(s => joined[s[0].Start..(s[^1].Start + s[^1].Length)])
+                .ToList() : []);
         foreach (var definition in definitions)
         {
             await RunDraftStatementAsync(npgsql, definition, before: null, cancellationToken);
@@ -852,7 +869,8 @@ public sealed class PostgresWorkspaceProvider(IOptions<WorkspacesOptions> option
         return routines.Count > 0;
     }
 
-    public override async Task<ProcedureDeployment?> ReadDeploymentAsync(NpgsqlConnection npgsql, string procedureName, CancellationToken cancellationToken)
+    public override async Task<ProcedureDeployment?> ReadDeploymentAsync(NpgsqlConnection npgsql, string procedureName,
+        CancellationToken cancellationToken)
     {
         if (!await HasDeploymentsTableAsync(npgsql, cancellationToken)) return null;
         await using var command = new NpgsqlCommand("""

@@ -27,10 +27,11 @@ public static class SqlServerSql
     /// </summary>
     public static string ExecuteUser => "tcstudio_exec";
 
-    private const string RefuseTrustworthy = """
-        IF EXISTS (SELECT 1 FROM sys.databases WHERE database_id = DB_ID() AND is_trustworthy_on = 1)
-            THROW 50001, N'This database is TRUSTWORTHY, which would let code impersonating one of its users act outside it. Turn it off (ALTER DATABASE ... SET TRUSTWORTHY OFF) before TC Studio uses it.', 1;
-        """;
+    // Concatenated only to keep the source lines short: the text is exactly what the former raw string held.
+    private const string RefuseTrustworthy =
+        "IF EXISTS (SELECT 1 FROM sys.databases WHERE database_id = DB_ID() AND is_trustworthy_on = 1)\n"
+        + "    THROW 50001, N'This database is TRUSTWORTHY, which would let code impersonating one of its users act outside it. "
+        + "Turn it off (ALTER DATABASE ... SET TRUSTWORTHY OFF) before TC Studio uses it.', 1;";
 
     /// <summary>
     /// Creates (or keeps) the execute user and gives it EXECUTE on the dbo schema and nothing else; every deploy adds
@@ -67,7 +68,8 @@ public static class SqlServerSql
         IF SCHEMA_ID(N'tcstudio_ownership') IS NULL EXEC (N'CREATE SCHEMA tcstudio_ownership AUTHORIZATION dbo;');
         IF OBJECT_ID(N'tcstudio_ownership.marker', N'U') IS NULL
             CREATE TABLE tcstudio_ownership.marker (
-                singleton bit NOT NULL CONSTRAINT df_marker_singleton DEFAULT 1 CONSTRAINT pk_marker PRIMARY KEY CONSTRAINT ck_marker_singleton CHECK (singleton = 1),
+                singleton bit NOT NULL CONSTRAINT df_marker_singleton DEFAULT 1 CONSTRAINT pk_marker PRIMARY KEY
+                    CONSTRAINT ck_marker_singleton CHECK (singleton = 1),
                 workspace_id uniqueidentifier NOT NULL,
                 environment_id uniqueidentifier NOT NULL,
                 database_id uniqueidentifier NOT NULL,

@@ -64,7 +64,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
-    public override async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, CancellationToken cancellationToken)
+    public override async Task CreateDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership,
+        CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -83,7 +84,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
     }
 
     /// <summary>SQL Server environments have no roles of their own: taking a database over is writing its marker (as dbo).</summary>
-    public override Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership, IReadOnlyList<string> previousRoles,
+    public override Task TakeOverDatabaseAsync(WorkspaceServer server, string database, WorkspaceOwnership ownership,
+        IReadOnlyList<string> previousRoles,
         CancellationToken cancellationToken) =>
         PrepareDatabaseAsync(server, database, ownership, writeMarker: true, cancellationToken);
 
@@ -111,7 +113,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return new WorkspaceMarker(reader.GetGuid(0), reader.GetGuid(1), reader.GetGuid(2));
     }
 
-    public override async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+    public override async Task DropDatabaseAsync(WorkspaceServer server, string database, IReadOnlyList<string> roles,
+        CancellationToken cancellationToken)
     {
         await using var connection = AdminConnection(server);
         await connection.OpenAsync(cancellationToken);
@@ -119,11 +122,13 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public override Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken) => Task.CompletedTask;
+    public override Task DropRolesAsync(WorkspaceServer server, IReadOnlyList<string> roles, CancellationToken cancellationToken)
+        => Task.CompletedTask;
 
     // ---- Base schema ----
 
-    public override async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(SqlConnection sql, CancellationToken cancellationToken)
+    public override async Task<IReadOnlyList<AppliedWorkspaceMigration>> ReadAppliedMigrationsAsync(SqlConnection sql,
+        CancellationToken cancellationToken)
     {
         await using (var exists = Command(sql, SqlServerSql.HistoryExists))
         {
@@ -176,7 +181,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
 
     public override SqlValidation ValidateStatically(string procedureName, string sql) => TSqlDraftValidator.Check(procedureName, sql).Validation;
 
-    public override async Task<SqlValidation> ValidateAsync(SqlConnection sqlConnection, string procedureName, string sql, CancellationToken cancellationToken)
+    public override async Task<SqlValidation> ValidateAsync(SqlConnection sqlConnection, string procedureName, string sql,
+        CancellationToken cancellationToken)
     {
         var check = TSqlDraftValidator.Check(procedureName, sql);
         if (!check.Validation.IsValid) return check.Validation;
@@ -239,7 +245,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         {
             await deploy.ExecuteNonQueryAsync(cancellationToken);
         }
-        await using (var grant = Command(sqlConnection, SqlServerSql.GrantExecuteOnSchema(ProcedureName.Parse(procedureName).SchemaOr(TSqlDraftValidator.DefaultSchema)), transaction))
+        await using (var grant = Command(sqlConnection,
+            SqlServerSql.GrantExecuteOnSchema(ProcedureName.Parse(procedureName).SchemaOr(TSqlDraftValidator.DefaultSchema)), transaction))
         {
             await grant.ExecuteNonQueryAsync(cancellationToken);
         }
@@ -258,7 +265,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         return new ProcedureDeployment(id, procedureName, checksum, deployedAt, deployedBy, previous);
     }
 
-    public override async Task UndeployAsync(SqlConnection sql, string procedureName, ProcedureDeployment deployment, CancellationToken cancellationToken)
+    public override async Task UndeployAsync(SqlConnection sql, string procedureName, ProcedureDeployment deployment,
+        CancellationToken cancellationToken)
     {
         await using var transaction = (SqlTransaction)await sql.BeginTransactionAsync(cancellationToken);
         var restore = deployment.PreviousDefinition is { } previous
@@ -325,7 +333,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         }
         if (objectId is null or DBNull)
         {
-            throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.", environment);
+            throw new WorkspaceTargetException($"'{procedureName}' is not deployed in environment '{environment}'; publish it there first.",
+                environment);
         }
 
         var declared = new List<Parameter>();
@@ -369,7 +378,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             if (!supplied && !parameter.IsOutput)
             {
                 if (withDefaults.Contains(parameter.Name)) continue;
-                throw new WorkspaceParameterException(parameter.Name.TrimStart('@'), $"'{parameter.Name.TrimStart('@')}' is required (type {parameter.UserType}).", environment);
+                throw new WorkspaceParameterException(parameter.Name.TrimStart('@'),
+                    $"'{parameter.Name.TrimStart('@')}' is required (type {parameter.UserType}).", environment);
             }
             command.Parameters.Add(ToParameter(parameter, supplied ? value : default, supplied, environment));
         }
@@ -385,7 +395,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             do
             {
                 if (reader.FieldCount == 0) continue;
-                var columns = Enumerable.Range(0, reader.FieldCount).Select(i => new ExecutionColumn(reader.GetName(i), reader.GetDataTypeName(i))).ToList();
+                var columns = Enumerable.Range(0, reader.FieldCount).Select(i => new ExecutionColumn(reader.GetName(i), reader.GetDataTypeName(i)))
+                    .ToList();
                 var rows = new List<object?[]>();
                 while (await reader.ReadAsync(cancellationToken))
                 {
@@ -473,7 +484,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
             var text = value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
             parameter.Value = type switch
             {
-                SqlDbType.Bit => value.ValueKind switch { JsonValueKind.True => true, JsonValueKind.False => false, _ => text == "1" || bool.Parse(text) },
+                SqlDbType.Bit => value.ValueKind switch { JsonValueKind.True => true, JsonValueKind.False => false,
+                    _ => text == "1" || bool.Parse(text) },
                 SqlDbType.TinyInt => byte.Parse(text, CultureInfo.InvariantCulture),
                 SqlDbType.SmallInt => short.Parse(text, CultureInfo.InvariantCulture),
                 SqlDbType.Int => int.Parse(text, CultureInfo.InvariantCulture),
@@ -495,7 +507,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
         catch (Exception e) when (e is FormatException or OverflowException or ArgumentException)
         {
             var name = declared.Name.TrimStart('@');
-            throw new WorkspaceParameterException(name, $"'{name}' must be a value of type {declared.UserType}: {value.GetRawText()} is not.", environment);
+            throw new WorkspaceParameterException(name, $"'{name}' must be a value of type {declared.UserType}: {value.GetRawText()} is not.",
+                environment);
         }
     }
 
@@ -508,7 +521,8 @@ public sealed class SqlServerWorkspaceProvider(IOptions<WorkspacesOptions> optio
     private static SqlCommand Command(SqlConnection connection, string text, params (string Name, object Value)[] parameters) =>
         Command(connection, text, null, parameters);
 
-    private static SqlCommand Command(SqlConnection connection, string text, SqlTransaction? transaction, params (string Name, object Value)[] parameters)
+    private static SqlCommand Command(SqlConnection connection, string text, SqlTransaction? transaction,
+        params (string Name, object Value)[] parameters)
     {
         var command = new SqlCommand(text, connection, transaction);
         foreach (var (name, value) in parameters)

@@ -96,7 +96,8 @@ public static class TSqlDraftValidator
                 case TSqlTokenType.If or TSqlTokenType.While:
                     if (++conditionals > MaxConditionals)
                     {
-                        return new ParseError(0, token.Offset, token.Line, token.Column, $"The draft holds more than {MaxConditionals} IF and WHILE statements.");
+                        return new ParseError(0, token.Offset, token.Line, token.Column,
+                            $"The draft holds more than {MaxConditionals} IF and WHILE statements.");
                     }
                     break;
             }
@@ -158,7 +159,8 @@ public static class TSqlDraftValidator
         var expected = ProcedureName.Parse(procedureName);
         if (name.ServerIdentifier is not null || name.DatabaseIdentifier is not null)
         {
-            problems.Add(new SqlProblem(name.StartLine, name.StartColumn, "The procedure must be created in the workspace database itself (no database or server prefix)."));
+            problems.Add(new SqlProblem(name.StartLine, name.StartColumn,
+                "The procedure must be created in the workspace database itself (no database or server prefix)."));
         }
         else if (!string.Equals(name.SchemaIdentifier?.Value ?? DefaultSchema, expected.Schema ?? DefaultSchema, StringComparison.OrdinalIgnoreCase)
                  || !string.Equals(name.BaseIdentifier.Value, expected.Name, StringComparison.OrdinalIgnoreCase))
@@ -169,7 +171,8 @@ public static class TSqlDraftValidator
         }
         else if (ReservedSchemas.Contains(expected.SchemaOr(DefaultSchema)))
         {
-            problems.Add(new SqlProblem(name.StartLine, name.StartColumn, $"Schema '{expected.Schema}' is reserved; choose another schema for the procedure."));
+            problems.Add(new SqlProblem(name.StartLine, name.StartColumn,
+                $"Schema '{expected.Schema}' is reserved; choose another schema for the procedure."));
         }
         problems.AddRange(ProcedureBody.Check(procedure));
 
@@ -209,7 +212,8 @@ public static class TSqlDraftValidator
     }
 
     /// <summary>Schemas a draft may not create procedures in: the server's and the service's own.</summary>
-    private static readonly HashSet<string> ReservedSchemas = new(StringComparer.OrdinalIgnoreCase) { "sys", "INFORMATION_SCHEMA", "tcstudio", "guest" };
+    private static readonly HashSet<string> ReservedSchemas = new(StringComparer.OrdinalIgnoreCase) { "sys", "INFORMATION_SCHEMA", "tcstudio",
+        "guest" };
 
     internal static string Describe(TSqlStatement statement)
     {
@@ -281,7 +285,8 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
                 case ExecuteAsProcedureOption { ExecuteAs.ExecuteAsOption: ExecuteAsOption.Caller }:
                     break;
                 case ExecuteAsProcedureOption executeAs:
-                    body.Refuse(option, $"WITH EXECUTE AS {executeAs.ExecuteAs.ExecuteAsOption.ToString().ToUpperInvariant()} (procedures run as the environment's execute user)");
+                    body.Refuse(option, $"WITH EXECUTE AS {executeAs.ExecuteAs.ExecuteAsOption.ToString().ToUpperInvariant()} (procedures run as the "
+                        + "environment's execute user)");
                     break;
                 case { OptionKind: ProcedureOptionKind.Encryption }:
                     body.Refuse(option, "WITH ENCRYPTION (the service reads definitions back to restore them)");
@@ -377,7 +382,8 @@ internal sealed class ProcedureBody : TSqlFragmentVisitor
                 construct = "ALTER TABLE of a permanent table (only #temporary tables)";
                 return IsLocalTemp(alter.SchemaObjectName);
             case ExecuteAsStatement executeAs:
-                construct = $"EXECUTE AS {executeAs.ExecuteContext.Kind.ToString().ToUpperInvariant()} (procedures run as the environment's execute user)";
+                construct = $"EXECUTE AS {executeAs.ExecuteContext.Kind.ToString().ToUpperInvariant()} (procedures run as the "
+                    + "environment's execute user)";
                 return false;
             default:
                 return false;
