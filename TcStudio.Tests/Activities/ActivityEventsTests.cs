@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
 using TcStudio.Api.Events;
+using TcStudio.Api.Procedures;
 using TcStudio.SystemDatabase.Activities;
 using TcStudio.Tests.Infrastructure;
 
@@ -36,15 +37,6 @@ public class EventsApiFixture(PostgresServer server) : ApiFixture(server)
 
 public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<EventsApiFixture>
 {
-    internal static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
-
-    internal static async Task<(string Slug, Guid Id)> NewWorkspaceAsync(HttpClient owner, string name)
-    {
-        var slug = NewSlug(name);
-        var created = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync("/api/workspaces", new { name, slug }), HttpStatusCode.Created);
-        return (slug, created.GetProperty("id").GetGuid());
-    }
-
     internal static Task<EventStreamClient> OpenAsync(HttpClient client, string slug, string? lastEventId = null) =>
         EventStreamClient.OpenAsync(client, $"/api/workspaces/{slug}/events", lastEventId);
 
@@ -85,13 +77,13 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         await command.ExecuteNonQueryAsync();
     }
 
-    internal static Guid IdOf(SseMessage message) => message.Json.GetProperty("id").GetGuid();
+    internal static Guid IdOf(SseMessage message) => message.Activity.Id;
 
     [Fact]
     public async Task A_stream_shows_each_committed_activity_as_the_activity_log_shows_it()
     {
         using var owner = await api.NewUserClientAsync("live-owner");
-        var (slug, _) = await NewWorkspaceAsync(owner, "live-owner");
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(owner, "live-owner");
         await using var stream = await OpenAsync(owner, slug);
 
         Assert.Equal(HttpStatusCode.OK, stream.Response.StatusCode);
@@ -104,16 +96,16 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         Assert.Equal(HttpStatusCode.OK, (await owner.PatchAsJsonAsync($"/api/workspaces/{slug}", new { name = "Live renamed" })).StatusCode);
 
         var events = await stream.ActivitiesAsync(2);
-        Assert.Equal(["procedure.created", "workspace.updated"], events.Select(e => e.Json.GetProperty("action").GetString()));
+        Assert.Equal(["procedure.created", "workspace.updated"], events.Select(e => e.Activity.Action));
         Assert.All(events, e => Assert.False(string.IsNullOrEmpty(e.Id)));
         Assert.NotEqual(events[0].Id, events[1].Id);
 
-        // The data is the activity log's item, field for field.
+        // The data is the activity log's item, byte for byte (the wire format itself, so read raw).
         var log = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities?limit=2"));
         var logItems = log.GetProperty("items").EnumerateArray().Reverse().Select(i => i.GetRawText()).ToList();
         Assert.Equal(logItems, events.Select(e => e.Json.GetRawText()));
-        Assert.Equal("live-owner", events[0].Json.GetProperty("username").GetString());
-        Assert.Equal("live_report", events[0].Json.GetProperty("details").GetProperty("name").GetString());
+        Assert.Equal("live-owner", events[0].Activity.Username);
+        Assert.Equal("live_report", events[0].Activity.Details!.Value.GetProperty("name").GetString());
     }
 
     [Theory]
@@ -122,7 +114,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Two_transactions_committing_in_reverse_id_order_are_both_delivered_exactly_once(bool olderTransactionHasSmallerId)
     {
         using var owner = await api.NewUserClientAsync($"race-owner-{olderTransactionHasSmallerId}".ToLowerInvariant());
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "race-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "race-owner");
         await using var stream = await OpenAsync(owner, slug);
         await stream.ReadyAsync();
 
@@ -178,7 +170,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task A_hundred_events_written_while_disconnected_arrive_in_order_after_reconnecting_then_live_ones()
     {
         using var owner = await api.NewUserClientAsync("resume-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "resume-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "resume-owner");
         string lastSeen;
         await using (var first = await OpenAsync(owner, slug))
         {
@@ -222,7 +214,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Terminating_the_listening_connection_loses_nothing()
     {
         using var owner = await api.NewUserClientAsync("terminate-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "terminate-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "terminate-owner");
         await using var stream = await OpenAsync(owner, slug);
         await stream.ReadyAsync();
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -258,7 +250,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task A_removed_member_is_disconnected_before_anything_that_follows_the_removal()
     {
         using var owner = await api.NewUserClientAsync("removal-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "removal-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "removal-owner");
         using var member = await api.NewUserClientAsync("removal-member");
         Assert.Equal(HttpStatusCode.Created, (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/removal-member", new { role = "Viewer" })).StatusCode);
 
@@ -274,7 +266,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
 
         // Everyone else goes on, the removal included.
         var ownerSees = await ownerStream.ActivitiesAsync(3);
-        Assert.Equal(["test.while_member", "member.removed", "test.after_removal"], ownerSees.Select(e => e.Json.GetProperty("action").GetString()));
+        Assert.Equal(["test.while_member", "member.removed", "test.after_removal"], ownerSees.Select(e => e.Activity.Action));
         Assert.Equal(after.Single(), IdOf(ownerSees[2]));
 
         var end = await stream.NextAsync();
@@ -289,7 +281,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task A_revoked_token_is_disconnected_within_the_access_check_interval()
     {
         using var user = await api.NewUserClientAsync("revoked-user");
-        var (slug, _) = await NewWorkspaceAsync(user, "revoked-user");
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "revoked-user");
         await using var stream = await OpenAsync(user, slug);
         await stream.ReadyAsync();
 
@@ -310,7 +302,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task An_idle_stream_gets_heartbeat_comments()
     {
         using var owner = await api.NewUserClientAsync("idle-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "idle-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "idle-owner");
         await using var stream = await OpenAsync(owner, slug);
         await stream.ReadyAsync();
 
@@ -325,7 +317,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Open_streams_and_delivery_lag_are_measured()
     {
         using var owner = await api.NewUserClientAsync("metric-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "metric-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "metric-owner");
         var factory = api.Factory.Services.GetRequiredService<IMeterFactory>();
         long open = 0, delivered = 0;
         var lags = new List<double>();
@@ -367,7 +359,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         await HttpAssert.ProblemAsync(await anonymous.GetAsync("/api/workspaces/twsbp/events"), HttpStatusCode.Unauthorized);
 
         using var owner = await api.NewUserClientAsync("events-role-owner");
-        var (slug, _) = await NewWorkspaceAsync(owner, "events-role-owner");
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(owner, "events-role-owner");
         using var viewer = await api.NewUserClientAsync("events-viewer");
         await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/events-viewer", new { role = "Viewer" });
         await using var stream = await OpenAsync(viewer, slug);
@@ -424,7 +416,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         foreach (var id in many)
         {
             await ExecuteAsync(setup, "INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at) VALUES ($1, 'n', $2, $3, now(), now())",
-                id, NewSlug("notify"), owner);
+                id, ApiFixture.NewSlug("notify"), owner);
         }
 
         await using var listen = await api.OpenConnectionAsync();
@@ -468,7 +460,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task The_stream_read_seeks_the_workspace_xid_index_from_the_position()
     {
         using var owner = await api.NewUserClientAsync("stream-plan-owner");
-        var (_, workspaceId) = await NewWorkspaceAsync(owner, "stream-plan");
+        var (_, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "stream-plan");
         await api.ExecuteAsync($"""
             INSERT INTO activities (id, workspace_id, action, entity_type, created_at)
             SELECT gen_random_uuid(), CASE WHEN i % 4 = 0 THEN '{workspaceId}'::uuid ELSE (SELECT id FROM workspaces WHERE slug = 'twsbp') END,
@@ -533,7 +525,7 @@ public sealed class ActivityEventsFanOutTests(FanOutEventsApiFixture api) : ICla
     {
         const int subscribers = 500;
         using var owner = await api.NewUserClientAsync("crowd-owner");
-        var (slug, workspaceId) = await ActivityEventsTests.NewWorkspaceAsync(owner, "crowd-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "crowd-owner");
         using var budget = new CancellationTokenSource(TimeSpan.FromMinutes(4)); // a hang fails; speed is the benchmark's
         var clock = System.Diagnostics.Stopwatch.StartNew();
 
@@ -572,9 +564,9 @@ public sealed class ActivityEventsFanOutTests(FanOutEventsApiFixture api) : ICla
             var expected = new List<Guid>();
             for (var i = 0; i < 10; i++)
             {
-                var created = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+                var created = await HttpAssert.ReadAsync<ProcedureDraft>(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
                     new { name = $"crowd_{i}", sql = "SELECT 1" }), HttpStatusCode.Created);
-                expected.Add(await api.ScalarAsync<Guid>("SELECT id FROM activities WHERE entity_id = @p", ("p", created.GetProperty("id").GetGuid())));
+                expected.Add(await api.ScalarAsync<Guid>("SELECT id FROM activities WHERE entity_id = @p", ("p", created.Id)));
             }
             expected.AddRange(await ActivityEventsTests.InsertActivitiesAsync(api, workspaceId, 10, "test.crowd"));
 

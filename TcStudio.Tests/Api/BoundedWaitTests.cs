@@ -67,10 +67,9 @@ public sealed class BoundedWaitTests(PostgresServer server)
 
     private static async Task<string> NewWorkspaceWithProcedureAsync(HttpClient admin)
     {
-        var slug = Infrastructure.WorkspaceApiFixture.NewSlug("wait");
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Waits", slug }), HttpStatusCode.Created);
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "p", sql = "select 1" }),
-            HttpStatusCode.Created);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "wait", "Waits");
+        await HttpAssert.ReadAsync<TcStudio.Api.Procedures.ProcedureDraft>(
+            await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "p", sql = "select 1" }), HttpStatusCode.Created);
         return slug;
     }
 

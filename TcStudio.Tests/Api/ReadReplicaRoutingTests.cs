@@ -143,8 +143,9 @@ public sealed class ReadReplicaRoutingTests(ReplicaApiFixture api) : IClassFixtu
         Assert.NotEmpty(afterwards);
         Assert.All(afterwards, inRecovery => Assert.False(inRecovery));
         // What the standby answered is the data: the new workspace and its creation in the activity log.
-        var page = await owner.GetFromJsonAsync<System.Text.Json.JsonElement>($"/api/workspaces/{slug}/activities");
-        Assert.Contains(page.GetProperty("items").EnumerateArray(), item => item.GetProperty("action").GetString() == "workspace.created");
+        var page = await HttpAssert.ReadAsync<CursorList<TcStudio.Api.Activities.ActivityResponse>>(
+            await owner.GetAsync($"/api/workspaces/{slug}/activities"));
+        Assert.Contains(page.Items, item => item.Action == "workspace.created");
 
         // The standby goes away: the same reads are answered by the primary, without an error.
         await api.StopStandbyAsync();

@@ -126,17 +126,23 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
     public async Task<string> LoginAsync(string username, string password)
     {
         using var client = CreateAnonymousClient();
-        var response = await client.PostAsJsonAsync("/api/auth/token", new { username, password });
-        response.EnsureSuccessStatusCode();
-        return (await response.Content.ReadFromJsonAsync<TokenBody>())!.AccessToken;
+        return await TokenAsync(client, username, password);
     }
 
-    public async Task<HttpClient> CreateClientAsync(string username, string password)
+    /// <summary>A bearer token from POST /api/auth/token on any client (an in-memory host, a process, a loopback peer).</summary>
+    public static async Task<string> TokenAsync(HttpClient client, string username, string password) =>
+        (await HttpAssert.ReadAsync<TcStudio.Api.Auth.TokenResponse>(
+            await client.PostAsJsonAsync("/api/auth/token", new { username, password }))).AccessToken;
+
+    /// <summary>Signs <paramref name="client"/> in: its later requests carry the user's bearer token.</summary>
+    public static async Task<HttpClient> SignInAsync(HttpClient client, string username, string password)
     {
-        var client = CreateAnonymousClient();
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await LoginAsync(username, password));
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await TokenAsync(client, username, password));
         return client;
     }
+
+    public Task<HttpClient> CreateClientAsync(string username, string password) =>
+        SignInAsync(CreateAnonymousClient(), username, password);
 
     public Task<HttpClient> AdminAsync() => CreateClientAsync(SystemSeeder.AdminUsername, AdminPassword);
     public Task<HttpClient> UserAsync() => CreateClientAsync(SystemSeeder.UserUsername, UserPassword);
@@ -151,6 +157,4 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
         await db.SaveChangesAsync();
         return await CreateClientAsync(username, password);
     }
-
-    private sealed record TokenBody(string AccessToken, DateTimeOffset ExpiresAt);
 }

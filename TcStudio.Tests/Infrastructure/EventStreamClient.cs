@@ -8,6 +8,10 @@ namespace TcStudio.Tests.Infrastructure;
 public sealed record SseMessage(string? Event, string? Id, string Data)
 {
     public JsonElement Json => JsonDocument.Parse(Data).RootElement;
+
+    /// <summary>An activity message's data read as the activity log's record (strict, as <see cref="HttpAssert.ReadAsync"/>).</summary>
+    public TcStudio.Api.Activities.ActivityResponse Activity =>
+        JsonSerializer.Deserialize<TcStudio.Api.Activities.ActivityResponse>(Data, HttpAssert.ResponseJson)!;
 }
 
 /// <summary>

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
 using TcStudio.SystemDatabase.Security;
 using TcStudio.Tests.Infrastructure;
 
@@ -53,8 +52,8 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
 
         // Cross-workspace reads of one's own memberships: the workspace list and /me.
         Assert.Contains("\"sealed\"", await bob.GetStringAsync("/api/workspaces"));
-        using var me = JsonDocument.Parse(await bob.GetStringAsync("/api/me"));
-        Assert.Contains("sealed", me.RootElement.GetRawText());
+        var me = await HttpAssert.ReadAsync<TcStudio.Api.Users.MeResponse>(await bob.GetAsync("/api/me"));
+        Assert.Contains(me.Workspaces, w => w.Slug == "sealed");
 
         // A non-member still gets 404, and the seeded workspace's rows never show up here.
         using var carol = await api.NewUserClientAsync("carol");
@@ -74,6 +73,6 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
         Assert.Equal(HttpStatusCode.Created,
             (await owner.PostAsJsonAsync("/api/workspaces/streamed/procedures", new { name = "live_report", sql = "select 1" })).StatusCode);
         var events = await stream.ActivitiesAsync(1);
-        Assert.Equal("procedure.created", events[0].Json.GetProperty("action").GetString());
+        Assert.Equal("procedure.created", events[0].Activity.Action);
     }
 }

@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Security;
@@ -115,13 +116,13 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
             [Caller.Owner] = await NewUserAsync("owner"),
             [Caller.SystemAdmin] = await api.AdminAsync(),
         };
-        var own = await NewWorkspaceAsync(clients[Caller.Owner], "mx-own");
+        var own = await NewWorkspaceWithSecretProcedureAsync(clients[Caller.Owner], "mx-own");
         foreach (var (caller, role) in new[] { (Caller.Viewer, "Viewer"), (Caller.Member, "Member"), (Caller.WorkspaceAdmin, "Admin") })
         {
             await AddMemberAsync(own.Slug, clients[caller], role);
         }
         using var otherOwner = await NewUserAsync("other");
-        var other = await NewWorkspaceAsync(otherOwner, "mx-other");
+        var other = await NewWorkspaceWithSecretProcedureAsync(otherOwner, "mx-other");
 
         var failures = new List<string>();
         foreach (var (route, row) in Expected.OrderBy(e => e.Key))
@@ -178,18 +179,18 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
     private async Task<HttpClient> NewUserAsync(string prefix) => await api.NewUserClientAsync($"{prefix}-{Guid.NewGuid():N}"[..20]);
 
     /// <summary>A workspace its owner created through the API, with environment dev and a procedure (whose SQL is the marker).</summary>
-    private async Task<Workspace> NewWorkspaceAsync(HttpClient owner, string prefix)
+    private async Task<Workspace> NewWorkspaceWithSecretProcedureAsync(HttpClient owner, string prefix)
     {
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(owner, prefix);
         await WorkspaceApiFixture.CreateProcedureAsync(owner, slug, Procedure,
             $"CREATE FUNCTION {Procedure}() RETURNS text LANGUAGE sql AS $$ SELECT '{Secret}' $$;");
-        var me = await HttpAssert.JsonAsync(await owner.GetAsync("/api/me"));
-        return new Workspace(slug, me.GetProperty("username").GetString()!, database);
+        var me = await HttpAssert.ReadAsync<MeResponse>(await owner.GetAsync("/api/me"));
+        return new Workspace(slug, me.Username, database);
     }
 
     private async Task AddMemberAsync(string slug, HttpClient client, string role)
     {
-        var username = (await HttpAssert.JsonAsync(await client.GetAsync("/api/me"))).GetProperty("username").GetString();
+        var username = (await HttpAssert.ReadAsync<MeResponse>(await client.GetAsync("/api/me"))).Username;
         await api.ExecuteAsync($"""
             INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
             SELECT w.id, u.id, '{role}', now() FROM workspaces w, users u WHERE w.slug = '{slug}' AND u.username = '{username}'
