@@ -119,7 +119,8 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
 
         using var admin = await api.AdminAsync();
         await api.NewUserClientAsync("scoped-leaver");
-        Assert.Equal(HttpStatusCode.Created, (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/scoped-leaver", new { role = "Viewer" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/scoped-leaver", new { role = "Viewer" })).StatusCode);
         var leaverId = await api.ScalarAsync<Guid>("SELECT id FROM users WHERE username = 'scoped-leaver'");
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/users/{leaverId}")).StatusCode);
 

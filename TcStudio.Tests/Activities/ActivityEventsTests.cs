@@ -157,7 +157,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         Assert.Equal(olderTransactionHasSmallerId ? [smaller, larger, after] : [larger, smaller, after], delivered);
 
         // The stream's order is the table's (xid, id) order, and resuming from any event gives exactly what followed.
-        var order = await api.ColumnAsync($"SELECT id FROM activities WHERE workspace_id = '{workspaceId}' AND action LIKE 'test.%' ORDER BY xid, id");
+        var order = await api.ColumnAsync(
+            $"SELECT id FROM activities WHERE workspace_id = '{workspaceId}' AND action LIKE 'test.%' ORDER BY xid, id");
         Assert.Equal(delivered.Select(id => id.ToString()), order);
         var firstId = stream.LastEventId; // of `after`
         await using var resumed = await OpenAsync(owner, slug, firstId);
@@ -182,7 +183,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
 
         // 100 while away: 60 in transactions of their own, 40 in one bulk COPY (the bulk writer's path).
         var missed = await InsertActivitiesAsync(workspaceId, 60, "test.missed");
-        var bulk = Enumerable.Range(0, 40).Select(i => new ActivityRecord(workspaceId, null, "test.missed_bulk", "system", DetailsJson: $"{{\"n\": {i}}}")).ToList();
+        var bulk = Enumerable.Range(0, 40).Select(i =>
+            new ActivityRecord(workspaceId, null, "test.missed_bulk", "system", DetailsJson: $"{{\"n\": {i}}}")).ToList();
         var writer = api.Factory.Services.GetRequiredService<ActivityBulkWriter>();
         Assert.Equal(40UL, await writer.AppendAsync(bulk));
         var expected = await api.ColumnAsync(
@@ -223,7 +225,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         var sessions = listener.Sessions;
         Assert.True(sessions >= 1);
 
-        const string listenerQuery = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '% activity-listener'";
+        const string listenerQuery =
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '% activity-listener'";
         var pid = (await api.ColumnAsync(listenerQuery)).Single();
         Assert.True(await api.ScalarAsync<bool>($"SELECT pg_terminate_backend({pid})"));
         Log("terminated");
@@ -252,7 +255,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         using var owner = await api.NewUserClientAsync("removal-owner");
         var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "removal-owner");
         using var member = await api.NewUserClientAsync("removal-member");
-        Assert.Equal(HttpStatusCode.Created, (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/removal-member", new { role = "Viewer" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/removal-member", new { role = "Viewer" })).StatusCode);
 
         await using var stream = await OpenAsync(member, slug);
         await stream.ReadyAsync();
@@ -391,7 +395,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Positions_order_as_PostgreSQL_orders_xid_and_uuid_and_round_trip()
     {
         var random = new Random(7);
-        var positions = Enumerable.Range(0, 300).Select(i => new ActivityStreamPosition((ulong)random.Next(0, 4), i % 3 == 0 ? Guid.NewGuid() : Guid.CreateVersion7()))
+        var positions = Enumerable.Range(0, 300).Select(i =>
+            new ActivityStreamPosition((ulong)random.Next(0, 4), i % 3 == 0 ? Guid.NewGuid() : Guid.CreateVersion7()))
             .Append(ActivityStreamPosition.Before(2)).ToList();
         var values = string.Join(", ", positions.Select(p => $"('{p.TransactionId}'::xid8, '{p.Id}'::uuid)"));
         var byDatabase = await api.ColumnAsync($"SELECT xid::text || '/' || id::text FROM (VALUES {values}) AS v(xid, id) ORDER BY xid, id");
@@ -415,7 +420,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         var many = Enumerable.Range(0, 101).Select(_ => Guid.CreateVersion7()).ToList();
         foreach (var id in many)
         {
-            await ExecuteAsync(setup, "INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at) VALUES ($1, 'n', $2, $3, now(), now())",
+            await ExecuteAsync(setup,
+                "INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at) VALUES ($1, 'n', $2, $3, now(), now())",
                 id, ApiFixture.NewSlug("notify"), owner);
         }
 
@@ -429,10 +435,12 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         {
             for (var i = 0; i < 3; i++)
             {
-                await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, $2, 'test.notified', 'system'), ($3, $4, 'test.notified', 'system')",
+                await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) "
+                    + "VALUES ($1, $2, 'test.notified', 'system'), ($3, $4, 'test.notified', 'system')",
                     Guid.CreateVersion7(), existing, Guid.CreateVersion7(), many[0]);
             }
-            await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')", Guid.CreateVersion7());
+            await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')",
+                Guid.CreateVersion7());
             await ExecuteAsync(writer, "COMMIT");
         }
         // A bulk COPY over 101 workspaces: the payload would pass 8000 bytes with every id, so it is '*'. (COPY straight
@@ -442,7 +450,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         await new ActivityBulkWriter(bypassing, TimeProvider.System)
             .AppendAsync(many.Select(w => new ActivityRecord(w, null, "test.bulk_notified", "system")));
         // Rows without a workspace notify nothing.
-        await ExecuteAsync(setup, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')", Guid.CreateVersion7());
+        await ExecuteAsync(setup, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')",
+            Guid.CreateVersion7());
 
         await ExecuteAsync(listen, "SELECT 1"); // delivers what arrived
         await WaitUntilAsync(async () =>
@@ -534,7 +543,8 @@ public sealed class ActivityEventsFanOutTests(FanOutEventsApiFixture api) : ICla
         var readyCount = 0;
         try
         {
-            await Parallel.ForEachAsync(Enumerable.Range(0, subscribers), new ParallelOptions { MaxDegreeOfParallelism = 50, CancellationToken = budget.Token },
+            await Parallel.ForEachAsync(Enumerable.Range(0, subscribers),
+                new ParallelOptions { MaxDegreeOfParallelism = 50, CancellationToken = budget.Token },
                 async (i, cancellationToken) =>
                 {
                     // A loaded machine may answer a connect with 503 (no pooled connection within the connect timeout);
@@ -570,8 +580,10 @@ public sealed class ActivityEventsFanOutTests(FanOutEventsApiFixture api) : ICla
             }
             expected.AddRange(await ActivityEventsTests.InsertActivitiesAsync(api, workspaceId, 10, "test.crowd"));
 
-            var received = await Task.WhenAll(streams.Select(async s => (await s.ActivitiesAsync(expected.Count, TimeSpan.FromMinutes(2))).Select(ActivityEventsTests.IdOf).ToList()));
-            TestContext.Current.TestOutputHelper?.WriteLine($"every stream received all {expected.Count} events after {clock.Elapsed.TotalSeconds:0.0} s");
+            var received = await Task.WhenAll(streams.Select(async s =>
+                (await s.ActivitiesAsync(expected.Count, TimeSpan.FromMinutes(2))).Select(ActivityEventsTests.IdOf).ToList()));
+            TestContext.Current.TestOutputHelper?.WriteLine(
+                $"every stream received all {expected.Count} events after {clock.Elapsed.TotalSeconds:0.0} s");
             Assert.All(received, ids => Assert.Equal(expected, ids));
         }
         finally

@@ -57,9 +57,11 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
         Assert.NotNull(first.Headers.ETag);
         Assert.Equal(first.Headers.Location, second.Headers.Location);
         Assert.Equal(first.Content.Headers.ContentType, second.Content.Headers.ContentType);
-        Assert.Equal(1L, await CountAsync("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
+        Assert.Equal(1L,
+            await CountAsync("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
         Assert.Equal(1L, await CountAsync(
-            "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'procedure.created'", ("s", slug)));
+            "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'procedure.created'",
+            ("s", slug)));
 
         // A quoted key (as the IETF draft writes it) is the same key.
         var quoted = await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", $"\"{key}\"", body));
@@ -91,15 +93,18 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
         var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var (otherSlug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var key = Guid.NewGuid().ToString();
-        await HttpAssert.ReadAsync<ProcedureDraft>(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "a", sql = "select 1" })),
+        await HttpAssert.ReadAsync<ProcedureDraft>(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key,
+            new { name = "a", sql = "select 1" })),
             HttpStatusCode.Created);
         var rows = await CountAsync("SELECT count(*) FROM stored_procedures");
 
         var otherBody = await HttpAssert.ProblemAsync(
-            await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "b", sql = "select 1" })), HttpStatusCode.UnprocessableContent);
+            await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "b", sql = "select 1" })),
+            HttpStatusCode.UnprocessableContent);
         Assert.Equal(key, otherBody.GetProperty("idempotencyKey").GetString());
         await HttpAssert.ProblemAsync(
-            await user.SendAsync(Post($"/api/workspaces/{otherSlug}/procedures", key, new { name = "a", sql = "select 1" })), HttpStatusCode.UnprocessableContent);
+            await user.SendAsync(Post($"/api/workspaces/{otherSlug}/procedures", key, new { name = "a", sql = "select 1" })),
+            HttpStatusCode.UnprocessableContent);
         // Whitespace is part of the body: a different body is a different request.
         var spaced = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures")
         {
@@ -146,7 +151,8 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
         var rows = await CountAsync("SELECT count(*) FROM stored_procedures");
         // Sent as given (HttpClient would trim or re-encode some of them); an empty value is tested on the wire
         // (WireLevelInputTests): the in-memory server cannot tell it from an absent header.
-        foreach (var bad in new[] { " ", new string('k', 256), "two words", "a,b", "\"unterminated", "\"bad\\escape\"", "caf\u00e9", "\"\"", "k\u0001" })
+        foreach (var bad in new[] { " ", new string('k', 256), "two words", "a,b", "\"unterminated", "\"bad\\escape\"", "caf\u00e9", "\"\"",
+            "k\u0001" })
         {
             var response = await RawTestServer.SendAsync(api.Factory, HttpMethod.Post, $"/api/workspaces/{slug}/procedures",
                 [("Authorization", user.DefaultRequestHeaders.Authorization!.ToString()), (IdempotentRequests.HeaderName, bad)],
@@ -278,16 +284,19 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
         using var user = await api.UserAsync();
         var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var key = Guid.NewGuid().ToString();
-        await HttpAssert.ReadAsync<ProcedureDraft>(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "old", sql = "select 1" })),
+        await HttpAssert.ReadAsync<ProcedureDraft>(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key,
+            new { name = "old", sql = "select 1" })),
             HttpStatusCode.Created);
-        await api.ExecuteAsync($"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
+        await api.ExecuteAsync(
+            $"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
 
         // Expired: the key is free again, so another request under it is new work, not a 422.
         var reused = await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "new", sql = "select 1" }));
         Assert.Equal(HttpStatusCode.Created, reused.StatusCode);
         Assert.False(Replayed(reused));
 
-        await api.ExecuteAsync($"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
+        await api.ExecuteAsync(
+            $"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
         var deleted = await api.Factory.Services.GetRequiredService<IdempotencyKeyCleanup>().DeleteExpiredAsync(CancellationToken.None);
         Assert.True(deleted >= 1);
         Assert.Equal(0L, await CountAsync("SELECT count(*) FROM idempotency_keys WHERE expires_at <= now()"));

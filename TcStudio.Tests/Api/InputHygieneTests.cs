@@ -26,8 +26,10 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
         using var admin = await api.AdminAsync();
         foreach (var value in NonFinite)
         {
-            await HttpAssert.ValidationProblemAsync(await admin.GetAsync($"/api/admin/database/slow-queries?minMeanMs={Uri.EscapeDataString(value)}"), "minMeanMs");
-            await HttpAssert.ValidationProblemAsync(await admin.GetAsync($"/api/admin/database/long-running?thresholdSeconds={Uri.EscapeDataString(value)}"), "thresholdSeconds");
+            await HttpAssert.ValidationProblemAsync(await admin.GetAsync($"/api/admin/database/slow-queries?minMeanMs={Uri.EscapeDataString(value)}"),
+                "minMeanMs");
+            await HttpAssert.ValidationProblemAsync(
+                await admin.GetAsync($"/api/admin/database/long-running?thresholdSeconds={Uri.EscapeDataString(value)}"), "thresholdSeconds");
         }
     }
 
@@ -54,7 +56,8 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
             }
         }
         Assert.Contains("/api/admin/database/slow-queries?minMeanMs", checkedParameters);
-        Assert.Contains(checkedParameters, p => p.StartsWith("/api/workspaces/{slug}/procedures", StringComparison.Ordinal) && p.EndsWith("?pageSize", StringComparison.Ordinal));
+        Assert.Contains(checkedParameters, p => p.StartsWith("/api/workspaces/{slug}/procedures", StringComparison.Ordinal)
+            && p.EndsWith("?pageSize", StringComparison.Ordinal));
         Assert.True(checkedParameters.Count >= 8, string.Join(", ", checkedParameters));
     }
 
@@ -114,7 +117,8 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
             await HttpAssert.ValidationProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev",
                 RawJson.Content($$$"""{"parameters":{"x":1,"y":"{{{value}}}"}}""")), "parameters.y");
         }
-        await HttpAssert.ProblemAsync(await admin.PatchAsync($"/api/workspaces/{slug}", RawJson.Content("""{"settings":{"big":1e400}}""")), HttpStatusCode.BadRequest);
+        await HttpAssert.ProblemAsync(await admin.PatchAsync($"/api/workspaces/{slug}", RawJson.Content("""{"settings":{"big":1e400}}""")),
+            HttpStatusCode.BadRequest);
         var fine = await HttpAssert.ReadAsync<ExecutionResult>(await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev",
             RawJson.Content("""{"parameters":{"x":1e300}}""")));
         Assert.Equal(5e299, ((System.Text.Json.JsonElement)fine.ResultSets[0].Rows[0][0]!).GetDouble());
@@ -130,7 +134,8 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
         var issue = await HttpAssert.ValidationProblemAsync(
             await user.PostAsync($"/api/workspaces/{slug}/procedures", RawJson.Content("""{"name":"a","sql":"select 1","NAME":"zz"}""")), "NAME");
         Assert.Contains("more than once", issue.ToString());
-        await HttpAssert.ValidationProblemAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures", RawJson.Content("""{"name":"a","sql":"x","name":"b"}""")), "name");
+        await HttpAssert.ValidationProblemAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures",
+            RawJson.Content("""{"name":"a","sql":"x","name":"b"}""")), "name");
         await HttpAssert.ValidationProblemAsync(await user.PatchAsync($"/api/workspaces/{slug}",
             RawJson.Content("""{"settings":{"theme":"dark","Theme":"light"}}""")), "settings.Theme");
         await HttpAssert.ValidationProblemAsync(await user.PatchAsync($"/api/workspaces/{slug}",
@@ -165,14 +170,17 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
         foreach (var c in Invisible)
         {
             var name = $"Evil{c}name";
-            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name, slug = ApiFixture.NewSlug("inv") }), "name");
+            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name, slug = ApiFixture.NewSlug("inv") }),
+                "name");
             await HttpAssert.ValidationProblemAsync(await admin.PatchAsJsonAsync($"/api/workspaces/{slug}", new { name }), "name");
             await HttpAssert.ValidationProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{me}", new { displayName = name }), "displayName");
             await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/users",
                 new { username = $"u{c}ser", password = "a-password-123", role = "User", displayName = "x" }), "username");
             await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/users",
-                new { username = "fine-user-" + Guid.NewGuid().ToString("N")[..6], password = "a-password-123", role = "User", displayName = name }), "displayName");
-            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = $"p{c}", sql = "select 1" }), "name");
+                new { username = "fine-user-" + Guid.NewGuid().ToString("N")[..6], password = "a-password-123", role = "User", displayName = name }),
+                "displayName");
+            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+                new { name = $"p{c}", sql = "select 1" }), "name");
             await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
                 new { name = $"e{c}", server = "local", databaseName = "x_db" }), "name");
         }
@@ -184,11 +192,14 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
             new { name = "env", server = "local", databaseName = "db_name\n" }), "databaseName");
 
         // Lone surrogates are not text: refused wherever they appear.
-        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/workspaces", RawJson.Content("""{"name":"a\ud800b","slug":"lone-x"}""")), "name");
-        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/auth/token", RawJson.Content("""{"username":"\udc00","password":"x"}""")), "username");
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/workspaces", RawJson.Content("""{"name":"a\ud800b","slug":"lone-x"}""")),
+            "name");
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/auth/token", RawJson.Content("""{"username":"\udc00","password":"x"}""")),
+            "username");
 
         // Names people write in any script are fine.
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{me}", new { displayName = "Zoë Ångström 山田 👩‍💻".Replace("\u200d", "") }));
+        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{me}",
+            new { displayName = "Zoë Ångström 山田 👩‍💻".Replace("\u200d", "") }));
         Assert.Equal(before, await api.ScalarAsync<string>("SELECT xmin::text || name FROM workspaces WHERE slug = @s", ("s", slug)));
         Assert.Equal(users, await api.ScalarAsync<long>("SELECT count(*) FROM users"));
         Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspaces WHERE slug LIKE 'inv-%' OR slug = 'lone-x'"));
@@ -238,7 +249,8 @@ public sealed class WireLevelInputTests(KestrelApiFixture api) : IClassFixture<K
 
         foreach (var header in new[] { "If-Match", "If-None-Match" })
         {
-            var (status, response) = await RawHttp.SendAsync(api.ServerAddress, RawHttp.Request("DELETE", $"/api/workspaces/{slug}", api.ServerAddress,
+            var (status, response) = await RawHttp.SendAsync(api.ServerAddress,
+                RawHttp.Request("DELETE", $"/api/workspaces/{slug}", api.ServerAddress,
                 [("Authorization", $"Bearer {token}"), (header, "")]));
             Assert.True(status == 400, response);
             Assert.Contains(header, response);

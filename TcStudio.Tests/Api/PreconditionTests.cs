@@ -58,7 +58,8 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
             {
                 var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "pre", "Preconditions");
                 var state = () => api.ScalarAsync<string>(
-                    "SELECT coalesce((SELECT xmin::text || ':' || name || ':' || coalesce(deleted_at::text, '-') FROM workspaces WHERE slug = @s), 'gone')",
+                    "SELECT coalesce((SELECT xmin::text || ':' || name || ':' || coalesce(deleted_at::text, '-') "
+                    + "FROM workspaces WHERE slug = @s), 'gone')",
                     ("s", slug));
                 return route switch
                 {
@@ -71,9 +72,11 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
             {
                 var username = "pre-" + Guid.NewGuid().ToString("N")[..10];
                 var id = (await HttpAssert.ReadAsync<UserResponse>(
-                    await admin.PostAsJsonAsync("/api/users", new { username, password = "a-password-123", role = "User" }), HttpStatusCode.Created)).Id;
+                    await admin.PostAsJsonAsync("/api/users", new { username, password = "a-password-123", role = "User" }),
+                    HttpStatusCode.Created)).Id;
                 var state = () => api.ScalarAsync<string>(
-                    "SELECT xmin::text || ':' || coalesce(display_name, '-') || ':' || coalesce(deleted_at::text, '-') FROM users WHERE id = @id", ("id", id));
+                    "SELECT xmin::text || ':' || coalesce(display_name, '-') || ':' || coalesce(deleted_at::text, '-') FROM users WHERE id = @id",
+                    ("id", id));
                 return route switch
                 {
                     "PATCH user" => new GuardedWrite(route, HttpMethod.Patch, $"/api/users/{id}", new { displayName = "Renamed" }, state),
@@ -172,7 +175,10 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
 
         foreach (var stale in new[] { oldVersion, "bogus", "W/*" })
         {
-            var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/x") { Content = JsonContent.Create(new { sql = "select 'stale'" }) };
+            var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/x")
+            {
+                Content = JsonContent.Create(new { sql = "select 'stale'" }),
+            };
             put.Headers.TryAddWithoutValidation("If-Match", stale);
             await HttpAssert.ProblemAsync(await admin.SendAsync(put), HttpStatusCode.BadRequest);
         }
@@ -221,18 +227,29 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
     {
         using var admin = await api.AdminAsync();
         var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "pre", "Preconditions");
-        var members = await api.ScalarAsync<long>("SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s", ("s", slug));
+        var members = await api.ScalarAsync<long>(
+            "SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s", ("s", slug));
 
-        var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/members/user") { Content = JsonContent.Create(new { role = "Viewer" }) };
+        var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/members/user")
+        {
+            Content = JsonContent.Create(new { role = "Viewer" }),
+        };
         put.Headers.IfMatch.Add(new EntityTagHeaderValue("\"1\""));
         await HttpAssert.ValidationProblemAsync(await admin.SendAsync(put), "If-Match");
 
-        var post = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures") { Content = JsonContent.Create(new { name = "p", sql = "select 1" }) };
+        var post = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures")
+        {
+            Content = JsonContent.Create(new { name = "p", sql = "select 1" }),
+        };
         post.Headers.IfNoneMatch.Add(EntityTagHeaderValue.Any);
         await HttpAssert.ValidationProblemAsync(await admin.SendAsync(post), "If-None-Match");
 
-        Assert.Equal(members, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s", ("s", slug)));
-        Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
+        Assert.Equal(members,
+            await api.ScalarAsync<long>("SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s",
+            ("s", slug)));
+        Assert.Equal(0L,
+            await api.ScalarAsync<long>("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s",
+            ("s", slug)));
     }
 
     // ---- The parser alone ----

@@ -109,7 +109,8 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             // Seeding is the owner's work (the worker's in production), not the API's: seed with the fixture's
             // superuser, with the API's seed settings.
             await using var seedDb = CreateDbContext();
-            await new SystemSeeder(seedDb, scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<TcStudio.SystemDatabase.Seeding.SeedOptions>>(),
+            await new SystemSeeder(seedDb,
+                scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<TcStudio.SystemDatabase.Seeding.SeedOptions>>(),
                 scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Hosting.IHostEnvironment>(),
                 scope.ServiceProvider.GetService<TcStudio.SystemDatabase.Seeding.IDefaultWorkspaceServer>()).SeedAsync();
         }
@@ -153,7 +154,8 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
         await using var db = CreateDbContext();
         var roleId = await Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.SingleAsync(
             db.Roles.Where(r => r.Name == role).Select(r => r.Id));
-        db.Users.Add(new TcStudio.SystemDatabase.Entities.User { Username = username, PasswordHash = TcStudio.SystemDatabase.PasswordHashing.Hash(password), RoleId = roleId });
+        db.Users.Add(new TcStudio.SystemDatabase.Entities.User { Username = username,
+            PasswordHash = TcStudio.SystemDatabase.PasswordHashing.Hash(password), RoleId = roleId });
         await db.SaveChangesAsync();
         return await CreateClientAsync(username, password);
     }

@@ -122,7 +122,8 @@ public sealed class EventStreamClient : IAsyncDisposable
     {
         if (!IsOpen)
         {
-            throw new InvalidOperationException($"The stream did not open: {(int)_response.StatusCode} {await _response.Content.ReadAsStringAsync()}");
+            throw new InvalidOperationException(
+                $"The stream did not open: {(int)_response.StatusCode} {await _response.Content.ReadAsStringAsync()}");
         }
         var ready = await NextAsync() ?? throw new InvalidOperationException("The stream ended before it was ready.");
         Assert.Equal("ready", ready.Event);

@@ -99,7 +99,8 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(1L, await ActivitiesAsync(slug, "member.role_changed"));
         Assert.Equal(1L, await ActivitiesAsync(slug, "member.removed"));
         var roleChange = await api.ScalarAsync<string>(
-            "SELECT a.details::text FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'member.role_changed'",
+            "SELECT a.details::text FROM activities a JOIN workspaces w ON w.id = a.workspace_id "
+            + "WHERE w.slug = @s AND a.action = 'member.role_changed'",
             ("s", slug));
         using var details = JsonDocument.Parse(roleChange);
         Assert.Equal("Viewer", details.RootElement.GetProperty("from").GetString());
@@ -133,7 +134,8 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.OK, (await PutMemberAsync(systemAdmin, slug, "grants-ws-admin", "Owner")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await PutMemberAsync(systemAdmin, slug, "grants-ws-admin", "Member")).StatusCode);
         Assert.Equal(0L, await api.ScalarAsync<long>(
-            "SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id JOIN users u ON u.id = m.user_id WHERE w.slug = @s AND u.username = 'admin'",
+            "SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id JOIN users u ON u.id = m.user_id "
+            + "WHERE w.slug = @s AND u.username = 'admin'",
             ("s", slug)));
     }
 

@@ -27,7 +27,8 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
         (await user.GetAsync("/api/me")).EnsureSuccessStatusCode();
         var sessions = await api.ColumnAsync($"""
             SELECT DISTINCT r.rolname || ' ' || r.rolsuper || ' ' || r.rolbypassrls FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
-            WHERE a.datname = '{api.DatabaseName}' AND a.application_name = 'testhost' OR a.datname = '{api.DatabaseName}' AND r.rolname = '{api.Names.App}'
+            WHERE a.datname = '{api.DatabaseName}' AND a.application_name = 'testhost'
+               OR a.datname = '{api.DatabaseName}' AND r.rolname = '{api.Names.App}'
             """);
         Assert.Contains($"{api.Names.App} false false", sessions);
     }
@@ -65,7 +66,8 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
     public async Task The_live_stream_reads_its_workspace_activities_under_row_level_security()
     {
         using var owner = await api.NewUserClientAsync("streamer");
-        Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/workspaces", new { name = "Streamed", slug = "streamed" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PostAsJsonAsync("/api/workspaces", new { name = "Streamed", slug = "streamed" })).StatusCode);
         await using var stream = await EventStreamClient.OpenAsync(owner, "/api/workspaces/streamed/events");
         Assert.Equal(HttpStatusCode.OK, stream.Response.StatusCode);
         await stream.ReadyAsync();

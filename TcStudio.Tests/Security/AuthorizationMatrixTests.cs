@@ -38,7 +38,8 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
         ["GET /api/users/{id:guid}"] = new($"/api/users/{NoSuchUser}", "401 403 403 403 403 403 404"),
         ["PATCH /api/users/{id:guid}"] = new($"/api/users/{NoSuchUser}", "401 403 403 403 403 403 404", Body: new { }),
         ["DELETE /api/users/{id:guid}"] = new($"/api/users/{NoSuchUser}", "401 403 403 403 403 403 404"),
-        ["PUT /api/users/{id:guid}/password"] = new($"/api/users/{NoSuchUser}/password", "401 403 403 403 403 403 400", Body: new { newPassword = "x" }),
+        ["PUT /api/users/{id:guid}/password"] = new($"/api/users/{NoSuchUser}/password", "401 403 403 403 403 403 400",
+            Body: new { newPassword = "x" }),
         ["GET /api/workspaces/"] = new("/api/workspaces", "401 200 200 200 200 200 200"),
         ["POST /api/workspaces/"] = new("/api/workspaces", "401 400 400 400 400 400 400", Body: new { name = "", slug = "NOT A SLUG" }),
         ["GET /api/workspace-servers"] = new("/api/workspace-servers", "401 200 200 200 200 200 200"),
@@ -50,7 +51,8 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
 
         // The workspace scope: a non-member gets 404 whatever the route (existence does not leak).
         ["GET /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 200 200 200 200 200"),
-        ["PATCH /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 403 403 412 412 412", Body: new { name = "x" }, WrongIfMatch: true),
+        ["PATCH /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 403 403 412 412 412", Body: new { name = "x" },
+            WrongIfMatch: true),
         ["DELETE /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 403 403 403 412 412", WrongIfMatch: true),
         ["GET /api/workspaces/{slug}/activities"] = new("/api/workspaces/{slug}/activities", "401 404 200 200 200 200 200"),
         ["GET /api/workspaces/{slug}/events"] = new("/api/workspaces/{slug}/events", "401 404 200 200 200 200 200"),
@@ -64,13 +66,17 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
         ["POST /api/workspaces/{slug}/environments/"] = new("/api/workspaces/{slug}/environments", "401 404 403 403 400 400 400",
             Body: new { name = "NOT A NAME", server = "local", databaseName = "1bad" }),
         // Attaching an existing database is for system Admins only, even for the workspace's Owner.
-        ["POST /api/workspaces/{slug}/environments/{env}/adopt"] = new("/api/workspaces/{slug}/environments/nope/adopt", "401 404 403 403 403 403 400",
+        ["POST /api/workspaces/{slug}/environments/{env}/adopt"] = new("/api/workspaces/{slug}/environments/nope/adopt",
+            "401 404 403 403 403 403 400",
             Body: new { server = "local", databaseName = "1bad" }),
         ["GET /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/dev", "401 404 200 200 200 200 200"),
-        ["PATCH /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/dev", "401 404 403 403 200 200 200", Body: new { }),
+        ["PATCH /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/dev", "401 404 403 403 200 200 200",
+            Body: new { }),
         ["DELETE /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/nope", "401 404 403 403 404 404 404"),
-        ["POST /api/workspaces/{slug}/environments/{env}/migrate"] = new("/api/workspaces/{slug}/environments/nope/migrate", "401 404 403 403 404 404 404"),
-        ["GET /api/workspaces/{slug}/environments/{env}/status"] = new("/api/workspaces/{slug}/environments/dev/status", "401 404 200 200 200 200 200"),
+        ["POST /api/workspaces/{slug}/environments/{env}/migrate"] = new("/api/workspaces/{slug}/environments/nope/migrate",
+            "401 404 403 403 404 404 404"),
+        ["GET /api/workspaces/{slug}/environments/{env}/status"] = new("/api/workspaces/{slug}/environments/dev/status",
+            "401 404 200 200 200 200 200"),
         ["GET /api/workspaces/{slug}/procedures/"] = new("/api/workspaces/{slug}/procedures", "401 404 200 200 200 200 200"),
         ["POST /api/workspaces/{slug}/procedures/"] = new("/api/workspaces/{slug}/procedures", "401 404 403 400 400 400 400",
             Body: new { name = "1bad", sql = "SELECT 1" }),
@@ -79,9 +85,12 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
             Body: new { sql = "CREATE FUNCTION matrix_report() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$;" }, WrongIfMatch: true),
         ["DELETE /api/workspaces/{slug}/procedures/{name}"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}", "401 404 403 412 412 412 412",
             WrongIfMatch: true),
-        ["POST /api/workspaces/{slug}/procedures/{name}/validate"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/validate", "401 404 403 400 400 400 400"),
-        ["POST /api/workspaces/{slug}/procedures/{name}/publish"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/publish", "401 404 403 403 400 400 400"),
-        ["POST /api/workspaces/{slug}/procedures/{name}/execute"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/execute", "401 404 403 400 400 400 400"),
+        ["POST /api/workspaces/{slug}/procedures/{name}/validate"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/validate",
+            "401 404 403 400 400 400 400"),
+        ["POST /api/workspaces/{slug}/procedures/{name}/publish"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/publish",
+            "401 404 403 403 400 400 400"),
+        ["POST /api/workspaces/{slug}/procedures/{name}/execute"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/execute",
+            "401 404 403 400 400 400 400"),
 
         // Outside /api: probes and the API description are public.
         ["GET /health"] = new("/health", "200 200 200 200 200 200 200"),
@@ -142,10 +151,13 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
                     // (text/event-stream) is judged by its status and headers: its body never ends.
                     using var _ = response;
                     var streaming = response.Content.Headers.ContentType?.MediaType == "text/event-stream";
-                    var body = streaming ? "" : (await response.Content.ReadAsStringAsync()).Replace(response.RequestMessage!.RequestUri!.AbsolutePath, "");
+                    var body = streaming
+                        ? ""
+                        : (await response.Content.ReadAsStringAsync()).Replace(response.RequestMessage!.RequestUri!.AbsolutePath, "");
                     if ((int)response.StatusCode != expected)
                     {
-                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: expected {expected}, got {(int)response.StatusCode} {Shorten(body)}");
+                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: "
+                            + $"expected {expected}, got {(int)response.StatusCode} {Shorten(body)}");
                     }
                     if (response.Content.Headers.ContentType?.MediaType == "application/problem+json" && HttpAssert.MissingCode(body) is { } noCode)
                     {
@@ -156,7 +168,8 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
                         && (body.Contains(Secret) || body.Contains(workspace.Database) || body.Contains(workspace.Owner)
                             || response.Content.Headers.ContentType?.MediaType is not (null or "application/problem+json")))
                     {
-                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: a non-member's response carries data: {Shorten(body)}");
+                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: "
+                            + $"a non-member's response carries data: {Shorten(body)}");
                     }
                 }
             }

@@ -23,9 +23,11 @@ public sealed class LastAdminTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(1L, await ActiveAdminsAsync());
         var activities = await api.ScalarAsync<long>("SELECT count(*) FROM activities");
 
-        var demote = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { role = "User" }), HttpStatusCode.Conflict);
+        var demote = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { role = "User" }),
+            HttpStatusCode.Conflict);
         Assert.Equal("role", demote.GetProperty("field").GetString());
-        var deactivate = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { isActive = false }), HttpStatusCode.Conflict);
+        var deactivate = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { isActive = false }),
+            HttpStatusCode.Conflict);
         Assert.Equal("isActive", deactivate.GetProperty("field").GetString());
         await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/users/{adminId}"), HttpStatusCode.Conflict);
         Assert.Equal(1L, await ActiveAdminsAsync());

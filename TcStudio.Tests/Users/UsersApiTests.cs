@@ -125,7 +125,8 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(id, me.Id);
 
         var details = await api.ScalarAsync<string>(
-            "SELECT details::text FROM activities WHERE action = 'user.created' AND entity_type = 'user' AND entity_id = @id AND workspace_id IS NULL",
+            "SELECT details::text FROM activities "
+            + "WHERE action = 'user.created' AND entity_type = 'user' AND entity_id = @id AND workspace_id IS NULL",
             ("id", id));
         Assert.Contains("Created.User", details);
         Assert.DoesNotContain("created-password-1", details);
@@ -246,7 +247,8 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         await HttpAssert.ProblemAsync(await self.PatchAsJsonAsync($"/api/users/{id}",
             new { displayName = "Sneaky", role = "User" }), HttpStatusCode.Forbidden);
         Assert.Equal("User|True|Self Editor", await api.ScalarAsync<string>(
-            "SELECT r.name || '|' || (CASE WHEN u.is_active THEN 'True' ELSE 'False' END) || '|' || u.display_name FROM users u JOIN roles r ON r.id = u.role_id WHERE u.id = @id",
+            "SELECT r.name || '|' || (CASE WHEN u.is_active THEN 'True' ELSE 'False' END) || '|' || u.display_name "
+            + "FROM users u JOIN roles r ON r.id = u.role_id WHERE u.id = @id",
             ("id", id)));
         Assert.Equal(activities, await api.RowsAsync("activities"));
 
@@ -408,7 +410,8 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         using var admin = await api.AdminAsync();
         using var doomed = await api.NewUserClientAsync("doomed", password: "doomed-password");
         var id = await api.UserIdAsync("doomed");
-        Assert.Equal(HttpStatusCode.Created, (await admin.PutAsJsonAsync("/api/workspaces/twsbp/members/doomed", new { role = "Viewer" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await admin.PutAsJsonAsync("/api/workspaces/twsbp/members/doomed", new { role = "Viewer" })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await doomed.GetAsync("/api/workspaces/twsbp")).StatusCode);
         var memberCount = await api.ScalarAsync<int>("SELECT member_count FROM workspaces WHERE slug = 'twsbp'");
 
@@ -446,7 +449,8 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(0L, await api.RowsAsync($"users WHERE id = '{id}' AND deleted_at IS NOT NULL"));
         Assert.Equal(HttpStatusCode.OK, (await owner.GetAsync("/api/me")).StatusCode);
 
-        Assert.Equal(HttpStatusCode.Created, (await owner.PutAsJsonAsync("/api/workspaces/solo-owned/members/user", new { role = "Owner" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PutAsJsonAsync("/api/workspaces/solo-owned/members/user", new { role = "Owner" })).StatusCode);
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/users/{id}")).StatusCode);
         Assert.Equal(1, await api.ScalarAsync<int>("SELECT member_count FROM workspaces WHERE slug = 'solo-owned'"));
     }

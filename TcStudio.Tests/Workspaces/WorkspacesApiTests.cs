@@ -138,7 +138,8 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         using var paged = await api.NewUserClientAsync("pager");
         for (var i = 0; i < 5; i++)
         {
-            Assert.Equal(HttpStatusCode.Created, (await paged.PostAsJsonAsync("/api/workspaces", new { name = $"P{i}", slug = $"pager-{i}" })).StatusCode);
+            Assert.Equal(HttpStatusCode.Created,
+                (await paged.PostAsJsonAsync("/api/workspaces", new { name = $"P{i}", slug = $"pager-{i}" })).StatusCode);
         }
 
         var first = await ListAsync(paged, "?page=1&pageSize=2");
@@ -183,7 +184,10 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         Assert.Equal(HttpStatusCode.OK, firstResponse.StatusCode);
         Assert.NotEqual(etag, firstResponse.Headers.ETag);
 
-        var stale = new HttpRequestMessage(HttpMethod.Patch, $"/api/workspaces/{slug}") { Content = JsonContent.Create(new { name = "Second edit" }) };
+        var stale = new HttpRequestMessage(HttpMethod.Patch, $"/api/workspaces/{slug}")
+        {
+            Content = JsonContent.Create(new { name = "Second edit" }),
+        };
         stale.Headers.IfMatch.Add(etag);
         await HttpAssert.ProblemAsync(await owner.SendAsync(stale), HttpStatusCode.PreconditionFailed);
         Assert.Equal("First edit", await api.ScalarAsync<string>("SELECT name FROM workspaces WHERE slug = @s", ("s", slug)));
