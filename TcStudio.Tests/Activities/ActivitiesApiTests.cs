@@ -1,48 +1,40 @@
 using System.Buffers.Text;
 using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using TcStudio.Api.Activities;
+using TcStudio.Api.Infrastructure;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Activities;
 
 public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {
-    private static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
-
-    /// <summary>A workspace owned by <paramref name="owner"/>; returns its slug and id.</summary>
-    private static async Task<(string Slug, Guid Id)> NewWorkspaceAsync(HttpClient owner, string name)
-    {
-        var slug = NewSlug(name);
-        var created = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync("/api/workspaces", new { name, slug }), HttpStatusCode.Created);
-        return (slug, created.GetProperty("id").GetGuid());
-    }
+    private static async Task<CursorList<ActivityResponse>> PageAsync(HttpClient client, string url) =>
+        await HttpAssert.ReadAsync<CursorList<ActivityResponse>>(await client.GetAsync(url));
 
     /// <summary>Every page from the first to the last, following the next links (absent, with nextCursor, on the last page).</summary>
-    private static async Task<List<JsonElement>> WalkAsync(HttpClient client, string slug, int limit)
+    private static async Task<List<ActivityResponse>> WalkAsync(HttpClient client, string slug, int limit)
     {
-        var items = new List<JsonElement>();
+        var items = new List<ActivityResponse>();
         var url = $"/api/workspaces/{slug}/activities?limit={limit}";
         for (var pages = 0; ; pages++)
         {
             Assert.True(pages < 1000, "the cursor never ran out");
-            var page = await HttpAssert.JsonAsync(await client.GetAsync(url));
-            var batch = page.GetProperty("items").EnumerateArray().ToList();
-            Assert.InRange(batch.Count, 0, limit);
-            items.AddRange(batch);
-            if (!page.TryGetProperty("next", out var next))
+            var page = await PageAsync(client, url);
+            Assert.InRange(page.Items.Count, 0, limit);
+            items.AddRange(page.Items);
+            if (page.Next is null)
             {
-                Assert.False(page.TryGetProperty("nextCursor", out _), page.ToString());
+                Assert.Null(page.NextCursor);
                 return items;
             }
-            Assert.Equal(limit, batch.Count); // only the last page may be short
-            url = next.GetString()!;
+            Assert.Equal(limit, page.Items.Count); // only the last page may be short
+            url = page.Next;
             // An absolute URL that keeps the caller's limit and carries the cursor.
             Assert.StartsWith("http://localhost/api/workspaces/", url);
             Assert.Contains($"limit={limit}", url);
-            Assert.Contains("cursor=" + Uri.EscapeDataString(page.GetProperty("nextCursor").GetString()!), url);
+            Assert.Contains("cursor=" + Uri.EscapeDataString(page.NextCursor!), url);
         }
     }
 
@@ -50,34 +42,38 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task The_log_shows_what_happened_newest_first_with_who_did_it()
     {
         using var owner = await api.NewUserClientAsync("log-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "log-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "log-owner");
         await owner.PatchAsJsonAsync($"/api/workspaces/{slug}", new { name = "Renamed" });
         await api.ExecuteAsync($"""
             INSERT INTO activities (id, workspace_id, user_id, action, entity_type, created_at)
             VALUES (gen_random_uuid(), '{workspaceId}', NULL, 'system.checked', 'system', now() + interval '1 minute')
             """);
 
-        var page = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities"));
-        var items = page.GetProperty("items").EnumerateArray().ToList();
+        var response = await owner.GetAsync($"/api/workspaces/{slug}/activities");
+        var page = await HttpAssert.ReadAsync<CursorList<ActivityResponse>>(response);
+        var items = page.Items;
 
-        Assert.Equal(["system.checked", "workspace.updated", "workspace.created"], items.Select(i => i.GetProperty("action").GetString()));
-        Assert.Equal(JsonValueKind.Null, items[0].GetProperty("username").ValueKind);
-        Assert.Equal("log-owner", items[1].GetProperty("username").GetString());
-        Assert.Equal("workspace", items[2].GetProperty("entityType").GetString());
-        Assert.Equal(workspaceId, items[2].GetProperty("entityId").GetGuid());
-        Assert.Equal(slug, items[2].GetProperty("details").GetProperty("slug").GetString());
-        Assert.False(page.TryGetProperty("nextCursor", out _));
-        Assert.False(page.TryGetProperty("next", out _));
-        Assert.True(items[1].GetProperty("createdAt").GetDateTimeOffset() >= items[2].GetProperty("createdAt").GetDateTimeOffset());
+        Assert.Equal(["system.checked", "workspace.updated", "workspace.created"], items.Select(i => i.Action));
+        Assert.Null(items[0].Username);
+        Assert.Equal("log-owner", items[1].Username);
+        Assert.Equal("workspace", items[2].EntityType);
+        Assert.Equal(workspaceId, items[2].EntityId);
+        Assert.Equal(slug, items[2].Details!.Value.GetProperty("slug").GetString());
+        Assert.True(items[1].CreatedAt >= items[2].CreatedAt);
+        // The wire shape itself: on the last page nextCursor and next are absent (not null), and an item has exactly
+        // these members, each written even when null.
+        var raw = await HttpAssert.JsonAsync(response);
+        Assert.False(raw.TryGetProperty("nextCursor", out _));
+        Assert.False(raw.TryGetProperty("next", out _));
         Assert.Equal(["action", "createdAt", "details", "entityId", "entityType", "id", "username"],
-            items[0].EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+            raw.GetProperty("items")[0].EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
     }
 
     [Fact]
     public async Task Walking_the_pages_returns_every_row_once_in_order_even_when_many_share_an_instant()
     {
         using var owner = await api.NewUserClientAsync("walk-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "walk-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "walk-owner");
         // 60 rows in 12 instants of 5 rows each (one SaveChanges stamps every row with one instant, so ties are normal).
         await api.ExecuteAsync($"""
             INSERT INTO activities (id, workspace_id, action, entity_type, created_at)
@@ -91,7 +87,7 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         foreach (var limit in new[] { 1, 4, 5, 7, 61, 200 })
         {
             var walked = await WalkAsync(owner, slug, limit);
-            Assert.Equal(expected, walked.Select(i => i.GetProperty("id").GetGuid().ToString()));
+            Assert.Equal(expected, walked.Select(i => i.Id.ToString()));
         }
     }
 
@@ -99,16 +95,14 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task Rows_added_while_walking_do_not_shift_later_pages()
     {
         using var owner = await api.NewUserClientAsync("stable-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "stable-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "stable-owner");
         for (var i = 0; i < 4; i++) await owner.PatchAsJsonAsync($"/api/workspaces/{slug}", new { name = $"Name {i}" });
 
-        var first = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities?limit=2"));
+        var first = await PageAsync(owner, $"/api/workspaces/{slug}/activities?limit=2");
         await owner.PatchAsJsonAsync($"/api/workspaces/{slug}", new { name = "Newer" }); // lands before page one
-        var cursor = first.GetProperty("nextCursor").GetString()!;
-        var rest = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities?limit=200&cursor={cursor}"));
+        var rest = await PageAsync(owner, $"/api/workspaces/{slug}/activities?limit=200&cursor={first.NextCursor}");
 
-        var seen = first.GetProperty("items").EnumerateArray().Concat(rest.GetProperty("items").EnumerateArray())
-            .Select(i => i.GetProperty("id").GetGuid()).ToList();
+        var seen = first.Items.Concat(rest.Items).Select(i => i.Id).ToList();
         Assert.Equal(seen.Distinct().Count(), seen.Count);
         Assert.Equal(5, seen.Count);
         Assert.Equal(6L, await api.ScalarAsync<long>("SELECT count(*) FROM activities WHERE workspace_id = @w", ("w", workspaceId)));
@@ -118,21 +112,22 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task The_log_shows_only_this_workspace_and_keeps_the_name_of_a_deleted_user()
     {
         using var owner = await api.NewUserClientAsync("scoped-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "scoped-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "scoped-owner");
         using var other = await api.NewUserClientAsync("scoped-other");
-        var (otherSlug, _) = await NewWorkspaceAsync(other, "scoped-other");
+        var (otherSlug, _) = await ApiFixture.NewWorkspaceAsync(other, "scoped-other");
         await other.PatchAsJsonAsync($"/api/workspaces/{otherSlug}", new { name = "Other renamed" });
 
         using var admin = await api.AdminAsync();
         await api.NewUserClientAsync("scoped-leaver");
-        Assert.Equal(HttpStatusCode.Created, (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/scoped-leaver", new { role = "Viewer" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/scoped-leaver", new { role = "Viewer" })).StatusCode);
         var leaverId = await api.ScalarAsync<Guid>("SELECT id FROM users WHERE username = 'scoped-leaver'");
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/users/{leaverId}")).StatusCode);
 
         var items = (await WalkAsync(owner, slug, 50)).ToList();
-        Assert.Equal(["member.removed", "member.added", "workspace.created"], items.Select(i => i.GetProperty("action").GetString()));
-        Assert.Equal("admin", items[0].GetProperty("username").GetString());
-        Assert.Equal("scoped-leaver", items[0].GetProperty("details").GetProperty("username").GetString());
+        Assert.Equal(["member.removed", "member.added", "workspace.created"], items.Select(i => i.Action));
+        Assert.Equal("admin", items[0].Username);
+        Assert.Equal("scoped-leaver", items[0].Details!.Value.GetProperty("username").GetString());
         Assert.Equal(await api.ScalarAsync<long>("SELECT count(*) FROM activities WHERE workspace_id = @w", ("w", workspaceId)), items.Count);
 
         // The user who acted is shown even after being deleted.
@@ -140,8 +135,8 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
             INSERT INTO activities (id, workspace_id, user_id, action, entity_type, created_at)
             VALUES (gen_random_uuid(), '{workspaceId}', '{leaverId}', 'member.left', 'member', now() + interval '1 minute')
             """);
-        var newest = (await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities?limit=1"))).GetProperty("items")[0];
-        Assert.Equal("scoped-leaver", newest.GetProperty("username").GetString());
+        var newest = (await PageAsync(owner, $"/api/workspaces/{slug}/activities?limit=1")).Items[0];
+        Assert.Equal("scoped-leaver", newest.Username);
     }
 
     [Fact]
@@ -192,7 +187,7 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task The_default_page_is_50_and_the_query_count_does_not_grow_with_the_limit()
     {
         using var owner = await api.NewUserClientAsync("count-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "count-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "count-owner");
         await api.ExecuteAsync($"""
             INSERT INTO activities (id, workspace_id, user_id, action, entity_type, created_at)
             SELECT gen_random_uuid(), '{workspaceId}', (SELECT id FROM users WHERE username = 'count-owner'), 'test.counted', 'system',
@@ -202,18 +197,17 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         await owner.GetAsync($"/api/workspaces/{slug}/activities"); // warm up: session cache, prepared plans
 
         using var counter = new DatabaseCommandCounter(api.DatabaseName);
-        var defaultPage = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities"));
-        Assert.Equal(50, defaultPage.GetProperty("items").GetArrayLength());
+        var defaultPage = await PageAsync(owner, $"/api/workspaces/{slug}/activities");
+        Assert.Equal(50, defaultPage.Items.Count);
         var atDefault = counter.Commands.Count;
         counter.Reset();
-        var one = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities?limit=1"));
+        var one = await PageAsync(owner, $"/api/workspaces/{slug}/activities?limit=1");
         var atOne = counter.Commands.Count;
         counter.Reset();
-        var most = await HttpAssert.JsonAsync(await owner.GetAsync(
-            $"/api/workspaces/{slug}/activities?limit=200&cursor={one.GetProperty("nextCursor").GetString()}"));
+        var most = await PageAsync(owner, $"/api/workspaces/{slug}/activities?limit=200&cursor={one.NextCursor}");
         var atMost = counter.Commands.Count;
 
-        Assert.Equal(200, most.GetProperty("items").GetArrayLength());
+        Assert.Equal(200, most.Items.Count);
         Assert.Equal(atOne, atDefault);
         Assert.Equal(atOne, atMost);
         Assert.InRange(atMost, 1, 2);
@@ -223,7 +217,7 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task The_page_query_walks_the_workspace_created_at_index()
     {
         using var owner = await api.NewUserClientAsync("plan-owner");
-        var (_, workspaceId) = await NewWorkspaceAsync(owner, "plan-owner");
+        var (_, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "plan-owner");
         // Enough rows, spread over other workspaces too, for the planner to prefer the index on its merits.
         await api.ExecuteAsync($"""
             INSERT INTO activities (id, workspace_id, action, entity_type, created_at)

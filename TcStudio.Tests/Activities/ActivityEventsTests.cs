@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
 using TcStudio.Api.Events;
+using TcStudio.Api.Procedures;
 using TcStudio.SystemDatabase.Activities;
 using TcStudio.Tests.Infrastructure;
 
@@ -36,15 +37,6 @@ public class EventsApiFixture(PostgresServer server) : ApiFixture(server)
 
 public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<EventsApiFixture>
 {
-    internal static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
-
-    internal static async Task<(string Slug, Guid Id)> NewWorkspaceAsync(HttpClient owner, string name)
-    {
-        var slug = NewSlug(name);
-        var created = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync("/api/workspaces", new { name, slug }), HttpStatusCode.Created);
-        return (slug, created.GetProperty("id").GetGuid());
-    }
-
     internal static Task<EventStreamClient> OpenAsync(HttpClient client, string slug, string? lastEventId = null) =>
         EventStreamClient.OpenAsync(client, $"/api/workspaces/{slug}/events", lastEventId);
 
@@ -85,13 +77,13 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         await command.ExecuteNonQueryAsync();
     }
 
-    internal static Guid IdOf(SseMessage message) => message.Json.GetProperty("id").GetGuid();
+    internal static Guid IdOf(SseMessage message) => message.Activity.Id;
 
     [Fact]
     public async Task A_stream_shows_each_committed_activity_as_the_activity_log_shows_it()
     {
         using var owner = await api.NewUserClientAsync("live-owner");
-        var (slug, _) = await NewWorkspaceAsync(owner, "live-owner");
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(owner, "live-owner");
         await using var stream = await OpenAsync(owner, slug);
 
         Assert.Equal(HttpStatusCode.OK, stream.Response.StatusCode);
@@ -104,16 +96,16 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         Assert.Equal(HttpStatusCode.OK, (await owner.PatchAsJsonAsync($"/api/workspaces/{slug}", new { name = "Live renamed" })).StatusCode);
 
         var events = await stream.ActivitiesAsync(2);
-        Assert.Equal(["procedure.created", "workspace.updated"], events.Select(e => e.Json.GetProperty("action").GetString()));
+        Assert.Equal(["procedure.created", "workspace.updated"], events.Select(e => e.Activity.Action));
         Assert.All(events, e => Assert.False(string.IsNullOrEmpty(e.Id)));
         Assert.NotEqual(events[0].Id, events[1].Id);
 
-        // The data is the activity log's item, field for field.
+        // The data is the activity log's item, byte for byte (the wire format itself, so read raw).
         var log = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/activities?limit=2"));
         var logItems = log.GetProperty("items").EnumerateArray().Reverse().Select(i => i.GetRawText()).ToList();
         Assert.Equal(logItems, events.Select(e => e.Json.GetRawText()));
-        Assert.Equal("live-owner", events[0].Json.GetProperty("username").GetString());
-        Assert.Equal("live_report", events[0].Json.GetProperty("details").GetProperty("name").GetString());
+        Assert.Equal("live-owner", events[0].Activity.Username);
+        Assert.Equal("live_report", events[0].Activity.Details!.Value.GetProperty("name").GetString());
     }
 
     [Theory]
@@ -122,7 +114,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Two_transactions_committing_in_reverse_id_order_are_both_delivered_exactly_once(bool olderTransactionHasSmallerId)
     {
         using var owner = await api.NewUserClientAsync($"race-owner-{olderTransactionHasSmallerId}".ToLowerInvariant());
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "race-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "race-owner");
         await using var stream = await OpenAsync(owner, slug);
         await stream.ReadyAsync();
 
@@ -165,7 +157,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         Assert.Equal(olderTransactionHasSmallerId ? [smaller, larger, after] : [larger, smaller, after], delivered);
 
         // The stream's order is the table's (xid, id) order, and resuming from any event gives exactly what followed.
-        var order = await api.ColumnAsync($"SELECT id FROM activities WHERE workspace_id = '{workspaceId}' AND action LIKE 'test.%' ORDER BY xid, id");
+        var order = await api.ColumnAsync(
+            $"SELECT id FROM activities WHERE workspace_id = '{workspaceId}' AND action LIKE 'test.%' ORDER BY xid, id");
         Assert.Equal(delivered.Select(id => id.ToString()), order);
         var firstId = stream.LastEventId; // of `after`
         await using var resumed = await OpenAsync(owner, slug, firstId);
@@ -178,7 +171,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task A_hundred_events_written_while_disconnected_arrive_in_order_after_reconnecting_then_live_ones()
     {
         using var owner = await api.NewUserClientAsync("resume-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "resume-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "resume-owner");
         string lastSeen;
         await using (var first = await OpenAsync(owner, slug))
         {
@@ -190,7 +183,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
 
         // 100 while away: 60 in transactions of their own, 40 in one bulk COPY (the bulk writer's path).
         var missed = await InsertActivitiesAsync(workspaceId, 60, "test.missed");
-        var bulk = Enumerable.Range(0, 40).Select(i => new ActivityRecord(workspaceId, null, "test.missed_bulk", "system", DetailsJson: $"{{\"n\": {i}}}")).ToList();
+        var bulk = Enumerable.Range(0, 40).Select(i =>
+            new ActivityRecord(workspaceId, null, "test.missed_bulk", "system", DetailsJson: $"{{\"n\": {i}}}")).ToList();
         var writer = api.Factory.Services.GetRequiredService<ActivityBulkWriter>();
         Assert.Equal(40UL, await writer.AppendAsync(bulk));
         var expected = await api.ColumnAsync(
@@ -222,7 +216,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Terminating_the_listening_connection_loses_nothing()
     {
         using var owner = await api.NewUserClientAsync("terminate-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "terminate-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "terminate-owner");
         await using var stream = await OpenAsync(owner, slug);
         await stream.ReadyAsync();
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -231,7 +225,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         var sessions = listener.Sessions;
         Assert.True(sessions >= 1);
 
-        const string listenerQuery = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '% activity-listener'";
+        const string listenerQuery =
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE '% activity-listener'";
         var pid = (await api.ColumnAsync(listenerQuery)).Single();
         Assert.True(await api.ScalarAsync<bool>($"SELECT pg_terminate_backend({pid})"));
         Log("terminated");
@@ -258,9 +253,10 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task A_removed_member_is_disconnected_before_anything_that_follows_the_removal()
     {
         using var owner = await api.NewUserClientAsync("removal-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "removal-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "removal-owner");
         using var member = await api.NewUserClientAsync("removal-member");
-        Assert.Equal(HttpStatusCode.Created, (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/removal-member", new { role = "Viewer" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/removal-member", new { role = "Viewer" })).StatusCode);
 
         await using var stream = await OpenAsync(member, slug);
         await stream.ReadyAsync();
@@ -274,7 +270,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
 
         // Everyone else goes on, the removal included.
         var ownerSees = await ownerStream.ActivitiesAsync(3);
-        Assert.Equal(["test.while_member", "member.removed", "test.after_removal"], ownerSees.Select(e => e.Json.GetProperty("action").GetString()));
+        Assert.Equal(["test.while_member", "member.removed", "test.after_removal"], ownerSees.Select(e => e.Activity.Action));
         Assert.Equal(after.Single(), IdOf(ownerSees[2]));
 
         var end = await stream.NextAsync();
@@ -289,7 +285,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task A_revoked_token_is_disconnected_within_the_access_check_interval()
     {
         using var user = await api.NewUserClientAsync("revoked-user");
-        var (slug, _) = await NewWorkspaceAsync(user, "revoked-user");
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "revoked-user");
         await using var stream = await OpenAsync(user, slug);
         await stream.ReadyAsync();
 
@@ -310,7 +306,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task An_idle_stream_gets_heartbeat_comments()
     {
         using var owner = await api.NewUserClientAsync("idle-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "idle-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "idle-owner");
         await using var stream = await OpenAsync(owner, slug);
         await stream.ReadyAsync();
 
@@ -325,7 +321,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Open_streams_and_delivery_lag_are_measured()
     {
         using var owner = await api.NewUserClientAsync("metric-owner");
-        var (slug, workspaceId) = await NewWorkspaceAsync(owner, "metric-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "metric-owner");
         var factory = api.Factory.Services.GetRequiredService<IMeterFactory>();
         long open = 0, delivered = 0;
         var lags = new List<double>();
@@ -367,7 +363,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         await HttpAssert.ProblemAsync(await anonymous.GetAsync("/api/workspaces/twsbp/events"), HttpStatusCode.Unauthorized);
 
         using var owner = await api.NewUserClientAsync("events-role-owner");
-        var (slug, _) = await NewWorkspaceAsync(owner, "events-role-owner");
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(owner, "events-role-owner");
         using var viewer = await api.NewUserClientAsync("events-viewer");
         await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/events-viewer", new { role = "Viewer" });
         await using var stream = await OpenAsync(viewer, slug);
@@ -399,7 +395,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task Positions_order_as_PostgreSQL_orders_xid_and_uuid_and_round_trip()
     {
         var random = new Random(7);
-        var positions = Enumerable.Range(0, 300).Select(i => new ActivityStreamPosition((ulong)random.Next(0, 4), i % 3 == 0 ? Guid.NewGuid() : Guid.CreateVersion7()))
+        var positions = Enumerable.Range(0, 300).Select(i =>
+            new ActivityStreamPosition((ulong)random.Next(0, 4), i % 3 == 0 ? Guid.NewGuid() : Guid.CreateVersion7()))
             .Append(ActivityStreamPosition.Before(2)).ToList();
         var values = string.Join(", ", positions.Select(p => $"('{p.TransactionId}'::xid8, '{p.Id}'::uuid)"));
         var byDatabase = await api.ColumnAsync($"SELECT xid::text || '/' || id::text FROM (VALUES {values}) AS v(xid, id) ORDER BY xid, id");
@@ -423,8 +420,9 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         var many = Enumerable.Range(0, 101).Select(_ => Guid.CreateVersion7()).ToList();
         foreach (var id in many)
         {
-            await ExecuteAsync(setup, "INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at) VALUES ($1, 'n', $2, $3, now(), now())",
-                id, NewSlug("notify"), owner);
+            await ExecuteAsync(setup,
+                "INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at) VALUES ($1, 'n', $2, $3, now(), now())",
+                id, ApiFixture.NewSlug("notify"), owner);
         }
 
         await using var listen = await api.OpenConnectionAsync();
@@ -437,10 +435,12 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         {
             for (var i = 0; i < 3; i++)
             {
-                await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, $2, 'test.notified', 'system'), ($3, $4, 'test.notified', 'system')",
+                await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) "
+                    + "VALUES ($1, $2, 'test.notified', 'system'), ($3, $4, 'test.notified', 'system')",
                     Guid.CreateVersion7(), existing, Guid.CreateVersion7(), many[0]);
             }
-            await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')", Guid.CreateVersion7());
+            await ExecuteAsync(writer, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')",
+                Guid.CreateVersion7());
             await ExecuteAsync(writer, "COMMIT");
         }
         // A bulk COPY over 101 workspaces: the payload would pass 8000 bytes with every id, so it is '*'. (COPY straight
@@ -450,7 +450,8 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
         await new ActivityBulkWriter(bypassing, TimeProvider.System)
             .AppendAsync(many.Select(w => new ActivityRecord(w, null, "test.bulk_notified", "system")));
         // Rows without a workspace notify nothing.
-        await ExecuteAsync(setup, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')", Guid.CreateVersion7());
+        await ExecuteAsync(setup, "INSERT INTO activities (id, workspace_id, action, entity_type) VALUES ($1, NULL, 'test.unscoped', 'system')",
+            Guid.CreateVersion7());
 
         await ExecuteAsync(listen, "SELECT 1"); // delivers what arrived
         await WaitUntilAsync(async () =>
@@ -468,7 +469,7 @@ public sealed class ActivityEventsTests(EventsApiFixture api) : IClassFixture<Ev
     public async Task The_stream_read_seeks_the_workspace_xid_index_from_the_position()
     {
         using var owner = await api.NewUserClientAsync("stream-plan-owner");
-        var (_, workspaceId) = await NewWorkspaceAsync(owner, "stream-plan");
+        var (_, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "stream-plan");
         await api.ExecuteAsync($"""
             INSERT INTO activities (id, workspace_id, action, entity_type, created_at)
             SELECT gen_random_uuid(), CASE WHEN i % 4 = 0 THEN '{workspaceId}'::uuid ELSE (SELECT id FROM workspaces WHERE slug = 'twsbp') END,
@@ -533,7 +534,7 @@ public sealed class ActivityEventsFanOutTests(FanOutEventsApiFixture api) : ICla
     {
         const int subscribers = 500;
         using var owner = await api.NewUserClientAsync("crowd-owner");
-        var (slug, workspaceId) = await ActivityEventsTests.NewWorkspaceAsync(owner, "crowd-owner");
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "crowd-owner");
         using var budget = new CancellationTokenSource(TimeSpan.FromMinutes(4)); // a hang fails; speed is the benchmark's
         var clock = System.Diagnostics.Stopwatch.StartNew();
 
@@ -542,7 +543,8 @@ public sealed class ActivityEventsFanOutTests(FanOutEventsApiFixture api) : ICla
         var readyCount = 0;
         try
         {
-            await Parallel.ForEachAsync(Enumerable.Range(0, subscribers), new ParallelOptions { MaxDegreeOfParallelism = 50, CancellationToken = budget.Token },
+            await Parallel.ForEachAsync(Enumerable.Range(0, subscribers),
+                new ParallelOptions { MaxDegreeOfParallelism = 50, CancellationToken = budget.Token },
                 async (i, cancellationToken) =>
                 {
                     // A loaded machine may answer a connect with 503 (no pooled connection within the connect timeout);
@@ -572,14 +574,16 @@ public sealed class ActivityEventsFanOutTests(FanOutEventsApiFixture api) : ICla
             var expected = new List<Guid>();
             for (var i = 0; i < 10; i++)
             {
-                var created = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+                var created = await HttpAssert.ReadAsync<ProcedureDraft>(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
                     new { name = $"crowd_{i}", sql = "SELECT 1" }), HttpStatusCode.Created);
-                expected.Add(await api.ScalarAsync<Guid>("SELECT id FROM activities WHERE entity_id = @p", ("p", created.GetProperty("id").GetGuid())));
+                expected.Add(await api.ScalarAsync<Guid>("SELECT id FROM activities WHERE entity_id = @p", ("p", created.Id)));
             }
             expected.AddRange(await ActivityEventsTests.InsertActivitiesAsync(api, workspaceId, 10, "test.crowd"));
 
-            var received = await Task.WhenAll(streams.Select(async s => (await s.ActivitiesAsync(expected.Count, TimeSpan.FromMinutes(2))).Select(ActivityEventsTests.IdOf).ToList()));
-            TestContext.Current.TestOutputHelper?.WriteLine($"every stream received all {expected.Count} events after {clock.Elapsed.TotalSeconds:0.0} s");
+            var received = await Task.WhenAll(streams.Select(async s =>
+                (await s.ActivitiesAsync(expected.Count, TimeSpan.FromMinutes(2))).Select(ActivityEventsTests.IdOf).ToList()));
+            TestContext.Current.TestOutputHelper?.WriteLine(
+                $"every stream received all {expected.Count} events after {clock.Elapsed.TotalSeconds:0.0} s");
             Assert.All(received, ids => Assert.Equal(expected, ids));
         }
         finally

@@ -90,7 +90,8 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         }
         finally
         {
-            await database.ExecuteAsync($"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; REVOKE ALL ON SCHEMA public FROM {role}; DROP ROLE {role}");
+            await database.ExecuteAsync(
+                $"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; REVOKE ALL ON SCHEMA public FROM {role}; DROP ROLE {role}");
         }
     }
 
@@ -168,7 +169,8 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
 
         await using var db = database.CreateDbContext();
         var names = await db.Database.SqlQueryRaw<string>(ActivityPartitions.ListPartitionNamesSql).ToListAsync();
-        var span = ActivityPartitions.ContiguousSpan(names.Select(n => ActivityPartitions.TryParseMonth(n, out var m) ? m : (DateOnly?)null).OfType<DateOnly>());
+        var span = ActivityPartitions.ContiguousSpan(names.Select(n =>
+            ActivityPartitions.TryParseMonth(n, out var m) ? m : (DateOnly?)null).OfType<DateOnly>());
         Assert.NotNull(span);
 
         // The first page (50 + 1 rows) comes from this month alone; a page from a cursor in an older month starts there.
@@ -179,15 +181,18 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         {
             var plan = await ExplainAnalyzeAsync(db, ActivitiesApi.PageQuery(db, workspace, cursor, 51, span));
             TestContext.Current.TestOutputHelper?.WriteLine(string.Join('\n', plan));
-            var scanned = plan.Where(line => !line.Contains("never executed", StringComparison.Ordinal) && line.Contains(" on activities_", StringComparison.Ordinal))
+            var scanned = plan.Where(line => !line.Contains("never executed", StringComparison.Ordinal)
+                && line.Contains(" on activities_", StringComparison.Ordinal))
                 .Select(line => System.Text.RegularExpressions.Regex.Match(line, " on (activities_[a-z0-9_]+?)(_workspace_id\\w*)? ").Groups[1].Value)
                 .Where(name => name != ActivityPartitions.DefaultPartition)
                 .Distinct().Order().ToList();
-            var months = scanned.Select(name => ActivityPartitions.TryParseMonth(name, out var m) ? m : throw new InvalidOperationException(name)).ToList();
+            var months = scanned.Select(name =>
+                ActivityPartitions.TryParseMonth(name, out var m) ? m : throw new InvalidOperationException(name)).ToList();
             Assert.Equal(ThisMonth.AddMonths(oldest), months.Min());
             if (cursor is null) Assert.Contains(ThisMonth, months);
             else Assert.Equal(ThisMonth.AddMonths(newest), months.Max()); // months after the cursor are pruned
-            Assert.DoesNotContain(plan, line => line.Contains("Seq Scan", StringComparison.Ordinal) && !line.Contains(ActivityPartitions.DefaultPartition, StringComparison.Ordinal));
+            Assert.DoesNotContain(plan, line => line.Contains("Seq Scan", StringComparison.Ordinal)
+                && !line.Contains(ActivityPartitions.DefaultPartition, StringComparison.Ordinal));
         }
 
         // And the page is right: newest first, across months, the same as the plain ORDER BY over the whole log.
@@ -291,7 +296,8 @@ internal static class PartitionTestData
         return (workspace.Id, user.Id);
     }
 
-    public static Task InsertAsync(SystemDatabaseFixture database, Guid workspace, int count, string createdAtExpression) => database.ExecuteAsync($"""
+    public static Task InsertAsync(SystemDatabaseFixture database, Guid workspace, int count, string createdAtExpression) =>
+        database.ExecuteAsync($"""
         INSERT INTO activities (id, workspace_id, action, entity_type, created_at)
         SELECT gen_random_uuid(), '{workspace}', 'test.partitioned', 'system', {createdAtExpression}
         FROM generate_series(1, {count}) AS i

@@ -3,6 +3,8 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Users;
+using TcStudio.Api.Workspaces;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;
@@ -13,32 +15,32 @@ namespace TcStudio.Tests.Api;
 /// </summary>
 public sealed class ApiContractTests(ApiFixture api) : IClassFixture<ApiFixture>
 {
+    private static async Task<PagedList<WorkspaceSummary>> WorkspacesAsync(HttpClient client, string url) =>
+        await HttpAssert.ReadAsync<PagedList<WorkspaceSummary>>(await client.GetAsync(url));
+
     [Fact]
     public async Task An_offset_list_links_its_next_page_keeping_the_query_and_the_last_page_has_no_next()
     {
         using var admin = await api.AdminAsync();
         for (var i = 0; i < 3; i++)
         {
-            await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces",
-                new { name = "Paged", slug = WorkspaceApiFixture.NewSlug("paged") }), HttpStatusCode.Created);
+            await ApiFixture.NewWorkspaceAsync(admin, "paged", "Paged");
         }
-        var first = await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces?pageSize=2"));
-        var total = first.GetProperty("totalCount").GetInt32();
-        Assert.True(total >= 4, first.ToString()); // the seeded workspace and these three
-        Assert.Equal("http://localhost/api/workspaces?pageSize=2&page=2", first.GetProperty("next").GetString());
+        var first = await WorkspacesAsync(admin, "/api/workspaces?pageSize=2");
+        var total = first.TotalCount;
+        Assert.True(total >= 4, $"{total} workspaces"); // the seeded workspace and these three
+        Assert.Equal("http://localhost/api/workspaces?pageSize=2&page=2", first.Next);
 
-        var seen = first.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()).ToList();
-        var url = first.GetProperty("next").GetString();
+        var seen = first.Items.Select(w => w.Slug).ToList();
         var page = first;
-        while (url is not null)
+        while (page.Next is { } url)
         {
-            page = await HttpAssert.JsonAsync(await admin.GetAsync(url));
-            seen.AddRange(page.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()));
-            url = page.TryGetProperty("next", out var next) ? next.GetString() : null;
+            page = await WorkspacesAsync(admin, url);
+            seen.AddRange(page.Items.Select(w => w.Slug));
         }
         Assert.Equal(total, seen.Count);
         Assert.Equal(seen.Count, seen.Distinct().Count());
-        Assert.Equal((total + 1) / 2, page.GetProperty("page").GetInt32());
+        Assert.Equal((total + 1) / 2, page.Page);
     }
 
     [Fact]
@@ -55,7 +57,8 @@ public sealed class ApiContractTests(ApiFixture api) : IClassFixture<ApiFixture>
             var list = await HttpAssert.JsonAsync(await admin.GetAsync(route));
             Assert.True(list.ValueKind == JsonValueKind.Object, $"{route}: {list}");
             var names = list.EnumerateObject().Select(p => p.Name).Order().ToList();
-            Assert.True(names.SequenceEqual(["items", "page", "pageSize", "totalCount"]) || names.SequenceEqual(["items", "next", "page", "pageSize", "totalCount"]),
+            Assert.True(names.SequenceEqual(["items", "page", "pageSize", "totalCount"])
+                || names.SequenceEqual(["items", "next", "page", "pageSize", "totalCount"]),
                 $"{route}: {string.Join(", ", names)}");
             Assert.Equal(JsonValueKind.Array, list.GetProperty("items").ValueKind);
         }
@@ -71,33 +74,33 @@ public sealed class ApiContractTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task List_items_carry_the_etag_of_the_resource_and_an_unchanged_resource_answers_304()
     {
         using var admin = await api.AdminAsync();
-        var users = await HttpAssert.JsonAsync(await admin.GetAsync("/api/users"));
-        var listed = users.GetProperty("items").EnumerateArray().First(u => u.GetProperty("username").GetString() == "user");
-        var id = listed.GetProperty("id").GetGuid();
+        var users = await HttpAssert.ReadAsync<PagedList<UserResponse>>(await admin.GetAsync("/api/users"));
+        var listed = users.Items.First(u => u.Username == "user");
+        var id = listed.Id;
         var single = await admin.GetAsync($"/api/users/{id}");
         Assert.Equal(HttpStatusCode.OK, single.StatusCode);
         var etag = single.Headers.ETag!.ToString();
-        Assert.Equal(etag, listed.GetProperty("etag").GetString());
+        Assert.Equal(etag, listed.ETag);
 
         using var conditional = new HttpRequestMessage(HttpMethod.Get, $"/api/users/{id}");
-        conditional.Headers.IfNoneMatch.Add(EntityTagHeaderValue.Parse(listed.GetProperty("etag").GetString()!));
+        conditional.Headers.IfNoneMatch.Add(EntityTagHeaderValue.Parse(listed.ETag!));
         var notModified = await admin.SendAsync(conditional);
         Assert.Equal(HttpStatusCode.NotModified, notModified.StatusCode);
         Assert.Equal(etag, notModified.Headers.ETag!.ToString());
         Assert.Equal("", await notModified.Content.ReadAsStringAsync());
 
         // Once it changed, the old ETag no longer matches: the new representation comes back.
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{id}", new { displayName = "Changed " + Guid.NewGuid().ToString("N")[..6] }));
+        await HttpAssert.ReadAsync<UserResponse>(await admin.PatchAsJsonAsync($"/api/users/{id}",
+            new { displayName = "Changed " + Guid.NewGuid().ToString("N")[..6] }));
         using var again = new HttpRequestMessage(HttpMethod.Get, $"/api/users/{id}");
         again.Headers.IfNoneMatch.Add(EntityTagHeaderValue.Parse(etag));
         var changed = await admin.SendAsync(again);
         Assert.Equal(HttpStatusCode.OK, changed.StatusCode);
         Assert.NotEqual(etag, changed.Headers.ETag!.ToString());
 
-        var workspaces = await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces?pageSize=200"));
-        var twsbp = workspaces.GetProperty("items").EnumerateArray().First(w => w.GetProperty("slug").GetString() == "twsbp");
+        var twsbp = (await WorkspacesAsync(admin, "/api/workspaces?pageSize=200")).Items.First(w => w.Slug == "twsbp");
         var workspace = await admin.GetAsync("/api/workspaces/twsbp");
-        Assert.Equal(workspace.Headers.ETag!.ToString(), twsbp.GetProperty("etag").GetString());
+        Assert.Equal(workspace.Headers.ETag!.ToString(), twsbp.ETag);
     }
 
     [Fact]
@@ -105,8 +108,7 @@ public sealed class ApiContractTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         using var anonymous = api.CreateAnonymousClient();
-        var slug = WorkspaceApiFixture.NewSlug("codes");
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Codes", slug }), HttpStatusCode.Created);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "codes", "Codes");
 
         await AssertCode(admin.PostAsJsonAsync("/api/workspaces", new { name = "Again", slug }), HttpStatusCode.Conflict, "workspace.slug_taken");
         await AssertCode(anonymous.PostAsJsonAsync("/api/auth/token", new { username = "admin", password = "wrong-password" }),
@@ -114,9 +116,10 @@ public sealed class ApiContractTests(ApiFixture api) : IClassFixture<ApiFixture>
         await AssertCode(anonymous.GetAsync("/api/me"), HttpStatusCode.Unauthorized, "auth.unauthenticated");
         await AssertCode(admin.GetAsync("/api/workspaces/no-such-workspace"), HttpStatusCode.NotFound, "resource.not_found");
         await AssertCode(admin.GetAsync("/api/users?pageSize=0"), HttpStatusCode.BadRequest, "request.invalid");
-        await AssertCode(admin.PostAsync("/api/workspaces", new StringContent("{\"name\":", System.Text.Encoding.UTF8, "application/json")),
+        await AssertCode(admin.PostAsync("/api/workspaces", RawJson.Content("{\"name\":")),
             HttpStatusCode.BadRequest, "request.malformed_json");
-        await AssertCode(admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments", new { name = "dev", server = "nowhere", databaseName = "x_dev" }),
+        await AssertCode(admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
+            new { name = "dev", server = "nowhere", databaseName = "x_dev" }),
             HttpStatusCode.BadRequest, "request.invalid");
         await AssertCode(admin.PostAsync($"/api/workspaces/{slug}/procedures/nothing/execute?env=dev", JsonContent.Create(new { })),
             HttpStatusCode.NotFound, "resource.not_found");

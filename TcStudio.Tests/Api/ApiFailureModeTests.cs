@@ -7,6 +7,9 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using TcStudio.Api.Auth;
+using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Roles;
+using TcStudio.Api.Workspaces;
 using TcStudio.LocalPostgres;
 using TcStudio.SystemDatabase.Seeding;
 using TcStudio.Tests.Infrastructure;
@@ -37,11 +40,7 @@ internal static class ApiHost
 
     public static async Task<HttpClient> AdminClientAsync(this WebApplicationFactory<Program> factory, string password = ApiFixture.AdminPassword)
     {
-        var client = factory.CreateClient();
-        var response = await client.PostAsJsonAsync("/api/auth/token", new { username = "admin", password });
-        var token = await HttpAssert.JsonAsync(response);
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token.GetProperty("accessToken").GetString());
-        return client;
+        return await ApiFixture.SignInAsync(factory.CreateClient(), "admin", password);
     }
 
     public static async Task AssertUnavailableAsync(HttpResponseMessage response)
@@ -92,8 +91,8 @@ public sealed class SchemaReadinessTests(PostgresServer server)
             await HttpAssert.ProblemAsync(after, HttpStatusCode.Unauthorized);
 
             using var admin = await factory.AdminClientAsync(SeedOptions.DevelopmentAdminPassword);
-            var list = await HttpAssert.JsonAsync(await admin.GetAsync("/api/roles"));
-            Assert.Equal(2, list.GetProperty("items").GetArrayLength());
+            var list = await HttpAssert.ReadAsync<PagedList<RoleResponse>>(await admin.GetAsync("/api/roles"));
+            Assert.Equal(2, list.Items.Count);
         }
         finally
         {
@@ -111,10 +110,10 @@ public sealed class SchemaReadinessTests(PostgresServer server)
             await factory.SeedAsync(); // starts the host, which migrates before it serves
 
             using var admin = await factory.AdminClientAsync();
-            var roles = await HttpAssert.JsonAsync(await admin.GetAsync("/api/roles"));
-            Assert.Equal(["Admin", "User"], roles.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("name").GetString()));
-            var workspaces = await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces"));
-            Assert.Equal("twsbp", workspaces.GetProperty("items")[0].GetProperty("slug").GetString());
+            var roles = await HttpAssert.ReadAsync<PagedList<RoleResponse>>(await admin.GetAsync("/api/roles"));
+            Assert.Equal(["Admin", "User"], roles.Items.Select(r => r.Name));
+            var workspaces = await HttpAssert.ReadAsync<PagedList<WorkspaceSummary>>(await admin.GetAsync("/api/workspaces"));
+            Assert.Equal("twsbp", workspaces.Items[0].Slug);
         }
         finally
         {
@@ -216,7 +215,7 @@ public sealed class DatabaseOutageTests
             await using var factory = ApiHost.Over(cluster.ConnectionString("tc_studio"), ("Database:MigrateOnStartup", "true"));
             await factory.SeedAsync();
             using var admin = await factory.AdminClientAsync();
-            await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces"));
+            await HttpAssert.ReadAsync<PagedList<WorkspaceSummary>>(await admin.GetAsync("/api/workspaces"));
 
             await cluster.StopAsync();
             var watch = Stopwatch.StartNew();
@@ -235,8 +234,8 @@ public sealed class DatabaseOutageTests
 
             await cluster.StartAsync();
             var back = await admin.GetAsync("/api/workspaces");
-            var body = await HttpAssert.JsonAsync(back);
-            Assert.Equal("twsbp", body.GetProperty("items")[0].GetProperty("slug").GetString());
+            var body = await HttpAssert.ReadAsync<PagedList<WorkspaceSummary>>(back);
+            Assert.Equal("twsbp", body.Items[0].Slug);
         }
         finally
         {

@@ -67,10 +67,9 @@ public sealed class BoundedWaitTests(PostgresServer server)
 
     private static async Task<string> NewWorkspaceWithProcedureAsync(HttpClient admin)
     {
-        var slug = Infrastructure.WorkspaceApiFixture.NewSlug("wait");
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Waits", slug }), HttpStatusCode.Created);
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "p", sql = "select 1" }),
-            HttpStatusCode.Created);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "wait", "Waits");
+        await HttpAssert.ReadAsync<TcStudio.Api.Procedures.ProcedureDraft>(
+            await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "p", sql = "select 1" }), HttpStatusCode.Created);
         return slug;
     }
 
@@ -118,7 +117,8 @@ public sealed class BoundedWaitTests(PostgresServer server)
             }
             foreach (var (response, elapsed) in await Task.WhenAll(unrelated))
             {
-                Assert.True(response.StatusCode == HttpStatusCode.OK, $"{response.RequestMessage!.RequestUri}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+                Assert.True(response.StatusCode == HttpStatusCode.OK,
+                    $"{response.RequestMessage!.RequestUri}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
                 Assert.True(elapsed < budget, $"{response.RequestMessage!.RequestUri} took {elapsed}");
             }
             var (healthResponse, healthElapsed) = await health;
@@ -206,7 +206,8 @@ public sealed class BoundedWaitTests(PostgresServer server)
         Assert.Contains("pool_exhausted", reasons);
         var exhausted = results.First(r => r.Response.StatusCode == HttpStatusCode.ServiceUnavailable);
         var problems = await Task.WhenAll(results.Select(r => r.Response.Content.ReadAsStringAsync()));
-        Assert.Contains(problems, p => p.Contains("connection pool exhausted:", StringComparison.Ordinal) && p.Contains("waiting", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Contains("connection pool exhausted:", StringComparison.Ordinal)
+            && p.Contains("waiting", StringComparison.Ordinal));
         Assert.NotNull(exhausted.Response);
 
         var report = await healthResponse.Content.ReadAsStringAsync();
@@ -227,7 +228,8 @@ public sealed class BoundedWaitTests(PostgresServer server)
         var settings = new TcStudio.Api.Infrastructure.RequestTransactionSettings(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(1500.2));
         Assert.Equal("/* tcstudio:transaction-settings */ SELECT set_config('lock_timeout', '5000ms', true), "
             + "set_config('statement_timeout', '1501ms', true), "
-            + "set_config('tcstudio.user_id', @tcstudio_user_id, true), set_config('tcstudio.workspace_id', @tcstudio_workspace_id, true)", settings.Sql);
+            + "set_config('tcstudio.user_id', @tcstudio_user_id, true), set_config('tcstudio.workspace_id', @tcstudio_workspace_id, true)",
+            settings.Sql);
         // Without timeouts the row-level-security settings remain; their values are parameters (one text for every request).
         Assert.Equal("/* tcstudio:transaction-settings */ SELECT set_config('tcstudio.user_id', @tcstudio_user_id, true), "
             + "set_config('tcstudio.workspace_id', @tcstudio_workspace_id, true)",

@@ -44,9 +44,10 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
 
         using var admin = await api.AdminAsync();
         var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "fuzz");
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "p", "CREATE FUNCTION p(n integer DEFAULT 1) RETURNS integer LANGUAGE sql AS $$ SELECT n $$;");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "p",
+            "CREATE FUNCTION p(n integer DEFAULT 1) RETURNS integer LANGUAGE sql AS $$ SELECT n $$;");
         await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/p/publish?env=dev", null));
-        var otherSlug = WorkspaceApiFixture.NewSlug("fuzz-other");
+        var otherSlug = ApiFixture.NewSlug("fuzz-other");
         await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Other", slug = otherSlug }), HttpStatusCode.Created);
         var context = new Context(slug, otherSlug, await api.ScalarAsync<Guid>("SELECT id FROM users WHERE username = 'user'"),
             await api.LoginAsync("admin", ApiFixture.AdminPassword), await api.LoginAsync("user", ApiFixture.UserPassword));
@@ -122,7 +123,8 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
             {
                 if (handler is null)
                 {
-                    targets.Add(new Target(method, pattern, typeof(FuzzTests).GetMethod(nameof(Targets), BindingFlags.NonPublic | BindingFlags.Instance)!, [], null));
+                    targets.Add(new Target(method, pattern,
+                        typeof(FuzzTests).GetMethod(nameof(Targets), BindingFlags.NonPublic | BindingFlags.Instance)!, [], null));
                     continue;
                 }
                 var query = InputHygieneTests.QueryParameters(handler)
@@ -146,7 +148,8 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
         "%20", "null", "%C2%85", "%EF%BB%BF", "x%0Ay", new string('a', 300), "%F0%9F%98%80", "%",
     ];
 
-    private static readonly string[] BadNumbers = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-1", "0", "99999999999999999999", "", "abc", "1.5", "0x10", "%00"];
+    private static readonly string[] BadNumbers = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-1", "0", "99999999999999999999", "", "abc",
+        "1.5", "0x10", "%00"];
 
     private static readonly string[] BadStrings =
     [
@@ -335,7 +338,8 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
         switch (random.Next(14))
         {
             case 0:
-                var broken = new[] { "", "{", "[", "{\"a\":}", "nul", "\"str\"", "123", "[]", "{\"x\": NaN}", "{\"x\": Infinity}", "{'a':1}", "{\"a\":1,}", "/*c*/{}" }[random.Next(13)];
+                var broken = new[] { "", "{", "[", "{\"a\":}", "nul", "\"str\"", "123", "[]", "{\"x\": NaN}", "{\"x\": Infinity}", "{'a':1}",
+                    "{\"a\":1,}", "/*c*/{}" }[random.Next(13)];
                 return (Encoding.UTF8.GetBytes(broken), contentType, $"body '{broken}'");
             case 1 when fields.Count > 0:
                 var (dupName, _) = fields[random.Next(fields.Count)];
@@ -345,7 +349,8 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
                 var (wrongName, wrongType) = fields[random.Next(fields.Count)];
                 var other = new object?[] { 123, true, new[] { 1 }, new { a = 1 }, "text", 1.5, -1 }[random.Next(7)];
                 valid[wrongName] = other;
-                return (Encoding.UTF8.GetBytes(JsonSerializer.Serialize(valid)), contentType, $"{wrongName} as {other?.GetType().Name} for {wrongType.Name}");
+                return (Encoding.UTF8.GetBytes(JsonSerializer.Serialize(valid)), contentType,
+                    $"{wrongName} as {other?.GetType().Name} for {wrongType.Name}");
             case 3 when fields.Count > 0:
                 var (nullName, _) = fields[random.Next(fields.Count)];
                 valid[nullName] = null;
@@ -358,7 +363,8 @@ public sealed class FuzzTests(FuzzTests.Fixture api) : IClassFixture<FuzzTests.F
             case 5 when fields.Count > 0:
                 var (loneName, _) = fields[random.Next(fields.Count)];
                 var lone = json.Replace($"\"{loneName}\":\"x\"", $"\"{loneName}\":\"a\\ud800b\"");
-                return (Encoding.UTF8.GetBytes(lone == json ? json.TrimEnd('}') + ",\"\\udc00\":1}" : lone), contentType, $"{loneName} lone surrogate");
+                return (Encoding.UTF8.GetBytes(lone == json ? json.TrimEnd('}') + ",\"\\udc00\":1}" : lone), contentType,
+                    $"{loneName} lone surrogate");
             case 6:
                 var big = json.TrimEnd('}') + (fields.Count > 0 ? "," : "") + "\"timeoutSeconds\":1e400,\"n\":-1e999}";
                 return (Encoding.UTF8.GetBytes(big), contentType, "1e400");

@@ -40,7 +40,10 @@ public sealed partial class HttpFileTests(WorkspaceApiFixture api) : IClassFixtu
             }
             foreach (var (name, value) in request.Headers)
             {
-                if (!message.Headers.TryAddWithoutValidation(name, Resolve(value))) message.Content?.Headers.TryAddWithoutValidation(name, Resolve(value));
+                if (!message.Headers.TryAddWithoutValidation(name, Resolve(value)))
+                {
+                    message.Content?.Headers.TryAddWithoutValidation(name, Resolve(value));
+                }
             }
             // Headers only: an event stream never ends; its status is what is checked.
             var response = await client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
@@ -48,7 +51,8 @@ public sealed partial class HttpFileTests(WorkspaceApiFixture api) : IClassFixtu
             var text = streaming ? "" : await response.Content.ReadAsStringAsync();
             if ((int)response.StatusCode != request.ExpectedStatus)
             {
-                failures.Add($"'{request.Title}' ({request.Method} {request.Url}): expected {request.ExpectedStatus}, got {(int)response.StatusCode} {text}");
+                failures.Add($"'{request.Title}' ({request.Method} {request.Url}): "
+                    + $"expected {request.ExpectedStatus}, got {(int)response.StatusCode} {text}");
                 break; // later requests build on this one
             }
             JsonElement? json = text.Length > 0 && response.Content.Headers.ContentType?.MediaType?.EndsWith("json") == true
@@ -98,7 +102,8 @@ public sealed partial class HttpFileTests(WorkspaceApiFixture api) : IClassFixtu
         {
             var file = new HttpFile();
             var blocks = Regex.Split(text.Replace("\r\n", "\n"), @"^###[^\n]*$", RegexOptions.Multiline);
-            var titles = Regex.Matches(text.Replace("\r\n", "\n"), @"^###([^\n]*)$", RegexOptions.Multiline).Select(m => m.Groups[1].Value.Trim()).ToList();
+            var titles = Regex.Matches(text.Replace("\r\n", "\n"), @"^###([^\n]*)$", RegexOptions.Multiline).Select(m =>
+                m.Groups[1].Value.Trim()).ToList();
             for (var b = 0; b < blocks.Length; b++)
             {
                 var lines = blocks[b].Split('\n');
@@ -127,7 +132,8 @@ public sealed partial class HttpFileTests(WorkspaceApiFixture api) : IClassFixtu
                     headers.Add((lines[i][..colon].Trim(), lines[i][(colon + 1)..].Trim()));
                 }
                 var body = string.Join("\n", lines.Skip(i)).Trim();
-                file.Requests.Add(new HttpFileRequest(b > 0 ? titles[b - 1] : "", name, expect, parts[0], parts[1], headers, body.Length > 0 ? body : null));
+                file.Requests.Add(new HttpFileRequest(b > 0 ? titles[b - 1] : "", name, expect, parts[0], parts[1], headers,
+                    body.Length > 0 ? body : null));
             }
             return file;
         }

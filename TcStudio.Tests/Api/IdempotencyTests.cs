@@ -1,10 +1,13 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
-using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TcStudio.Api.Environments;
 using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Members;
+using TcStudio.Api.Procedures;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;
@@ -20,15 +23,6 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public sealed class Fixture(PostgresServer server) : WorkspaceApiFixture(server)
     {
         protected override IEnumerable<KeyValuePair<string, string?>> ExtraSettings => [new("Database:LockTimeout", "00:00:30")];
-    }
-
-    private static string NewSlug(string prefix) => WorkspaceApiFixture.NewSlug(prefix);
-
-    private async Task<string> NewWorkspaceAsync(HttpClient owner)
-    {
-        var slug = NewSlug("idem");
-        await HttpAssert.JsonAsync(await owner.PostAsJsonAsync("/api/workspaces", new { name = "Idempotency", slug }), HttpStatusCode.Created);
-        return slug;
     }
 
     private static HttpRequestMessage Post(string path, string key, object? body)
@@ -47,7 +41,7 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public async Task A_retry_with_the_same_key_and_body_gets_the_first_response_and_the_work_is_done_once()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var key = Guid.NewGuid().ToString();
         var body = new { name = "once", sql = "select 1" };
 
@@ -63,9 +57,11 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
         Assert.NotNull(first.Headers.ETag);
         Assert.Equal(first.Headers.Location, second.Headers.Location);
         Assert.Equal(first.Content.Headers.ContentType, second.Content.Headers.ContentType);
-        Assert.Equal(1L, await CountAsync("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
+        Assert.Equal(1L,
+            await CountAsync("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
         Assert.Equal(1L, await CountAsync(
-            "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'procedure.created'", ("s", slug)));
+            "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'procedure.created'",
+            ("s", slug)));
 
         // A quoted key (as the IETF draft writes it) is the same key.
         var quoted = await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", $"\"{key}\"", body));
@@ -74,7 +70,7 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
         // Workspaces and users are created through other filters: they replay the same way.
         using var admin = await api.AdminAsync();
         var workspaceKey = Guid.NewGuid().ToString();
-        var workspaceBody = new { name = "W", slug = NewSlug("idem-ws") };
+        var workspaceBody = new { name = "W", slug = ApiFixture.NewSlug("idem-ws") };
         var ws1 = await admin.SendAsync(Post("/api/workspaces", workspaceKey, workspaceBody));
         var ws2 = await admin.SendAsync(Post("/api/workspaces", workspaceKey, workspaceBody));
         Assert.Equal(HttpStatusCode.Created, ws2.StatusCode);
@@ -94,22 +90,25 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public async Task The_same_key_with_another_body_or_path_is_422_and_changes_nothing()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user);
-        var otherSlug = await NewWorkspaceAsync(user);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
+        var (otherSlug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var key = Guid.NewGuid().ToString();
-        await HttpAssert.JsonAsync(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "a", sql = "select 1" })),
+        await HttpAssert.ReadAsync<ProcedureDraft>(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key,
+            new { name = "a", sql = "select 1" })),
             HttpStatusCode.Created);
         var rows = await CountAsync("SELECT count(*) FROM stored_procedures");
 
         var otherBody = await HttpAssert.ProblemAsync(
-            await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "b", sql = "select 1" })), HttpStatusCode.UnprocessableContent);
+            await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "b", sql = "select 1" })),
+            HttpStatusCode.UnprocessableContent);
         Assert.Equal(key, otherBody.GetProperty("idempotencyKey").GetString());
         await HttpAssert.ProblemAsync(
-            await user.SendAsync(Post($"/api/workspaces/{otherSlug}/procedures", key, new { name = "a", sql = "select 1" })), HttpStatusCode.UnprocessableContent);
+            await user.SendAsync(Post($"/api/workspaces/{otherSlug}/procedures", key, new { name = "a", sql = "select 1" })),
+            HttpStatusCode.UnprocessableContent);
         // Whitespace is part of the body: a different body is a different request.
         var spaced = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures")
         {
-            Content = new StringContent("{ \"name\": \"a\", \"sql\": \"select 1\" }", Encoding.UTF8, "application/json"),
+            Content = RawJson.Content("{ \"name\": \"a\", \"sql\": \"select 1\" }"),
         };
         spaced.Headers.TryAddWithoutValidation(IdempotentRequests.HeaderName, key);
         await HttpAssert.ProblemAsync(await user.SendAsync(spaced), HttpStatusCode.UnprocessableContent);
@@ -120,10 +119,11 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public async Task Keys_are_per_user_and_a_failed_request_stores_nothing()
     {
         using var owner = await api.AdminAsync();
-        var slug = await NewWorkspaceAsync(owner);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(owner, "idem");
         using var member = await api.NewUserClientAsync("idem-" + Guid.NewGuid().ToString("N")[..8]);
-        var memberName = (await HttpAssert.JsonAsync(await member.GetAsync("/api/me"))).GetProperty("username").GetString();
-        await HttpAssert.JsonAsync(await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/{memberName}", new { role = "Member" }), HttpStatusCode.Created);
+        var memberName = (await HttpAssert.ReadAsync<MeResponse>(await member.GetAsync("/api/me"))).Username;
+        await HttpAssert.ReadAsync<MemberResponse>(
+            await owner.PutAsJsonAsync($"/api/workspaces/{slug}/members/{memberName}", new { role = "Member" }), HttpStatusCode.Created);
         const string key = "shared-key-1";
 
         var mine = await owner.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "mine", sql = "select 1" }));
@@ -147,11 +147,12 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public async Task Malformed_keys_are_400_naming_the_header_and_change_nothing()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var rows = await CountAsync("SELECT count(*) FROM stored_procedures");
         // Sent as given (HttpClient would trim or re-encode some of them); an empty value is tested on the wire
         // (WireLevelInputTests): the in-memory server cannot tell it from an absent header.
-        foreach (var bad in new[] { " ", new string('k', 256), "two words", "a,b", "\"unterminated", "\"bad\\escape\"", "caf\u00e9", "\"\"", "k\u0001" })
+        foreach (var bad in new[] { " ", new string('k', 256), "two words", "a,b", "\"unterminated", "\"bad\\escape\"", "caf\u00e9", "\"\"",
+            "k\u0001" })
         {
             var response = await RawTestServer.SendAsync(api.Factory, HttpMethod.Post, $"/api/workspaces/{slug}/procedures",
                 [("Authorization", user.DefaultRequestHeaders.Authorization!.ToString()), (IdempotentRequests.HeaderName, bad)],
@@ -170,7 +171,7 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public async Task A_duplicate_while_the_first_is_still_running_is_409_and_afterwards_replays_the_first()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var key = Guid.NewGuid().ToString();
         var body = new { name = "slow", sql = "select 1" };
 
@@ -209,7 +210,7 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public async Task Publish_execute_and_environment_creation_replay_and_never_run_twice()
     {
         using var admin = await api.AdminAsync();
-        var slug = await NewWorkspaceAsync(admin);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "idem");
         var database = api.NewDatabaseName("idem_env");
 
         // Creating an environment: the key is written with the final save; the replay equals what GET shows.
@@ -223,9 +224,8 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
         var createdText = await created.Content.ReadAsStringAsync();
         Assert.Equal(createdText, await again.Content.ReadAsStringAsync());
         Assert.Equal(created.Headers.Location, again.Headers.Location);
-        var fetched = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev"));
-        Assert.Equal(fetched.GetProperty("updatedAt").GetDateTimeOffset(),
-            System.Text.Json.JsonDocument.Parse(createdText).RootElement.GetProperty("updatedAt").GetDateTimeOffset());
+        var fetched = await HttpAssert.ReadAsync<EnvironmentDetails>(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev"));
+        Assert.Equal(fetched.UpdatedAt, (await HttpAssert.ReadAsync<EnvironmentDetails>(created, HttpStatusCode.Created)).UpdatedAt);
 
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "stamp", Stamp);
         var publishKey = Guid.NewGuid().ToString();
@@ -264,7 +264,7 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
 
         // A duplicate while an execution is still running in the workspace database: 409, not a second run.
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "slow_stamp", Slow);
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/slow_stamp/publish?env=dev", null));
+        await HttpAssert.ReadAsync<PublishResponse>(await admin.PostAsync($"/api/workspaces/{slug}/procedures/slow_stamp/publish?env=dev", null));
         var slowKey = Guid.NewGuid().ToString();
         var slow = admin.SendAsync(Post($"/api/workspaces/{slug}/procedures/slow_stamp/execute?env=dev", slowKey, new { }));
         await WaitUntilAsync(async () => await api.WorkspaceScalarAsync<long>(database,
@@ -282,18 +282,21 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     public async Task Expired_keys_no_longer_count_and_are_cleaned_up()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "idem");
         var key = Guid.NewGuid().ToString();
-        await HttpAssert.JsonAsync(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "old", sql = "select 1" })),
+        await HttpAssert.ReadAsync<ProcedureDraft>(await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key,
+            new { name = "old", sql = "select 1" })),
             HttpStatusCode.Created);
-        await api.ExecuteAsync($"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
+        await api.ExecuteAsync(
+            $"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
 
         // Expired: the key is free again, so another request under it is new work, not a 422.
         var reused = await user.SendAsync(Post($"/api/workspaces/{slug}/procedures", key, new { name = "new", sql = "select 1" }));
         Assert.Equal(HttpStatusCode.Created, reused.StatusCode);
         Assert.False(Replayed(reused));
 
-        await api.ExecuteAsync($"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
+        await api.ExecuteAsync(
+            $"UPDATE idempotency_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE key = '{key}'");
         var deleted = await api.Factory.Services.GetRequiredService<IdempotencyKeyCleanup>().DeleteExpiredAsync(CancellationToken.None);
         Assert.True(deleted >= 1);
         Assert.Equal(0L, await CountAsync("SELECT count(*) FROM idempotency_keys WHERE expires_at <= now()"));
@@ -345,8 +348,7 @@ public sealed class IdempotencyAcrossDroppedConnectionsTests(KestrelApiFixture a
         var token = await api.LoginAsync("user", ApiFixture.UserPassword);
         var client = api.CreateAnonymousClient();
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        var slug = WorkspaceApiFixture.NewSlug("drop");
-        await HttpAssert.JsonAsync(await client.PostAsJsonAsync("/api/workspaces", new { name = "Dropped", slug }), HttpStatusCode.Created);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(client, "drop", "Dropped");
         return (client, token, slug);
     }
 
@@ -380,12 +382,11 @@ public sealed class IdempotencyAcrossDroppedConnectionsTests(KestrelApiFixture a
         {
             var retry = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures")
             {
-                Content = new StringContent($$"""{"name":"p{{i}}","sql":"select {{i}}"}""", Encoding.UTF8, "application/json"),
+                Content = RawJson.Content($$"""{"name":"p{{i}}","sql":"select {{i}}"}"""),
             };
             retry.Headers.TryAddWithoutValidation(IdempotentRequests.HeaderName, keys[i]);
             var response = await client.SendAsync(retry);
-            var body = await HttpAssert.JsonAsync(response, HttpStatusCode.Created);
-            var id = body.GetProperty("id").GetGuid();
+            var id = (await HttpAssert.ReadAsync<ProcedureDraft>(response, HttpStatusCode.Created)).Id;
             var existed = before.Contains($"p{i}={id}");
             // Replayed exactly when the dropped attempt had committed: the client learns its write happened, and its id.
             Assert.Equal(existed, response.Headers.Contains(IdempotentRequests.ReplayedHeader));
@@ -407,7 +408,7 @@ public sealed class IdempotencyAcrossDroppedConnectionsTests(KestrelApiFixture a
         {
             var request = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures")
             {
-                Content = new StringContent(body, Encoding.UTF8, "application/json"),
+                Content = RawJson.Content(body),
             };
             request.Headers.TryAddWithoutValidation(IdempotentRequests.HeaderName, key);
             return request;
@@ -438,9 +439,9 @@ public sealed class IdempotencyAcrossDroppedConnectionsTests(KestrelApiFixture a
         Assert.Equal(rows, keys); // together or not at all
 
         var retry = await client.SendAsync(Request());
-        var created = await HttpAssert.JsonAsync(retry, HttpStatusCode.Created);
+        var created = await HttpAssert.ReadAsync<ProcedureDraft>(retry, HttpStatusCode.Created);
         Assert.Equal(rows == 1, retry.Headers.Contains(IdempotentRequests.ReplayedHeader));
-        Assert.Equal(created.GetProperty("id").GetGuid(), await api.ScalarAsync<Guid>(
+        Assert.Equal(created.Id, await api.ScalarAsync<Guid>(
             "SELECT p.id FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
         Assert.Equal(1L, await api.ScalarAsync<long>("SELECT count(*) FROM idempotency_keys WHERE key = @k", ("k", key)));
     }

@@ -5,7 +5,9 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.Api;
 
@@ -18,21 +20,16 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
 {
     public static readonly string[] NonFinite = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "nan", "∞"];
 
-    private async Task<string> NewWorkspaceAsync(HttpClient owner)
-    {
-        var slug = WorkspaceApiFixture.NewSlug("hyg");
-        await HttpAssert.JsonAsync(await owner.PostAsJsonAsync("/api/workspaces", new { name = "Hygiene", slug }), HttpStatusCode.Created);
-        return slug;
-    }
-
     [Fact]
     public async Task The_issue_reproductions_non_finite_insight_parameters_are_400_not_500()
     {
         using var admin = await api.AdminAsync();
         foreach (var value in NonFinite)
         {
-            await HttpAssert.ValidationProblemAsync(await admin.GetAsync($"/api/admin/database/slow-queries?minMeanMs={Uri.EscapeDataString(value)}"), "minMeanMs");
-            await HttpAssert.ValidationProblemAsync(await admin.GetAsync($"/api/admin/database/long-running?thresholdSeconds={Uri.EscapeDataString(value)}"), "thresholdSeconds");
+            await HttpAssert.ValidationProblemAsync(await admin.GetAsync($"/api/admin/database/slow-queries?minMeanMs={Uri.EscapeDataString(value)}"),
+                "minMeanMs");
+            await HttpAssert.ValidationProblemAsync(
+                await admin.GetAsync($"/api/admin/database/long-running?thresholdSeconds={Uri.EscapeDataString(value)}"), "thresholdSeconds");
         }
     }
 
@@ -41,7 +38,7 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
     public async Task Every_numeric_query_parameter_of_every_route_refuses_non_finite_values_with_a_400_naming_it()
     {
         using var admin = await api.AdminAsync();
-        var slug = await NewWorkspaceAsync(admin);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "hyg", "Hygiene");
         var checkedParameters = new List<string>();
         foreach (var endpoint in api.Factory.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
         {
@@ -59,7 +56,8 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
             }
         }
         Assert.Contains("/api/admin/database/slow-queries?minMeanMs", checkedParameters);
-        Assert.Contains(checkedParameters, p => p.StartsWith("/api/workspaces/{slug}/procedures", StringComparison.Ordinal) && p.EndsWith("?pageSize", StringComparison.Ordinal));
+        Assert.Contains(checkedParameters, p => p.StartsWith("/api/workspaces/{slug}/procedures", StringComparison.Ordinal)
+            && p.EndsWith("?pageSize", StringComparison.Ordinal));
         Assert.True(checkedParameters.Count >= 8, string.Join(", ", checkedParameters));
     }
 
@@ -108,47 +106,48 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
             """{"parameters":{"x":1e400}}""", """{"parameters":{"x":-1e400}}""", """{"timeoutSeconds":1e400}""",
         })
         {
-            var response = await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev", Json(body));
+            var response = await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev", RawJson.Content(body));
             await HttpAssert.ProblemAsync(response, HttpStatusCode.BadRequest);
         }
         // Strings name non-finite doubles too; they are refused as values of the parameter's type.
         foreach (var value in new[] { "NaN", "Infinity", "-Infinity", "1e400" })
         {
             await HttpAssert.ValidationProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev",
-                Json($$$"""{"parameters":{"x":"{{{value}}}"}}""")), "parameters.x");
+                RawJson.Content($$$"""{"parameters":{"x":"{{{value}}}"}}""")), "parameters.x");
             await HttpAssert.ValidationProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev",
-                Json($$$"""{"parameters":{"x":1,"y":"{{{value}}}"}}""")), "parameters.y");
+                RawJson.Content($$$"""{"parameters":{"x":1,"y":"{{{value}}}"}}""")), "parameters.y");
         }
-        await HttpAssert.ProblemAsync(await admin.PatchAsync($"/api/workspaces/{slug}", Json("""{"settings":{"big":1e400}}""")), HttpStatusCode.BadRequest);
-        var fine = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev",
-            Json("""{"parameters":{"x":1e300}}""")));
-        Assert.Equal(5e299, fine.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetDouble());
+        await HttpAssert.ProblemAsync(await admin.PatchAsync($"/api/workspaces/{slug}", RawJson.Content("""{"settings":{"big":1e400}}""")),
+            HttpStatusCode.BadRequest);
+        var fine = await HttpAssert.ReadAsync<ExecutionResult>(await admin.PostAsync($"/api/workspaces/{slug}/procedures/halve/execute?env=dev",
+            RawJson.Content("""{"parameters":{"x":1e300}}""")));
+        Assert.Equal(5e299, ((System.Text.Json.JsonElement)fine.ResultSets[0].Rows[0][0]!).GetDouble());
     }
 
-    private static StringContent Json(string body, string mediaType = "application/json") => new(body, Encoding.UTF8, mediaType);
 
     [Fact]
     public async Task Duplicate_json_keys_even_differing_only_in_case_are_400_and_create_nothing()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "hyg", "Hygiene");
 
         var issue = await HttpAssert.ValidationProblemAsync(
-            await user.PostAsync($"/api/workspaces/{slug}/procedures", Json("""{"name":"a","sql":"select 1","NAME":"zz"}""")), "NAME");
+            await user.PostAsync($"/api/workspaces/{slug}/procedures", RawJson.Content("""{"name":"a","sql":"select 1","NAME":"zz"}""")), "NAME");
         Assert.Contains("more than once", issue.ToString());
-        await HttpAssert.ValidationProblemAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures", Json("""{"name":"a","sql":"x","name":"b"}""")), "name");
+        await HttpAssert.ValidationProblemAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures",
+            RawJson.Content("""{"name":"a","sql":"x","name":"b"}""")), "name");
         await HttpAssert.ValidationProblemAsync(await user.PatchAsync($"/api/workspaces/{slug}",
-            Json("""{"settings":{"theme":"dark","Theme":"light"}}""")), "settings.Theme");
+            RawJson.Content("""{"settings":{"theme":"dark","Theme":"light"}}""")), "settings.Theme");
         await HttpAssert.ValidationProblemAsync(await user.PatchAsync($"/api/workspaces/{slug}",
-            Json("""{"settings":{"list":[{"a":1,"A":2}]}}""")), "settings.list[0].A");
+            RawJson.Content("""{"settings":{"list":[{"a":1,"A":2}]}}""")), "settings.list[0].A");
         // Escapes do not hide a duplicate, and a byte order mark in front does not either.
         await HttpAssert.ValidationProblemAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures",
-            Json("""{"name":"a","sql":"select 1","n\u0061me":"b"}""")), "name");
+            RawJson.Content("""{"name":"a","sql":"select 1","n\u0061me":"b"}""")), "name");
         await HttpAssert.ValidationProblemAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures",
             new ByteArrayContent([0xEF, 0xBB, 0xBF, .. Encoding.UTF8.GetBytes("""{"name":"a","sql":"s","Sql":"t"}""")])
             { Headers = { ContentType = new("application/json") } }), "Sql");
         // The same name in different objects is fine.
-        await HttpAssert.JsonAsync(await user.PatchAsync($"/api/workspaces/{slug}", Json("""{"settings":{"a":{"x":1},"b":{"x":2}}}""")));
+        await HttpAssert.JsonAsync(await user.PatchAsync($"/api/workspaces/{slug}", RawJson.Content("""{"settings":{"a":{"x":1},"b":{"x":2}}}""")));
 
         Assert.Equal(0L, await api.ScalarAsync<long>(
             "SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
@@ -163,22 +162,25 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
     public async Task Names_refuse_control_bidi_zero_width_and_byte_order_mark_characters_and_change_nothing()
     {
         using var admin = await api.AdminAsync();
-        var slug = await NewWorkspaceAsync(admin);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "hyg", "Hygiene");
         var before = await api.ScalarAsync<string>("SELECT xmin::text || name FROM workspaces WHERE slug = @s", ("s", slug));
         var users = await api.ScalarAsync<long>("SELECT count(*) FROM users");
-        var me = (await HttpAssert.JsonAsync(await admin.GetAsync("/api/me"))).GetProperty("id").GetGuid();
+        var me = (await HttpAssert.ReadAsync<MeResponse>(await admin.GetAsync("/api/me"))).Id;
 
         foreach (var c in Invisible)
         {
             var name = $"Evil{c}name";
-            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name, slug = WorkspaceApiFixture.NewSlug("inv") }), "name");
+            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name, slug = ApiFixture.NewSlug("inv") }),
+                "name");
             await HttpAssert.ValidationProblemAsync(await admin.PatchAsJsonAsync($"/api/workspaces/{slug}", new { name }), "name");
             await HttpAssert.ValidationProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{me}", new { displayName = name }), "displayName");
             await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/users",
                 new { username = $"u{c}ser", password = "a-password-123", role = "User", displayName = "x" }), "username");
             await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync("/api/users",
-                new { username = "fine-user-" + Guid.NewGuid().ToString("N")[..6], password = "a-password-123", role = "User", displayName = name }), "displayName");
-            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = $"p{c}", sql = "select 1" }), "name");
+                new { username = "fine-user-" + Guid.NewGuid().ToString("N")[..6], password = "a-password-123", role = "User", displayName = name }),
+                "displayName");
+            await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+                new { name = $"p{c}", sql = "select 1" }), "name");
             await HttpAssert.ValidationProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
                 new { name = $"e{c}", server = "local", databaseName = "x_db" }), "name");
         }
@@ -190,11 +192,14 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
             new { name = "env", server = "local", databaseName = "db_name\n" }), "databaseName");
 
         // Lone surrogates are not text: refused wherever they appear.
-        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/workspaces", Json("""{"name":"a\ud800b","slug":"lone-x"}""")), "name");
-        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/auth/token", Json("""{"username":"\udc00","password":"x"}""")), "username");
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/workspaces", RawJson.Content("""{"name":"a\ud800b","slug":"lone-x"}""")),
+            "name");
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/auth/token", RawJson.Content("""{"username":"\udc00","password":"x"}""")),
+            "username");
 
         // Names people write in any script are fine.
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{me}", new { displayName = "Zoë Ångström 山田 👩‍💻".Replace("\u200d", "") }));
+        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{me}",
+            new { displayName = "Zoë Ångström 山田 👩‍💻".Replace("\u200d", "") }));
         Assert.Equal(before, await api.ScalarAsync<string>("SELECT xmin::text || name FROM workspaces WHERE slug = @s", ("s", slug)));
         Assert.Equal(users, await api.ScalarAsync<long>("SELECT count(*) FROM users"));
         Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspaces WHERE slug LIKE 'inv-%' OR slug = 'lone-x'"));
@@ -204,7 +209,7 @@ public sealed class InputHygieneTests(WorkspaceApiFixture api) : IClassFixture<W
     public async Task A_body_declared_in_another_charset_than_utf8_is_415_and_creates_nothing()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(user, "hyg", "Hygiene");
         foreach (var charset in new[] { "latin1", "iso-8859-1", "utf-16", "windows-1252", "\"latin1\"" })
         {
             var content = new ByteArrayContent(Encoding.Latin1.GetBytes("""{"name":"caf\u00e9","sql":"select 1"}"""));
@@ -239,12 +244,13 @@ public sealed class WireLevelInputTests(KestrelApiFixture api) : IClassFixture<K
         var token = await api.LoginAsync("admin", ApiFixture.AdminPassword);
         using var admin = api.CreateAnonymousClient();
         admin.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
-        var slug = WorkspaceApiFixture.NewSlug("empty");
+        var slug = ApiFixture.NewSlug("empty");
         await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Empty", slug }), HttpStatusCode.Created);
 
         foreach (var header in new[] { "If-Match", "If-None-Match" })
         {
-            var (status, response) = await RawHttp.SendAsync(api.ServerAddress, RawHttp.Request("DELETE", $"/api/workspaces/{slug}", api.ServerAddress,
+            var (status, response) = await RawHttp.SendAsync(api.ServerAddress,
+                RawHttp.Request("DELETE", $"/api/workspaces/{slug}", api.ServerAddress,
                 [("Authorization", $"Bearer {token}"), (header, "")]));
             Assert.True(status == 400, response);
             Assert.Contains(header, response);
@@ -265,7 +271,7 @@ public sealed class WireLevelInputTests(KestrelApiFixture api) : IClassFixture<K
         var token = await api.LoginAsync("admin", ApiFixture.AdminPassword);
         using var admin = api.CreateAnonymousClient();
         admin.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
-        var slug = WorkspaceApiFixture.NewSlug("dots");
+        var slug = ApiFixture.NewSlug("dots");
         await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Dots", slug }), HttpStatusCode.Created);
 
         // The issue: GET …/members/%2e%2e was collapsed to …/ and returned the workspace.

@@ -4,6 +4,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.Primitives;
 using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Procedures;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;
@@ -36,18 +38,16 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
     /// <summary>A write guarded by If-Match on a fresh resource, and a probe of that resource's stored state.</summary>
     private sealed record GuardedWrite(string Route, HttpMethod Method, string Path, object? Body, Func<Task<string>> State);
 
-    private static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
-
     private async Task<GuardedWrite> ArrangeAsync(string route, HttpClient admin)
     {
         switch (route)
         {
             case "PUT procedure" or "DELETE procedure":
             {
-                var slug = await NewWorkspaceAsync(admin);
+                var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "pre", "Preconditions");
                 var name = "p" + Guid.NewGuid().ToString("N")[..8];
-                await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name, sql = "select 1" }),
-                    HttpStatusCode.Created);
+                await HttpAssert.ReadAsync<ProcedureDraft>(
+                    await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name, sql = "select 1" }), HttpStatusCode.Created);
                 var state = () => api.ScalarAsync<string>(
                     "SELECT coalesce((SELECT xmin::text || ':' || sql_draft FROM stored_procedures WHERE name = @n), 'gone')", ("n", name));
                 return route == "PUT procedure"
@@ -56,9 +56,10 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
             }
             case "PATCH workspace" or "DELETE workspace" or "DELETE workspace ?purge":
             {
-                var slug = await NewWorkspaceAsync(admin);
+                var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "pre", "Preconditions");
                 var state = () => api.ScalarAsync<string>(
-                    "SELECT coalesce((SELECT xmin::text || ':' || name || ':' || coalesce(deleted_at::text, '-') FROM workspaces WHERE slug = @s), 'gone')",
+                    "SELECT coalesce((SELECT xmin::text || ':' || name || ':' || coalesce(deleted_at::text, '-') "
+                    + "FROM workspaces WHERE slug = @s), 'gone')",
                     ("s", slug));
                 return route switch
                 {
@@ -70,11 +71,12 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
             default:
             {
                 var username = "pre-" + Guid.NewGuid().ToString("N")[..10];
-                await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/users", new { username, password = "a-password-123", role = "User" }),
-                    HttpStatusCode.Created);
-                var id = await api.ScalarAsync<Guid>("SELECT id FROM users WHERE username = @u", ("u", username));
+                var id = (await HttpAssert.ReadAsync<UserResponse>(
+                    await admin.PostAsJsonAsync("/api/users", new { username, password = "a-password-123", role = "User" }),
+                    HttpStatusCode.Created)).Id;
                 var state = () => api.ScalarAsync<string>(
-                    "SELECT xmin::text || ':' || coalesce(display_name, '-') || ':' || coalesce(deleted_at::text, '-') FROM users WHERE id = @id", ("id", id));
+                    "SELECT xmin::text || ':' || coalesce(display_name, '-') || ':' || coalesce(deleted_at::text, '-') FROM users WHERE id = @id",
+                    ("id", id));
                 return route switch
                 {
                     "PATCH user" => new GuardedWrite(route, HttpMethod.Patch, $"/api/users/{id}", new { displayName = "Renamed" }, state),
@@ -90,13 +92,6 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
         "PUT procedure", "DELETE procedure", "PATCH workspace", "DELETE workspace", "DELETE workspace ?purge",
         "PATCH user", "DELETE user", "PUT user password",
     };
-
-    private async Task<string> NewWorkspaceAsync(HttpClient owner)
-    {
-        var slug = NewSlug("pre");
-        await HttpAssert.JsonAsync(await owner.PostAsJsonAsync("/api/workspaces", new { name = "Preconditions", slug }), HttpStatusCode.Created);
-        return slug;
-    }
 
     private static HttpRequestMessage Request(GuardedWrite write, string header, string value)
     {
@@ -172,7 +167,7 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
     public async Task The_issue_reproductions_an_unquoted_or_bogus_if_match_no_longer_overwrites_or_deletes()
     {
         using var admin = await api.AdminAsync();
-        var slug = await NewWorkspaceAsync(admin);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "pre", "Preconditions");
         var created = await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "x", sql = "select 1" });
         var oldVersion = created.Headers.ETag!.Tag.Trim('"');
         // Someone else updates it: the ETag moves on.
@@ -180,7 +175,10 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
 
         foreach (var stale in new[] { oldVersion, "bogus", "W/*" })
         {
-            var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/x") { Content = JsonContent.Create(new { sql = "select 'stale'" }) };
+            var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/x")
+            {
+                Content = JsonContent.Create(new { sql = "select 'stale'" }),
+            };
             put.Headers.TryAddWithoutValidation("If-Match", stale);
             await HttpAssert.ProblemAsync(await admin.SendAsync(put), HttpStatusCode.BadRequest);
         }
@@ -197,7 +195,7 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
     public async Task Reads_answer_304_to_a_matching_if_none_match_and_412_to_a_stale_if_match()
     {
         using var admin = await api.AdminAsync();
-        var slug = await NewWorkspaceAsync(admin);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "pre", "Preconditions");
         var first = await admin.GetAsync($"/api/workspaces/{slug}");
         var etag = first.Headers.ETag!.ToString();
 
@@ -228,19 +226,30 @@ public sealed class PreconditionTests(ApiFixture api) : IClassFixture<ApiFixture
     public async Task Writes_without_an_etag_refuse_conditional_headers_instead_of_ignoring_them()
     {
         using var admin = await api.AdminAsync();
-        var slug = await NewWorkspaceAsync(admin);
-        var members = await api.ScalarAsync<long>("SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s", ("s", slug));
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "pre", "Preconditions");
+        var members = await api.ScalarAsync<long>(
+            "SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s", ("s", slug));
 
-        var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/members/user") { Content = JsonContent.Create(new { role = "Viewer" }) };
+        var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/members/user")
+        {
+            Content = JsonContent.Create(new { role = "Viewer" }),
+        };
         put.Headers.IfMatch.Add(new EntityTagHeaderValue("\"1\""));
         await HttpAssert.ValidationProblemAsync(await admin.SendAsync(put), "If-Match");
 
-        var post = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures") { Content = JsonContent.Create(new { name = "p", sql = "select 1" }) };
+        var post = new HttpRequestMessage(HttpMethod.Post, $"/api/workspaces/{slug}/procedures")
+        {
+            Content = JsonContent.Create(new { name = "p", sql = "select 1" }),
+        };
         post.Headers.IfNoneMatch.Add(EntityTagHeaderValue.Any);
         await HttpAssert.ValidationProblemAsync(await admin.SendAsync(post), "If-None-Match");
 
-        Assert.Equal(members, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s", ("s", slug)));
-        Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s", ("s", slug)));
+        Assert.Equal(members,
+            await api.ScalarAsync<long>("SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id WHERE w.slug = @s",
+            ("s", slug)));
+        Assert.Equal(0L,
+            await api.ScalarAsync<long>("SELECT count(*) FROM stored_procedures p JOIN workspaces w ON w.id = p.workspace_id WHERE w.slug = @s",
+            ("s", slug)));
     }
 
     // ---- The parser alone ----

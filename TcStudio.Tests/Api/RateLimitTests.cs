@@ -1,6 +1,4 @@
 using System.Net;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Api;
@@ -28,9 +26,7 @@ public sealed class RateLimitTests(RateLimitTests.Fixture api) : IClassFixture<R
     {
         var client = api.ClientFrom(peer);
         (await api.NewUserClientAsync(username, password: "a-password-123")).Dispose();
-        var token = await HttpAssert.JsonAsync(await client.PostAsJsonAsync("/api/auth/token", new { username, password = "a-password-123" }));
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token.GetProperty("accessToken").GetString());
-        return client;
+        return await ApiFixture.SignInAsync(client, username, "a-password-123");
     }
 
     [Fact]

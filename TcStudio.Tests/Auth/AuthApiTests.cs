@@ -1,6 +1,10 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using TcStudio.Api.Auth;
+using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Roles;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Auth;
@@ -23,16 +27,16 @@ public sealed class AuthApiTests(AuthApiTests.Fixture api) : IClassFixture<AuthA
     {
         using var anonymous = api.CreateAnonymousClient();
         var response = await anonymous.PostAsJsonAsync("/api/auth/token", new { username = "ADMIN", password = ApiFixture.AdminPassword });
-        var token = await HttpAssert.JsonAsync(response);
-        Assert.False(string.IsNullOrEmpty(token.GetProperty("accessToken").GetString()));
-        var expiresAt = token.GetProperty("expiresAt").GetDateTimeOffset();
+        var token = await HttpAssert.ReadAsync<TokenResponse>(response);
+        Assert.False(string.IsNullOrEmpty(token.AccessToken));
+        var expiresAt = token.ExpiresAt;
         Assert.InRange(expiresAt - DateTimeOffset.UtcNow, TimeSpan.FromMinutes(58), TimeSpan.FromMinutes(61));
 
-        anonymous.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token.GetProperty("accessToken").GetString());
-        var me = await HttpAssert.JsonAsync(await anonymous.GetAsync("/api/me"));
-        Assert.Equal("admin", me.GetProperty("username").GetString());
-        Assert.Equal("Admin", me.GetProperty("role").GetString());
-        Assert.Equal("twsbp", me.GetProperty("workspaces")[0].GetProperty("slug").GetString());
+        anonymous.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token.AccessToken);
+        var me = await HttpAssert.ReadAsync<MeResponse>(await anonymous.GetAsync("/api/me"));
+        Assert.Equal("admin", me.Username);
+        Assert.Equal("Admin", me.Role);
+        Assert.Equal("twsbp", me.Workspaces[0].Slug);
     }
 
     [Fact]
@@ -113,7 +117,7 @@ public sealed class AuthApiTests(AuthApiTests.Fixture api) : IClassFixture<AuthA
     public async Task Roles_are_listed_for_any_signed_in_user()
     {
         using var user = await api.UserAsync();
-        var roles = await HttpAssert.JsonAsync(await user.GetAsync("/api/roles"));
-        Assert.Equal(["Admin", "User"], roles.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("name").GetString()));
+        var roles = await HttpAssert.ReadAsync<PagedList<RoleResponse>>(await user.GetAsync("/api/roles"));
+        Assert.Equal(["Admin", "User"], roles.Items.Select(r => r.Name));
     }
 }

@@ -80,9 +80,9 @@ public sealed class SignInThrottleTests(SignInThrottleTests.Fixture api) : IClas
 
         // ...but the owner, from an address with no recent failures, signs in.
         using var owner = api.ClientFrom(Fixture.TrustedProxy, forwardedFor: "203.0.113.50");
-        await HttpAssert.JsonAsync(await SignInAsync(owner, "lockout-target", Password));
+        await HttpAssert.ReadAsync<TcStudio.Api.Auth.TokenResponse>(await SignInAsync(owner, "lockout-target", Password));
         using var ownerDirect = api.ClientFrom("127.0.0.10");
-        await HttpAssert.JsonAsync(await SignInAsync(ownerDirect, "lockout-target", Password));
+        await HttpAssert.ReadAsync<TcStudio.Api.Auth.TokenResponse>(await SignInAsync(ownerDirect, "lockout-target", Password));
     }
 
     [Fact]
@@ -144,7 +144,7 @@ public sealed class SignInThrottleTests(SignInThrottleTests.Fixture api) : IClas
 
         // Its neighbour behind the same proxy is another client, and signs in.
         using var neighbour = api.ClientFrom(Fixture.TrustedProxy, forwardedFor: "198.51.100.81");
-        await HttpAssert.JsonAsync(await SignInAsync(neighbour, "address-target", Password));
+        await HttpAssert.ReadAsync<TcStudio.Api.Auth.TokenResponse>(await SignInAsync(neighbour, "address-target", Password));
 
         // A proxy in the trusted network is believed too, and a forged entry before the real one changes nothing.
         using var sameClientOtherProxy = api.ClientFrom(Fixture.ProxyInTrustedNetwork, forwardedFor: "203.0.113.99, 198.51.100.80");

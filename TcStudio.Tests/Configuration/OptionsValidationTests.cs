@@ -210,7 +210,8 @@ public sealed class OptionsValidationTests
     private static int Occurrences(string text, string part)
     {
         var count = 0;
-        for (var index = text.IndexOf(part, StringComparison.Ordinal); index >= 0; index = text.IndexOf(part, index + part.Length, StringComparison.Ordinal))
+        for (var index = text.IndexOf(part, StringComparison.Ordinal); index >= 0;
+            index = text.IndexOf(part, index + part.Length, StringComparison.Ordinal))
         {
             count++;
         }

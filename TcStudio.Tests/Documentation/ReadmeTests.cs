@@ -96,8 +96,14 @@ public sealed partial class ReadmeTests(EmptyDatabaseFixture database) : IClassF
                 var (file, anchor) = target.Split('#', 2) is [var f, var a] ? (f, a) : (target, null);
                 var path = file.Length == 0 ? document : Path.Combine(Path.GetDirectoryName(document)!, file);
                 var full = Path.Combine(RepositoryPaths.Root, path);
-                if (!File.Exists(full)) broken.Add($"{document}: {target} (no file {path})");
-                else if (anchor is not null && !Anchors(File.ReadAllText(full)).Contains(anchor)) broken.Add($"{document}: {target} (no heading #{anchor})");
+                if (!File.Exists(full))
+                {
+                    broken.Add($"{document}: {target} (no file {path})");
+                }
+                else if (anchor is not null && !Anchors(File.ReadAllText(full)).Contains(anchor))
+                {
+                    broken.Add($"{document}: {target} (no heading #{anchor})");
+                }
             }
         }
         Assert.True(broken.Count == 0, string.Join('\n', broken));

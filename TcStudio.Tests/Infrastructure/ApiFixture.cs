@@ -109,7 +109,8 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
             // Seeding is the owner's work (the worker's in production), not the API's: seed with the fixture's
             // superuser, with the API's seed settings.
             await using var seedDb = CreateDbContext();
-            await new SystemSeeder(seedDb, scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<TcStudio.SystemDatabase.Seeding.SeedOptions>>(),
+            await new SystemSeeder(seedDb,
+                scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Options.IOptions<TcStudio.SystemDatabase.Seeding.SeedOptions>>(),
                 scope.ServiceProvider.GetRequiredService<Microsoft.Extensions.Hosting.IHostEnvironment>(),
                 scope.ServiceProvider.GetService<TcStudio.SystemDatabase.Seeding.IDefaultWorkspaceServer>()).SeedAsync();
         }
@@ -126,17 +127,23 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
     public async Task<string> LoginAsync(string username, string password)
     {
         using var client = CreateAnonymousClient();
-        var response = await client.PostAsJsonAsync("/api/auth/token", new { username, password });
-        response.EnsureSuccessStatusCode();
-        return (await response.Content.ReadFromJsonAsync<TokenBody>())!.AccessToken;
+        return await TokenAsync(client, username, password);
     }
 
-    public async Task<HttpClient> CreateClientAsync(string username, string password)
+    /// <summary>A bearer token from POST /api/auth/token on any client (an in-memory host, a process, a loopback peer).</summary>
+    public static async Task<string> TokenAsync(HttpClient client, string username, string password) =>
+        (await HttpAssert.ReadAsync<TcStudio.Api.Auth.TokenResponse>(
+            await client.PostAsJsonAsync("/api/auth/token", new { username, password }))).AccessToken;
+
+    /// <summary>Signs <paramref name="client"/> in: its later requests carry the user's bearer token.</summary>
+    public static async Task<HttpClient> SignInAsync(HttpClient client, string username, string password)
     {
-        var client = CreateAnonymousClient();
-        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await LoginAsync(username, password));
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", await TokenAsync(client, username, password));
         return client;
     }
+
+    public Task<HttpClient> CreateClientAsync(string username, string password) =>
+        SignInAsync(CreateAnonymousClient(), username, password);
 
     public Task<HttpClient> AdminAsync() => CreateClientAsync(SystemSeeder.AdminUsername, AdminPassword);
     public Task<HttpClient> UserAsync() => CreateClientAsync(SystemSeeder.UserUsername, UserPassword);
@@ -147,10 +154,9 @@ public class ApiFixture(PostgresServer server) : SystemDatabaseFixture(server)
         await using var db = CreateDbContext();
         var roleId = await Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.SingleAsync(
             db.Roles.Where(r => r.Name == role).Select(r => r.Id));
-        db.Users.Add(new TcStudio.SystemDatabase.Entities.User { Username = username, PasswordHash = TcStudio.SystemDatabase.PasswordHashing.Hash(password), RoleId = roleId });
+        db.Users.Add(new TcStudio.SystemDatabase.Entities.User { Username = username,
+            PasswordHash = TcStudio.SystemDatabase.PasswordHashing.Hash(password), RoleId = roleId });
         await db.SaveChangesAsync();
         return await CreateClientAsync(username, password);
     }
-
-    private sealed record TokenBody(string AccessToken, DateTimeOffset ExpiresAt);
 }

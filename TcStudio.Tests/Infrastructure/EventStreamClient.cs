@@ -8,6 +8,10 @@ namespace TcStudio.Tests.Infrastructure;
 public sealed record SseMessage(string? Event, string? Id, string Data)
 {
     public JsonElement Json => JsonDocument.Parse(Data).RootElement;
+
+    /// <summary>An activity message's data read as the activity log's record (strict, as <see cref="HttpAssert.ReadAsync"/>).</summary>
+    public TcStudio.Api.Activities.ActivityResponse Activity =>
+        JsonSerializer.Deserialize<TcStudio.Api.Activities.ActivityResponse>(Data, HttpAssert.ResponseJson)!;
 }
 
 /// <summary>
@@ -118,7 +122,8 @@ public sealed class EventStreamClient : IAsyncDisposable
     {
         if (!IsOpen)
         {
-            throw new InvalidOperationException($"The stream did not open: {(int)_response.StatusCode} {await _response.Content.ReadAsStringAsync()}");
+            throw new InvalidOperationException(
+                $"The stream did not open: {(int)_response.StatusCode} {await _response.Content.ReadAsStringAsync()}");
         }
         var ready = await NextAsync() ?? throw new InvalidOperationException("The stream ended before it was ready.");
         Assert.Equal("ready", ready.Event);

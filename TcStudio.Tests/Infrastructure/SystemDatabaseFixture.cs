@@ -46,6 +46,13 @@ public class SystemDatabaseFixture(PostgresServer server) : IAsyncLifetime
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
+    /// <summary>How many rows <c>SELECT count(*) FROM <paramref name="from"/></c> counts (a table, optionally with a WHERE).</summary>
+    public Task<long> RowsAsync(string from) => ScalarAsync<long>($"SELECT count(*) FROM {from}");
+
+    /// <summary>The id of the user named <paramref name="username"/> (ignoring case, as sign-in does).</summary>
+    public Task<Guid> UserIdAsync(string username) =>
+        ScalarAsync<Guid>("SELECT id FROM users WHERE lower(username) = lower(@u)", ("u", username));
+
     public async Task<int> ExecuteAsync(string sql)
     {
         await using var connection = await OpenConnectionAsync();

@@ -27,7 +27,8 @@ public class WorkspaceApiFixture(PostgresServer server) : ApiFixture(server)
     public string ProvisionerPassword { get; } = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
 
     /// <summary>Server 'local' as the API sees it: the provisioner's connection string to the system database.</summary>
-    public string ProvisionerConnectionString(string? database = null) => new NpgsqlConnectionStringBuilder(Server.ConnectionString(database ?? DatabaseName))
+    public string ProvisionerConnectionString(string? database = null) =>
+        new NpgsqlConnectionStringBuilder(Server.ConnectionString(database ?? DatabaseName))
     {
         Username = ProvisionerLogin,
         Password = ProvisionerPassword,
@@ -37,7 +38,8 @@ public class WorkspaceApiFixture(PostgresServer server) : ApiFixture(server)
     protected override async Task BeforeApiStartsAsync()
     {
         var local = new WorkspaceServer(WorkspaceServerRegistry.LocalName, "postgres", ProvisionerConnectionString(), null);
-        await WorkspaceServerBootstrap.RunAsync(local, Server.ConnectionString(DatabaseName, pooling: false), createProvisioner: true, CancellationToken.None);
+        await WorkspaceServerBootstrap.RunAsync(local, Server.ConnectionString(DatabaseName, pooling: false), createProvisioner: true,
+            CancellationToken.None);
     }
 
     protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
@@ -106,7 +108,10 @@ public class WorkspaceApiFixture(PostgresServer server) : ApiFixture(server)
             ServerIdentity = server.Identity, Server = server.Name, Provider = row.Provider, DatabaseName = row.DatabaseName,
             WorkspaceId = row.WorkspaceId, EnvironmentId = row.Id,
         };
-        if (row.Provider == WorkspaceProviders.Postgres) scope.ServiceProvider.GetRequiredService<WorkspaceOwnershipStore>().IssueRoles(claim, row.Id);
+        if (row.Provider == WorkspaceProviders.Postgres)
+        {
+            scope.ServiceProvider.GetRequiredService<WorkspaceOwnershipStore>().IssueRoles(claim, row.Id);
+        }
         db.WorkspaceDatabases.Add(claim);
         await db.SaveChangesAsync();
     }

@@ -34,7 +34,8 @@ public sealed class MemberCountTests(SystemDatabaseFixture database) : IClassFix
         var (workspace, users) = await ArrangeAsync(db, 4);
         Assert.Equal(0, await MemberCountAsync(workspace.Id));
 
-        db.WorkspaceMembers.AddRange(users.Select(u => new WorkspaceMember { WorkspaceId = workspace.Id, UserId = u.Id, Role = WorkspaceRoles.Member }));
+        db.WorkspaceMembers.AddRange(users.Select(u =>
+            new WorkspaceMember { WorkspaceId = workspace.Id, UserId = u.Id, Role = WorkspaceRoles.Member }));
         await db.SaveChangesAsync();
         Assert.Equal(4, await MemberCountAsync(workspace.Id));
 
@@ -44,7 +45,8 @@ public sealed class MemberCountTests(SystemDatabaseFixture database) : IClassFix
         Assert.Equal(2, await MemberCountAsync(workspace.Id));
 
         // Changing a role is not a membership change.
-        await db.WorkspaceMembers.Where(m => m.WorkspaceId == workspace.Id).ExecuteUpdateAsync(s => s.SetProperty(m => m.Role, WorkspaceRoles.Viewer));
+        await db.WorkspaceMembers.Where(m => m.WorkspaceId == workspace.Id).ExecuteUpdateAsync(s =>
+            s.SetProperty(m => m.Role, WorkspaceRoles.Viewer));
         Assert.Equal(2, await MemberCountAsync(workspace.Id));
         Assert.Equal(await ActualMembersAsync(workspace.Id), await MemberCountAsync(workspace.Id));
     }
@@ -93,7 +95,8 @@ public sealed class MemberCountTests(SystemDatabaseFixture database) : IClassFix
         await Task.WhenAll(users.Select(async u =>
         {
             await using var connection = await database.OpenConnectionAsync();
-            await using var insert = new NpgsqlCommand("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (@w, @u, 'Member')", connection);
+            await using var insert = new NpgsqlCommand("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (@w, @u, 'Member')",
+                connection);
             insert.Parameters.AddWithValue("w", workspace.Id);
             insert.Parameters.AddWithValue("u", u.Id);
             await insert.ExecuteNonQueryAsync();

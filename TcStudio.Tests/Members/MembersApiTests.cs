@@ -1,15 +1,14 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text;
 using System.Text.Json;
+using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Members;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Members;
 
 public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {
-    private Task<long> RowsAsync(string table) => api.ScalarAsync<long>($"SELECT count(*) FROM {table}");
-
     private Task<int> MemberCountAsync(string slug) =>
         api.ScalarAsync<int>("SELECT member_count FROM workspaces WHERE slug = @s", ("s", slug));
 
@@ -21,6 +20,9 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = @a",
         ("s", slug), ("a", action));
 
+    private static async Task<PagedList<MemberResponse>> MembersAsync(HttpClient client, string slug, string query) =>
+        await HttpAssert.ReadAsync<PagedList<MemberResponse>>(await client.GetAsync($"/api/workspaces/{slug}/members?{query}"));
+
     private static Task<HttpResponseMessage> PutMemberAsync(HttpClient client, string slug, string username, string role) =>
         client.PutAsJsonAsync($"/api/workspaces/{slug}/members/{username}", new { role });
 
@@ -28,20 +30,21 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Members_list_the_workspace_with_roles_and_join_dates()
     {
         using var user = await api.UserAsync(); // a Member of twsbp
-        var list = await HttpAssert.JsonAsync(await user.GetAsync("/api/workspaces/twsbp/members"));
+        var response = await user.GetAsync("/api/workspaces/twsbp/members");
+        var list = await HttpAssert.ReadAsync<PagedList<MemberResponse>>(response);
 
-        var items = list.GetProperty("items").EnumerateArray().ToList();
-        var admin = items.Single(m => m.GetProperty("username").GetString() == "admin");
-        Assert.Equal("Owner", admin.GetProperty("role").GetString());
-        Assert.Equal("Administrator", admin.GetProperty("displayName").GetString());
-        Assert.True(admin.GetProperty("joinedAt").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddHours(-1));
-        Assert.Equal("Member", items.Single(m => m.GetProperty("username").GetString() == "user").GetProperty("role").GetString());
-        Assert.Equal(await MemberCountAsync("twsbp"), list.GetProperty("totalCount").GetInt32());
-        Assert.Equal(["displayName", "joinedAt", "role", "username"],
-            admin.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        var admin = list.Items.Single(m => m.Username == "admin");
+        Assert.Equal("Owner", admin.Role);
+        Assert.Equal("Administrator", admin.DisplayName);
+        Assert.True(admin.JoinedAt > DateTimeOffset.UtcNow.AddHours(-1));
+        Assert.Equal("Member", list.Items.Single(m => m.Username == "user").Role);
+        Assert.Equal(await MemberCountAsync("twsbp"), list.TotalCount);
+        // Exactly these members, none missing (the strict read only refuses extra ones).
+        Assert.Equal(["displayName", "joinedAt", "role", "username"], (await HttpAssert.JsonAsync(response))
+            .GetProperty("items")[0].EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
 
-        var one = await HttpAssert.JsonAsync(await user.GetAsync("/api/workspaces/twsbp/members/ADMIN"));
-        Assert.Equal("admin", one.GetProperty("username").GetString());
+        var one = await HttpAssert.ReadAsync<MemberResponse>(await user.GetAsync("/api/workspaces/twsbp/members/ADMIN"));
+        Assert.Equal("admin", one.Username);
     }
 
     [Fact]
@@ -54,12 +57,12 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         using var anonymous = api.CreateAnonymousClient();
         await HttpAssert.ProblemAsync(await anonymous.GetAsync("/api/workspaces/twsbp/members"), HttpStatusCode.Unauthorized);
 
-        var (members, activities) = (await RowsAsync("workspace_members"), await RowsAsync("activities"));
+        var (members, activities) = (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities"));
         using var user = await api.UserAsync(); // a Member: reads, does not manage
         await HttpAssert.ProblemAsync(await PutMemberAsync(user, "twsbp", "members-outsider", "Viewer"), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await PutMemberAsync(user, "twsbp", "user", "Admin"), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await user.DeleteAsync("/api/workspaces/twsbp/members/admin"), HttpStatusCode.Forbidden);
-        Assert.Equal((members, activities), (await RowsAsync("workspace_members"), await RowsAsync("activities")));
+        Assert.Equal((members, activities), (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities")));
         Assert.Equal("Member", await RoleOfAsync("twsbp", "user"));
     }
 
@@ -72,18 +75,18 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         await HttpAssert.ProblemAsync(await joiner.GetAsync($"/api/workspaces/{slug}"), HttpStatusCode.NotFound);
 
         var added = await PutMemberAsync(owner, slug, "Lifecycle-Joiner", "Viewer");
-        var body = await HttpAssert.JsonAsync(added, HttpStatusCode.Created);
+        var body = await HttpAssert.ReadAsync<MemberResponse>(added, HttpStatusCode.Created);
         Assert.Equal($"/api/workspaces/{slug}/members/lifecycle-joiner", added.Headers.Location?.ToString());
-        Assert.Equal("lifecycle-joiner", body.GetProperty("username").GetString());
-        Assert.Equal("Viewer", body.GetProperty("role").GetString());
+        Assert.Equal("lifecycle-joiner", body.Username);
+        Assert.Equal("Viewer", body.Role);
         Assert.Equal(2, await MemberCountAsync(slug));
         Assert.Equal(HttpStatusCode.OK, (await joiner.GetAsync($"/api/workspaces/{slug}")).StatusCode);
 
         var same = await PutMemberAsync(owner, slug, "lifecycle-joiner", "Viewer");
         Assert.Equal(HttpStatusCode.OK, same.StatusCode);
-        var changed = await HttpAssert.JsonAsync(await PutMemberAsync(owner, slug, "lifecycle-joiner", "Admin"));
-        Assert.Equal("Admin", changed.GetProperty("role").GetString());
-        Assert.Equal(body.GetProperty("joinedAt").GetDateTimeOffset(), changed.GetProperty("joinedAt").GetDateTimeOffset());
+        var changed = await HttpAssert.ReadAsync<MemberResponse>(await PutMemberAsync(owner, slug, "lifecycle-joiner", "Admin"));
+        Assert.Equal("Admin", changed.Role);
+        Assert.Equal(body.JoinedAt, changed.JoinedAt);
         Assert.Equal(2, await MemberCountAsync(slug));
 
         Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/workspaces/{slug}/members/lifecycle-joiner")).StatusCode);
@@ -96,7 +99,8 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(1L, await ActivitiesAsync(slug, "member.role_changed"));
         Assert.Equal(1L, await ActivitiesAsync(slug, "member.removed"));
         var roleChange = await api.ScalarAsync<string>(
-            "SELECT a.details::text FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'member.role_changed'",
+            "SELECT a.details::text FROM activities a JOIN workspaces w ON w.id = a.workspace_id "
+            + "WHERE w.slug = @s AND a.action = 'member.role_changed'",
             ("s", slug));
         using var details = JsonDocument.Parse(roleChange);
         Assert.Equal("Viewer", details.RootElement.GetProperty("from").GetString());
@@ -116,12 +120,12 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.Created, (await PutMemberAsync(wsAdmin, slug, "grants-target", "Member")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await PutMemberAsync(wsAdmin, slug, "grants-target", "Viewer")).StatusCode);
         // ... but neither grants Owner, nor touches an Owner.
-        var (members, activities) = (await RowsAsync("workspace_members"), await RowsAsync("activities"));
+        var (members, activities) = (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities"));
         await HttpAssert.ProblemAsync(await PutMemberAsync(wsAdmin, slug, "grants-target", "Owner"), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await PutMemberAsync(wsAdmin, slug, "grants-ws-admin", "Owner"), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await PutMemberAsync(wsAdmin, slug, "grants-owner", "Viewer"), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await wsAdmin.DeleteAsync($"/api/workspaces/{slug}/members/grants-owner"), HttpStatusCode.Forbidden);
-        Assert.Equal((members, activities), (await RowsAsync("workspace_members"), await RowsAsync("activities")));
+        Assert.Equal((members, activities), (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities")));
         Assert.Equal("Owner", await RoleOfAsync(slug, "grants-owner"));
 
         // An Owner grants Owner; a system Admin who is not a member may too.
@@ -130,7 +134,8 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.OK, (await PutMemberAsync(systemAdmin, slug, "grants-ws-admin", "Owner")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await PutMemberAsync(systemAdmin, slug, "grants-ws-admin", "Member")).StatusCode);
         Assert.Equal(0L, await api.ScalarAsync<long>(
-            "SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id JOIN users u ON u.id = m.user_id WHERE w.slug = @s AND u.username = 'admin'",
+            "SELECT count(*) FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id JOIN users u ON u.id = m.user_id "
+            + "WHERE w.slug = @s AND u.username = 'admin'",
             ("s", slug)));
     }
 
@@ -139,14 +144,14 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var owner = await api.NewUserClientAsync("last-owner");
         var slug = (await ApiFixture.NewWorkspaceAsync(owner, "last-owner")).Slug;
-        var (members, activities) = (await RowsAsync("workspace_members"), await RowsAsync("activities"));
+        var (members, activities) = (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities"));
 
         var demote = await HttpAssert.ProblemAsync(await PutMemberAsync(owner, slug, "last-owner", "Admin"), HttpStatusCode.Conflict);
         Assert.Equal("role", demote.GetProperty("field").GetString());
         await HttpAssert.ProblemAsync(await owner.DeleteAsync($"/api/workspaces/{slug}/members/last-owner"), HttpStatusCode.Conflict);
         using var systemAdmin = await api.AdminAsync();
         await HttpAssert.ProblemAsync(await systemAdmin.DeleteAsync($"/api/workspaces/{slug}/members/last-owner"), HttpStatusCode.Conflict);
-        Assert.Equal((members, activities), (await RowsAsync("workspace_members"), await RowsAsync("activities")));
+        Assert.Equal((members, activities), (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities")));
         Assert.Equal("Owner", await RoleOfAsync(slug, "last-owner"));
 
         using var coOwner = await api.NewUserClientAsync("last-owner-co");
@@ -181,7 +186,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Unknown_users_are_404_problems_and_change_nothing()
     {
         using var admin = await api.AdminAsync();
-        var (members, activities) = (await RowsAsync("workspace_members"), await RowsAsync("activities"));
+        var (members, activities) = (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities"));
 
         var unknown = await HttpAssert.ProblemAsync(await PutMemberAsync(admin, "twsbp", "nobody-by-this-name", "Viewer"), HttpStatusCode.NotFound);
         Assert.Contains("nobody-by-this-name", unknown.GetProperty("detail").GetString());
@@ -193,7 +198,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         await api.ExecuteAsync("UPDATE users SET deleted_at = now() WHERE username = 'members-deleted'");
         await HttpAssert.ProblemAsync(await PutMemberAsync(admin, "twsbp", "members-deleted", "Viewer"), HttpStatusCode.NotFound);
 
-        Assert.Equal((members, activities), (await RowsAsync("workspace_members"), await RowsAsync("activities")));
+        Assert.Equal((members, activities), (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities")));
     }
 
     public static TheoryData<string, string, string> BadRequests => new()
@@ -216,13 +221,13 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Bad_input_is_a_problem_naming_the_field_and_writes_nothing(string username, string body, string field)
     {
         using var admin = await api.AdminAsync();
-        var (members, activities) = (await RowsAsync("workspace_members"), await RowsAsync("activities"));
+        var (members, activities) = (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities"));
         var role = await RoleOfAsync("twsbp", "user");
 
         await HttpAssert.ValidationProblemAsync(await admin.PutAsync($"/api/workspaces/twsbp/members/{username}",
-            new StringContent(body, Encoding.UTF8, "application/json")), field);
+            RawJson.Content(body)), field);
 
-        Assert.Equal((members, activities), (await RowsAsync("workspace_members"), await RowsAsync("activities")));
+        Assert.Equal((members, activities), (await api.RowsAsync("workspace_members"), await api.RowsAsync("activities")));
         Assert.Equal(role, await RoleOfAsync("twsbp", "user"));
     }
 
@@ -256,21 +261,19 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
             Assert.Equal(HttpStatusCode.Created, (await PutMemberAsync(owner, slug, $"paged-member-{i}", "Viewer")).StatusCode);
         }
 
-        var first = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/members?page=1&pageSize=4"));
-        var second = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/members?page=2&pageSize=4"));
-        var beyond = await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/members?page=3&pageSize=4"));
-        Assert.Equal(["paged-member-0", "paged-member-1", "paged-member-2", "paged-member-3"],
-            first.GetProperty("items").EnumerateArray().Select(m => m.GetProperty("username").GetString()));
-        Assert.Equal(["paged-member-4", "paged-owner"],
-            second.GetProperty("items").EnumerateArray().Select(m => m.GetProperty("username").GetString()));
-        Assert.Equal(0, beyond.GetProperty("items").GetArrayLength());
-        Assert.All([first, second, beyond], p => Assert.Equal(6, p.GetProperty("totalCount").GetInt32()));
+        var first = await MembersAsync(owner, slug, "page=1&pageSize=4");
+        var second = await MembersAsync(owner, slug, "page=2&pageSize=4");
+        var beyond = await MembersAsync(owner, slug, "page=3&pageSize=4");
+        Assert.Equal(["paged-member-0", "paged-member-1", "paged-member-2", "paged-member-3"], first.Items.Select(m => m.Username));
+        Assert.Equal(["paged-member-4", "paged-owner"], second.Items.Select(m => m.Username));
+        Assert.Empty(beyond.Items);
+        Assert.All([first, second, beyond], p => Assert.Equal(6, p.TotalCount));
 
         using var counter = new DatabaseCommandCounter(api.DatabaseName);
-        await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/members?pageSize=1"));
+        await MembersAsync(owner, slug, "pageSize=1");
         var small = counter.Commands.Count;
         counter.Reset();
-        await HttpAssert.JsonAsync(await owner.GetAsync($"/api/workspaces/{slug}/members?pageSize=200"));
+        await MembersAsync(owner, slug, "pageSize=200");
         Assert.Equal(small, counter.Commands.Count);
         Assert.InRange(small, 1, 3);
     }

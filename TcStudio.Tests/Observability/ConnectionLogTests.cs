@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using Microsoft.Extensions.DependencyInjection;
@@ -37,11 +35,8 @@ public sealed class ConnectionLogTests(SystemDatabaseFixture database) : IClassF
             await scope.ServiceProvider.GetRequiredService<SystemSeeder>().SeedAsync();
         }
         using var admin = api.CreateClient();
-        var token = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/auth/token",
-            new { username = "admin", password = ApiFixture.AdminPassword }));
-        admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token.GetProperty("accessToken").GetString());
-        var slug = WorkspaceApiFixture.NewSlug("broken");
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Broken", slug }), HttpStatusCode.Created);
+        await ApiFixture.SignInAsync(admin, "admin", ApiFixture.AdminPassword);
+        var (slug, _) = await ApiFixture.NewWorkspaceAsync(admin, "broken", "Broken");
 
         var response = await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
             new { name = "dev", server = "broken", databaseName = "broken_dev", create = true });

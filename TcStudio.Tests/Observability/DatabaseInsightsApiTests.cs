@@ -1,5 +1,6 @@
 using System.Net;
 using Npgsql;
+using TcStudio.SystemDatabase.Insights;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Observability;
@@ -23,14 +24,14 @@ public sealed class DatabaseInsightsApiTests(ApiFixture api) : IClassFixture<Api
     public async Task The_overview_reports_the_server_size_sessions_pool_and_migrations()
     {
         using var admin = await api.AdminAsync();
-        var overview = await HttpAssert.JsonAsync(await admin.GetAsync("/api/admin/database/overview"));
+        var overview = await HttpAssert.ReadAsync<DatabaseOverview>(await admin.GetAsync("/api/admin/database/overview"));
 
-        Assert.Equal(api.DatabaseName, overview.GetProperty("database").GetString());
-        Assert.StartsWith("1", overview.GetProperty("serverVersion").GetString());
-        Assert.True(overview.GetProperty("sizeBytes").GetInt64() > 1_000_000);
-        Assert.Contains(overview.GetProperty("connections").EnumerateArray(), c => c.GetProperty("count").GetInt32() >= 1);
-        Assert.Equal(0, overview.GetProperty("migrations").GetProperty("pending").GetInt32());
-        Assert.True(overview.GetProperty("migrations").GetProperty("applied").GetInt32() >= 1);
+        Assert.Equal(api.DatabaseName, overview.Database);
+        Assert.StartsWith("1", overview.ServerVersion);
+        Assert.True(overview.SizeBytes > 1_000_000);
+        Assert.Contains(overview.Connections, c => c.Count >= 1);
+        Assert.Equal(0, overview.Migrations.Pending);
+        Assert.True(overview.Migrations.Applied >= 1);
     }
 
     [Fact]
@@ -38,11 +39,11 @@ public sealed class DatabaseInsightsApiTests(ApiFixture api) : IClassFixture<Api
     {
         using var admin = await api.AdminAsync();
         await api.ExecuteAsync("ANALYZE users");
-        var tables = await HttpAssert.JsonAsync(await admin.GetAsync("/api/admin/database/tables"));
+        var tables = await HttpAssert.ReadAsync<List<TableStatistics>>(await admin.GetAsync("/api/admin/database/tables"));
 
-        var users = Assert.Single(tables.EnumerateArray(), t => t.GetProperty("name").GetString() == "users");
-        Assert.True(users.GetProperty("totalBytes").GetInt64() > 0);
-        Assert.True(users.GetProperty("liveTuples").GetInt64() >= 2);
+        var users = Assert.Single(tables, t => t.Name == "users");
+        Assert.True(users.TotalBytes > 0);
+        Assert.True(users.LiveTuples >= 2);
         await HttpAssert.ValidationProblemAsync(await admin.GetAsync("/api/admin/database/tables?limit=0"), "limit");
     }
 
@@ -53,15 +54,13 @@ public sealed class DatabaseInsightsApiTests(ApiFixture api) : IClassFixture<Api
         await api.ExecuteAsync("CREATE INDEX ix_test_duplicate_slug_prefix ON stored_procedures (workspace_id)");
         using var admin = await api.AdminAsync();
 
-        var report = await HttpAssert.JsonAsync(await admin.GetAsync("/api/admin/database/indexes"));
+        var report = await HttpAssert.ReadAsync<IndexReport>(await admin.GetAsync("/api/admin/database/indexes"));
 
-        Assert.Contains(report.GetProperty("unused").EnumerateArray(),
-            i => i.GetProperty("index").GetString() == "ix_test_unused_display_name");
-        var duplicate = Assert.Single(report.GetProperty("duplicates").EnumerateArray(),
-            i => i.GetProperty("index").GetString() == "ix_test_duplicate_slug_prefix");
-        Assert.Equal("ix_stored_procedures_workspace_id_updated_at", duplicate.GetProperty("coveredBy").GetString());
+        Assert.Contains(report.Unused, i => i.Index == "ix_test_unused_display_name");
+        var duplicate = Assert.Single(report.Duplicates, i => i.Index == "ix_test_duplicate_slug_prefix");
+        Assert.Equal("ix_stored_procedures_workspace_id_updated_at", duplicate.CoveredBy);
         // Unique indexes are never "unused": they enforce a rule.
-        Assert.DoesNotContain(report.GetProperty("unused").EnumerateArray(), i => i.GetProperty("index").GetString()!.StartsWith("ux_"));
+        Assert.DoesNotContain(report.Unused, i => i.Index.StartsWith("ux_"));
     }
 
     [Fact]
@@ -75,13 +74,14 @@ public sealed class DatabaseInsightsApiTests(ApiFixture api) : IClassFixture<Api
         await Task.Delay(TimeSpan.FromSeconds(1.5));
 
         using var admin = await api.AdminAsync();
-        var longRunning = await HttpAssert.JsonAsync(await admin.GetAsync("/api/admin/database/long-running?thresholdSeconds=1"));
-        Assert.Contains(longRunning.EnumerateArray(), q => q.GetProperty("query").GetString()?.Contains("insights-long-running") == true);
+        var longRunning = await HttpAssert.ReadAsync<List<LongRunningQuery>>(
+            await admin.GetAsync("/api/admin/database/long-running?thresholdSeconds=1"));
+        Assert.Contains(longRunning, q => q.Query?.Contains("insights-long-running") == true);
         await HttpAssert.ValidationProblemAsync(await admin.GetAsync("/api/admin/database/long-running?thresholdSeconds=-1"), "thresholdSeconds");
 
-        var slow = await HttpAssert.JsonAsync(await admin.GetAsync("/api/admin/database/slow-queries"));
-        Assert.Contains(slow.GetProperty("source").GetString(), new[] { "pg_stat_statements", "in-memory" });
-        Assert.Equal(System.Text.Json.JsonValueKind.Array, slow.GetProperty("queries").ValueKind);
+        var slow = await HttpAssert.ReadAsync<SlowQueryReport>(await admin.GetAsync("/api/admin/database/slow-queries"));
+        Assert.Contains(slow.Source, new[] { "pg_stat_statements", "in-memory" });
+        Assert.NotNull(slow.Queries);
         sleep.Cancel();
         await Assert.ThrowsAnyAsync<Exception>(() => running); // 57014: cancelled on request
     }

@@ -69,7 +69,8 @@ public sealed class DatabaseInsightsTests(SystemDatabaseFixture database) : ICla
             Assert.Null(one.GrowthLast24Hours);
             Assert.Null(one.GrowthLast7Days);
 
-            await NonPooledExecuteAsync(connectionString, "CREATE TABLE ballast AS SELECT g, repeat('x', 200) AS filler FROM generate_series(1, 20000) g");
+            await NonPooledExecuteAsync(connectionString,
+                "CREATE TABLE ballast AS SELECT g, repeat('x', 200) AS filler FROM generate_series(1, 20000) g");
             var second = await sampler.SampleAsync();
             var two = await host.InScopeAsync((OverviewInsights insights) => insights.GetAsync());
             var expected = new DatabaseGrowth(second!.DatabaseBytes - first!.DatabaseBytes, Truncate(first.SampledAt), Truncate(second.SampledAt));

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text;
@@ -9,6 +8,7 @@ using Microsoft.EntityFrameworkCore;
 using TcStudio.LocalPostgres;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Entities;
+using TcStudio.SystemDatabase.Insights;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Observability;
@@ -53,13 +53,10 @@ public sealed partial class PoolNameTests(PostgresServer server)
             await WaitHealthyAsync(http, api, stdout, stderr);
 
             await AddAdminAsync(server.ConnectionString(database, pooling: false));
-            var token = await HttpAssert.JsonAsync(await http.PostAsJsonAsync("/api/auth/token",
-                new { username = "pool-admin", password = AdminPassword }));
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token.GetProperty("accessToken").GetString());
+            await ApiFixture.SignInAsync(http, "pool-admin", AdminPassword);
 
-            await HttpAssert.JsonAsync(await http.GetAsync("/api/admin/database/overview"));
-            var slug = WorkspaceApiFixture.NewSlug("pools");
-            await HttpAssert.JsonAsync(await http.PostAsJsonAsync("/api/workspaces", new { name = "Pools", slug }), HttpStatusCode.Created);
+            await HttpAssert.ReadAsync<DatabaseOverview>(await http.GetAsync("/api/admin/database/overview"));
+            var (slug, _) = await ApiFixture.NewWorkspaceAsync(http, "pools", "Pools");
             await HttpAssert.JsonAsync(await http.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
                 new { name = "dev", server = "local", databaseName = workspaceDatabase, create = true }), HttpStatusCode.Created);
             await WorkspaceApiFixture.CreateProcedureAsync(http, slug, "answer",

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
 using TcStudio.SystemDatabase.Security;
 using TcStudio.Tests.Infrastructure;
 
@@ -28,7 +27,8 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
         (await user.GetAsync("/api/me")).EnsureSuccessStatusCode();
         var sessions = await api.ColumnAsync($"""
             SELECT DISTINCT r.rolname || ' ' || r.rolsuper || ' ' || r.rolbypassrls FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
-            WHERE a.datname = '{api.DatabaseName}' AND a.application_name = 'testhost' OR a.datname = '{api.DatabaseName}' AND r.rolname = '{api.Names.App}'
+            WHERE a.datname = '{api.DatabaseName}' AND a.application_name = 'testhost'
+               OR a.datname = '{api.DatabaseName}' AND r.rolname = '{api.Names.App}'
             """);
         Assert.Contains($"{api.Names.App} false false", sessions);
     }
@@ -53,8 +53,8 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
 
         // Cross-workspace reads of one's own memberships: the workspace list and /me.
         Assert.Contains("\"sealed\"", await bob.GetStringAsync("/api/workspaces"));
-        using var me = JsonDocument.Parse(await bob.GetStringAsync("/api/me"));
-        Assert.Contains("sealed", me.RootElement.GetRawText());
+        var me = await HttpAssert.ReadAsync<TcStudio.Api.Users.MeResponse>(await bob.GetAsync("/api/me"));
+        Assert.Contains(me.Workspaces, w => w.Slug == "sealed");
 
         // A non-member still gets 404, and the seeded workspace's rows never show up here.
         using var carol = await api.NewUserClientAsync("carol");
@@ -66,7 +66,8 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
     public async Task The_live_stream_reads_its_workspace_activities_under_row_level_security()
     {
         using var owner = await api.NewUserClientAsync("streamer");
-        Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/workspaces", new { name = "Streamed", slug = "streamed" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PostAsJsonAsync("/api/workspaces", new { name = "Streamed", slug = "streamed" })).StatusCode);
         await using var stream = await EventStreamClient.OpenAsync(owner, "/api/workspaces/streamed/events");
         Assert.Equal(HttpStatusCode.OK, stream.Response.StatusCode);
         await stream.ReadyAsync();
@@ -74,6 +75,6 @@ public sealed class AppRoleApiTests(AppRoleApiFixture api) : IClassFixture<AppRo
         Assert.Equal(HttpStatusCode.Created,
             (await owner.PostAsJsonAsync("/api/workspaces/streamed/procedures", new { name = "live_report", sql = "select 1" })).StatusCode);
         var events = await stream.ActivitiesAsync(1);
-        Assert.Equal("procedure.created", events[0].Json.GetProperty("action").GetString());
+        Assert.Equal("procedure.created", events[0].Activity.Action);
     }
 }

@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Security;
@@ -37,7 +38,8 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
         ["GET /api/users/{id:guid}"] = new($"/api/users/{NoSuchUser}", "401 403 403 403 403 403 404"),
         ["PATCH /api/users/{id:guid}"] = new($"/api/users/{NoSuchUser}", "401 403 403 403 403 403 404", Body: new { }),
         ["DELETE /api/users/{id:guid}"] = new($"/api/users/{NoSuchUser}", "401 403 403 403 403 403 404"),
-        ["PUT /api/users/{id:guid}/password"] = new($"/api/users/{NoSuchUser}/password", "401 403 403 403 403 403 400", Body: new { newPassword = "x" }),
+        ["PUT /api/users/{id:guid}/password"] = new($"/api/users/{NoSuchUser}/password", "401 403 403 403 403 403 400",
+            Body: new { newPassword = "x" }),
         ["GET /api/workspaces/"] = new("/api/workspaces", "401 200 200 200 200 200 200"),
         ["POST /api/workspaces/"] = new("/api/workspaces", "401 400 400 400 400 400 400", Body: new { name = "", slug = "NOT A SLUG" }),
         ["GET /api/workspace-servers"] = new("/api/workspace-servers", "401 200 200 200 200 200 200"),
@@ -49,7 +51,8 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
 
         // The workspace scope: a non-member gets 404 whatever the route (existence does not leak).
         ["GET /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 200 200 200 200 200"),
-        ["PATCH /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 403 403 412 412 412", Body: new { name = "x" }, WrongIfMatch: true),
+        ["PATCH /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 403 403 412 412 412", Body: new { name = "x" },
+            WrongIfMatch: true),
         ["DELETE /api/workspaces/{slug}/"] = new("/api/workspaces/{slug}", "401 404 403 403 403 412 412", WrongIfMatch: true),
         ["GET /api/workspaces/{slug}/activities"] = new("/api/workspaces/{slug}/activities", "401 404 200 200 200 200 200"),
         ["GET /api/workspaces/{slug}/events"] = new("/api/workspaces/{slug}/events", "401 404 200 200 200 200 200"),
@@ -63,13 +66,17 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
         ["POST /api/workspaces/{slug}/environments/"] = new("/api/workspaces/{slug}/environments", "401 404 403 403 400 400 400",
             Body: new { name = "NOT A NAME", server = "local", databaseName = "1bad" }),
         // Attaching an existing database is for system Admins only, even for the workspace's Owner.
-        ["POST /api/workspaces/{slug}/environments/{env}/adopt"] = new("/api/workspaces/{slug}/environments/nope/adopt", "401 404 403 403 403 403 400",
+        ["POST /api/workspaces/{slug}/environments/{env}/adopt"] = new("/api/workspaces/{slug}/environments/nope/adopt",
+            "401 404 403 403 403 403 400",
             Body: new { server = "local", databaseName = "1bad" }),
         ["GET /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/dev", "401 404 200 200 200 200 200"),
-        ["PATCH /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/dev", "401 404 403 403 200 200 200", Body: new { }),
+        ["PATCH /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/dev", "401 404 403 403 200 200 200",
+            Body: new { }),
         ["DELETE /api/workspaces/{slug}/environments/{env}"] = new("/api/workspaces/{slug}/environments/nope", "401 404 403 403 404 404 404"),
-        ["POST /api/workspaces/{slug}/environments/{env}/migrate"] = new("/api/workspaces/{slug}/environments/nope/migrate", "401 404 403 403 404 404 404"),
-        ["GET /api/workspaces/{slug}/environments/{env}/status"] = new("/api/workspaces/{slug}/environments/dev/status", "401 404 200 200 200 200 200"),
+        ["POST /api/workspaces/{slug}/environments/{env}/migrate"] = new("/api/workspaces/{slug}/environments/nope/migrate",
+            "401 404 403 403 404 404 404"),
+        ["GET /api/workspaces/{slug}/environments/{env}/status"] = new("/api/workspaces/{slug}/environments/dev/status",
+            "401 404 200 200 200 200 200"),
         ["GET /api/workspaces/{slug}/procedures/"] = new("/api/workspaces/{slug}/procedures", "401 404 200 200 200 200 200"),
         ["POST /api/workspaces/{slug}/procedures/"] = new("/api/workspaces/{slug}/procedures", "401 404 403 400 400 400 400",
             Body: new { name = "1bad", sql = "SELECT 1" }),
@@ -78,9 +85,12 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
             Body: new { sql = "CREATE FUNCTION matrix_report() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$;" }, WrongIfMatch: true),
         ["DELETE /api/workspaces/{slug}/procedures/{name}"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}", "401 404 403 412 412 412 412",
             WrongIfMatch: true),
-        ["POST /api/workspaces/{slug}/procedures/{name}/validate"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/validate", "401 404 403 400 400 400 400"),
-        ["POST /api/workspaces/{slug}/procedures/{name}/publish"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/publish", "401 404 403 403 400 400 400"),
-        ["POST /api/workspaces/{slug}/procedures/{name}/execute"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/execute", "401 404 403 400 400 400 400"),
+        ["POST /api/workspaces/{slug}/procedures/{name}/validate"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/validate",
+            "401 404 403 400 400 400 400"),
+        ["POST /api/workspaces/{slug}/procedures/{name}/publish"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/publish",
+            "401 404 403 403 400 400 400"),
+        ["POST /api/workspaces/{slug}/procedures/{name}/execute"] = new($"/api/workspaces/{{slug}}/procedures/{Procedure}/execute",
+            "401 404 403 400 400 400 400"),
 
         // Outside /api: probes and the API description are public.
         ["GET /health"] = new("/health", "200 200 200 200 200 200 200"),
@@ -115,13 +125,13 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
             [Caller.Owner] = await NewUserAsync("owner"),
             [Caller.SystemAdmin] = await api.AdminAsync(),
         };
-        var own = await NewWorkspaceAsync(clients[Caller.Owner], "mx-own");
+        var own = await NewWorkspaceWithSecretProcedureAsync(clients[Caller.Owner], "mx-own");
         foreach (var (caller, role) in new[] { (Caller.Viewer, "Viewer"), (Caller.Member, "Member"), (Caller.WorkspaceAdmin, "Admin") })
         {
             await AddMemberAsync(own.Slug, clients[caller], role);
         }
         using var otherOwner = await NewUserAsync("other");
-        var other = await NewWorkspaceAsync(otherOwner, "mx-other");
+        var other = await NewWorkspaceWithSecretProcedureAsync(otherOwner, "mx-other");
 
         var failures = new List<string>();
         foreach (var (route, row) in Expected.OrderBy(e => e.Key))
@@ -141,10 +151,13 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
                     // (text/event-stream) is judged by its status and headers: its body never ends.
                     using var _ = response;
                     var streaming = response.Content.Headers.ContentType?.MediaType == "text/event-stream";
-                    var body = streaming ? "" : (await response.Content.ReadAsStringAsync()).Replace(response.RequestMessage!.RequestUri!.AbsolutePath, "");
+                    var body = streaming
+                        ? ""
+                        : (await response.Content.ReadAsStringAsync()).Replace(response.RequestMessage!.RequestUri!.AbsolutePath, "");
                     if ((int)response.StatusCode != expected)
                     {
-                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: expected {expected}, got {(int)response.StatusCode} {Shorten(body)}");
+                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: "
+                            + $"expected {expected}, got {(int)response.StatusCode} {Shorten(body)}");
                     }
                     if (response.Content.Headers.ContentType?.MediaType == "application/problem+json" && HttpAssert.MissingCode(body) is { } noCode)
                     {
@@ -155,7 +168,8 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
                         && (body.Contains(Secret) || body.Contains(workspace.Database) || body.Contains(workspace.Owner)
                             || response.Content.Headers.ContentType?.MediaType is not (null or "application/problem+json")))
                     {
-                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: a non-member's response carries data: {Shorten(body)}");
+                        failures.Add($"{route} as {caller} in {(isOwn ? "own" : "other")} workspace: "
+                            + $"a non-member's response carries data: {Shorten(body)}");
                     }
                 }
             }
@@ -178,18 +192,18 @@ public sealed class AuthorizationMatrixTests(WorkspaceApiFixture api) : IClassFi
     private async Task<HttpClient> NewUserAsync(string prefix) => await api.NewUserClientAsync($"{prefix}-{Guid.NewGuid():N}"[..20]);
 
     /// <summary>A workspace its owner created through the API, with environment dev and a procedure (whose SQL is the marker).</summary>
-    private async Task<Workspace> NewWorkspaceAsync(HttpClient owner, string prefix)
+    private async Task<Workspace> NewWorkspaceWithSecretProcedureAsync(HttpClient owner, string prefix)
     {
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(owner, prefix);
         await WorkspaceApiFixture.CreateProcedureAsync(owner, slug, Procedure,
             $"CREATE FUNCTION {Procedure}() RETURNS text LANGUAGE sql AS $$ SELECT '{Secret}' $$;");
-        var me = await HttpAssert.JsonAsync(await owner.GetAsync("/api/me"));
-        return new Workspace(slug, me.GetProperty("username").GetString()!, database);
+        var me = await HttpAssert.ReadAsync<MeResponse>(await owner.GetAsync("/api/me"));
+        return new Workspace(slug, me.Username, database);
     }
 
     private async Task AddMemberAsync(string slug, HttpClient client, string role)
     {
-        var username = (await HttpAssert.JsonAsync(await client.GetAsync("/api/me"))).GetProperty("username").GetString();
+        var username = (await HttpAssert.ReadAsync<MeResponse>(await client.GetAsync("/api/me"))).Username;
         await api.ExecuteAsync($"""
             INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
             SELECT w.id, u.id, '{role}', now() FROM workspaces w, users u WHERE w.slug = '{slug}' AND u.username = '{username}'

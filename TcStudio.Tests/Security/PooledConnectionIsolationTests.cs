@@ -51,7 +51,7 @@ public sealed class PooledConnectionIsolationTests(OneConnectionApiFixture api) 
 
     private static async Task<string> NewWorkspaceWithDraftsAsync(HttpClient owner, string prefix, params string[] drafts)
     {
-        var slug = WorkspaceApiFixture.NewSlug(prefix);
+        var slug = ApiFixture.NewSlug(prefix);
         Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/workspaces", new { name = prefix, slug })).StatusCode);
         foreach (var name in drafts)
         {

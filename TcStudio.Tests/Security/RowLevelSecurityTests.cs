@@ -34,8 +34,10 @@ public sealed class TwoWorkspacesFixture(PostgresServer server) : SystemDatabase
         {
             var workspace = new Workspace { Name = slug, Slug = slug, CreatedBy = shared.Id };
             db.Add(workspace);
-            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = shared.Id, Role = TcStudio.SystemDatabase.Entities.WorkspaceRoles.Owner });
-            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = other.Id, Role = TcStudio.SystemDatabase.Entities.WorkspaceRoles.Member });
+            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = shared.Id,
+                Role = TcStudio.SystemDatabase.Entities.WorkspaceRoles.Owner });
+            db.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = other.Id,
+                Role = TcStudio.SystemDatabase.Entities.WorkspaceRoles.Member });
             var environment = new WorkspaceEnvironment
             {
                 WorkspaceId = workspace.Id, Name = "dev", Provider = WorkspaceProviders.Postgres, Server = "local", DatabaseName = $"db_{slug}",
@@ -99,7 +101,8 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
         await using (var reader = await command.ExecuteReaderAsync())
         {
             Assert.True(await reader.ReadAsync());
-            Assert.Equal(new[] { false, false, false, false }, new[] { reader.GetBoolean(0), reader.GetBoolean(1), reader.GetBoolean(2), reader.GetBoolean(3) });
+            Assert.Equal(new[] { false, false, false, false },
+                new[] { reader.GetBoolean(0), reader.GetBoolean(1), reader.GetBoolean(2), reader.GetBoolean(3) });
         }
         await using var create = new NpgsqlCommand("CREATE TABLE app_made (id int)", app);
         var refused = await Assert.ThrowsAsync<PostgresException>(() => create.ExecuteNonQueryAsync());
@@ -107,7 +110,8 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
 
         // DML it has; the migration history it only reads; pg_read_all_stats for the insights.
         await using var history = new NpgsqlCommand("DELETE FROM migrations", app);
-        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, (await Assert.ThrowsAsync<PostgresException>(() => history.ExecuteNonQueryAsync())).SqlState);
+        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege,
+            (await Assert.ThrowsAsync<PostgresException>(() => history.ExecuteNonQueryAsync())).SqlState);
         await using var stats = new NpgsqlCommand("SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')", app);
         Assert.True(await stats.ExecuteScalarAsync() is true);
     }
@@ -127,7 +131,8 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
             + "VALUES (gen_random_uuid(), $1, 'sneaky', 'draft', '', $2, now(), now())", app);
         insert.Parameters.Add(new NpgsqlParameter { Value = database.WorkspaceA });
         insert.Parameters.Add(new NpgsqlParameter { Value = database.SharedUser });
-        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, (await Assert.ThrowsAsync<PostgresException>(() => insert.ExecuteNonQueryAsync())).SqlState);
+        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege,
+            (await Assert.ThrowsAsync<PostgresException>(() => insert.ExecuteNonQueryAsync())).SqlState);
 
         foreach (var table in RowLevelSecurityPolicies.WorkspaceScopedTables)
         {
@@ -159,14 +164,16 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
                 + "VALUES (gen_random_uuid(), $1, 'sneaky', 'draft', '', $2, now(), now())", app, transaction);
             insert.Parameters.Add(new NpgsqlParameter { Value = database.WorkspaceB });
             insert.Parameters.Add(new NpgsqlParameter { Value = database.SharedUser });
-            Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, (await Assert.ThrowsAsync<PostgresException>(() => insert.ExecuteNonQueryAsync())).SqlState);
+            Assert.Equal(PostgresErrorCodes.InsufficientPrivilege,
+                (await Assert.ThrowsAsync<PostgresException>(() => insert.ExecuteNonQueryAsync())).SqlState);
         }
         await using (var transaction = await app.BeginTransactionAsync())
         {
             await SetAsync(app, transaction, "tcstudio.workspace_id", database.WorkspaceA);
             await using var move = new NpgsqlCommand("UPDATE stored_procedures SET workspace_id = $1", app, transaction);
             move.Parameters.Add(new NpgsqlParameter { Value = database.WorkspaceB });
-            Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, (await Assert.ThrowsAsync<PostgresException>(() => move.ExecuteNonQueryAsync())).SqlState);
+            Assert.Equal(PostgresErrorCodes.InsufficientPrivilege,
+                (await Assert.ThrowsAsync<PostgresException>(() => move.ExecuteNonQueryAsync())).SqlState);
         }
 
         // The setting was transaction-local: the next transaction on the same connection sees nothing again.
@@ -183,7 +190,8 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
         await using var reader = await command.ExecuteReaderAsync();
         var rows = new List<(Guid Workspace, Guid User)>();
         while (await reader.ReadAsync()) rows.Add((reader.GetGuid(0), reader.GetGuid(1)));
-        Assert.Equal(new[] { (database.WorkspaceA, database.SharedUser), (database.WorkspaceB, database.SharedUser) }, rows.OrderBy(r => r.Workspace == database.WorkspaceB).ToArray());
+        Assert.Equal(new[] { (database.WorkspaceA, database.SharedUser), (database.WorkspaceB, database.SharedUser) },
+            rows.OrderBy(r => r.Workspace == database.WorkspaceB).ToArray());
         Assert.DoesNotContain(rows, r => r.User == database.OtherUser);
     }
 
@@ -274,7 +282,8 @@ public sealed class RowLevelSecurityTests(TwoWorkspacesFixture database) : IClas
         }
 
         const string Memberships = "SELECT * FROM memberships_of_user($1)";
-        const string Reattach = "SELECT * FROM reattach_detached_database(gen_random_uuid(), $2, 'local', NULL, NULL, NULL, NULL, now(), 'test', 'db_alpha')";
+        const string Reattach =
+            "SELECT * FROM reattach_detached_database(gen_random_uuid(), $2, 'local', NULL, NULL, NULL, NULL, now(), 'test', 'db_alpha')";
         // A plain user's request may not read another user's memberships, nor hand a claim over.
         Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, await RefusalAsync(plainUser, database.WorkspaceA, Memberships));
         Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, await RefusalAsync(plainUser, database.WorkspaceB, Reattach));

@@ -18,7 +18,8 @@ public sealed class SystemRolesVerbTests(EmptyDatabaseFixture database) : IClass
     [Fact]
     public async Task The_default_run_creates_the_roles_then_migrates_and_seeds_as_the_owner()
     {
-        var owner = new NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = Names.Owner, Password = _ownerPassword }.ConnectionString;
+        var owner = new NpgsqlConnectionStringBuilder(database.ConnectionString) { Username = Names.Owner,
+            Password = _ownerPassword }.ConnectionString;
         var environment = MigrationWorkerRunner.Environment(owner);
         environment["ConnectionStrings__postgres"] = database.Server.ConnectionString("postgres");
         environment["SystemRoles__AppPassword"] = _appPassword;

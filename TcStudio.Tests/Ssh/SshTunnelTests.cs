@@ -36,7 +36,8 @@ public sealed class SshTunnelTests(SystemDatabaseFixture database) : IClassFixtu
         }
     }
 
-    private Dictionary<string, string?> Tunnel(string section, string? privateKeyPath = null, string? knownHostsPath = null, int? port = null) => new()
+    private Dictionary<string, string?> Tunnel(string section, string? privateKeyPath = null, string? knownHostsPath = null, int? port = null) =>
+        new()
     {
         [$"{section}:Host"] = "127.0.0.1",
         [$"{section}:Port"] = (port ?? _sshd.Port).ToString(),

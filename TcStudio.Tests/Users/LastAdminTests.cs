@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Users;
@@ -14,20 +15,19 @@ public sealed class LastAdminTests(ApiFixture api) : IClassFixture<ApiFixture>
     private Task<long> ActiveAdminsAsync() => api.ScalarAsync<long>(
         "SELECT count(*) FROM users u JOIN roles r ON r.id = u.role_id WHERE r.name = 'Admin' AND u.is_active AND u.deleted_at IS NULL");
 
-    private Task<Guid> IdOfAsync(string username) =>
-        api.ScalarAsync<Guid>("SELECT id FROM users WHERE username = @u", ("u", username));
-
     [Fact]
     public async Task The_last_active_admin_cannot_be_demoted_deactivated_or_deleted_and_two_admins_cannot_remove_each_other()
     {
         using var admin = await api.AdminAsync();
-        var adminId = await IdOfAsync("admin");
+        var adminId = await api.UserIdAsync("admin");
         Assert.Equal(1L, await ActiveAdminsAsync());
         var activities = await api.ScalarAsync<long>("SELECT count(*) FROM activities");
 
-        var demote = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { role = "User" }), HttpStatusCode.Conflict);
+        var demote = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { role = "User" }),
+            HttpStatusCode.Conflict);
         Assert.Equal("role", demote.GetProperty("field").GetString());
-        var deactivate = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { isActive = false }), HttpStatusCode.Conflict);
+        var deactivate = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{adminId}", new { isActive = false }),
+            HttpStatusCode.Conflict);
         Assert.Equal("isActive", deactivate.GetProperty("field").GetString());
         await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/users/{adminId}"), HttpStatusCode.Conflict);
         Assert.Equal(1L, await ActiveAdminsAsync());
@@ -35,9 +35,8 @@ public sealed class LastAdminTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync("/api/users")).StatusCode);
 
         // With a second Admin, each may remove the other; racing, exactly one wins.
-        var created = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/users",
-            new { username = "second-admin", password = "second-admin-1", role = "Admin" }), HttpStatusCode.Created);
-        var secondId = created.GetProperty("id").GetGuid();
+        var secondId = (await HttpAssert.ReadAsync<UserResponse>(await admin.PostAsJsonAsync("/api/users",
+            new { username = "second-admin", password = "second-admin-1", role = "Admin" }), HttpStatusCode.Created)).Id;
         using var second = await api.CreateClientAsync("second-admin", "second-admin-1");
         Assert.Equal(2L, await ActiveAdminsAsync());
 
@@ -56,7 +55,7 @@ public sealed class LastAdminTests(ApiFixture api) : IClassFixture<ApiFixture>
         var adminWon = responses[0].StatusCode == HttpStatusCode.OK;
         using var survivor = adminWon ? await api.AdminAsync() : await api.CreateClientAsync("second-admin", "second-admin-1");
         var loserId = adminWon ? secondId : adminId;
-        await HttpAssert.JsonAsync(await survivor.PatchAsJsonAsync($"/api/users/{loserId}", new { isActive = true }));
+        await HttpAssert.ReadAsync<UserResponse>(await survivor.PatchAsJsonAsync($"/api/users/{loserId}", new { isActive = true }));
         Assert.Equal(2L, await ActiveAdminsAsync());
         Assert.Equal(HttpStatusCode.NoContent, (await survivor.DeleteAsync($"/api/users/{secondId}")).StatusCode);
         Assert.Equal(1L, await ActiveAdminsAsync());
@@ -66,13 +65,12 @@ public sealed class LastAdminTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task An_inactive_admin_does_not_count_and_may_be_changed_freely()
     {
         using var admin = await api.AdminAsync();
-        var created = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync("/api/users",
-            new { username = "dormant-admin", password = "dormant-admin-1", role = "Admin" }), HttpStatusCode.Created);
-        var id = created.GetProperty("id").GetGuid();
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{id}", new { isActive = false }));
+        var id = (await HttpAssert.ReadAsync<UserResponse>(await admin.PostAsJsonAsync("/api/users",
+            new { username = "dormant-admin", password = "dormant-admin-1", role = "Admin" }), HttpStatusCode.Created)).Id;
+        await HttpAssert.ReadAsync<UserResponse>(await admin.PatchAsJsonAsync($"/api/users/{id}", new { isActive = false }));
 
-        var demoted = await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{id}", new { role = "User" }));
-        Assert.Equal("User", demoted.GetProperty("role").GetString());
+        var demoted = await HttpAssert.ReadAsync<UserResponse>(await admin.PatchAsJsonAsync($"/api/users/{id}", new { role = "User" }));
+        Assert.Equal("User", demoted.Role);
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/users/{id}")).StatusCode);
         Assert.Equal(1L, await ActiveAdminsAsync());
     }

@@ -1,8 +1,8 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
-using System.Text;
-using System.Text.Json;
+using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Users;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Users;
@@ -14,18 +14,14 @@ namespace TcStudio.Tests.Users;
 /// </summary>
 public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {
-    private Task<long> RowsAsync(string table) => api.ScalarAsync<long>($"SELECT count(*) FROM {table}");
-
-    private Task<Guid> IdOfAsync(string username) =>
-        api.ScalarAsync<Guid>("SELECT id FROM users WHERE lower(username) = lower(@u)", ("u", username));
-
-    private static StringContent Json(string body) => new(body, Encoding.UTF8, "application/json");
-
-    private async Task<(HttpResponseMessage Response, JsonElement Body)> CreateAsync(HttpClient admin, object request)
+    private async Task<(HttpResponseMessage Response, UserResponse Body)> CreateAsync(HttpClient admin, object request)
     {
         var response = await admin.PostAsJsonAsync("/api/users", request);
-        return (response, await HttpAssert.JsonAsync(response, HttpStatusCode.Created));
+        return (response, await HttpAssert.ReadAsync<UserResponse>(response, HttpStatusCode.Created));
     }
+
+    private static async Task<PagedList<UserResponse>> ListAsync(HttpClient admin, string query) =>
+        await HttpAssert.ReadAsync<PagedList<UserResponse>>(await admin.GetAsync($"/api/users?{query}"));
 
     [Fact]
     public async Task An_admin_lists_users_in_pages_without_ever_reading_password_hashes()
@@ -34,25 +30,22 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         for (var i = 0; i < 3; i++) await api.NewUserClientAsync($"lister-{i}");
 
         using var counter = new DatabaseCommandCounter(api.DatabaseName);
-        var all = await HttpAssert.JsonAsync(await admin.GetAsync("/api/users?pageSize=200"));
+        // Strict: a passwordHash (or any member UserResponse lacks) fails the read.
+        var all = await ListAsync(admin, "pageSize=200");
         Assert.DoesNotContain(counter.Commands, sql => sql.Contains("password_hash", StringComparison.OrdinalIgnoreCase));
 
-        var items = all.GetProperty("items").EnumerateArray().ToList();
-        var usernames = items.Select(u => u.GetProperty("username").GetString()).ToList();
+        var usernames = all.Items.Select(u => u.Username).ToList();
         Assert.Contains("admin", usernames);
         Assert.Contains("lister-1", usernames);
-        Assert.All(items, u => Assert.False(u.TryGetProperty("passwordHash", out _)));
-        Assert.Equal("Admin", items.Single(u => u.GetProperty("username").GetString() == "admin").GetProperty("role").GetString());
-        Assert.Equal(await RowsAsync("users WHERE deleted_at IS NULL"), all.GetProperty("totalCount").GetInt32());
+        Assert.Equal("Admin", all.Items.Single(u => u.Username == "admin").Role);
+        Assert.Equal(await api.RowsAsync("users WHERE deleted_at IS NULL"), all.TotalCount);
 
-        var first = await HttpAssert.JsonAsync(await admin.GetAsync("/api/users?page=1&pageSize=2"));
-        var second = await HttpAssert.JsonAsync(await admin.GetAsync("/api/users?page=2&pageSize=2"));
-        var beyond = await HttpAssert.JsonAsync(await admin.GetAsync("/api/users?page=999&pageSize=2"));
-        var paged = first.GetProperty("items").EnumerateArray().Concat(second.GetProperty("items").EnumerateArray())
-            .Select(u => u.GetProperty("username").GetString()).ToList();
-        Assert.Equal(usernames.Take(4), paged);
-        Assert.Equal(0, beyond.GetProperty("items").GetArrayLength());
-        Assert.Equal(999, beyond.GetProperty("page").GetInt32());
+        var first = await ListAsync(admin, "page=1&pageSize=2");
+        var second = await ListAsync(admin, "page=2&pageSize=2");
+        var beyond = await ListAsync(admin, "page=999&pageSize=2");
+        Assert.Equal(usernames.Take(4), first.Items.Concat(second.Items).Select(u => u.Username));
+        Assert.Empty(beyond.Items);
+        Assert.Equal(999, beyond.Page);
     }
 
     [Fact]
@@ -63,10 +56,10 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         await admin.GetAsync("/api/users"); // warm up: session cache, prepared plans
 
         using var counter = new DatabaseCommandCounter(api.DatabaseName);
-        await HttpAssert.JsonAsync(await admin.GetAsync("/api/users?pageSize=1"));
+        await ListAsync(admin, "pageSize=1");
         var small = counter.Commands.Count;
         counter.Reset();
-        await HttpAssert.JsonAsync(await admin.GetAsync("/api/users?pageSize=200"));
+        await ListAsync(admin, "pageSize=200");
 
         Assert.Equal(small, counter.Commands.Count);
         Assert.InRange(small, 1, 2);
@@ -92,18 +85,18 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         using var user = await api.UserAsync();
         await HttpAssert.ProblemAsync(await user.GetAsync("/api/users"), HttpStatusCode.Forbidden);
 
-        var userId = await IdOfAsync("user");
-        var adminId = await IdOfAsync("admin");
+        var userId = await api.UserIdAsync("user");
+        var adminId = await api.UserIdAsync("admin");
         var self = await user.GetAsync($"/api/users/{userId}");
-        var body = await HttpAssert.JsonAsync(self);
-        Assert.Equal("user", body.GetProperty("username").GetString());
-        Assert.Equal("User", body.GetProperty("role").GetString());
-        Assert.True(body.GetProperty("isActive").GetBoolean());
+        var body = await HttpAssert.ReadAsync<UserResponse>(self);
+        Assert.Equal("user", body.Username);
+        Assert.Equal("User", body.Role);
+        Assert.True(body.IsActive);
         Assert.NotNull(self.Headers.ETag);
         await HttpAssert.ProblemAsync(await user.GetAsync($"/api/users/{adminId}"), HttpStatusCode.Forbidden);
 
         using var admin = await api.AdminAsync();
-        Assert.Equal("user", (await HttpAssert.JsonAsync(await admin.GetAsync($"/api/users/{userId}"))).GetProperty("username").GetString());
+        Assert.Equal("user", (await HttpAssert.ReadAsync<UserResponse>(await admin.GetAsync($"/api/users/{userId}"))).Username);
         await HttpAssert.ProblemAsync(await admin.GetAsync($"/api/users/{Guid.CreateVersion7()}"), HttpStatusCode.NotFound);
     }
 
@@ -116,24 +109,24 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
             username = "Created.User", password = "created-password-1", email = "created@example.com", displayName = "  Created  ", role = "User",
         });
 
-        var id = created.GetProperty("id").GetGuid();
+        var id = created.Id;
         Assert.Equal($"/api/users/{id}", response.Headers.Location?.ToString());
         Assert.NotNull(response.Headers.ETag);
-        Assert.Equal("Created.User", created.GetProperty("username").GetString());
-        Assert.Equal("Created", created.GetProperty("displayName").GetString());
-        Assert.Equal("created@example.com", created.GetProperty("email").GetString());
-        Assert.Equal("User", created.GetProperty("role").GetString());
-        Assert.False(created.TryGetProperty("password", out _));
+        Assert.Equal("Created.User", created.Username);
+        Assert.Equal("Created", created.DisplayName);
+        Assert.Equal("created@example.com", created.Email);
+        Assert.Equal("User", created.Role); // and no password: the strict read fails on any member UserResponse lacks
 
         var fetched = await admin.GetAsync($"/api/users/{id}");
         Assert.Equal(response.Headers.ETag, fetched.Headers.ETag);
 
         using var createdClient = await api.CreateClientAsync("created.user", "created-password-1");
-        var me = await HttpAssert.JsonAsync(await createdClient.GetAsync("/api/me"));
-        Assert.Equal(id, me.GetProperty("id").GetGuid());
+        var me = await HttpAssert.ReadAsync<MeResponse>(await createdClient.GetAsync("/api/me"));
+        Assert.Equal(id, me.Id);
 
         var details = await api.ScalarAsync<string>(
-            "SELECT details::text FROM activities WHERE action = 'user.created' AND entity_type = 'user' AND entity_id = @id AND workspace_id IS NULL",
+            "SELECT details::text FROM activities "
+            + "WHERE action = 'user.created' AND entity_type = 'user' AND entity_id = @id AND workspace_id IS NULL",
             ("id", id));
         Assert.Contains("Created.User", details);
         Assert.DoesNotContain("created-password-1", details);
@@ -145,7 +138,7 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         await CreateAsync(admin, new { username = "unique-one", password = "password-123", email = "Unique@Example.com", role = "User" });
-        var users = await RowsAsync("users");
+        var users = await api.RowsAsync("users");
 
         var username = await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync("/api/users",
             new { username = "UNIQUE-ONE", password = "password-123", role = "User" }), HttpStatusCode.Conflict);
@@ -155,27 +148,27 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
             new { username = "unique-two", password = "password-123", email = "unique@example.COM", role = "User" }), HttpStatusCode.Conflict);
         Assert.Equal("email", email.GetProperty("field").GetString());
 
-        Assert.Equal(users, await RowsAsync("users"));
-        Assert.Equal(0L, await RowsAsync("activities WHERE details->>'username' = 'unique-two'"));
+        Assert.Equal(users, await api.RowsAsync("users"));
+        Assert.Equal(0L, await api.RowsAsync("activities WHERE details->>'username' = 'unique-two'"));
 
         // Taking someone's email by a change is refused the same way, and the change is not half-applied.
         var created = await CreateAsync(admin, new { username = "unique-three", password = "password-123", role = "User" });
-        var id = created.Body.GetProperty("id").GetGuid();
+        var id = created.Body.Id;
         var taken = await HttpAssert.ProblemAsync(await admin.PatchAsJsonAsync($"/api/users/{id}",
             new { displayName = "Three", email = "UNIQUE@example.com" }), HttpStatusCode.Conflict);
         Assert.Equal("email", taken.GetProperty("field").GetString());
-        Assert.Equal(0L, await RowsAsync($"users WHERE id = '{id}' AND (display_name IS NOT NULL OR email IS NOT NULL)"));
-        Assert.Equal(0L, await RowsAsync($"activities WHERE action = 'user.updated' AND entity_id = '{id}'"));
+        Assert.Equal(0L, await api.RowsAsync($"users WHERE id = '{id}' AND (display_name IS NOT NULL OR email IS NOT NULL)"));
+        Assert.Equal(0L, await api.RowsAsync($"activities WHERE action = 'user.updated' AND entity_id = '{id}'"));
     }
 
     [Fact]
     public async Task A_body_over_one_mebibyte_is_413_and_writes_nothing()
     {
         using var admin = await api.AdminAsync();
-        var users = await RowsAsync("users");
+        var users = await api.RowsAsync("users");
         var huge = $$"""{"username":"huge-body","password":"password-123","role":"User","displayName":"{{new string('d', 1024 * 1024)}}"}""";
-        await HttpAssert.ProblemAsync(await admin.PostAsync("/api/users", Json(huge)), HttpStatusCode.RequestEntityTooLarge);
-        Assert.Equal(users, await RowsAsync("users"));
+        await HttpAssert.ProblemAsync(await admin.PostAsync("/api/users", RawJson.Content(huge)), HttpStatusCode.RequestEntityTooLarge);
+        Assert.Equal(users, await api.RowsAsync("users"));
     }
 
     public static TheoryData<string, string> BadCreateBodies => new()
@@ -205,12 +198,12 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Bad_input_when_creating_a_user_is_a_problem_naming_the_field_and_writes_nothing(string body, string field)
     {
         using var admin = await api.AdminAsync();
-        var (users, activities) = (await RowsAsync("users"), await RowsAsync("activities"));
+        var (users, activities) = (await api.RowsAsync("users"), await api.RowsAsync("activities"));
 
-        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/users", Json(body)), field);
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsync("/api/users", RawJson.Content(body)), field);
 
-        Assert.Equal(users, await RowsAsync("users"));
-        Assert.Equal(activities, await RowsAsync("activities"));
+        Assert.Equal(users, await api.RowsAsync("users"));
+        Assert.Equal(activities, await api.RowsAsync("activities"));
     }
 
     [Fact]
@@ -218,8 +211,8 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var user = await api.UserAsync();
         using var other = await api.NewUserClientAsync("untouchable", password: "untouchable-1");
-        var otherId = await IdOfAsync("untouchable");
-        var (users, activities) = (await RowsAsync("users"), await RowsAsync("activities"));
+        var otherId = await api.UserIdAsync("untouchable");
+        var (users, activities) = (await api.RowsAsync("users"), await api.RowsAsync("activities"));
         var hash = await api.ScalarAsync<string>("SELECT password_hash FROM users WHERE id = @id", ("id", otherId));
 
         await HttpAssert.ProblemAsync(await user.PostAsJsonAsync("/api/users",
@@ -230,8 +223,8 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         await HttpAssert.ProblemAsync(await user.PatchAsJsonAsync($"/api/users/{otherId}",
             new { displayName = "Renamed" }), HttpStatusCode.Forbidden);
 
-        Assert.Equal(users, await RowsAsync("users"));
-        Assert.Equal(activities, await RowsAsync("activities"));
+        Assert.Equal(users, await api.RowsAsync("users"));
+        Assert.Equal(activities, await api.RowsAsync("activities"));
         Assert.Equal(hash, await api.ScalarAsync<string>("SELECT password_hash FROM users WHERE id = @id", ("id", otherId)));
         Assert.Equal(HttpStatusCode.OK, (await other.GetAsync("/api/me")).StatusCode);
     }
@@ -240,27 +233,28 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Users_change_their_own_display_name_and_email_but_never_their_role_or_active_flag()
     {
         using var self = await api.NewUserClientAsync("self-editor");
-        var id = await IdOfAsync("self-editor");
+        var id = await api.UserIdAsync("self-editor");
 
         var response = await self.PatchAsJsonAsync($"/api/users/{id}", new { displayName = "Self Editor", email = "self@example.com" });
-        var body = await HttpAssert.JsonAsync(response);
-        Assert.Equal("Self Editor", body.GetProperty("displayName").GetString());
-        Assert.Equal("self@example.com", body.GetProperty("email").GetString());
+        var body = await HttpAssert.ReadAsync<UserResponse>(response);
+        Assert.Equal("Self Editor", body.DisplayName);
+        Assert.Equal("self@example.com", body.Email);
         Assert.NotNull(response.Headers.ETag);
 
-        var activities = await RowsAsync("activities");
+        var activities = await api.RowsAsync("activities");
         await HttpAssert.ProblemAsync(await self.PatchAsJsonAsync($"/api/users/{id}", new { role = "Admin" }), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await self.PatchAsJsonAsync($"/api/users/{id}", new { isActive = false }), HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await self.PatchAsJsonAsync($"/api/users/{id}",
             new { displayName = "Sneaky", role = "User" }), HttpStatusCode.Forbidden);
         Assert.Equal("User|True|Self Editor", await api.ScalarAsync<string>(
-            "SELECT r.name || '|' || (CASE WHEN u.is_active THEN 'True' ELSE 'False' END) || '|' || u.display_name FROM users u JOIN roles r ON r.id = u.role_id WHERE u.id = @id",
+            "SELECT r.name || '|' || (CASE WHEN u.is_active THEN 'True' ELSE 'False' END) || '|' || u.display_name "
+            + "FROM users u JOIN roles r ON r.id = u.role_id WHERE u.id = @id",
             ("id", id)));
-        Assert.Equal(activities, await RowsAsync("activities"));
+        Assert.Equal(activities, await api.RowsAsync("activities"));
 
         // An empty value clears; the change is logged without the values.
-        var cleared = await HttpAssert.JsonAsync(await self.PatchAsJsonAsync($"/api/users/{id}", new { email = "" }));
-        Assert.Equal(JsonValueKind.Null, cleared.GetProperty("email").ValueKind);
+        var cleared = await HttpAssert.ReadAsync<UserResponse>(await self.PatchAsJsonAsync($"/api/users/{id}", new { email = "" }));
+        Assert.Null(cleared.Email);
         var details = await api.ScalarAsync<string>(
             "SELECT details::text FROM activities WHERE action = 'user.updated' AND entity_id = @id ORDER BY created_at DESC LIMIT 1", ("id", id));
         Assert.Contains("email", details);
@@ -282,14 +276,14 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task Bad_input_when_changing_a_user_is_a_problem_and_changes_nothing(string body, string field)
     {
         using var admin = await api.AdminAsync();
-        var id = await IdOfAsync("user");
+        var id = await api.UserIdAsync("user");
         var version = await api.ScalarAsync<string>("SELECT xmin::text FROM users WHERE id = @id", ("id", id));
-        var activities = await RowsAsync("activities");
+        var activities = await api.RowsAsync("activities");
 
-        await HttpAssert.ValidationProblemAsync(await admin.PatchAsync($"/api/users/{id}", Json(body)), field);
+        await HttpAssert.ValidationProblemAsync(await admin.PatchAsync($"/api/users/{id}", RawJson.Content(body)), field);
 
         Assert.Equal(version, await api.ScalarAsync<string>("SELECT xmin::text FROM users WHERE id = @id", ("id", id)));
-        Assert.Equal(activities, await RowsAsync("activities"));
+        Assert.Equal(activities, await api.RowsAsync("activities"));
     }
 
     [Fact]
@@ -297,7 +291,7 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         await api.NewUserClientAsync("etag-user");
-        var id = await IdOfAsync("etag-user");
+        var id = await api.UserIdAsync("etag-user");
         var etag = (await admin.GetAsync($"/api/users/{id}")).Headers.ETag!;
 
         var first = new HttpRequestMessage(HttpMethod.Patch, $"/api/users/{id}") { Content = JsonContent.Create(new { displayName = "First" }) };
@@ -314,14 +308,14 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         var staleDelete = new HttpRequestMessage(HttpMethod.Delete, $"/api/users/{id}");
         staleDelete.Headers.IfMatch.Add(etag);
         await HttpAssert.ProblemAsync(await admin.SendAsync(staleDelete), HttpStatusCode.PreconditionFailed);
-        Assert.Equal(0L, await RowsAsync($"users WHERE id = '{id}' AND deleted_at IS NOT NULL"));
+        Assert.Equal(0L, await api.RowsAsync($"users WHERE id = '{id}' AND deleted_at IS NOT NULL"));
     }
 
     [Fact]
     public async Task Changing_your_own_password_needs_the_current_one_and_revokes_your_tokens_at_once()
     {
         using var self = await api.NewUserClientAsync("changes-password", password: "old-password-1");
-        var id = await IdOfAsync("changes-password");
+        var id = await api.UserIdAsync("changes-password");
         Assert.Equal(HttpStatusCode.OK, (await self.GetAsync("/api/me")).StatusCode); // the session is now cached
         var hash = await api.ScalarAsync<string>("SELECT password_hash FROM users WHERE id = @id", ("id", id));
 
@@ -332,7 +326,7 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         await HttpAssert.ValidationProblemAsync(await self.PutAsJsonAsync($"/api/users/{id}/password",
             new { currentPassword = "old-password-1", newPassword = "short" }), "newPassword");
         await HttpAssert.ValidationProblemAsync(await self.PutAsync($"/api/users/{id}/password",
-            Json("""{"currentPassword":"old-password-1","newPassword":"new\u0000password"}""")), "newPassword");
+            RawJson.Content("""{"currentPassword":"old-password-1","newPassword":"new\u0000password"}""")), "newPassword");
         Assert.Equal(hash, await api.ScalarAsync<string>("SELECT password_hash FROM users WHERE id = @id", ("id", id)));
         Assert.Equal(HttpStatusCode.OK, (await self.GetAsync("/api/me")).StatusCode);
 
@@ -357,7 +351,7 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         using var forgetful = await api.NewUserClientAsync("forgetful", password: "forgotten-1");
-        var id = await IdOfAsync("forgetful");
+        var id = await api.UserIdAsync("forgetful");
         Assert.Equal(HttpStatusCode.OK, (await forgetful.GetAsync("/api/me")).StatusCode);
 
         Assert.Equal(HttpStatusCode.NoContent,
@@ -376,22 +370,22 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         using var client = await api.NewUserClientAsync("deactivated", password: "deactivated-1");
-        var id = await IdOfAsync("deactivated");
+        var id = await api.UserIdAsync("deactivated");
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/me")).StatusCode);
 
-        var off = await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{id}", new { isActive = false }));
-        Assert.False(off.GetProperty("isActive").GetBoolean());
+        var off = await HttpAssert.ReadAsync<UserResponse>(await admin.PatchAsJsonAsync($"/api/users/{id}", new { isActive = false }));
+        Assert.False(off.IsActive);
 
         await HttpAssert.ProblemAsync(await client.GetAsync("/api/me"), HttpStatusCode.Unauthorized);
         using var anonymous = api.CreateAnonymousClient();
         await HttpAssert.ProblemAsync(await anonymous.PostAsJsonAsync("/api/auth/token",
             new { username = "deactivated", password = "deactivated-1" }), HttpStatusCode.Unauthorized);
 
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{id}", new { isActive = true }));
+        await HttpAssert.ReadAsync<UserResponse>(await admin.PatchAsJsonAsync($"/api/users/{id}", new { isActive = true }));
         await HttpAssert.ProblemAsync(await client.GetAsync("/api/me"), HttpStatusCode.Unauthorized); // old tokens stay revoked
         using var again = await api.CreateClientAsync("deactivated", "deactivated-1");
         Assert.Equal(HttpStatusCode.OK, (await again.GetAsync("/api/me")).StatusCode);
-        Assert.Equal(2L, await RowsAsync($"activities WHERE action = 'user.updated' AND entity_id = '{id}'"));
+        Assert.Equal(2L, await api.RowsAsync($"activities WHERE action = 'user.updated' AND entity_id = '{id}'"));
     }
 
     [Fact]
@@ -399,14 +393,14 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         using var client = await api.NewUserClientAsync("promoted-then-demoted");
-        var id = await IdOfAsync("promoted-then-demoted");
+        var id = await api.UserIdAsync("promoted-then-demoted");
         await HttpAssert.ProblemAsync(await client.GetAsync("/api/users"), HttpStatusCode.Forbidden);
 
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{id}", new { role = "Admin" }));
+        await HttpAssert.ReadAsync<UserResponse>(await admin.PatchAsJsonAsync($"/api/users/{id}", new { role = "Admin" }));
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/api/users")).StatusCode);
 
         // Demoting back leaves this class's database with one system Admin again.
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/users/{id}", new { role = "User" }));
+        await HttpAssert.ReadAsync<UserResponse>(await admin.PatchAsJsonAsync($"/api/users/{id}", new { role = "User" }));
         await HttpAssert.ProblemAsync(await client.GetAsync("/api/users"), HttpStatusCode.Forbidden);
     }
 
@@ -415,8 +409,9 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         using var doomed = await api.NewUserClientAsync("doomed", password: "doomed-password");
-        var id = await IdOfAsync("doomed");
-        Assert.Equal(HttpStatusCode.Created, (await admin.PutAsJsonAsync("/api/workspaces/twsbp/members/doomed", new { role = "Viewer" })).StatusCode);
+        var id = await api.UserIdAsync("doomed");
+        Assert.Equal(HttpStatusCode.Created,
+            (await admin.PutAsJsonAsync("/api/workspaces/twsbp/members/doomed", new { role = "Viewer" })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await doomed.GetAsync("/api/workspaces/twsbp")).StatusCode);
         var memberCount = await api.ScalarAsync<int>("SELECT member_count FROM workspaces WHERE slug = 'twsbp'");
 
@@ -428,18 +423,17 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
             new { username = "doomed", password = "doomed-password" }), HttpStatusCode.Unauthorized);
         await HttpAssert.ProblemAsync(await admin.GetAsync($"/api/users/{id}"), HttpStatusCode.NotFound);
         await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/users/{id}"), HttpStatusCode.NotFound);
-        var list = await HttpAssert.JsonAsync(await admin.GetAsync("/api/users?pageSize=200"));
-        Assert.DoesNotContain(list.GetProperty("items").EnumerateArray(), u => u.GetProperty("username").GetString() == "doomed");
+        Assert.DoesNotContain((await ListAsync(admin, "pageSize=200")).Items, u => u.Username == "doomed");
 
         var reuse = await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync("/api/users",
             new { username = "Doomed", password = "password-123", role = "User" }), HttpStatusCode.Conflict);
         Assert.Equal("username", reuse.GetProperty("field").GetString());
 
-        Assert.Equal(1L, await RowsAsync($"users WHERE id = '{id}' AND deleted_at IS NOT NULL"));
-        Assert.Equal(0L, await RowsAsync($"workspace_members WHERE user_id = '{id}'"));
+        Assert.Equal(1L, await api.RowsAsync($"users WHERE id = '{id}' AND deleted_at IS NOT NULL"));
+        Assert.Equal(0L, await api.RowsAsync($"workspace_members WHERE user_id = '{id}'"));
         Assert.Equal(memberCount - 1, await api.ScalarAsync<int>("SELECT member_count FROM workspaces WHERE slug = 'twsbp'"));
-        Assert.Equal(1L, await RowsAsync($"activities WHERE action = 'user.deleted' AND entity_id = '{id}' AND workspace_id IS NULL"));
-        Assert.Equal(1L, await RowsAsync($"activities WHERE action = 'member.removed' AND entity_id = '{id}' AND workspace_id IS NOT NULL"));
+        Assert.Equal(1L, await api.RowsAsync($"activities WHERE action = 'user.deleted' AND entity_id = '{id}' AND workspace_id IS NULL"));
+        Assert.Equal(1L, await api.RowsAsync($"activities WHERE action = 'member.removed' AND entity_id = '{id}' AND workspace_id IS NOT NULL"));
     }
 
     [Fact]
@@ -447,15 +441,16 @@ public sealed class UsersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         using var admin = await api.AdminAsync();
         using var owner = await api.NewUserClientAsync("sole-owner");
-        var id = await IdOfAsync("sole-owner");
+        var id = await api.UserIdAsync("sole-owner");
         Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/workspaces", new { name = "Solo", slug = "solo-owned" })).StatusCode);
 
         var refused = await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/users/{id}"), HttpStatusCode.Conflict);
         Assert.Contains("solo-owned", refused.GetProperty("detail").GetString());
-        Assert.Equal(0L, await RowsAsync($"users WHERE id = '{id}' AND deleted_at IS NOT NULL"));
+        Assert.Equal(0L, await api.RowsAsync($"users WHERE id = '{id}' AND deleted_at IS NOT NULL"));
         Assert.Equal(HttpStatusCode.OK, (await owner.GetAsync("/api/me")).StatusCode);
 
-        Assert.Equal(HttpStatusCode.Created, (await owner.PutAsJsonAsync("/api/workspaces/solo-owned/members/user", new { role = "Owner" })).StatusCode);
+        Assert.Equal(HttpStatusCode.Created,
+            (await owner.PutAsJsonAsync("/api/workspaces/solo-owned/members/user", new { role = "Owner" })).StatusCode);
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/users/{id}")).StatusCode);
         Assert.Equal(1, await api.ScalarAsync<int>("SELECT member_count FROM workspaces WHERE slug = 'solo-owned'"));
     }

@@ -1,53 +1,53 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text;
+using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Workspaces;
 using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.Workspaces;
 
 public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {
-    private static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
+    private Task<long> WorkspaceRowsAsync() => api.RowsAsync("workspaces");
 
-    private Task<long> WorkspaceRowsAsync() => api.ScalarAsync<long>("SELECT count(*) FROM workspaces");
+    private static async Task<PagedList<WorkspaceSummary>> ListAsync(HttpClient client, string query = "") =>
+        await HttpAssert.ReadAsync<PagedList<WorkspaceSummary>>(await client.GetAsync($"/api/workspaces{query}"));
 
     [Fact]
     public async Task Members_see_their_workspaces_and_the_system_admin_sees_all()
     {
         using var admin = await api.AdminAsync();
         using var outsider = await api.NewUserClientAsync("outsider-list");
-        var slug = NewSlug("admins-only");
+        var slug = ApiFixture.NewSlug("admins-only");
         Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync("/api/workspaces", new { name = "Admins only", slug })).StatusCode);
 
         using var user = await api.UserAsync();
-        var userList = await HttpAssert.JsonAsync(await user.GetAsync("/api/workspaces?pageSize=200"));
-        var twsbp = Assert.Single(userList.GetProperty("items").EnumerateArray(), w => w.GetProperty("slug").GetString() == "twsbp");
-        Assert.DoesNotContain(userList.GetProperty("items").EnumerateArray(), w => w.GetProperty("slug").GetString() == slug);
-        Assert.Equal("Member", twsbp.GetProperty("role").GetString());
-        Assert.Equal(2, twsbp.GetProperty("memberCount").GetInt32());
+        var userList = await ListAsync(user, "?pageSize=200");
+        var twsbp = Assert.Single(userList.Items, w => w.Slug == "twsbp");
+        Assert.DoesNotContain(userList.Items, w => w.Slug == slug);
+        Assert.Equal("Member", twsbp.Role);
+        Assert.Equal(2, twsbp.MemberCount);
 
-        var adminList = await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces?pageSize=200"));
-        var adminSlugs = adminList.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()).ToList();
+        var adminSlugs = (await ListAsync(admin, "?pageSize=200")).Items.Select(w => w.Slug).ToList();
         Assert.Contains("twsbp", adminSlugs);
         Assert.Contains(slug, adminSlugs);
 
-        var outsiderList = await HttpAssert.JsonAsync(await outsider.GetAsync("/api/workspaces"));
-        Assert.Equal(0, outsiderList.GetProperty("totalCount").GetInt32());
+        Assert.Equal(0, (await ListAsync(outsider)).TotalCount);
     }
 
     [Fact]
     public async Task Creating_a_workspace_makes_the_caller_its_owner_and_logs_it()
     {
         using var user = await api.UserAsync();
-        var slug = NewSlug("mine");
+        var slug = ApiFixture.NewSlug("mine");
         var response = await user.PostAsJsonAsync("/api/workspaces", new { name = "  Mine  ", slug, description = "Things" });
 
-        var created = await HttpAssert.JsonAsync(response, HttpStatusCode.Created);
+        var created = await HttpAssert.ReadAsync<WorkspaceDetails>(response, HttpStatusCode.Created);
         Assert.Equal($"/api/workspaces/{slug}", response.Headers.Location?.ToString());
         Assert.NotNull(response.Headers.ETag);
-        Assert.Equal("Mine", created.GetProperty("name").GetString());
-        Assert.Equal("Owner", created.GetProperty("role").GetString());
-        Assert.Equal(1, created.GetProperty("memberCount").GetInt32());
+        Assert.Equal("Mine", created.Name);
+        Assert.Equal("Owner", created.Role);
+        Assert.Equal(1, created.MemberCount);
 
         var fetched = await user.GetAsync($"/api/workspaces/{slug}");
         Assert.Equal(response.Headers.ETag, fetched.Headers.ETag);
@@ -64,7 +64,7 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
             await user.PostAsJsonAsync("/api/workspaces", new { name = "Again", slug = "twsbp" }), HttpStatusCode.Conflict);
         Assert.Equal("slug", taken.GetProperty("field").GetString());
 
-        var slug = NewSlug("race");
+        var slug = ApiFixture.NewSlug("race");
         var responses = await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
         {
             using var client = await api.UserAsync();
@@ -97,7 +97,7 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         using var user = await api.UserAsync();
         var before = await WorkspaceRowsAsync();
 
-        var response = await user.PostAsync("/api/workspaces", new StringContent(body, Encoding.UTF8, "application/json"));
+        var response = await user.PostAsync("/api/workspaces", RawJson.Content(body));
 
         var problem = await HttpAssert.ProblemAsync(response, status);
         Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), problem.ToString());
@@ -110,11 +110,11 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         using var user = await api.UserAsync();
         var huge = $$"""{"name":"{{new string('n', 1024 * 1024)}}","slug":"too-big"}""";
         await HttpAssert.ProblemAsync(
-            await user.PostAsync("/api/workspaces", new StringContent(huge, Encoding.UTF8, "application/json")),
+            await user.PostAsync("/api/workspaces", RawJson.Content(huge)),
             HttpStatusCode.RequestEntityTooLarge);
 
         await HttpAssert.ProblemAsync(
-            await user.PostAsync("/api/workspaces", new StringContent("name=x", Encoding.UTF8, "text/plain")),
+            await user.PostAsync("/api/workspaces", RawJson.Content("name=x", "text/plain")),
             HttpStatusCode.UnsupportedMediaType);
         Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspaces WHERE slug = 'too-big'"));
     }
@@ -138,19 +138,20 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         using var paged = await api.NewUserClientAsync("pager");
         for (var i = 0; i < 5; i++)
         {
-            Assert.Equal(HttpStatusCode.Created, (await paged.PostAsJsonAsync("/api/workspaces", new { name = $"P{i}", slug = $"pager-{i}" })).StatusCode);
+            Assert.Equal(HttpStatusCode.Created,
+                (await paged.PostAsJsonAsync("/api/workspaces", new { name = $"P{i}", slug = $"pager-{i}" })).StatusCode);
         }
 
-        var first = await HttpAssert.JsonAsync(await paged.GetAsync("/api/workspaces?page=1&pageSize=2"));
-        var third = await HttpAssert.JsonAsync(await paged.GetAsync("/api/workspaces?page=3&pageSize=2"));
-        var beyond = await HttpAssert.JsonAsync(await paged.GetAsync("/api/workspaces?page=9&pageSize=2"));
+        var first = await ListAsync(paged, "?page=1&pageSize=2");
+        var third = await ListAsync(paged, "?page=3&pageSize=2");
+        var beyond = await ListAsync(paged, "?page=9&pageSize=2");
 
-        Assert.Equal(["pager-0", "pager-1"], first.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()));
-        Assert.Equal(["pager-4"], third.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()));
-        Assert.Equal(0, beyond.GetProperty("items").GetArrayLength());
-        Assert.All([first, third, beyond], p => Assert.Equal(5, p.GetProperty("totalCount").GetInt32()));
-        Assert.Equal(2, first.GetProperty("pageSize").GetInt32());
-        Assert.Equal(3, third.GetProperty("page").GetInt32());
+        Assert.Equal(["pager-0", "pager-1"], first.Items.Select(w => w.Slug));
+        Assert.Equal(["pager-4"], third.Items.Select(w => w.Slug));
+        Assert.Empty(beyond.Items);
+        Assert.All([first, third, beyond], p => Assert.Equal(5, p.TotalCount));
+        Assert.Equal(2, first.PageSize);
+        Assert.Equal(3, third.Page);
     }
 
     [Fact]
@@ -173,7 +174,7 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task Patch_with_a_stale_etag_is_412_and_changes_nothing()
     {
         using var owner = await api.NewUserClientAsync("etag-owner");
-        var slug = NewSlug("etag");
+        var slug = ApiFixture.NewSlug("etag");
         var created = await owner.PostAsJsonAsync("/api/workspaces", new { name = "Original", slug });
         var etag = created.Headers.ETag!;
 
@@ -183,14 +184,17 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         Assert.Equal(HttpStatusCode.OK, firstResponse.StatusCode);
         Assert.NotEqual(etag, firstResponse.Headers.ETag);
 
-        var stale = new HttpRequestMessage(HttpMethod.Patch, $"/api/workspaces/{slug}") { Content = JsonContent.Create(new { name = "Second edit" }) };
+        var stale = new HttpRequestMessage(HttpMethod.Patch, $"/api/workspaces/{slug}")
+        {
+            Content = JsonContent.Create(new { name = "Second edit" }),
+        };
         stale.Headers.IfMatch.Add(etag);
         await HttpAssert.ProblemAsync(await owner.SendAsync(stale), HttpStatusCode.PreconditionFailed);
         Assert.Equal("First edit", await api.ScalarAsync<string>("SELECT name FROM workspaces WHERE slug = @s", ("s", slug)));
 
         var settings = await owner.PatchAsJsonAsync($"/api/workspaces/{slug}", new { settings = new { theme = "dark" } });
-        var body = await HttpAssert.JsonAsync(settings);
-        Assert.Equal("dark", body.GetProperty("settings").GetProperty("theme").GetString());
+        var body = await HttpAssert.ReadAsync<WorkspaceDetails>(settings);
+        Assert.Equal("dark", body.Settings.GetProperty("theme").GetString());
         await HttpAssert.ValidationProblemAsync(await owner.PatchAsJsonAsync($"/api/workspaces/{slug}", new { settings = 5 }), "settings");
     }
 
@@ -198,7 +202,7 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task Soft_delete_hides_the_workspace_keeps_its_slug_and_purge_removes_everything()
     {
         using var owner = await api.NewUserClientAsync("deleting-owner");
-        var slug = NewSlug("gone");
+        var slug = ApiFixture.NewSlug("gone");
         await owner.PostAsJsonAsync("/api/workspaces", new { name = "Gone", slug });
 
         Assert.Equal(HttpStatusCode.NoContent, (await owner.DeleteAsync($"/api/workspaces/{slug}")).StatusCode);
@@ -220,14 +224,14 @@ public sealed class WorkspacesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task Listing_issues_the_same_number_of_commands_whatever_the_page_size()
     {
         using var admin = await api.AdminAsync();
-        for (var i = 0; i < 6; i++) await admin.PostAsJsonAsync("/api/workspaces", new { name = $"N{i}", slug = NewSlug("nplus") });
+        for (var i = 0; i < 6; i++) await admin.PostAsJsonAsync("/api/workspaces", new { name = $"N{i}", slug = ApiFixture.NewSlug("nplus") });
         await admin.GetAsync("/api/workspaces"); // warm up: session cache, prepared plans
 
         using var counter = new DatabaseCommandCounter(api.DatabaseName);
-        await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces?pageSize=1"));
+        await ListAsync(admin, "?pageSize=1");
         var small = counter.Commands.Count;
         counter.Reset();
-        await HttpAssert.JsonAsync(await admin.GetAsync("/api/workspaces?pageSize=200"));
+        await ListAsync(admin, "?pageSize=200");
         var large = counter.Commands.Count;
 
         Assert.Equal(small, large);
