@@ -24,7 +24,8 @@ public sealed class LocalPostgresResourceTests
                 password = new NpgsqlConnectionStringBuilder(connectionString).Password!;
                 await AssertVerifiedTlsAsync(connectionString!, stateDirectory);
                 Assert.Contains("TLS on: created a CA and a server certificate", await first.ConsoleLogsAsync("postgres"));
-                await ExecuteAsync(connectionString!, "CREATE TABLE reuse_marker (note text); INSERT INTO reuse_marker VALUES ('from the first run')");
+                await ExecuteAsync(connectionString!,
+                    "CREATE TABLE reuse_marker (note text); INSERT INTO reuse_marker VALUES ('from the first run')");
 
                 await first.StopAsync();
                 await first.AssertNothingLeftAsync();

@@ -52,7 +52,8 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
         var verify = await database.WorkerAsync(directory.Path, "backup", "verify", dump);
         Assert.True(verify.ExitCode == 0, verify.ToString());
         Assert.Contains("SHA-256 matches the manifest", verify.StandardOutput);
-        Assert.Matches($@"(?m)^backup verify: {Path.GetFileName(dump)} is good: {Tables.Length} tables, [\d,]+ rows match the manifest", verify.StandardOutput);
+        Assert.Matches($@"(?m)^backup verify: {Path.GetFileName(dump)} is good: {Tables.Length} tables, [\d,]+ rows match the manifest",
+            verify.StandardOutput);
         await database.AssertScratchDatabaseGoneAsync(verify);
 
         var restoredName = database.DatabaseName + "_copy";
@@ -61,7 +62,9 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
             var restore = await database.WorkerAsync(directory.Path, "restore", "--from", dump, "--into", restoredName);
             Assert.True(restore.ExitCode == 0, restore.ToString());
             Assert.Contains("    public.activities: 400 rows, matches", restore.StandardOutput);
-            Assert.Matches($@"(?m)^restore: {Path.GetFileName(dump)} → {restoredName} in [\d.]+ s; {Tables.Length} tables, [\d,]+ rows match the manifest\.", restore.StandardOutput);
+            Assert.Matches($@"(?m)^restore: {Path.GetFileName(dump)} → {restoredName} in [\d.]+ s; "
+                + $@"{Tables.Length} tables, [\d,]+ rows match the manifest\.",
+                restore.StandardOutput);
             foreach (var table in Tables) Assert.Equal(await database.CountAsync(table), await database.CountAsync(table, restoredName));
             Assert.Equal(
                 await database.ScalarAsync<string>("SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"),
@@ -106,7 +109,8 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
                 ArgumentList =
                 {
                     "-X", "-q", "-d", new NpgsqlConnectionStringBuilder(database.ConnectionString).ToLibpq(),
-                    "-c", "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex';",
+                    "-c", "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
+                        + "SET extra_float_digits = 1; SET bytea_output = 'hex';",
                     "-c", $"COPY (SELECT * FROM ONLY {table} AS t ORDER BY {orderBy}) TO STDOUT",
                 },
                 RedirectStandardOutput = true,
@@ -175,7 +179,8 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
         {
             await stop.CancelAsync();
             await Task.WhenAll(writers);
-            await database.ExecuteAsync("DELETE FROM activities WHERE entity_id IN (SELECT id FROM stored_procedures WHERE name LIKE 'w\\_%'); DELETE FROM stored_procedures WHERE name LIKE 'w\\_%'");
+            await database.ExecuteAsync("DELETE FROM activities WHERE entity_id IN (SELECT id FROM stored_procedures WHERE name LIKE 'w\\_%'); "
+                + "DELETE FROM stored_procedures WHERE name LIKE 'w\\_%'");
         }
     }
 

@@ -45,7 +45,9 @@ public sealed class PointInTimeRecoveryTests
 
             var baseBackup = await MigrationWorkerRunner.RunAsync(worker, "backup", "--base");
             Assert.True(baseBackup.ExitCode == 0, baseBackup.ToString());
-            Assert.True(Regex.IsMatch(baseBackup.StandardOutput, @"(?m)^backup --base: [\d.]+ [kMG]?B in [\d.]+ s → base/\d{8}T\d{6}Z, verified; 1 kept, 0 removed(, \d+ archived WAL files? removed)?\r?$"),
+            Assert.True(Regex.IsMatch(baseBackup.StandardOutput,
+                @"(?m)^backup --base: [\d.]+ [kMG]?B in [\d.]+ s → base/\d{8}T\d{6}Z, verified; "
+                + @"1 kept, 0 removed(, \d+ archived WAL files? removed)?\r?$"),
                 baseBackup.ToString());
             Assert.Contains("pg_verifybackup: every file matches", baseBackup.StandardOutput);
 

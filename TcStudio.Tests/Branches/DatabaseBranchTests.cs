@@ -83,7 +83,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         var created = await Worker(source, "branch", "create", branch);
 
         Assert.True(created.ExitCode == 0, created.ToString());
-        Assert.Contains($"branch create: '{source}' is in use; copying it with pg_dump | pg_restore (its sessions are left alone)", created.StandardOutput);
+        Assert.Contains($"branch create: '{source}' is in use; copying it with pg_dump | pg_restore (its sessions are left alone)",
+            created.StandardOutput);
         Assert.Matches(@"branch create: copied [\d.]+ (B|KiB|MiB) of '", created.StandardOutput);
         Assert.Contains($"from '{source}' by pg_dump | pg_restore in ", created.StandardOutput);
         await using (var stillThere = new NpgsqlCommand("SELECT 1", session))
@@ -107,7 +108,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
                 CREATE TABLE tcstudio_ownership.marker (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
                     workspace_id uuid NOT NULL, environment_id uuid NOT NULL, database_id uuid NOT NULL,
                     server_identity text NOT NULL, written_at timestamptz NOT NULL DEFAULT now());
-                INSERT INTO tcstudio_ownership.marker VALUES (true, '{workspaceId}', '{Guid.NewGuid()}', '{Guid.NewGuid()}', 'postgres://localhost:5432');
+                INSERT INTO tcstudio_ownership.marker
+                    VALUES (true, '{workspaceId}', '{Guid.NewGuid()}', '{Guid.NewGuid()}', 'postgres://localhost:5432');
                 GRANT CREATE ON SCHEMA public TO {environmentRole};
                 SET ROLE {environmentRole};
                 CREATE TABLE public.orders (id int PRIMARY KEY, total numeric);
@@ -152,7 +154,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         Assert.Equal(2, production.ExitCode);
         // Production logs its connection at Information on stderr, from the console logger's own thread: the verb's
         // answer is one whole line of stderr, not always the last.
-        Assert.Contains("branch create: branch create is refused in the Production environment: branches are for development (DOTNET_ENVIRONMENT is Production).",
+        Assert.Contains("branch create: branch create is refused in the Production environment: branches are for development "
+            + "(DOTNET_ENVIRONMENT is Production).",
             production.StandardError.Split('\n').Select(line => line.TrimEnd('\r')));
 
         var notABranch = await Worker(system.DatabaseName, "branch", "delete", system.DatabaseName);
@@ -177,7 +180,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         await connection.OpenAsync();
         var tables = new List<string>();
         await using (var list = new NpgsqlCommand(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            + "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
             connection))
         await using (var reader = await list.ExecuteReaderAsync())
         {
