@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using Npgsql;
 using TcStudio.MigrationWorker.Backups;
+using TcStudio.Tests.SystemDatabase;
 
 namespace TcStudio.Tests.Backups;
 
@@ -68,7 +69,8 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
             foreach (var table in Tables) Assert.Equal(await database.CountAsync(table), await database.CountAsync(table, restoredName));
             Assert.Equal(
                 await database.ScalarAsync<string>("SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"),
-                await ScalarInAsync<string>(restoredName, "SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"));
+                await database.Server.ScalarInAsync<string>(restoredName,
+                    "SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"));
 
             // Never over an existing database...
             var again = await database.WorkerAsync(directory.Path, "restore", "--from", dump, "--into", restoredName);
@@ -83,7 +85,7 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
             Assert.Contains("--force replaces an existing database only in the Development environment", production.StandardError);
 
             // ...unless --force in Development: the checked copy replaces it.
-            await ExecuteInAsync(restoredName, "DELETE FROM activities; DELETE FROM database_size_samples");
+            await database.Server.ExecuteInAsync(restoredName, "DELETE FROM activities; DELETE FROM database_size_samples");
             var forced = await database.WorkerAsync(directory.Path, "restore", "--from", dump, "--into", restoredName, "--force");
             Assert.True(forced.ExitCode == 0, forced.ToString());
             Assert.Contains($"replaced {restoredName} with the checked copy", forced.StandardOutput);
@@ -182,22 +184,6 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
             await database.ExecuteAsync("DELETE FROM activities WHERE entity_id IN (SELECT id FROM stored_procedures WHERE name LIKE 'w\\_%'); "
                 + "DELETE FROM stored_procedures WHERE name LIKE 'w\\_%'");
         }
-    }
-
-    private async Task<T> ScalarInAsync<T>(string databaseName, string sql)
-    {
-        await using var connection = new NpgsqlConnection(database.Server.ConnectionString(databaseName, pooling: false));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
-
-    private async Task ExecuteInAsync(string databaseName, string sql)
-    {
-        await using var connection = new NpgsqlConnection(database.Server.ConnectionString(databaseName, pooling: false));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
     }
 }
 

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Npgsql;
 using TcStudio.LocalPostgres;
 using TcStudio.Tests.Infrastructure;
+using static TcStudio.Tests.SystemDatabase.PostgresCommands;
 
 namespace TcStudio.Tests.Backups;
 
@@ -97,22 +98,5 @@ public sealed class PointInTimeRecoveryTests
                 if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
             }
         }
-    }
-
-    private static async Task ExecuteAsync(string connectionString, string sql)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<T> ScalarAsync<T>(string connectionString, string sql)
-    {
-        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        var value = await command.ExecuteScalarAsync();
-        return value is DBNull ? default! : (T)value!;
     }
 }

@@ -205,8 +205,7 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         do
         {
             await Task.Delay(200);
-            running = await api.WorkspaceScalarAsync<long>(database,
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%nap()%' AND state = 'active' AND pid <> pg_backend_pid()");
+            running = await api.RunningStatementsAsync(database, "nap()");
         }
         while (running > 0 && DateTime.UtcNow < deadline);
         Assert.Equal(0L, running);
@@ -305,20 +304,8 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "fresh",
             "CREATE FUNCTION fresh() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; -- fail-the-system-step");
 
-        // Make the system database refuse to record publishes whose SQL carries a marker.
-        await api.ExecuteAsync("""
-            CREATE OR REPLACE FUNCTION test_refuse_publish() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.sql_published LIKE '%fail-the-system-step%' THEN
-                    RAISE EXCEPTION 'recording refused by the test' USING ERRCODE = 'P0001';
-                END IF;
-                RETURN NEW;
-            END;
-            $$;
-            DROP TRIGGER IF EXISTS test_refuse_publish ON stored_procedures;
-            CREATE TRIGGER test_refuse_publish BEFORE UPDATE ON stored_procedures FOR EACH ROW EXECUTE FUNCTION test_refuse_publish();
-            """);
-        try
+        // The system database refuses to record publishes whose SQL carries the marker.
+        await using (await api.RefuseRecordingPublishesAsync())
         {
             await HttpAssert.ReadAsync<ProcedureDraft>(await admin.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/price",
                 new { sql = "CREATE OR REPLACE FUNCTION price() RETURNS numeric LANGUAGE sql AS $$ SELECT 99.0 $$; -- fail-the-system-step" }));
@@ -338,10 +325,6 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
             Assert.Contains("new procedure was dropped", brandNew.GetProperty("detail").GetString());
             Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_proc WHERE proname = 'fresh'"));
             Assert.Equal("draft", await api.ScalarAsync<string>("SELECT status FROM stored_procedures WHERE name = 'fresh'"));
-        }
-        finally
-        {
-            await api.ExecuteAsync("DROP TRIGGER IF EXISTS test_refuse_publish ON stored_procedures");
         }
     }
 

@@ -161,16 +161,8 @@ public sealed class SqlServerWorkspaceTests(SqlServerApiFixture api) : IClassFix
         var (admin, slug, database) = await NewWorkspaceOnSqlServerAsync("ss-comp");
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "dbo.Price", "CREATE PROCEDURE dbo.Price AS SELECT 10 AS Price;");
         await ProcedureCalls.PublishAsync(admin, slug, "dbo.Price");
-        await api.ExecuteAsync("""
-            CREATE OR REPLACE FUNCTION test_refuse_publish_ss() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.sql_published LIKE '%fail-the-system-step%' THEN RAISE EXCEPTION 'refused by the test'; END IF;
-                RETURN NEW;
-            END;
-            $$;
-            CREATE TRIGGER test_refuse_publish_ss BEFORE UPDATE ON stored_procedures FOR EACH ROW EXECUTE FUNCTION test_refuse_publish_ss();
-            """);
-        try
+        // The system database refuses to record publishes whose SQL carries the marker.
+        await using (await api.RefuseRecordingPublishesAsync())
         {
             await HttpAssert.ReadAsync<ProcedureDraft>(await admin.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/dbo.Price",
                 new { sql = "CREATE PROCEDURE dbo.Price AS SELECT 99 AS Price; -- fail-the-system-step" }));
@@ -181,10 +173,6 @@ public sealed class SqlServerWorkspaceTests(SqlServerApiFixture api) : IClassFix
             Assert.Equal(10, price.ResultSets[0].Cell(0, 0).GetInt32());
             Assert.Equal(1, (int)(await SqlServerApiFixture.ScalarOnSqlServerAsync(database,
                 "SELECT COUNT(*) FROM tcstudio.procedure_deployments"))!);
-        }
-        finally
-        {
-            await api.ExecuteAsync("DROP TRIGGER IF EXISTS test_refuse_publish_ss ON stored_procedures");
         }
     }
 
