@@ -45,7 +45,8 @@ public sealed class AppHostModelTests
         Assert.Equal(55440, settings.Local.Port);
         Assert.True(settings.Local.Durable);
 
-        Assert.Equal("/home/dev/src/tc-studio/.tcstudio/postgres", LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository, runningAsRoot: false));
+        Assert.Equal("/home/dev/src/tc-studio/.tcstudio/postgres",
+            LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository, runningAsRoot: false));
         Assert.Matches("^/var/lib/tcstudio/[0-9a-f]{12}$", LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository, runningAsRoot: true));
         Assert.NotEqual(LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository, true),
             LocalPostgres.LocalPostgresLayout.DefaultStateDirectory(Repository + "-2", true));
@@ -89,7 +90,10 @@ public sealed class AppHostModelTests
         {
             var variables = new Dictionary<string, object>();
             var context = new EnvironmentCallbackContext(new DistributedApplicationExecutionContext(DistributedApplicationOperation.Run), variables);
-            foreach (var annotation in Single(builder, service).Annotations.OfType<EnvironmentCallbackAnnotation>()) await annotation.Callback(context);
+            foreach (var annotation in Single(builder, service).Annotations.OfType<EnvironmentCallbackAnnotation>())
+            {
+                await annotation.Callback(context);
+            }
             return Assert.IsType<ReferenceExpression>(variables["ConnectionStrings__tcstudio"]).ValueExpression;
         }
 
@@ -203,7 +207,8 @@ public sealed class AppHostModelTests
             Assert.Equal(["backup", "--base", "--schedule", "0 3 * * *"], await ArgumentsAsync(scheduler));
             var waitsForWorker = scheduler.Annotations.OfType<WaitAnnotation>().Single(w => w.Resource.Name == "migration-worker");
             Assert.Equal(WaitType.WaitForCompletion, waitsForWorker.WaitType);
-            Assert.Contains(scheduler.Annotations.OfType<ResourceRelationshipAnnotation>(), r => r.Resource.Name == "tcstudio" && r.Type == "Reference");
+            Assert.Contains(scheduler.Annotations.OfType<ResourceRelationshipAnnotation>(),
+                r => r.Resource.Name == "tcstudio" && r.Type == "Reference");
             foreach (var name in new[] { "backup-scheduler", "migration-worker" })
             {
                 var environment = await EnvironmentAsync(builder.Resources.OfType<ProjectResource>().Single(r => r.Name == name));

@@ -42,7 +42,10 @@ public sealed class AppHostSystemTests(ITestOutputHelper output)
         // Least privilege: the API holds the app role's sessions (no superuser, no BYPASSRLS), never the admin's.
         var server = run.Builder.Resources.OfType<IResourceWithConnectionString>().Single(r => r.Name == "postgres");
         await using (var admin = new Npgsql.NpgsqlConnection(
-            new Npgsql.NpgsqlConnectionStringBuilder(await server.GetConnectionStringAsync()) { Database = "tc_studio", Pooling = false }.ConnectionString))
+            new Npgsql.NpgsqlConnectionStringBuilder(await server.GetConnectionStringAsync())
+            {
+                Database = "tc_studio", Pooling = false,
+            }.ConnectionString))
         {
             await admin.OpenAsync();
             await using var sessions = new Npgsql.NpgsqlCommand("""
@@ -84,7 +87,8 @@ public sealed class AppHostSystemTests(ITestOutputHelper output)
         while (request is null && deadline.Elapsed < TimeSpan.FromSeconds(30))
         {
             await Task.Delay(250);
-            request = receiver.Spans.FirstOrDefault(s => s.ServiceName == "api" && s.Name.StartsWith("GET /api/workspaces", StringComparison.Ordinal));
+            request = receiver.Spans.FirstOrDefault(s => s.ServiceName == "api"
+                && s.Name.StartsWith("GET /api/workspaces", StringComparison.Ordinal));
         }
         Assert.True(request is not null, "no 'GET /api/workspaces' span from service 'api' reached the receiver; got: "
             + string.Join(", ", receiver.Spans.Select(s => $"{s.ServiceName}/{s.Name}").Distinct().Take(20)));

@@ -1,6 +1,7 @@
 using Aspire.Hosting.ApplicationModel;
 using Aspire.Hosting.Testing;
 using Npgsql;
+using static TcStudio.Tests.SystemDatabase.PostgresCommands;
 
 namespace TcStudio.Tests.AppHost;
 
@@ -24,7 +25,8 @@ public sealed class LocalPostgresResourceTests
                 password = new NpgsqlConnectionStringBuilder(connectionString).Password!;
                 await AssertVerifiedTlsAsync(connectionString!, stateDirectory);
                 Assert.Contains("TLS on: created a CA and a server certificate", await first.ConsoleLogsAsync("postgres"));
-                await ExecuteAsync(connectionString!, "CREATE TABLE reuse_marker (note text); INSERT INTO reuse_marker VALUES ('from the first run')");
+                await ExecuteAsync(connectionString!,
+                    "CREATE TABLE reuse_marker (note text); INSERT INTO reuse_marker VALUES ('from the first run')");
 
                 await first.StopAsync();
                 await first.AssertNothingLeftAsync();
@@ -41,7 +43,7 @@ public sealed class LocalPostgresResourceTests
             Assert.Contains("connection authorized: user=postgres database=tc_studio application_name=", postgresLog);
             var secondConnection = await second.App.GetConnectionStringAsync("tcstudio");
             Assert.Equal(password, new NpgsqlConnectionStringBuilder(secondConnection).Password);
-            Assert.Equal("from the first run", await ScalarAsync(secondConnection!, "SELECT note FROM reuse_marker"));
+            Assert.Equal("from the first run", await ScalarAsync<string>(secondConnection!, "SELECT note FROM reuse_marker"));
             Assert.Contains("seed: nothing to do", await second.ConsoleLogsAsync("migration-worker"));
 
             // A second AppHost on the same cluster would stop it under the first's feet: its PostgreSQL is refused,
@@ -56,7 +58,7 @@ public sealed class LocalPostgresResourceTests
                 Assert.Null(worker.Snapshot.StartTimeStamp);
                 await third.StopAsync();
             }
-            Assert.Equal("from the first run", await ScalarAsync(secondConnection!, "SELECT note FROM reuse_marker"));
+            Assert.Equal("from the first run", await ScalarAsync<string>(secondConnection!, "SELECT note FROM reuse_marker"));
 
             await second.StopAsync();
             await second.AssertNothingLeftAsync();
@@ -73,22 +75,6 @@ public sealed class LocalPostgresResourceTests
         var settings = new NpgsqlConnectionStringBuilder(connectionString);
         Assert.Equal(SslMode.VerifyFull, settings.SslMode);
         Assert.Equal(Path.Combine(stateDirectory, "tls", "ca.crt"), settings.RootCertificate);
-        Assert.Equal(true, await ScalarAsync(connectionString, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"));
-    }
-
-    private static async Task ExecuteAsync(string connectionString, string sql)
-    {
-        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<object?> ScalarAsync(string connectionString, string sql)
-    {
-        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return await command.ExecuteScalarAsync();
+        Assert.True(await ScalarAsync<bool>(connectionString, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"));
     }
 }

@@ -30,7 +30,8 @@ public sealed class ManifestTests
         Assert.Equal("container.v0", Type(postgres));
         Assert.StartsWith("docker.io/library/postgres:", postgres.GetProperty("image").GetString());
         Assert.Contains("shared_preload_libraries=pg_stat_statements", Strings(postgres.GetProperty("args")));
-        Assert.Contains(postgres.GetProperty("volumes").EnumerateArray(), v => v.GetProperty("target").GetString()!.StartsWith("/var/lib/postgresql"));
+        Assert.Contains(postgres.GetProperty("volumes").EnumerateArray(),
+            v => v.GetProperty("target").GetString()!.StartsWith("/var/lib/postgresql"));
         Assert.Equal("{postgres-password.value}", postgres.GetProperty("env").GetProperty("POSTGRES_PASSWORD").GetString());
 
         var tcstudio = resources.GetProperty("tcstudio");
@@ -48,7 +49,8 @@ public sealed class ManifestTests
         Assert.EndsWith("TcStudio.MigrationWorker/TcStudio.MigrationWorker.csproj", worker.GetProperty("path").GetString());
         var workerEnv = worker.GetProperty("env");
         // Each service signs in as its own role; only the worker gets the server's admin string (for its roles step).
-        Assert.Equal(RoleConnectionString("tc_studio_owner", "tcstudio-owner-password"), workerEnv.GetProperty("ConnectionStrings__tcstudio").GetString());
+        Assert.Equal(RoleConnectionString("tc_studio_owner", "tcstudio-owner-password"),
+            workerEnv.GetProperty("ConnectionStrings__tcstudio").GetString());
         Assert.Equal("{postgres.connectionString}", workerEnv.GetProperty("ConnectionStrings__postgres").GetString());
         Assert.Equal("{tcstudio-app-password.value}", workerEnv.GetProperty("SystemRoles__AppPassword").GetString());
         Assert.Equal("{tcstudio-backup-password.value}", workerEnv.GetProperty("SystemRoles__BackupPassword").GetString());
@@ -128,7 +130,8 @@ public sealed class ManifestTests
     }
 
     private static string RoleConnectionString(string role, string passwordParameter) =>
-        $"Host={{postgres.bindings.tcp.host}};Port={{postgres.bindings.tcp.port}};Username={role};Password={{{passwordParameter}.value}};Database=tc_studio";
+        $"Host={{postgres.bindings.tcp.host}};Port={{postgres.bindings.tcp.port}};Username={role};"
+        + $"Password={{{passwordParameter}.value}};Database=tc_studio";
 
     private static string? Type(JsonElement resource) => resource.GetProperty("type").GetString();
 

@@ -1,12 +1,14 @@
 using System.Diagnostics;
-using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
 using Aspire.Hosting.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using TcStudio.Api.Auth;
+using TcStudio.Api.Infrastructure;
+using TcStudio.Api.Workspaces;
 using TcStudio.LocalPostgres;
+using TcStudio.Tests.Infrastructure;
 
 namespace TcStudio.Tests.AppHost;
 
@@ -142,19 +144,16 @@ public sealed class TcStudioAppHost : IAsyncDisposable
     }
 
     /// <summary>Signs in as the seeded admin with the password given to the AppHost and lists the workspaces' slugs.</summary>
-    public async Task<IReadOnlyList<string?>> AdminWorkspaceSlugsAsync()
+    public async Task<IReadOnlyList<string>> AdminWorkspaceSlugsAsync()
     {
         using var http = App.CreateHttpClient("api", "http");
-        using var login = await http.PostAsJsonAsync("/api/auth/token", new { username = "admin", password = AdminPassword });
-        Assert.True(login.StatusCode == HttpStatusCode.OK, $"login: {(int)login.StatusCode} {await login.Content.ReadAsStringAsync()}");
-        using var token = JsonDocument.Parse(await login.Content.ReadAsStringAsync());
+        var token = await HttpAssert.ReadAsync<TokenResponse>(
+            await http.PostAsJsonAsync("/api/auth/token", new { username = "admin", password = AdminPassword }));
 
         using var request = new HttpRequestMessage(HttpMethod.Get, "/api/workspaces");
-        request.Headers.Authorization = new("Bearer", token.RootElement.GetProperty("accessToken").GetString());
-        using var workspaces = await http.SendAsync(request);
-        Assert.Equal(HttpStatusCode.OK, workspaces.StatusCode);
-        using var page = JsonDocument.Parse(await workspaces.Content.ReadAsStringAsync());
-        return page.RootElement.GetProperty("items").EnumerateArray().Select(w => w.GetProperty("slug").GetString()).ToList();
+        request.Headers.Authorization = new("Bearer", token.AccessToken);
+        var page = await HttpAssert.ReadAsync<PagedList<WorkspaceSummary>>(await http.SendAsync(request));
+        return page.Items.Select(w => w.Slug).ToList();
     }
 
     /// <summary>Stops the application as Ctrl+C does (services, then PostgreSQL) and disposes it.</summary>

@@ -43,7 +43,8 @@ public sealed class BackupCredentialAndWorkspaceTests(BackupFixture database) : 
                     """, connection) { Parameters = { new("role", reader) } };
                 await using var row = await rights.ExecuteReaderAsync();
                 Assert.True(await row.ReadAsync());
-                Assert.Equal((false, false, false, false, true), (row.GetBoolean(0), row.GetBoolean(1), row.GetBoolean(2), row.GetBoolean(3), row.GetBoolean(4)));
+                Assert.Equal((false, false, false, false, true),
+                    (row.GetBoolean(0), row.GetBoolean(1), row.GetBoolean(2), row.GetBoolean(3), row.GetBoolean(4)));
                 Assert.Equal(0L, row.GetInt64(5)); // no write right on any table
                 Assert.Equal(0L, row.GetInt64(6)); // but it reads every table
                 Assert.False(row.GetBoolean(7));
@@ -55,11 +56,13 @@ public sealed class BackupCredentialAndWorkspaceTests(BackupFixture database) : 
             {
                 await connection.OpenAsync();
                 await using var write = new NpgsqlCommand("DELETE FROM activities", connection);
-                Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, (await Assert.ThrowsAsync<PostgresException>(() => write.ExecuteNonQueryAsync())).SqlState);
+                Assert.Equal(PostgresErrorCodes.InsufficientPrivilege,
+                    (await Assert.ThrowsAsync<PostgresException>(() => write.ExecuteNonQueryAsync())).SqlState);
             }
 
             // Row-level security on a table (a policy that shows nothing): the BYPASSRLS reader still backs up every row.
-            await database.ExecuteAsync("ALTER TABLE activities ENABLE ROW LEVEL SECURITY; CREATE POLICY hide_everything ON activities USING (false)");
+            await database.ExecuteAsync(
+                "ALTER TABLE activities ENABLE ROW LEVEL SECURITY; CREATE POLICY hide_everything ON activities USING (false)");
             var environment = database.WorkerEnvironment(directory.Path);
             environment["ConnectionStrings__backup"] = asReader.ConnectionString;
             var backup = await database.WorkerAsync(environment, "backup");
@@ -93,8 +96,10 @@ public sealed class BackupCredentialAndWorkspaceTests(BackupFixture database) : 
         await database.ExecuteAsync("""
             INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at, settings)
             SELECT gen_random_uuid(), 'Elsewhere', 'elsewhere', id, now(), now(), jsonb_build_object() FROM users WHERE username = 'admin';
-            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at, updated_at)
-            SELECT gen_random_uuid(), id, 'prod', 'sqlserver', 'sql', 'elsewhere_prod', 'ready', 2, now(), now() FROM workspaces WHERE slug = 'elsewhere';
+            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at,
+                updated_at)
+            SELECT gen_random_uuid(), id, 'prod', 'sqlserver', 'sql', 'elsewhere_prod', 'ready', 2, now(), now() FROM workspaces
+                WHERE slug = 'elsewhere';
             """);
         try
         {
@@ -102,7 +107,8 @@ public sealed class BackupCredentialAndWorkspaceTests(BackupFixture database) : 
             Assert.Equal(1, backup.ExitCode);
             Assert.Contains("backup --workspaces: 2 workspace databases", backup.StandardOutput);
             Assert.Contains($"  twsbp/dev (postgres local/{database.DevDatabase})", backup.StandardOutput);
-            Assert.Matches(@"(?m)^  elsewhere/prod \(sqlserver sql/elsewhere_prod\)\r?\n    FAILED: server 'sql' is not registered", backup.StandardOutput);
+            Assert.Matches(@"(?m)^  elsewhere/prod \(sqlserver sql/elsewhere_prod\)\r?\n    FAILED: server 'sql' is not registered",
+                backup.StandardOutput);
             Assert.Matches(@"; workspaces: 1 backed up, 1 failed \(elsewhere/prod\)\r?$", backup.StandardOutput.TrimEnd());
             Assert.Single(Directory.GetFiles(directory.Path, "*.dump")); // the system database's
 

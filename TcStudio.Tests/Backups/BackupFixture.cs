@@ -100,7 +100,8 @@ public class BackupFixture(PostgresServer server) : SystemDatabaseFixture(server
     /// <summary>The scratch database a verify or a forced restore named in its output: gone afterwards (tests run in parallel, so by name).</summary>
     public async Task AssertScratchDatabaseGoneAsync(ProcessResult result)
     {
-        var match = System.Text.RegularExpressions.Regex.Match(result.StandardOutput, @"restoring into (?:the scratch database )?(tcstudio_(?:verify|incoming)_[0-9a-f]+)");
+        var match = System.Text.RegularExpressions.Regex.Match(result.StandardOutput,
+            @"restoring into (?:the scratch database )?(tcstudio_(?:verify|incoming)_[0-9a-f]+)");
         Assert.True(match.Success, result.ToString());
         Assert.Empty(await DatabasesLikeAsync(match.Groups[1].Value));
     }

@@ -17,7 +17,8 @@ public sealed class BackupIntegrityTests(BackupFixture database) : IClassFixture
 
         var verify = await database.WorkerAsync(directory.Path, "backup", "verify", dump);
         Assert.Equal(1, verify.ExitCode);
-        Assert.Matches($@"backup verify failed: {Path.GetFileName(dump)} is corrupt: its SHA-256 is [0-9a-f]{{16}}… \([\d,]+ bytes\) but the manifest says [0-9a-f]{{16}}… .*; nothing was restored\.",
+        Assert.Matches($@"backup verify failed: {Path.GetFileName(dump)} is corrupt: its SHA-256 is [0-9a-f]{{16}}… \([\d,]+ bytes\) "
+            + @"but the manifest says [0-9a-f]{16}… .*; nothing was restored\.",
             verify.StandardError);
         Assert.DoesNotContain("restoring", verify.StandardOutput);
 
@@ -56,7 +57,8 @@ public sealed class BackupIntegrityTests(BackupFixture database) : IClassFixture
             Assert.Matches(@"(?m)^  DIFFERENT public\.roles: same row count \(2\) but the content checksum differs", restore.StandardOutput);
             Assert.Matches(@"(?m)^  DIFFERENT public\.users: 3 rows in the manifest, 2 restored", restore.StandardOutput);
             Assert.Equal(2, restore.StandardOutput.Split('\n').Count(l => l.StartsWith("  DIFFERENT", StringComparison.Ordinal)));
-            Assert.Contains($"restore failed: the restored database differs from the manifest (2 differences, listed above); {restoredName} is kept for inspection.",
+            Assert.Contains("restore failed: the restored database differs from the manifest (2 differences, listed above); "
+                + $"{restoredName} is kept for inspection.",
                 restore.StandardError);
 
             var verify = await database.WorkerAsync(directory.Path, "backup", "verify", dump);

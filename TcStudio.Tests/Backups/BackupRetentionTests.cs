@@ -31,7 +31,10 @@ public sealed class BackupRetentionTests(BackupFixture database) : IClassFixture
         using var directory = BackupFixture.NewDirectory("retention");
         var (first, manifest, _) = await database.BackupAsync(directory.Path);
         // Older backups of the same database (copies of the first with older times), and one of another database.
-        foreach (var days in new[] { 1, 2, 3, 20, 40 }) Fabricate(first, manifest, $"{database.DatabaseName}-old{days:D2}d.dump", days, manifest.Database);
+        foreach (var days in new[] { 1, 2, 3, 20, 40 })
+        {
+            Fabricate(first, manifest, $"{database.DatabaseName}-old{days:D2}d.dump", days, manifest.Database);
+        }
         Fabricate(first, manifest, "other_db-old40d.dump", 40, "other_db");
 
         var environment = database.WorkerEnvironment(directory.Path);
@@ -42,7 +45,8 @@ public sealed class BackupRetentionTests(BackupFixture database) : IClassFixture
         Assert.EndsWith("; 3 kept, 4 removed", second.StandardOutput.TrimEnd());
         foreach (var days in new[] { 2, 3, 20, 40 })
         {
-            Assert.Contains($"    removed {database.DatabaseName}-old{days:D2}d.dump (retention: keep the last 3, at most 10 days old)", second.StandardOutput);
+            Assert.Contains($"    removed {database.DatabaseName}-old{days:D2}d.dump (retention: keep the last 3, at most 10 days old)",
+                second.StandardOutput);
         }
         var remaining = Directory.GetFiles(directory.Path, "*.dump").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
         Assert.Equal(4, remaining.Count); // the new one, the first, the one a day old, and the other database's
@@ -72,7 +76,8 @@ public sealed class BackupRetentionTests(BackupFixture database) : IClassFixture
         environment["Backup__KeepLast"] = "1";
         var failed = await database.WorkerAsync(environment, "backup");
         Assert.Equal(1, failed.ExitCode);
-        Assert.Equal("backup failed: pg_dump failed: pg_dump: error: connection to server was lost", failed.StandardError.Trim().Split('\n').Last().Trim());
+        Assert.Equal("backup failed: pg_dump failed: pg_dump: error: connection to server was lost",
+            failed.StandardError.Trim().Split('\n').Last().Trim());
         Assert.Equal(before, Directory.GetFiles(directory.Path).Order(StringComparer.Ordinal).ToList());
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using Npgsql;
 using TcStudio.MigrationWorker.Backups;
+using TcStudio.Tests.SystemDatabase;
 
 namespace TcStudio.Tests.Backups;
 
@@ -52,7 +53,8 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
         var verify = await database.WorkerAsync(directory.Path, "backup", "verify", dump);
         Assert.True(verify.ExitCode == 0, verify.ToString());
         Assert.Contains("SHA-256 matches the manifest", verify.StandardOutput);
-        Assert.Matches($@"(?m)^backup verify: {Path.GetFileName(dump)} is good: {Tables.Length} tables, [\d,]+ rows match the manifest", verify.StandardOutput);
+        Assert.Matches($@"(?m)^backup verify: {Path.GetFileName(dump)} is good: {Tables.Length} tables, [\d,]+ rows match the manifest",
+            verify.StandardOutput);
         await database.AssertScratchDatabaseGoneAsync(verify);
 
         var restoredName = database.DatabaseName + "_copy";
@@ -61,11 +63,14 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
             var restore = await database.WorkerAsync(directory.Path, "restore", "--from", dump, "--into", restoredName);
             Assert.True(restore.ExitCode == 0, restore.ToString());
             Assert.Contains("    public.activities: 400 rows, matches", restore.StandardOutput);
-            Assert.Matches($@"(?m)^restore: {Path.GetFileName(dump)} → {restoredName} in [\d.]+ s; {Tables.Length} tables, [\d,]+ rows match the manifest\.", restore.StandardOutput);
+            Assert.Matches($@"(?m)^restore: {Path.GetFileName(dump)} → {restoredName} in [\d.]+ s; "
+                + $@"{Tables.Length} tables, [\d,]+ rows match the manifest\.",
+                restore.StandardOutput);
             foreach (var table in Tables) Assert.Equal(await database.CountAsync(table), await database.CountAsync(table, restoredName));
             Assert.Equal(
                 await database.ScalarAsync<string>("SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"),
-                await ScalarInAsync<string>(restoredName, "SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"));
+                await database.Server.ScalarInAsync<string>(restoredName,
+                    "SELECT string_agg(name || sql_draft, '|' ORDER BY name) FROM stored_procedures"));
 
             // Never over an existing database...
             var again = await database.WorkerAsync(directory.Path, "restore", "--from", dump, "--into", restoredName);
@@ -80,7 +85,7 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
             Assert.Contains("--force replaces an existing database only in the Development environment", production.StandardError);
 
             // ...unless --force in Development: the checked copy replaces it.
-            await ExecuteInAsync(restoredName, "DELETE FROM activities; DELETE FROM database_size_samples");
+            await database.Server.ExecuteInAsync(restoredName, "DELETE FROM activities; DELETE FROM database_size_samples");
             var forced = await database.WorkerAsync(directory.Path, "restore", "--from", dump, "--into", restoredName, "--force");
             Assert.True(forced.ExitCode == 0, forced.ToString());
             Assert.Contains($"replaced {restoredName} with the checked copy", forced.StandardOutput);
@@ -106,7 +111,8 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
                 ArgumentList =
                 {
                     "-X", "-q", "-d", new NpgsqlConnectionStringBuilder(database.ConnectionString).ToLibpq(),
-                    "-c", "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex';",
+                    "-c", "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; "
+                        + "SET extra_float_digits = 1; SET bytea_output = 'hex';",
                     "-c", $"COPY (SELECT * FROM ONLY {table} AS t ORDER BY {orderBy}) TO STDOUT",
                 },
                 RedirectStandardOutput = true,
@@ -175,24 +181,9 @@ public sealed class BackupRoundTripTests(BackupFixture database) : IClassFixture
         {
             await stop.CancelAsync();
             await Task.WhenAll(writers);
-            await database.ExecuteAsync("DELETE FROM activities WHERE entity_id IN (SELECT id FROM stored_procedures WHERE name LIKE 'w\\_%'); DELETE FROM stored_procedures WHERE name LIKE 'w\\_%'");
+            await database.ExecuteAsync("DELETE FROM activities WHERE entity_id IN (SELECT id FROM stored_procedures WHERE name LIKE 'w\\_%'); "
+                + "DELETE FROM stored_procedures WHERE name LIKE 'w\\_%'");
         }
-    }
-
-    private async Task<T> ScalarInAsync<T>(string databaseName, string sql)
-    {
-        await using var connection = new NpgsqlConnection(database.Server.ConnectionString(databaseName, pooling: false));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
-
-    private async Task ExecuteInAsync(string databaseName, string sql)
-    {
-        await using var connection = new NpgsqlConnection(database.Server.ConnectionString(databaseName, pooling: false));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
     }
 }
 

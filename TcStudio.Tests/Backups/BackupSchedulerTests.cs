@@ -65,7 +65,8 @@ public sealed class BackupSchedulerTests(SystemDatabaseFixture database) : IClas
         await WaitForAsync(() => recorder.Of(BackupMetrics.DurationName).Count == 1, first);
         var run = Assert.Single(recorder.Of(BackupMetrics.DurationName));
         Assert.Equal(("logical", "success", "s"), (run.Tag(BackupMetrics.KindTag), run.Tag(BackupMetrics.OutcomeTag), run.Unit));
-        Assert.Matches($@"^{database.DatabaseName}-20261129T030\d00Z\.dump$", Path.GetFileName(Assert.Single(Directory.GetFiles(directory.Path, "*.dump"))));
+        Assert.Matches($@"^{database.DatabaseName}-20261129T030\d00Z\.dump$",
+            Path.GetFileName(Assert.Single(Directory.GetFiles(directory.Path, "*.dump"))));
         // Printed after the run's metric is recorded: wait for it rather than race it.
         await WaitForAsync(() => first.Text.Contains("next logical backup at 2026-11-30 03:00:00Z"), first);
 
@@ -87,7 +88,8 @@ public sealed class BackupSchedulerTests(SystemDatabaseFixture database) : IClas
         // The first scheduler goes away: the second takes the lock over.
         await stopFirst.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => firstRunning);
-        await AdvanceUntilAsync(clock, () => second.Text.Contains("the other scheduler is gone; this one takes over"), second, step: TimeSpan.FromSeconds(10));
+        await AdvanceUntilAsync(clock, () => second.Text.Contains("the other scheduler is gone; this one takes over"), second,
+            step: TimeSpan.FromSeconds(10));
         await stopSecond.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => secondRunning);
 
@@ -110,13 +112,15 @@ public sealed class BackupSchedulerTests(SystemDatabaseFixture database) : IClas
 
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
-        using var process = ProcessRunner.StartDotnet(MigrationWorkerRunner.Dll, ["backup", "--schedule", "*/1 * * * * *"], environment, stdout, stderr);
+        using var process = ProcessRunner.StartDotnet(MigrationWorkerRunner.Dll, ["backup", "--schedule", "*/1 * * * * *"], environment,
+            stdout, stderr);
         try
         {
             var deadline = Stopwatch.StartNew();
             while (Directory.GetFiles(directory.Path, "*.manifest.json").Length == 0)
             {
-                Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(90) && !process.HasExited, $"no scheduled backup was written\n{stdout}\n{stderr}");
+                Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(90) && !process.HasExited,
+                    $"no scheduled backup was written\n{stdout}\n{stderr}");
                 await Task.Delay(100);
             }
             using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString()])) await kill.WaitForExitAsync();

@@ -16,9 +16,11 @@ public sealed class BackupToolsTests
     [Fact]
     public void The_tools_connection_string_quotes_values_and_never_holds_the_password()
     {
-        var npgsql = new NpgsqlConnectionStringBuilder("Host=db.example;Port=6432;Database=tc's db;Username=back\\up;Password=s3cr3t;SSL Mode=VerifyFull;Timeout=7");
+        var npgsql = new NpgsqlConnectionStringBuilder(
+            "Host=db.example;Port=6432;Database=tc's db;Username=back\\up;Password=s3cr3t;SSL Mode=VerifyFull;Timeout=7");
         var libpq = Libpq.ConnectionString(npgsql);
-        Assert.Equal(@"host='db.example' port='6432' dbname='tc\'s db' user='back\\up' sslmode='verify-full' connect_timeout='7' application_name='tcstudio-backup'", libpq);
+        Assert.Equal(@"host='db.example' port='6432' dbname='tc\'s db' user='back\\up' sslmode='verify-full' connect_timeout='7' "
+            + "application_name='tcstudio-backup'", libpq);
         Assert.DoesNotContain("s3cr3t", libpq);
     }
 

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using Npgsql;
 using TcStudio.LocalPostgres;
 using TcStudio.Tests.Infrastructure;
+using static TcStudio.Tests.SystemDatabase.PostgresCommands;
 
 namespace TcStudio.Tests.Backups;
 
@@ -45,7 +46,9 @@ public sealed class PointInTimeRecoveryTests
 
             var baseBackup = await MigrationWorkerRunner.RunAsync(worker, "backup", "--base");
             Assert.True(baseBackup.ExitCode == 0, baseBackup.ToString());
-            Assert.True(Regex.IsMatch(baseBackup.StandardOutput, @"(?m)^backup --base: [\d.]+ [kMG]?B in [\d.]+ s → base/\d{8}T\d{6}Z, verified; 1 kept, 0 removed(, \d+ archived WAL files? removed)?\r?$"),
+            Assert.True(Regex.IsMatch(baseBackup.StandardOutput,
+                @"(?m)^backup --base: [\d.]+ [kMG]?B in [\d.]+ s → base/\d{8}T\d{6}Z, verified; "
+                + @"1 kept, 0 removed(, \d+ archived WAL files? removed)?\r?$"),
                 baseBackup.ToString());
             Assert.Contains("pg_verifybackup: every file matches", baseBackup.StandardOutput);
 
@@ -95,22 +98,5 @@ public sealed class PointInTimeRecoveryTests
                 if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
             }
         }
-    }
-
-    private static async Task ExecuteAsync(string connectionString, string sql)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private static async Task<T> ScalarAsync<T>(string connectionString, string sql)
-    {
-        await using var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        var value = await command.ExecuteScalarAsync();
-        return value is DBNull ? default! : (T)value!;
     }
 }

@@ -39,9 +39,11 @@ public sealed class SqlServerBackupTSqlTests
         Assert.Equal(DeviceType.Disk, device.DeviceType);
         Assert.Equal("@path", Assert.IsType<VariableReference>(device.PhysicalDevice).Name);
         var options = backup.Options.Select(o => o.OptionKind).ToHashSet();
-        Assert.Superset(new HashSet<BackupOptionKind> { BackupOptionKind.Checksum, BackupOptionKind.Compression, BackupOptionKind.Init, BackupOptionKind.Format }, options);
+        Assert.Superset(new HashSet<BackupOptionKind> { BackupOptionKind.Checksum, BackupOptionKind.Compression, BackupOptionKind.Init,
+            BackupOptionKind.Format }, options);
         Assert.Empty(backup.Files); // the whole database, not a file group
-        Assert.DoesNotContain(backup.Options, o => o.OptionKind is BackupOptionKind.CopyOnly or BackupOptionKind.Differential or BackupOptionKind.ContinueAfterError);
+        Assert.DoesNotContain(backup.Options,
+            o => o.OptionKind is BackupOptionKind.CopyOnly or BackupOptionKind.Differential or BackupOptionKind.ContinueAfterError);
     }
 
     [Fact]
@@ -79,7 +81,8 @@ public sealed class SqlServerBackupIntegrationTests
         using var local = BackupFixture.NewDirectory("sqlserver");
         try
         {
-            await SqlServerApiFixture.ExecuteOnSqlServerAsync(databaseName, "CREATE TABLE dbo.t (id int PRIMARY KEY); INSERT INTO dbo.t VALUES (1), (2);");
+            await SqlServerApiFixture.ExecuteOnSqlServerAsync(databaseName,
+                "CREATE TABLE dbo.t (id int PRIMARY KEY); INSERT INTO dbo.t VALUES (1), (2);");
             var options = new BackupOptions
             {
                 Directory = local.Path,
@@ -95,7 +98,8 @@ public sealed class SqlServerBackupIntegrationTests
             Assert.Equal(("sqlserver", databaseName), (result.Manifest.Kind, result.Manifest.Database));
             Assert.True(result.Manifest.SizeBytes > 0);
             var checksums = await SqlServerApiFixture.ScalarOnSqlServerAsync("msdb",
-                $"SELECT TOP (1) CAST(has_backup_checksums AS int) FROM dbo.backupset WHERE database_name = N'{databaseName}' ORDER BY backup_set_id DESC");
+                $"SELECT TOP (1) CAST(has_backup_checksums AS int) FROM dbo.backupset WHERE database_name = N'{databaseName}' "
+                + "ORDER BY backup_set_id DESC");
             Assert.Equal(1, checksums);
         }
         finally

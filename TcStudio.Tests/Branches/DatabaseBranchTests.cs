@@ -1,6 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.Tests.SystemDatabase;
 
 namespace TcStudio.Tests.Branches;
 
@@ -44,7 +45,7 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         var source = await NewDatabaseAsync(migrated: false);
         var partial = await Worker(source, "migrate", "--to", all[^2]);
         Assert.True(partial.ExitCode == 0, partial.ToString());
-        await ExecuteAsync(source, "CREATE TABLE branch_probe (id int PRIMARY KEY, note text); "
+        await system.Server.ExecuteInAsync(source, "CREATE TABLE branch_probe (id int PRIMARY KEY, note text); "
             + "INSERT INTO branch_probe SELECT g, 'row ' || g FROM generate_series(1, 1500) g;");
         var branch = Branch(source, "try");
 
@@ -60,8 +61,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         // Point the worker at the branch and migrate it: the source stays where it was.
         var migrated = await Worker(branch, "migrate");
         Assert.True(migrated.ExitCode == 0, migrated.ToString());
-        Assert.Equal(all.Count, await ScalarAsync<long>(branch, "SELECT count(*) FROM migrations"));
-        Assert.Equal(all.Count - 1, await ScalarAsync<long>(source, "SELECT count(*) FROM migrations"));
+        Assert.Equal(all.Count, await system.Server.ScalarInAsync<long>(branch, "SELECT count(*) FROM migrations"));
+        Assert.Equal(all.Count - 1, await system.Server.ScalarInAsync<long>(source, "SELECT count(*) FROM migrations"));
 
         var deleted = await Worker(source, "branch", "delete", branch);
         Assert.True(deleted.ExitCode == 0, deleted.ToString());
@@ -75,7 +76,7 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
     public async Task A_system_database_in_use_is_copied_by_dump_and_restore_and_its_sessions_are_left_alone()
     {
         var source = await NewDatabaseAsync(migrated: true);
-        await ExecuteAsync(source, "CREATE TABLE branch_probe AS SELECT g AS id FROM generate_series(1, 2000) g");
+        await system.Server.ExecuteInAsync(source, "CREATE TABLE branch_probe AS SELECT g AS id FROM generate_series(1, 2000) g");
         var branch = Branch(source, "busy");
         await using var session = new NpgsqlConnection(system.Server.ConnectionString(source, pooling: false));
         await session.OpenAsync();
@@ -83,7 +84,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         var created = await Worker(source, "branch", "create", branch);
 
         Assert.True(created.ExitCode == 0, created.ToString());
-        Assert.Contains($"branch create: '{source}' is in use; copying it with pg_dump | pg_restore (its sessions are left alone)", created.StandardOutput);
+        Assert.Contains($"branch create: '{source}' is in use; copying it with pg_dump | pg_restore (its sessions are left alone)",
+            created.StandardOutput);
         Assert.Matches(@"branch create: copied [\d.]+ (B|KiB|MiB) of '", created.StandardOutput);
         Assert.Contains($"from '{source}' by pg_dump | pg_restore in ", created.StandardOutput);
         await using (var stillThere = new NpgsqlCommand("SELECT 1", session))
@@ -102,12 +104,13 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         await system.Server.ExecuteAsync($"CREATE ROLE {environmentRole} NOLOGIN");
         try
         {
-            await ExecuteAsync(workspace, $"""
+            await system.Server.ExecuteInAsync(workspace, $"""
                 CREATE SCHEMA tcstudio_ownership;
                 CREATE TABLE tcstudio_ownership.marker (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
                     workspace_id uuid NOT NULL, environment_id uuid NOT NULL, database_id uuid NOT NULL,
                     server_identity text NOT NULL, written_at timestamptz NOT NULL DEFAULT now());
-                INSERT INTO tcstudio_ownership.marker VALUES (true, '{workspaceId}', '{Guid.NewGuid()}', '{Guid.NewGuid()}', 'postgres://localhost:5432');
+                INSERT INTO tcstudio_ownership.marker
+                    VALUES (true, '{workspaceId}', '{Guid.NewGuid()}', '{Guid.NewGuid()}', 'postgres://localhost:5432');
                 GRANT CREATE ON SCHEMA public TO {environmentRole};
                 SET ROLE {environmentRole};
                 CREATE TABLE public.orders (id int PRIMARY KEY, total numeric);
@@ -122,11 +125,13 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
             Assert.Contains($"'{workspace}' is a workspace database; copying it without its environment's roles", created.StandardOutput);
             Assert.Equal(await RowCountsAsync(workspace, "orders"), await RowCountsAsync(branch, "orders"));
             Assert.Equal("00000000-0000-0000-0000-000000000000|00000000-0000-0000-0000-000000000000|" + workspace,
-                await ScalarAsync<string>(branch, "SELECT workspace_id || '|' || environment_id || '|' || branch_of FROM tcstudio_ownership.marker"));
-            Assert.Equal(workspaceId, await ScalarAsync<Guid>(workspace, "SELECT workspace_id FROM tcstudio_ownership.marker"));
+                await system.Server.ScalarInAsync<string>(branch,
+                    "SELECT workspace_id || '|' || environment_id || '|' || branch_of FROM tcstudio_ownership.marker"));
+            Assert.Equal(workspaceId, await system.Server.ScalarInAsync<Guid>(workspace, "SELECT workspace_id FROM tcstudio_ownership.marker"));
             // Nothing in the branch names the environment's role: deleting that environment later is not blocked by it.
-            Assert.Equal(0L, await ScalarAsync<long>(branch, $"SELECT count(*) FROM pg_class WHERE relowner = '{environmentRole}'::regrole"));
-            var branchRole = await ScalarAsync<string>(branch, "SELECT tableowner FROM pg_tables WHERE tablename = 'orders'");
+            Assert.Equal(0L, await system.Server.ScalarInAsync<long>(branch,
+                $"SELECT count(*) FROM pg_class WHERE relowner = '{environmentRole}'::regrole"));
+            var branchRole = await system.Server.ScalarInAsync<string>(branch, "SELECT tableowner FROM pg_tables WHERE tablename = 'orders'");
             Assert.StartsWith("tcbranch_", branchRole);
             Assert.Contains($"(detached workspace branch, role {branchRole})", (await Worker(system.DatabaseName, "branch", "list")).StandardOutput);
 
@@ -135,7 +140,7 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
             Assert.True(deleted.ExitCode == 0, deleted.ToString());
             Assert.Contains($"and its role {branchRole}.", deleted.StandardOutput);
             Assert.False(await DatabaseExistsAsync(branch));
-            Assert.Equal(0L, await ScalarAsync<long>(workspace, $"SELECT count(*) FROM pg_roles WHERE rolname = '{branchRole}'"));
+            Assert.Equal(0L, await system.Server.ScalarInAsync<long>(workspace, $"SELECT count(*) FROM pg_roles WHERE rolname = '{branchRole}'"));
         }
         finally
         {
@@ -152,7 +157,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         Assert.Equal(2, production.ExitCode);
         // Production logs its connection at Information on stderr, from the console logger's own thread: the verb's
         // answer is one whole line of stderr, not always the last.
-        Assert.Contains("branch create: branch create is refused in the Production environment: branches are for development (DOTNET_ENVIRONMENT is Production).",
+        Assert.Contains("branch create: branch create is refused in the Production environment: branches are for development "
+            + "(DOTNET_ENVIRONMENT is Production).",
             production.StandardError.Split('\n').Select(line => line.TrimEnd('\r')));
 
         var notABranch = await Worker(system.DatabaseName, "branch", "delete", system.DatabaseName);
@@ -177,7 +183,8 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         await connection.OpenAsync();
         var tables = new List<string>();
         await using (var list = new NpgsqlCommand(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            + "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
             connection))
         await using (var reader = await list.ExecuteReaderAsync())
         {
@@ -193,22 +200,6 @@ public sealed class DatabaseBranchTests(SystemDatabaseFixture system) : IClassFi
         return counts;
     }
 
-    private async Task ExecuteAsync(string database, string sql)
-    {
-        await using var connection = new NpgsqlConnection(system.Server.ConnectionString(database, pooling: false));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await command.ExecuteNonQueryAsync();
-    }
-
-    private async Task<T> ScalarAsync<T>(string database, string sql)
-    {
-        await using var connection = new NpgsqlConnection(system.Server.ConnectionString(database, pooling: false));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
-    }
-
     private async Task<bool> DatabaseExistsAsync(string name) =>
-        await ScalarAsync<bool>("postgres", $"SELECT EXISTS (SELECT FROM pg_database WHERE datname = '{name}')");
+        await system.Server.ScalarInAsync<bool>("postgres", $"SELECT EXISTS (SELECT FROM pg_database WHERE datname = '{name}')");
 }

@@ -1,6 +1,6 @@
 using System.Net;
-using System.Net.Http.Json;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.Tests.Procedures;
 using TcStudio.WorkspaceDatabases.Postgres;
 
 namespace TcStudio.Tests.Environments;
@@ -20,11 +20,11 @@ public sealed class EnvironmentConversionTests(ConversionFixture api) : IClassFi
     private async Task<(HttpClient Admin, string Slug, Guid EnvironmentId)> OldEnvironmentAsync(string database, string prefix)
     {
         var admin = await api.AdminAsync();
-        var slug = WorkspaceApiFixture.NewSlug(prefix);
-        Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync("/api/workspaces", new { name = prefix, slug })).StatusCode);
+        var slug = (await ApiFixture.NewWorkspaceAsync(admin, prefix)).Slug;
         var environmentId = Guid.CreateVersion7();
         await api.ExecuteAsync($"""
-            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at, updated_at)
+            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at,
+                updated_at)
             SELECT '{environmentId}', id, 'dev', 'postgres', 'local', '{database}', 'ready', 2, now(), now() FROM workspaces WHERE slug = '{slug}';
             INSERT INTO stored_procedures (id, workspace_id, name, sql_draft, sql_published, status, published_at, created_by, created_at, updated_at)
             SELECT gen_random_uuid(), w.id, 'order_count', $q${OrderCount}$q$, $q${OrderCount}$q$, 'published', now(), u.id, now(), now()
@@ -45,33 +45,35 @@ public sealed class EnvironmentConversionTests(ConversionFixture api) : IClassFi
         var (admin, slug, environmentId) = await OldEnvironmentAsync(database, "legacy");
 
         // Until converted, it is not used, and its database is not dropped.
-        var notYet = await HttpAssert.ProblemAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/order_count/execute?env=dev", new { }),
-            HttpStatusCode.Conflict);
+        var notYet = await HttpAssert.ProblemAsync(await ProcedureCalls.ExecuteAsync(admin, slug, "order_count", new { }), HttpStatusCode.Conflict);
         Assert.Contains("earlier version", notYet.GetProperty("detail").GetString());
         await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true"), HttpStatusCode.Conflict);
 
-        var migrated = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/environments/dev/migrate", null));
-        Assert.True(migrated.GetProperty("converted").GetBoolean());
-        Assert.Equal(2, migrated.GetProperty("schemaVersion").GetInt32());
+        var migrated = await EnvironmentCalls.MigrateAsync(admin, slug);
+        Assert.True(migrated.Converted);
+        Assert.Equal(2, migrated.SchemaVersion);
 
         var owner = PostgresWorkspaceRoles.Owner(environmentId);
         Assert.Equal(owner, await OwnerOf(database));
         Assert.Equal(owner, await api.WorkspaceScalarAsync<string>(database, "SELECT tableowner::text FROM pg_tables WHERE tablename = 'orders'"));
-        Assert.Equal(owner, await api.WorkspaceScalarAsync<string>(database, "SELECT pg_get_userbyid(proowner)::text FROM pg_proc WHERE proname = 'order_count'"));
+        Assert.Equal(owner, await api.WorkspaceScalarAsync<string>(database,
+            "SELECT pg_get_userbyid(proowner)::text FROM pg_proc WHERE proname = 'order_count'"));
         Assert.Equal(environmentId, await api.WorkspaceScalarAsync<Guid>(database, "SELECT environment_id FROM tcstudio_ownership.marker"));
-        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname IN ('{legacyOwner}', '{legacyExec}')"));
+        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres",
+            $"SELECT count(*) FROM pg_roles WHERE rolname IN ('{legacyOwner}', '{legacyExec}')"));
         Assert.Equal("attached created", await api.ScalarAsync<string>(
             "SELECT state || ' ' || origin FROM workspace_databases WHERE environment_id = @e", ("e", environmentId)));
         Assert.Equal(1L, await api.ScalarAsync<long>(
             "SELECT count(*) FROM activities WHERE action = 'environment.converted' AND entity_id = @e", ("e", environmentId)));
         // Published code and its data work as before, under the new roles.
-        var result = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/order_count/execute?env=dev", new { }));
-        Assert.Equal(2, result.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt64());
-        Assert.False(await api.WorkspaceScalarAsync<bool>(database, $"SELECT has_schema_privilege('{PostgresWorkspaceRoles.Execute(environmentId)}', 'tcstudio', 'USAGE')"));
+        var result = await ProcedureCalls.ExecutedAsync(admin, slug, "order_count", new { });
+        Assert.Equal(2, result.ResultSets[0].Cell(0, 0).GetInt64());
+        Assert.False(await api.WorkspaceScalarAsync<bool>(database,
+            $"SELECT has_schema_privilege('{PostgresWorkspaceRoles.Execute(environmentId)}', 'tcstudio', 'USAGE')"));
 
-        var again = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/environments/dev/migrate", null));
-        Assert.False(again.GetProperty("converted").GetBoolean());
-        Assert.Equal(0, again.GetProperty("applied").GetArrayLength());
+        var again = await EnvironmentCalls.MigrateAsync(admin, slug);
+        Assert.False(again.Converted);
+        Assert.Empty(again.Applied);
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true")).StatusCode);
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
     }
@@ -83,7 +85,8 @@ public sealed class EnvironmentConversionTests(ConversionFixture api) : IClassFi
         await api.Server.ExecuteAsync($"CREATE DATABASE {database}");
         var (admin, slug, environmentId) = await OldEnvironmentAsync(database, "attached");
 
-        var refused = await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/environments/dev/migrate", null), HttpStatusCode.Conflict);
+        var refused = await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/environments/dev/migrate", null),
+            HttpStatusCode.Conflict);
         Assert.Contains("attached, not created", refused.GetProperty("detail").GetString());
         Assert.Equal("postgres", await OwnerOf(database));
         Assert.False(await api.WorkspaceScalarAsync<bool>(database, "SELECT to_regnamespace('tcstudio_ownership') IS NOT NULL"));

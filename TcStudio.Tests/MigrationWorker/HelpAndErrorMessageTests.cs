@@ -64,7 +64,8 @@ public sealed class HelpAndErrorMessageTests
 
         Assert.Equal(1, result.ExitCode);
         var lines = result.StandardError.Trim().Split('\n').Select(l => l.TrimEnd('\r')).ToList();
-        var progress = lines.Where(l => l.StartsWith($"status: waiting for PostgreSQL at 127.0.0.1:{port}/x as u (", StringComparison.Ordinal)).ToList();
+        var waiting = $"status: waiting for PostgreSQL at 127.0.0.1:{port}/x as u (";
+        var progress = lines.Where(l => l.StartsWith(waiting, StringComparison.Ordinal)).ToList();
         // The first at the first failed attempt, then one every 5 s: at least two in 11 s, never one per attempt.
         Assert.InRange(progress.Count, 2, 3);
         Assert.All(progress, l => Assert.Matches(@"\(\d+ s of 11 s\): ", l));

@@ -9,8 +9,10 @@ public sealed class SeedTests(SystemDatabaseFixture database) : IClassFixture<Sy
     private const string Snapshot = """
         SELECT string_agg(line, E'\n' ORDER BY line) FROM (
             SELECT 'role ' || id || ' ' || name || ' ' || created_at || ' ' || updated_at AS line FROM roles
-            UNION ALL SELECT 'user ' || id || ' ' || username || ' ' || password_hash || ' ' || role_id || ' ' || created_at || ' ' || updated_at FROM users
-            UNION ALL SELECT 'workspace ' || id || ' ' || slug || ' ' || member_count || ' ' || created_by || ' ' || created_at || ' ' || updated_at FROM workspaces
+            UNION ALL SELECT 'user ' || id || ' ' || username || ' ' || password_hash || ' ' || role_id || ' ' || created_at || ' ' || updated_at
+                FROM users
+            UNION ALL SELECT 'workspace ' || id || ' ' || slug || ' ' || member_count || ' ' || created_by || ' ' || created_at || ' ' || updated_at
+                FROM workspaces
             UNION ALL SELECT 'member ' || workspace_id || ' ' || user_id || ' ' || role || ' ' || joined_at FROM workspace_members
         ) lines
         """;

@@ -50,7 +50,8 @@ public sealed class WorkspaceBootstrapVerbTests(SystemDatabaseFixture database) 
 
         var first = await MigrationWorkerRunner.RunAsync(Environment(), "workspaces", "bootstrap", "--create-provisioner");
         Assert.True(first.ExitCode == 0, first.ToString());
-        Assert.Contains($"installed the provisioning functions ({PostgresProvisioning.Schema} v{PostgresProvisioning.Version} in database {database.DatabaseName})", first.StandardOutput);
+        Assert.Contains($"installed the provisioning functions ({PostgresProvisioning.Schema} v{PostgresProvisioning.Version} "
+            + $"in database {database.DatabaseName})", first.StandardOutput);
         Assert.Contains($"created the provisioner login '{Provisioner}' (LOGIN CREATEDB, nothing else)", first.StandardOutput);
         Assert.Contains("workspaces bootstrap: 1 ok, 0 failed", first.StandardOutput);
         Assert.DoesNotContain(_password, first.AllOutput);
@@ -71,7 +72,8 @@ public sealed class WorkspaceBootstrapVerbTests(SystemDatabaseFixture database) 
         await using (var connection = new NpgsqlConnection(database.Server.ConnectionString(DevDatabase, pooling: false)))
         {
             await connection.OpenAsync();
-            await using var owner = new NpgsqlCommand("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()", connection);
+            await using var owner = new NpgsqlCommand(
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()", connection);
             Assert.Equal(PostgresWorkspaceRoles.Owner(devId), await owner.ExecuteScalarAsync());
         }
         Assert.Equal("t t f f", await RoleAttributes()); // login, CREATEDB; no CREATEROLE, no SUPERUSER

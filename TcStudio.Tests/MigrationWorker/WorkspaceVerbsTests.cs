@@ -3,6 +3,7 @@ using Npgsql;
 using TcStudio.SystemDatabase.Entities;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases.Postgres;
+using TcStudio.Tests.SystemDatabase;
 
 namespace TcStudio.Tests.MigrationWorker;
 
@@ -41,12 +42,14 @@ public sealed class WorkspaceVerbsTests(SystemDatabaseFixture database) : IClass
         await using (var db = database.CreateDbContext())
         {
             var dev = await db.WorkspaceEnvironments.SingleAsync();
-            Assert.Equal(("dev", "local", "postgres", EnvironmentStatus.Ready, 2), (dev.Name, dev.Server, dev.Provider, dev.Status, dev.SchemaVersion));
+            Assert.Equal(("dev", "local", "postgres", EnvironmentStatus.Ready, 2),
+                (dev.Name, dev.Server, dev.Provider, dev.Status, dev.SchemaVersion));
             var claim = await db.WorkspaceDatabases.SingleAsync();
-            Assert.Equal((dev.Id, WorkspaceDatabaseStates.Attached, WorkspaceDatabaseOrigins.Created), (claim.EnvironmentId!.Value, claim.State, claim.Origin));
+            Assert.Equal((dev.Id, WorkspaceDatabaseStates.Attached, WorkspaceDatabaseOrigins.Created),
+                (claim.EnvironmentId!.Value, claim.State, claim.Origin));
             devId = dev.Id;
         }
-        Assert.Equal(devId, await ScalarIn<Guid>(DevDatabase, "SELECT environment_id FROM tcstudio_ownership.marker"));
+        Assert.Equal(devId, await database.Server.ScalarInAsync<Guid>(DevDatabase, "SELECT environment_id FROM tcstudio_ownership.marker"));
 
         // Three more environments, as rows an earlier version left: one on a database it created (per-database roles,
         // no marker), one on a database it merely attached (another application's, owned by the superuser), and
@@ -56,12 +59,18 @@ public sealed class WorkspaceVerbsTests(SystemDatabaseFixture database) : IClass
         await database.ExecuteAsync($"""
             INSERT INTO workspaces (id, name, slug, created_by, created_at, updated_at, settings)
             SELECT gen_random_uuid(), 'Other', 'other', id, now(), now(), jsonb_build_object() FROM users WHERE username = 'admin';
-            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at, updated_at)
-            SELECT gen_random_uuid(), id, 'qa', 'postgres', 'local', '{LegacyDatabase}', 'ready', 2, now(), now() FROM workspaces WHERE slug = 'other';
-            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at, updated_at)
-            SELECT gen_random_uuid(), id, 'attached', 'postgres', 'local', '{ForeignDatabase}', 'ready', 2, now(), now() FROM workspaces WHERE slug = 'other';
-            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at, updated_at)
-            SELECT gen_random_uuid(), id, 'gone', 'postgres', 'local', 'no_such_database_here', 'ready', 2, now(), now() FROM workspaces WHERE slug = 'other';
+            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at,
+                updated_at)
+            SELECT gen_random_uuid(), id, 'qa', 'postgres', 'local', '{LegacyDatabase}', 'ready', 2, now(), now() FROM workspaces
+                WHERE slug = 'other';
+            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at,
+                updated_at)
+            SELECT gen_random_uuid(), id, 'attached', 'postgres', 'local', '{ForeignDatabase}', 'ready', 2, now(), now() FROM workspaces
+                WHERE slug = 'other';
+            INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, schema_version, created_at,
+                updated_at)
+            SELECT gen_random_uuid(), id, 'gone', 'postgres', 'local', 'no_such_database_here', 'ready', 2, now(), now() FROM workspaces
+                WHERE slug = 'other';
             """);
 
         var migrate = await Worker("workspaces", "migrate");
@@ -81,14 +90,20 @@ public sealed class WorkspaceVerbsTests(SystemDatabaseFixture database) : IClass
         // per-database roles are gone, and the refused one was left exactly as it was.
         var qaId = await database.ScalarAsync<Guid>("SELECT id FROM workspace_environments WHERE name = 'qa'");
         var qaOwner = PostgresWorkspaceRoles.Owner(qaId);
-        Assert.Equal(qaOwner, await ScalarIn<string>(LegacyDatabase, "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()"));
-        Assert.Equal(qaOwner, await ScalarIn<string>(LegacyDatabase, "SELECT tableowner::text FROM pg_tables WHERE tablename = 'orders'"));
-        Assert.Equal(2L, await ScalarIn<long>(LegacyDatabase, "SELECT count(*) FROM orders"));
-        Assert.Equal(qaId, await ScalarIn<Guid>(LegacyDatabase, "SELECT environment_id FROM tcstudio_ownership.marker"));
+        Assert.Equal(qaOwner,
+            await database.Server.ScalarInAsync<string>(LegacyDatabase,
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()"));
+        Assert.Equal(qaOwner, await database.Server.ScalarInAsync<string>(LegacyDatabase,
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'orders'"));
+        Assert.Equal(2L, await database.Server.ScalarInAsync<long>(LegacyDatabase, "SELECT count(*) FROM orders"));
+        Assert.Equal(qaId, await database.Server.ScalarInAsync<Guid>(LegacyDatabase, "SELECT environment_id FROM tcstudio_ownership.marker"));
         var (legacyOwner, legacyExec) = PostgresWorkspaceRoles.Legacy(LegacyDatabase);
-        Assert.Equal(0L, await ScalarIn<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname IN ('{legacyOwner}', '{legacyExec}')"));
-        Assert.Equal("postgres", await ScalarIn<string>(ForeignDatabase, "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()"));
-        Assert.False(await ScalarIn<bool>(ForeignDatabase, "SELECT to_regnamespace('tcstudio_ownership') IS NOT NULL"));
+        Assert.Equal(0L, await database.Server.ScalarInAsync<long>("postgres",
+            $"SELECT count(*) FROM pg_roles WHERE rolname IN ('{legacyOwner}', '{legacyExec}')"));
+        Assert.Equal("postgres",
+            await database.Server.ScalarInAsync<string>(ForeignDatabase,
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()"));
+        Assert.False(await database.Server.ScalarInAsync<bool>(ForeignDatabase, "SELECT to_regnamespace('tcstudio_ownership') IS NOT NULL"));
         Assert.Equal(2L, await database.ScalarAsync<long>("SELECT count(*) FROM workspace_databases WHERE state = 'attached'"));
 
         var revert = await Worker("workspaces", "revert", "--workspace", "twsbp", "--env", "dev");
@@ -116,14 +131,6 @@ public sealed class WorkspaceVerbsTests(SystemDatabaseFixture database) : IClass
         var again = await Worker();
         Assert.True(again.ExitCode == 0, again.ToString());
         Assert.Contains("workspaces migrate: 2 ok, 2 failed", again.StandardOutput);
-    }
-
-    private async Task<T> ScalarIn<T>(string databaseName, string sql)
-    {
-        await using var connection = new NpgsqlConnection(database.Server.ConnectionString(databaseName, pooling: false));
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
     }
 }
 

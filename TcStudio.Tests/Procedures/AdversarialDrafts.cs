@@ -89,7 +89,8 @@ public static class AdversarialDrafts
         "lo-import" => Pick(random, "SELECT lo_import('/etc/hostname')", $"CREATE TABLE {marker} AS SELECT lo_import('/etc/hostname') AS oid"),
         "pg-read-file" => $"CREATE TABLE {marker} AS SELECT pg_read_file('PG_VERSION') AS v",
         "alter-role" => inBody ? AlterDatabase(marker)
-            : Pick(random, "ALTER ROLE CURRENT_USER SET work_mem = '77MB'", AlterDatabase(marker), "ALTER ROLE CURRENT_USER PASSWORD 'pwned-password'"),
+            : Pick(random, "ALTER ROLE CURRENT_USER SET work_mem = '77MB'", AlterDatabase(marker),
+                "ALTER ROLE CURRENT_USER PASSWORD 'pwned-password'"),
         "create-schema" => $"CREATE SCHEMA {marker}",
         "tamper" => Pick(random, "DELETE FROM tcstudio.tcstudio_schema_migrations",
             $"INSERT INTO tcstudio.procedure_deployments (procedure, checksum, deployed_by) VALUES ('{marker}', '0', 'x')"),
@@ -165,7 +166,8 @@ public static class AdversarialDrafts
         var security = definer ? " SECURITY DEFINER" : "";
         // A DO block's own dollar quotes cannot share the body's tag.
         return random.Next(2) == 0
-            ? $"CREATE OR REPLACE FUNCTION {name}() RETURNS int LANGUAGE plpgsql{security} AS $body$\nBEGIN\n    {payload};\n    RETURN 1;\nEND\n$body$;"
+            ? $"CREATE OR REPLACE FUNCTION {name}() RETURNS int LANGUAGE plpgsql{security} AS $body$\n"
+                + $"BEGIN\n    {payload};\n    RETURN 1;\nEND\n$body$;"
             : $"CREATE OR REPLACE PROCEDURE {name}() LANGUAGE plpgsql{security} AS $body$\nBEGIN\n    {payload};\nEND\n$body$;";
     }
 
@@ -184,15 +186,21 @@ public static class AdversarialDrafts
         var u = Pick(random, Unicode);
         return random.Next(9) switch
         {
-            0 => ("unicode-parameter", $"CREATE FUNCTION {name}(é$x$ int DEFAULT 1, \"{u}$y$\" text DEFAULT 'z') RETURNS int LANGUAGE sql AS $$ SELECT 7 $$;"),
+            0 => ("unicode-parameter",
+                $"CREATE FUNCTION {name}(é$x$ int DEFAULT 1, \"{u}$y$\" text DEFAULT 'z') RETURNS int LANGUAGE sql AS $$ SELECT 7 $$;"),
             1 => ("e-string-body", $"CREATE OR REPLACE FUNCTION {name}() RETURNS text LANGUAGE sql AS E'select \\'a;b\\'::text';"),
-            2 => ("nested-dollar-body", $"CREATE FUNCTION {name}() RETURNS int LANGUAGE plpgsql AS $outer$ BEGIN RETURN length($inner$ ; $outer $inner$); END $outer$;"),
-            3 => ("line-comments", $"-- leading comment ; with a semicolon\r\nCREATE FUNCTION {name}() RETURNS int -- trailing; comment\rLANGUAGE sql AS 'select 3';"),
+            2 => ("nested-dollar-body",
+                $"CREATE FUNCTION {name}() RETURNS int LANGUAGE plpgsql AS $outer$ BEGIN RETURN length($inner$ ; $outer $inner$); END $outer$;"),
+            3 => ("line-comments",
+                $"-- leading comment ; with a semicolon\r\nCREATE FUNCTION {name}() RETURNS int -- trailing; comment\r"
+                + "LANGUAGE sql AS 'select 3';"),
             4 => ("block-comments", $"/* a /* nested ; */ comment */ CREATE PROCEDURE {name}() LANGUAGE sql AS $$ SELECT 1 $$ /* ; */;"),
-            5 => ("begin-atomic", $"CREATE FUNCTION {name}(n int DEFAULT 4) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN n > 2 THEN n ELSE 0 END; END;"),
+            5 => ("begin-atomic",
+                $"CREATE FUNCTION {name}(n int DEFAULT 4) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN n > 2 THEN n ELSE 0 END; END;"),
             6 => ("commented-payload", $"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'select 5'; -- COMMIT; CREATE TABLE pwned(x int);"),
             7 => ("continued-string", $"CREATE FUNCTION {name}() RETURNS text LANGUAGE sql AS 'select ''a'''\n'::text';"),
-            _ => ("security-invoker", $"CREATE FUNCTION {name}() RETURNS SETOF int LANGUAGE sql SECURITY INVOKER SET search_path = public AS $$ SELECT 1 $$;"),
+            _ => ("security-invoker",
+                $"CREATE FUNCTION {name}() RETURNS SETOF int LANGUAGE sql SECURITY INVOKER SET search_path = public AS $$ SELECT 1 $$;"),
         };
     }
 

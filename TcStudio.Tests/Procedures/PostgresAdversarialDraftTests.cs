@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TcStudio.Api.Procedures;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.Postgres;
@@ -37,11 +38,12 @@ public sealed class AdversarialServerFixture : IAsyncLifetime
 /// A thousand hostile drafts from a fixed seed, through validate, publish and execute against a real environment
 /// (one in three of those that pass the static check through the HTTP API, the others through the same calls one
 /// layer below it; a sample of the refused ones through the API, and a third of them straight to the server, below
-/// the static check): before and after each one that reaches the server, a snapshot of pg_class, pg_proc, pg_namespace, pg_roles (pg_authid), pg_database,
-/// pg_db_role_setting, large objects, postgresql.auto.conf and the workspace's own tcstudio rows shows that nothing
-/// changed but the drafts' own routines. A failure prints the seed and the draft.
+/// the static check): before and after each one that reaches the server, a snapshot of pg_class, pg_proc, pg_namespace,
+/// pg_roles (pg_authid), pg_database, pg_db_role_setting, large objects, postgresql.auto.conf and the workspace's own
+/// tcstudio rows shows that nothing changed but the drafts' own routines. A failure prints the seed and the draft.
 /// </summary>
-public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixture, ITestOutputHelper output) : IClassFixture<AdversarialServerFixture>
+public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixture,
+    ITestOutputHelper output) : IClassFixture<AdversarialServerFixture>
 {
     private const int Seed = 20261129;
     private const int Count = 1000;
@@ -99,7 +101,8 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
         var databases = Api.Factory.Services.GetRequiredService<WorkspaceDatabaseService>();
         var provider = Api.Factory.Services.GetServices<IWorkspaceDatabaseProvider>().OfType<PostgresWorkspaceProvider>().Single();
         var workspaceId = await Api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
-        var environmentId = await Api.ScalarAsync<Guid>("SELECT id FROM workspace_environments WHERE workspace_id = @w AND name = 'dev'", ("w", workspaceId));
+        var environmentId = await Api.ScalarAsync<Guid>("SELECT id FROM workspace_environments WHERE workspace_id = @w AND name = 'dev'",
+            ("w", workspaceId));
         var target = new WorkspaceTarget(workspaceId, slug, "dev", "local", database, environmentId);
 
         string ownerRole;
@@ -114,7 +117,8 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
         var tally = new Tally();
         var run = new Run(admin, $"/api/workspaces/{slug}/procedures", databases, provider, target, database, ownerRole, markerPrefix,
             fixture.Server.IsPrivateCluster, baseline, tally);
-        output.WriteLine($"Adversarial drafts: seed {Seed}, {Count} drafts, baseline of {baseline.Count} catalog rows, set up in {started.Elapsed.TotalSeconds:0.0} s.");
+        output.WriteLine($"Adversarial drafts: seed {Seed}, {Count} drafts, baseline of {baseline.Count} catalog rows, "
+            + $"set up in {started.Elapsed.TotalSeconds:0.0} s.");
 
         // Lanes by routine name, side by side: one name's drafts stay in order (each replaces the one before).
         var lanes = drafts.GroupBy(d => Array.IndexOf(AdversarialDrafts.Names, d.Name) % Lanes);
@@ -144,11 +148,14 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
         Assert.Empty(Directory.GetFiles("/tmp", markerPrefix + "*"));
         lock (tally)
         {
-            output.WriteLine($"Done in {started.Elapsed.TotalSeconds:0.0} s: {tally.ThroughApi} through the HTTP API ({tally.ServerValidations} of them validated on the server), "
-                + $"{tally.BelowApi} through validate, deploy and execute one layer below it; {tally.Published} published, {tally.Executed} executed; "
+            output.WriteLine($"Done in {started.Elapsed.TotalSeconds:0.0} s: {tally.ThroughApi} through the HTTP API "
+                + $"({tally.ServerValidations} of them validated on the server), "
+                + $"{tally.BelowApi} through validate, deploy and execute one layer below it; "
+                + $"{tally.Published} published, {tally.Executed} executed; "
                 + $"{tally.BelowStatic} straight to the server below the static check, "
                 + $"{tally.FooledStatic} passed the static check and were refused by the server (42601); {tally.Snapshots} snapshots. "
-                + $"Time in the HTTP API {tally.ApiTime.TotalSeconds:0.0} s, below it {tally.BelowTime.TotalSeconds:0.0} s, snapshots {tally.SnapshotTime.TotalSeconds:0.0} s (summed over {Lanes} lanes).");
+                + $"Time in the HTTP API {tally.ApiTime.TotalSeconds:0.0} s, below it {tally.BelowTime.TotalSeconds:0.0} s, "
+                + $"snapshots {tally.SnapshotTime.TotalSeconds:0.0} s (summed over {Lanes} lanes).");
             output.WriteLine("Reached the server: " + string.Join(", ", tally.ServerReach.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}")));
             output.WriteLine("Server outcomes: " + string.Join(", ", tally.ServerOutcomes.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}")));
         }
@@ -163,7 +170,8 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
             Assert.True(tally.ServerReach.GetValueOrDefault("payload:" + payload) >= MinimumServerReachPerClass,
                 $"Payload '{payload}' reached the server only {tally.ServerReach.GetValueOrDefault("payload:" + payload)} times (seed {Seed}).");
         }
-        Assert.True(tally.FooledStatic > 0, "No draft passed the static check only to be refused by the server: the 42601 defence was not exercised.");
+        Assert.True(tally.FooledStatic > 0,
+            "No draft passed the static check only to be refused by the server: the 42601 defence was not exercised.");
         Assert.True(tally.Executed > 0);
     }
 
@@ -189,7 +197,8 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
         {
             await run.Databases.RunAsync(run.Target, WorkspaceCredential.Deploy, async (lease, ct) =>
             {
-                await using var procedureLock = await lease.Provider.LockAsync(lease.Connection, WorkspaceDatabaseService.ProcedureLock(draft.Name), ct);
+                await using var procedureLock = await lease.Provider.LockAsync(lease.Connection,
+                    WorkspaceDatabaseService.ProcedureLock(draft.Name), ct);
                 return await lease.Provider.DeployAsync(lease.Connection, draft.Name, draft.Sql, "adversary", ct);
             }, CancellationToken.None);
         }
@@ -242,12 +251,12 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
                 using var put = new HttpRequestMessage(HttpMethod.Put, procedure) { Content = JsonContent.Create(new { sql = draft.Sql }) };
                 put.Headers.IfMatch.Add(System.Net.Http.Headers.EntityTagHeaderValue.Any);
                 await ExpectAsync(await run.Admin.SendAsync(put), HttpStatusCode.OK);
-                var validation = await ExpectAsync(await run.Admin.PostAsync($"{procedure}/validate?env=dev", null), HttpStatusCode.OK);
-                var serverValid = validation.GetProperty("valid").GetBoolean();
+                var validation = await HttpAssert.ReadAsync<ValidationResponse>(await run.Admin.PostAsync($"{procedure}/validate?env=dev", null));
+                var serverValid = validation.Valid;
                 string? serverRefusal = null;
                 if (staticCheck.IsValid && !serverValid)
                 {
-                    var message = validation.GetProperty("errors")[0].GetProperty("message").GetString()!;
+                    var message = validation.Errors[0].Message;
                     serverRefusal = message.Length > 5 && message[5] == ':' ? message[..5] : "refused after the statement";
                 }
                 var publish = await run.Admin.PostAsync($"{procedure}/publish?env=dev", null);
@@ -259,7 +268,10 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
                     var execute = await run.Admin.PostAsJsonAsync($"{procedure}/execute?env=dev", new { timeoutSeconds = 5 });
                     await ExpectAsync(execute, HttpStatusCode.OK, HttpStatusCode.BadRequest, HttpStatusCode.UnprocessableEntity);
                     executed = execute.StatusCode;
-                    if (draft.Control) Assert.True(execute.StatusCode == HttpStatusCode.OK, Context($"the control did not execute ({(int)execute.StatusCode})"));
+                    if (draft.Control)
+                    {
+                        Assert.True(execute.StatusCode == HttpStatusCode.OK, Context($"the control did not execute ({(int)execute.StatusCode})"));
+                    }
                 }
                 else if (draft.Control)
                 {
@@ -287,12 +299,14 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
                 reachedServer = true;
                 var shape = PostgresWorkspaceProvider.DraftShape.Unchecked(draft.Sql, draft.Name);
                 var validation = await run.Databases.RunAsync(run.Target, WorkspaceCredential.Deploy,
-                    (lease, ct) => run.Provider.ValidateOnServerAsync((NpgsqlConnection)lease.Connection, draft.Name, draft.Sql, shape, ct), CancellationToken.None);
+                    (lease, ct) => run.Provider.ValidateOnServerAsync((NpgsqlConnection)lease.Connection, draft.Name, draft.Sql, shape, ct),
+                    CancellationToken.None);
                 var outcome = validation.IsValid ? "valid" : validation.Errors[0].Message[..Math.Min(5, validation.Errors[0].Message.Length)];
                 try
                 {
                     await run.Databases.RunAsync(run.Target, WorkspaceCredential.Deploy,
-                        (lease, ct) => run.Provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, draft.Name, draft.Sql, shape, "adversary", ct),
+                        (lease, ct) => run.Provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, draft.Name, draft.Sql, shape,
+                            "adversary", ct),
                         CancellationToken.None);
                     outcome += ", deployed";
                 }
@@ -336,7 +350,8 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
     {
         var body = await response.Content.ReadAsStringAsync();
         Assert.True((int)response.StatusCode < 500, $"{(int)response.StatusCode}: {body}");
-        Assert.True(allowed.Contains(response.StatusCode), $"expected {string.Join(" or ", allowed.Select(s => (int)s))}, got {(int)response.StatusCode}: {body}");
+        Assert.True(allowed.Contains(response.StatusCode),
+            $"expected {string.Join(" or ", allowed.Select(s => (int)s))}, got {(int)response.StatusCode}: {body}");
         return body.Length == 0 ? default : JsonDocument.Parse(body).RootElement.Clone();
     }
 
@@ -347,7 +362,8 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
             SELECT concat_ws(' ', 'pg_class (system)', md5(string_agg(concat_ws(' ', c.oid, c.relname, c.relowner, c.relacl), ',' ORDER BY c.oid)))
             FROM pg_class c WHERE c.oid < 16384
             UNION ALL
-            SELECT concat_ws(' ', 'pg_proc (system)', md5(string_agg(concat_ws(' ', p.oid, p.proname, p.proowner, p.prosecdef, p.proacl), ',' ORDER BY p.oid)))
+            SELECT concat_ws(' ', 'pg_proc (system)',
+                             md5(string_agg(concat_ws(' ', p.oid, p.proname, p.proowner, p.prosecdef, p.proacl), ',' ORDER BY p.oid)))
             FROM pg_proc p WHERE p.oid < 16384
             """, connection);
         await using var reader = await command.ExecuteReaderAsync();
@@ -358,8 +374,9 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
 
     /// <summary>
     /// Everything a draft must not change, as one row per object, in one round trip: user objects in detail (the system
-    /// catalogs' own rows are compared at the start and the end, <see cref="SystemDigestAsync"/>). The drafts' own routines (and their deployment records) are left out:
-    /// they are the one thing a draft may change, and only as non-SECURITY DEFINER routines (counted separately).
+    /// catalogs' own rows are compared at the start and the end, <see cref="SystemDigestAsync"/>). The drafts' own
+    /// routines (and their deployment records) are left out: they are the one thing a draft may change, and only as
+    /// non-SECURITY DEFINER routines (counted separately).
     /// </summary>
     private static async Task<HashSet<string>> SnapshotAsync(NpgsqlConnection connection, bool strictSharedCatalogs, string markerPrefix)
     {
@@ -401,7 +418,8 @@ public sealed class PostgresAdversarialDraftTests(AdversarialServerFixture fixtu
             UNION ALL
             SELECT concat_ws(' ', 'tcstudio_schema_migrations', m.version, m.checksum) FROM tcstudio.tcstudio_schema_migrations m
             UNION ALL
-            SELECT concat_ws(' ', 'procedure_deployments', d.id, d.procedure) FROM tcstudio.procedure_deployments d WHERE NOT (lower(d.procedure) = ANY ($1))
+            SELECT concat_ws(' ', 'procedure_deployments', d.id, d.procedure) FROM tcstudio.procedure_deployments d
+            WHERE NOT (lower(d.procedure) = ANY ($1))
             """;
         await using var command = new NpgsqlCommand(Sql, connection);
         command.Parameters.Add(new NpgsqlParameter { Value = AdversarialDrafts.Names });

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TcStudio.Api.Procedures;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.WorkspaceDatabases;
 using TcStudio.WorkspaceDatabases.Postgres;
@@ -25,12 +26,7 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
     {
         var owner = await api.AdminAsync();
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(owner, prefix);
-        var username = $"{prefix}-member-{Guid.NewGuid():N}"[..24];
-        var member = await api.NewUserClientAsync(username);
-        await api.ExecuteAsync($"""
-            INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
-            SELECT w.id, u.id, 'Member', now() FROM workspaces w, users u WHERE w.slug = '{slug}' AND u.username = '{username}'
-            """);
+        var member = await api.NewMemberClientAsync(slug, "Member", $"{prefix}-member");
         return (owner, member, slug, database);
     }
 
@@ -49,21 +45,22 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
 
         foreach (var name in new[] { "g", "h" })
         {
-            var statically = await HttpAssert.JsonAsync(await member.PostAsync($"/api/workspaces/{slug}/procedures/{name}/validate?dialect=postgres", null));
-            Assert.False(statically.GetProperty("valid").GetBoolean(), statically.ToString());
-            Assert.Contains("exactly one statement", statically.GetProperty("errors")[0].GetProperty("message").GetString());
+            var statically = await ProcedureCalls.ValidateAsync(member, slug, name, "dialect=postgres");
+            Assert.False(statically.Valid);
+            Assert.Contains("exactly one statement", statically.Errors[0].Message);
 
             // Against the environment: a verdict (never a 5xx), naming the problem, without the owner role's name.
             var response = await member.PostAsync($"/api/workspaces/{slug}/procedures/{name}/validate?env=dev", null);
             var body = await response.Content.ReadAsStringAsync();
             Assert.True(response.StatusCode == HttpStatusCode.OK, $"{(int)response.StatusCode}: {body}");
-            var verdict = System.Text.Json.JsonDocument.Parse(body).RootElement;
-            Assert.False(verdict.GetProperty("valid").GetBoolean(), body);
-            Assert.Contains("exactly one statement", verdict.GetProperty("errors")[0].GetProperty("message").GetString());
+            var verdict = System.Text.Json.JsonSerializer.Deserialize<ValidationResponse>(body, HttpAssert.ResponseJson)!;
+            Assert.False(verdict.Valid, body);
+            Assert.Contains("exactly one statement", verdict.Errors[0].Message);
             Assert.DoesNotContain(ownerRole, body, StringComparison.OrdinalIgnoreCase);
 
             // Publishing (which a Member may not do, and the owner may) is a 4xx naming it too.
-            await HttpAssert.ProblemAsync(await member.PostAsync($"/api/workspaces/{slug}/procedures/{name}/publish?env=dev", null), HttpStatusCode.Forbidden);
+            await HttpAssert.ProblemAsync(await member.PostAsync($"/api/workspaces/{slug}/procedures/{name}/publish?env=dev", null),
+                HttpStatusCode.Forbidden);
             var refused = await HttpAssert.ProblemAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/{name}/publish?env=dev", null),
                 HttpStatusCode.UnprocessableEntity);
             Assert.Contains("exactly one statement", refused.GetProperty("errors")[0].GetProperty("message").GetString());
@@ -75,12 +72,14 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM tcstudio.procedure_deployments"));
     }
 
-    private async Task<(WorkspaceDatabaseService Databases, WorkspaceTarget Target, PostgresWorkspaceProvider Provider)> BelowTheApiAsync(string slug, string database)
+    private async Task<(WorkspaceDatabaseService Databases, WorkspaceTarget Target, PostgresWorkspaceProvider Provider)> BelowTheApiAsync(string slug,
+        string database)
     {
         var databases = api.Factory.Services.GetRequiredService<WorkspaceDatabaseService>();
         var workspaceId = await api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
         var provider = api.Factory.Services.GetServices<IWorkspaceDatabaseProvider>().OfType<PostgresWorkspaceProvider>().Single();
-        var environmentId = await api.ScalarAsync<Guid>("SELECT id FROM workspace_environments WHERE workspace_id = @w AND name = 'dev'", ("w", workspaceId));
+        var environmentId = await api.ScalarAsync<Guid>("SELECT id FROM workspace_environments WHERE workspace_id = @w AND name = 'dev'",
+            ("w", workspaceId));
         return (databases, new WorkspaceTarget(workspaceId, slug, "dev", "local", database, environmentId), provider);
     }
 
@@ -129,7 +128,8 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
                 (lease, ct) => provider.ValidateOnServerAsync((NpgsqlConnection)lease.Connection, "g", draft, shape, ct), CancellationToken.None);
             Assert.Contains("did not create or replace 'g'", Assert.Single(validation.Errors).Message);
             var refused = await Assert.ThrowsAsync<WorkspaceDraftRefusedException>(() => databases.RunAsync(target, WorkspaceCredential.Deploy,
-                (lease, ct) => provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, "g", draft, shape, "test", ct), CancellationToken.None));
+                (lease, ct) => provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, "g", draft, shape, "test", ct),
+                CancellationToken.None));
             Assert.Equal(422, TcStudio.Api.Infrastructure.ApiExceptionHandler.StatusOf(refused));
         }
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_class WHERE relname = 'pwned'"));
@@ -141,11 +141,13 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
     {
         using var owner = await api.AdminAsync();
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(owner, "definer");
-        const string Definer = "CREATE FUNCTION elevate() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN CREATE TABLE pwned(x int); END $$;";
+        const string Definer =
+            "CREATE FUNCTION elevate() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN CREATE TABLE pwned(x int); END $$;";
         await WorkspaceApiFixture.CreateProcedureAsync(owner, slug, "elevate", Definer);
-        var statically = await HttpAssert.JsonAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/elevate/validate?dialect=postgres", null));
-        Assert.Contains("SECURITY DEFINER", statically.GetProperty("errors")[0].GetProperty("message").GetString());
-        await HttpAssert.ProblemAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/elevate/publish?env=dev", null), HttpStatusCode.UnprocessableEntity);
+        var statically = await ProcedureCalls.ValidateAsync(owner, slug, "elevate", "dialect=postgres");
+        Assert.Contains("SECURITY DEFINER", statically.Errors[0].Message);
+        await HttpAssert.ProblemAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/elevate/publish?env=dev", null),
+            HttpStatusCode.UnprocessableEntity);
 
         // Below the static check (as if it missed the words), the catalog says what the server made of them.
         var (databases, target, provider) = await BelowTheApiAsync(slug, database);
@@ -155,7 +157,8 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
             (lease, ct) => provider.ValidateOnServerAsync((NpgsqlConnection)lease.Connection, "elevate", text, shape, ct), CancellationToken.None);
         Assert.Contains("SECURITY DEFINER is not allowed", Assert.Single(validation.Errors).Message);
         var refused = await Assert.ThrowsAsync<WorkspaceDraftRefusedException>(() => databases.RunAsync(target, WorkspaceCredential.Deploy,
-            (lease, ct) => provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, "elevate", text, shape, "test", ct), CancellationToken.None));
+            (lease, ct) => provider.DeployOnServerAsync((NpgsqlConnection)lease.Connection, "elevate", text, shape, "test", ct),
+            CancellationToken.None));
         Assert.Contains("SECURITY DEFINER", refused.Message);
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_proc WHERE proname = 'elevate'"));
     }
@@ -172,12 +175,11 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
                 SELECT CASE WHEN n IS NULL THEN 0 ELSE n * 2 END;
             END;
             """);
-        var valid = await HttpAssert.JsonAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/twice/validate?env=dev", null));
-        Assert.True(valid.GetProperty("valid").GetBoolean(), valid.ToString());
-        await HttpAssert.JsonAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/twice/publish?env=dev", null));
-        var result = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/twice/execute?env=dev",
-            new { parameters = new { n = 21 } }));
-        Assert.Equal(42, result.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt32());
+        var valid = await ProcedureCalls.ValidateAsync(owner, slug, "twice");
+        Assert.True(valid.Valid, string.Join("; ", valid.Errors));
+        await ProcedureCalls.PublishAsync(owner, slug, "twice");
+        var result = await ProcedureCalls.ExecutedAsync(owner, slug, "twice", new { parameters = new { n = 21 } });
+        Assert.Equal(42, result.ResultSets[0].Cell(0, 0).GetInt32());
     }
 
     [Fact]
@@ -186,8 +188,9 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
         using var owner = await api.AdminAsync();
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(owner, "scrub");
         var ownerRole = await OwnerRoleAsync(database);
-        await WorkspaceApiFixture.CreateProcedureAsync(owner, slug, "who", "CREATE FUNCTION who() RETURNS int LANGUAGE sql AS $$ SELECT current_user::int $$;");
-        await HttpAssert.JsonAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/who/publish?env=dev", null));
+        await WorkspaceApiFixture.CreateProcedureAsync(owner, slug, "who",
+            "CREATE FUNCTION who() RETURNS int LANGUAGE sql AS $$ SELECT current_user::int $$;");
+        await ProcedureCalls.PublishAsync(owner, slug, "who");
         var failed = await HttpAssert.ProblemAsync(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/who/execute?env=dev", new { }),
             HttpStatusCode.UnprocessableEntity);
         var detail = failed.GetProperty("detail").GetString()!;
@@ -211,11 +214,11 @@ public sealed class PostgresDraftIsolationTests(WorkspaceApiFixture api) : IClas
                        interval '1 day 2 hours', 1e40::numeric, 'NaN'::float8, gen_random_uuid()
             $$;
             """);
-        await HttpAssert.JsonAsync(await owner.PostAsync($"/api/workspaces/{slug}/procedures/exotic/publish?env=dev", null));
-        var result = await HttpAssert.JsonAsync(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/exotic/execute?env=dev", new { }));
-        var row = result.GetProperty("resultSets")[0].GetProperty("rows")[0];
-        Assert.Equal(17, row.GetArrayLength());
-        Assert.Equal("1" + new string('0', 40), row[14].GetString()); // beyond decimal: its digits, not a 500
-        Assert.Equal("NaN", row[15].GetString());
+        await ProcedureCalls.PublishAsync(owner, slug, "exotic");
+        var result = await ProcedureCalls.ExecutedAsync(owner, slug, "exotic", new { });
+        var set = result.ResultSets[0];
+        Assert.Equal(17, set.Rows[0].Length);
+        Assert.Equal("1" + new string('0', 40), set.Cell(0, 14).GetString()); // beyond decimal: its digits, not a 500
+        Assert.Equal("NaN", set.Cell(0, 15).GetString());
     }
 }

@@ -1,43 +1,38 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
+using TcStudio.Api.Procedures;
 using TcStudio.Tests.Infrastructure;
+using static TcStudio.Tests.Procedures.ProcedureCalls;
 
 namespace TcStudio.Tests.Procedures;
 
 /// <summary>Stored-procedure drafts: CRUD with ETags, case-insensitive names, full-text search, bad input, activity.</summary>
 public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixture>
 {
-    private static string NewSlug(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..20];
-
-    private async Task<string> NewWorkspaceAsync(HttpClient owner, string prefix)
-    {
-        var slug = NewSlug(prefix);
-        Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/workspaces", new { name = prefix, slug })).StatusCode);
-        return slug;
-    }
-
     private Task<long> ActivitiesAsync(string slug, string action) => api.ScalarAsync<long>(
-        "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = @a", ("s", slug), ("a", action));
+        "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = @a", ("s", slug),
+        ("a", action));
 
     [Fact]
     public async Task A_draft_is_created_read_updated_with_its_etag_and_a_stale_etag_is_412()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user, "drafts");
+        var slug = (await ApiFixture.NewWorkspaceAsync(user, "drafts")).Slug;
 
-        var created = await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "dbo.GetOrders", sql = "CREATE PROCEDURE dbo.GetOrders AS SELECT 1;" });
-        var body = await HttpAssert.JsonAsync(created, HttpStatusCode.Created);
+        var created = await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+            new { name = "dbo.GetOrders", sql = "CREATE PROCEDURE dbo.GetOrders AS SELECT 1;" });
+        var body = await HttpAssert.ReadAsync<ProcedureDraft>(created, HttpStatusCode.Created);
         Assert.Equal($"/api/workspaces/{slug}/procedures/dbo.GetOrders", created.Headers.Location?.ToString());
-        Assert.Equal("draft", body.GetProperty("status").GetString());
+        Assert.Equal("draft", body.Status);
         var etag = created.Headers.ETag!;
 
         // Names are case-insensitive on the way in and on lookup.
         var fetched = await user.GetAsync($"/api/workspaces/{slug}/procedures/DBO.getorders");
-        var fetchedBody = await HttpAssert.JsonAsync(fetched);
+        var fetchedBody = await HttpAssert.ReadAsync<ProcedureDetails>(fetched);
         Assert.Equal(etag, fetched.Headers.ETag);
-        Assert.Equal("dbo.GetOrders", fetchedBody.GetProperty("name").GetString());
-        Assert.Equal(0, fetchedBody.GetProperty("environments").GetArrayLength());
+        Assert.Equal("dbo.GetOrders", fetchedBody.Name);
+        Assert.Empty(fetchedBody.Environments);
 
         var update = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/dbo.GetOrders")
         {
@@ -45,9 +40,9 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         };
         update.Headers.IfMatch.Add(etag);
         var updated = await user.SendAsync(update);
-        var updatedBody = await HttpAssert.JsonAsync(updated);
+        var updatedBody = await HttpAssert.ReadAsync<ProcedureDraft>(updated);
         Assert.NotEqual(etag, updated.Headers.ETag);
-        Assert.Contains("SELECT 2", updatedBody.GetProperty("sql").GetString());
+        Assert.Contains("SELECT 2", updatedBody.Sql);
 
         var stale = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/dbo.GetOrders")
         {
@@ -76,25 +71,26 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task Search_uses_the_full_text_index_and_status_filters_and_pages()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user, "search");
+        var slug = (await ApiFixture.NewWorkspaceAsync(user, "search")).Slug;
         await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "monthly_revenue", sql = "SELECT sum(amount) FROM invoices" });
         await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "list_customers", sql = "SELECT * FROM customers" });
-        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "late_invoices", sql = "SELECT * FROM invoices WHERE due < now()" });
+        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+            new { name = "late_invoices", sql = "SELECT * FROM invoices WHERE due < now()" });
         await api.ExecuteAsync($"""
             UPDATE stored_procedures SET status = 'published', sql_published = sql_draft, published_at = now()
             WHERE name = 'list_customers' AND workspace_id = (SELECT id FROM workspaces WHERE slug = '{slug}')
             """);
 
-        var invoices = await HttpAssert.JsonAsync(await user.GetAsync($"/api/workspaces/{slug}/procedures?search=invoices"));
-        Assert.Equal(["late_invoices", "monthly_revenue"], invoices.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("name").GetString()).Order());
-        var published = await HttpAssert.JsonAsync(await user.GetAsync($"/api/workspaces/{slug}/procedures?status=published"));
-        Assert.Equal("list_customers", Assert.Single(published.GetProperty("items").EnumerateArray()).GetProperty("name").GetString());
-        var odd = await HttpAssert.JsonAsync(await user.GetAsync($"/api/workspaces/{slug}/procedures?search=" + Uri.EscapeDataString("\"unclosed -( or &&")));
-        Assert.Equal(0, odd.GetProperty("totalCount").GetInt32());
+        var invoices = await ListAsync(user, slug, "search=invoices");
+        Assert.Equal(["late_invoices", "monthly_revenue"], invoices.Items.Select(i => i.Name).Order());
+        var published = await ListAsync(user, slug, "status=published");
+        Assert.Equal("list_customers", Assert.Single(published.Items).Name);
+        var odd = await ListAsync(user, slug, "search=" + Uri.EscapeDataString("\"unclosed -( or &&"));
+        Assert.Equal(0, odd.TotalCount);
 
-        var page = await HttpAssert.JsonAsync(await user.GetAsync($"/api/workspaces/{slug}/procedures?page=2&pageSize=2"));
-        Assert.Equal(3, page.GetProperty("totalCount").GetInt32());
-        Assert.Equal("monthly_revenue", Assert.Single(page.GetProperty("items").EnumerateArray()).GetProperty("name").GetString());
+        var page = await ListAsync(user, slug, "page=2&pageSize=2");
+        Assert.Equal(3, page.TotalCount);
+        Assert.Equal("monthly_revenue", Assert.Single(page.Items).Name);
 
         Assert.Contains("ix_stored_procedures_workspace_id_search_vector", await api.ScalarAsync<string>($"""
             SELECT string_agg(indexname, ',') FROM pg_indexes WHERE tablename = 'stored_procedures'
@@ -106,15 +102,15 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task Listing_issues_the_same_number_of_commands_whatever_the_page_size()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user, "nplus-procs");
+        var slug = (await ApiFixture.NewWorkspaceAsync(user, "nplus-procs")).Slug;
         for (var i = 0; i < 6; i++) await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = $"p{i}", sql = "select 1" });
         await user.GetAsync($"/api/workspaces/{slug}/procedures?search=select");
 
         using var counter = new DatabaseCommandCounter(api.DatabaseName);
-        await HttpAssert.JsonAsync(await user.GetAsync($"/api/workspaces/{slug}/procedures?pageSize=1&search=select"));
+        await ListAsync(user, slug, "pageSize=1&search=select");
         var small = counter.Commands.Count;
         counter.Reset();
-        await HttpAssert.JsonAsync(await user.GetAsync($"/api/workspaces/{slug}/procedures?pageSize=200&search=select"));
+        await ListAsync(user, slug, "pageSize=200&search=select");
         Assert.Equal(small, counter.Commands.Count);
         Assert.InRange(small, 1, 3);
     }
@@ -150,17 +146,17 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         using var owner = await api.NewUserClientAsync("procs-owner");
         using var viewer = await api.NewUserClientAsync("procs-viewer");
         using var outsider = await api.NewUserClientAsync("procs-outsider");
-        var slug = await NewWorkspaceAsync(owner, "perm-procs");
+        var slug = (await ApiFixture.NewWorkspaceAsync(owner, "perm-procs")).Slug;
         await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "visible", sql = "select 1" });
-        await api.ExecuteAsync($"""
-            INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
-            SELECT w.id, u.id, 'Viewer', now() FROM workspaces w, users u WHERE w.slug = '{slug}' AND u.username = 'procs-viewer'
-            """);
+        await api.AddMemberByHandAsync(slug, "procs-viewer", "Viewer");
 
-        await HttpAssert.JsonAsync(await viewer.GetAsync($"/api/workspaces/{slug}/procedures/visible"));
-        await HttpAssert.ProblemAsync(await viewer.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "nope", sql = "x" }), HttpStatusCode.Forbidden);
-        await HttpAssert.ProblemAsync(await viewer.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/visible", new { sql = "x" }), HttpStatusCode.Forbidden);
-        await HttpAssert.ProblemAsync(await viewer.PostAsync($"/api/workspaces/{slug}/procedures/visible/publish?env=dev", null), HttpStatusCode.Forbidden);
+        await DetailsAsync(viewer, slug, "visible");
+        await HttpAssert.ProblemAsync(await viewer.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "nope", sql = "x" }),
+            HttpStatusCode.Forbidden);
+        await HttpAssert.ProblemAsync(await viewer.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/visible", new { sql = "x" }),
+            HttpStatusCode.Forbidden);
+        await HttpAssert.ProblemAsync(await viewer.PostAsync($"/api/workspaces/{slug}/procedures/visible/publish?env=dev", null),
+            HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await outsider.GetAsync($"/api/workspaces/{slug}/procedures"), HttpStatusCode.NotFound);
         await HttpAssert.ProblemAsync(await owner.GetAsync($"/api/workspaces/{slug}/procedures/missing"), HttpStatusCode.NotFound);
         await HttpAssert.ProblemAsync(await owner.GetAsync($"/api/workspaces/{slug}/procedures/not%20a%20name"), HttpStatusCode.NotFound);
@@ -170,19 +166,21 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
     public async Task A_tsql_draft_is_validated_statically_without_any_database()
     {
         using var user = await api.UserAsync();
-        var slug = await NewWorkspaceAsync(user, "tsql-static");
-        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "dbo.Report", sql = "CREATE PROCEDURE dbo.Report AS\nBEGIN\n  SELECT 1;\n  EXEC xp_cmdshell 'dir';\nEND" });
-        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "dbo.Fine", sql = "CREATE PROCEDURE dbo.Fine @Id int AS SELECT @Id AS Id;" });
+        var slug = (await ApiFixture.NewWorkspaceAsync(user, "tsql-static")).Slug;
+        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+            new { name = "dbo.Report", sql = "CREATE PROCEDURE dbo.Report AS\nBEGIN\n  SELECT 1;\n  EXEC xp_cmdshell 'dir';\nEND" });
+        await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+            new { name = "dbo.Fine", sql = "CREATE PROCEDURE dbo.Fine @Id int AS SELECT @Id AS Id;" });
 
-        var refused = await HttpAssert.JsonAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Report/validate?dialect=tsql", null));
-        Assert.False(refused.GetProperty("valid").GetBoolean());
-        Assert.Equal("tsql", refused.GetProperty("dialect").GetString());
-        var error = Assert.Single(refused.GetProperty("errors").EnumerateArray());
-        Assert.Equal(4, error.GetProperty("line").GetInt32());
-        Assert.Contains("xp_cmdshell", error.GetProperty("message").GetString());
+        var refused = await ValidateAsync(user, slug, "dbo.Report", "dialect=tsql");
+        Assert.False(refused.Valid);
+        Assert.Equal("tsql", refused.Dialect);
+        var error = Assert.Single(refused.Errors);
+        Assert.Equal(4, error.Line);
+        Assert.Contains("xp_cmdshell", error.Message);
 
-        var fine = await HttpAssert.JsonAsync(await user.PostAsync($"/api/workspaces/{slug}/procedures/dbo.Fine/validate?dialect=tsql", null));
-        Assert.True(fine.GetProperty("valid").GetBoolean());
-        Assert.Equal(0, fine.GetProperty("errors").GetArrayLength());
+        var fine = await ValidateAsync(user, slug, "dbo.Fine", "dialect=tsql");
+        Assert.True(fine.Valid);
+        Assert.Empty(fine.Errors);
     }
 }

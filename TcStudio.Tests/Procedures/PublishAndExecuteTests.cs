@@ -1,7 +1,10 @@
 using System.Net;
 using System.Net.Http.Json;
-using System.Text.Json;
+using TcStudio.Api.Environments;
+using TcStudio.Api.Procedures;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.WorkspaceDatabases;
+using static TcStudio.Tests.Procedures.ProcedureCalls;
 
 namespace TcStudio.Tests.Procedures;
 
@@ -24,29 +27,28 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "pub-exec");
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "report.orders_between", Orders);
 
-        var validation = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/report.orders_between/validate?env=dev", null));
-        Assert.True(validation.GetProperty("valid").GetBoolean(), validation.ToString());
-        var statically = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/report.orders_between/validate?dialect=postgres", null));
-        Assert.True(statically.GetProperty("valid").GetBoolean(), statically.ToString());
+        var validation = await ValidateAsync(admin, slug, "report.orders_between");
+        Assert.True(validation.Valid, string.Join("; ", validation.Errors));
+        var statically = await ValidateAsync(admin, slug, "report.orders_between", "dialect=postgres");
+        Assert.True(statically.Valid, string.Join("; ", statically.Errors));
 
-        var published = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/report.orders_between/publish?env=dev", null));
-        Assert.Equal("dev", published.GetProperty("environment").GetString());
+        var published = await PublishAsync(admin, slug, "report.orders_between");
+        Assert.Equal("dev", published.Environment);
 
-        var result = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync(
-            $"/api/workspaces/{slug}/procedures/report.orders_between/execute?env=dev", new { parameters = new { first_id = 3, last_id = "5" }, maxRows = 2 }));
-        var set = Assert.Single(result.GetProperty("resultSets").EnumerateArray());
-        Assert.Equal(["id", "label", "amount"], set.GetProperty("columns").EnumerateArray().Select(c => c.GetProperty("name").GetString()));
-        Assert.Equal("integer", set.GetProperty("columns")[0].GetProperty("type").GetString());
-        Assert.Equal(2, set.GetProperty("rows").GetArrayLength());
-        Assert.Equal(3, set.GetProperty("rows")[0][0].GetInt32());
-        Assert.Equal("order 3", set.GetProperty("rows")[0][1].GetString());
-        Assert.True(result.GetProperty("truncated").GetBoolean());
+        var result = await ExecutedAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 3, last_id = "5" }, maxRows = 2 });
+        var set = Assert.Single(result.ResultSets);
+        Assert.Equal(["id", "label", "amount"], set.ColumnNames());
+        Assert.Equal("integer", set.Columns[0].Type);
+        Assert.Equal(2, set.Rows.Count);
+        Assert.Equal(3, set.Cell(0, 0).GetInt32());
+        Assert.Equal("order 3", set.Cell(0, 1).GetString());
+        Assert.True(result.Truncated);
 
-        var details = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/procedures/report.orders_between"));
-        var dev = Assert.Single(details.GetProperty("environments").EnumerateArray());
-        Assert.Equal("deployed", dev.GetProperty("state").GetString());
-        Assert.True(dev.GetProperty("matchesDraft").GetBoolean());
-        Assert.Equal("published", details.GetProperty("status").GetString());
+        var details = await DetailsAsync(admin, slug, "report.orders_between");
+        var dev = Assert.Single(details.Environments);
+        Assert.Equal("deployed", dev.State);
+        Assert.True(dev.MatchesDraft);
+        Assert.Equal("published", details.Status);
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM tcstudio.procedure_deployments"));
     }
 
@@ -80,12 +82,6 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         $$;
         """;
 
-    private static async Task<JsonElement> PublishAsync(HttpClient client, string slug, string name, string env = "dev") =>
-        await HttpAssert.JsonAsync(await client.PostAsync($"/api/workspaces/{slug}/procedures/{name}/publish?env={env}", null));
-
-    private static Task<HttpResponseMessage> ExecuteAsync(HttpClient client, string slug, string name, object body, string env = "dev") =>
-        client.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/{name}/execute?env={env}", body);
-
     [Fact]
     public async Task A_procedure_returns_output_parameters_and_one_result_set_per_refcursor()
     {
@@ -96,23 +92,21 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         await PublishAsync(admin, slug, "order_summary");
         await PublishAsync(admin, slug, "dashboards");
 
-        var result = await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "order_summary", new { parameters = new { customer = "acme", total = 7.5 } }));
-        Assert.Equal(50.0m, result.GetProperty("outputParameters").GetProperty("total").GetDecimal());
-        Assert.Equal(3, result.GetProperty("outputParameters").GetProperty("line_count").GetInt32());
-        var sets = result.GetProperty("resultSets").EnumerateArray().ToList();
-        Assert.Equal(2, sets.Count);
-        Assert.Equal(["line_no", "item"], sets[0].GetProperty("columns").EnumerateArray().Select(c => c.GetProperty("name").GetString()));
-        Assert.Equal("acme-3", sets[0].GetProperty("rows")[2][1].GetString());
-        Assert.Equal("thanks, acme", sets[1].GetProperty("rows")[0][0].GetString());
-        Assert.False(result.GetProperty("truncated").GetBoolean());
+        var result = await ExecutedAsync(admin, slug, "order_summary", new { parameters = new { customer = "acme", total = 7.5 } });
+        Assert.Equal(50.0m, result.Output("total").GetDecimal());
+        Assert.Equal(3, result.Output("line_count").GetInt32());
+        Assert.Equal(2, result.ResultSets.Count);
+        Assert.Equal(["line_no", "item"], result.ResultSets[0].ColumnNames());
+        Assert.Equal("acme-3", result.ResultSets[0].Cell(2, 1).GetString());
+        Assert.Equal("thanks, acme", result.ResultSets[1].Cell(0, 0).GetString());
+        Assert.False(result.Truncated);
 
-        var functionSets = await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "dashboards", new { parameters = new { top_n = 4 }, maxRows = 3 }));
-        var both = functionSets.GetProperty("resultSets").EnumerateArray().ToList();
-        Assert.Equal(2, both.Count);
-        Assert.Equal(3, both[0].GetProperty("rows").GetArrayLength());
-        Assert.Equal(0, both[1].GetProperty("rows").GetArrayLength()); // the row cap counts across result sets
-        Assert.Equal("today", both[1].GetProperty("columns")[0].GetProperty("name").GetString());
-        Assert.True(functionSets.GetProperty("truncated").GetBoolean());
+        var functionSets = await ExecutedAsync(admin, slug, "dashboards", new { parameters = new { top_n = 4 }, maxRows = 3 });
+        Assert.Equal(2, functionSets.ResultSets.Count);
+        Assert.Equal(3, functionSets.ResultSets[0].Rows.Count);
+        Assert.Empty(functionSets.ResultSets[1].Rows); // the row cap counts across result sets
+        Assert.Equal("today", functionSets.ResultSets[1].Columns[0].Name);
+        Assert.True(functionSets.Truncated);
     }
 
     [Fact]
@@ -128,11 +122,13 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
             await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = "three" } }), "parameters.first_id");
         Assert.Contains("integer", notANumber.ToString());
         await HttpAssert.ValidationProblemAsync(
-            await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 1, drop_table = "x" } }), "parameters.drop_table");
+            await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 1, drop_table = "x" } }),
+            "parameters.drop_table");
         await HttpAssert.ValidationProblemAsync(
             await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { last_id = 4 } }), "parameters.first_id");
         await HttpAssert.ValidationProblemAsync(
-            await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 1 }, timeoutSeconds = 0 }), "timeoutSeconds");
+            await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 1 }, timeoutSeconds = 0 }),
+            "timeoutSeconds");
         await HttpAssert.ValidationProblemAsync(
             await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 1 }, maxRows = 0 }), "maxRows");
 
@@ -140,8 +136,8 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         await HttpAssert.ValidationProblemAsync(await ExecuteAsync(admin, slug, "report.orders_between",
             new { parameters = new { first_id = "1); DROP SCHEMA tcstudio CASCADE; --" } }), "parameters.first_id");
 
-        var defaults = await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 9 } }));
-        Assert.Equal(2, defaults.GetProperty("resultSets")[0].GetProperty("rows").GetArrayLength()); // last_id defaults to 10
+        var defaults = await ExecutedAsync(admin, slug, "report.orders_between", new { parameters = new { first_id = 9 } });
+        Assert.Equal(2, defaults.ResultSets[0].Rows.Count); // last_id defaults to 10
 
         var executed = await api.ColumnAsync("SELECT details::text FROM activities WHERE action = 'procedure.executed' ORDER BY created_at");
         Assert.True(executed.Count > before);
@@ -179,12 +175,14 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         Assert.Equal("dev", error.GetProperty("environment").GetString());
 
         var started = System.Diagnostics.Stopwatch.StartNew();
-        var timeout = await HttpAssert.ProblemAsync(await ExecuteAsync(admin, slug, "slow", new { parameters = new { seconds = 30 }, timeoutSeconds = 1 }),
+        var timeout = await HttpAssert.ProblemAsync(await ExecuteAsync(admin, slug, "slow",
+            new { parameters = new { seconds = 30 }, timeoutSeconds = 1 }),
             HttpStatusCode.GatewayTimeout);
         Assert.InRange(started.Elapsed.TotalSeconds, 0.9, 10);
         Assert.Contains("timeout", timeout.GetProperty("detail").GetString());
         // A timeout is the statement's, not the environment's: it stays healthy.
-        Assert.Equal("ready", (await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"))).GetProperty("status").GetString());
+        var status = await HttpAssert.ReadAsync<EnvironmentStatusResponse>(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
+        Assert.Equal("ready", status.Status);
         Assert.Contains("\"outcome\": \"timed_out\"", await api.ScalarAsync<string>(
             "SELECT details::text FROM activities WHERE action = 'procedure.executed' AND details->>'name' = 'slow'"));
     }
@@ -194,7 +192,8 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
     {
         using var admin = await api.AdminAsync();
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "cancel");
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "nap", "CREATE FUNCTION nap() RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(30) $$;");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "nap",
+            "CREATE FUNCTION nap() RETURNS void LANGUAGE sql AS $$ SELECT pg_sleep(30) $$;");
         await PublishAsync(admin, slug, "nap");
 
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1.5));
@@ -206,8 +205,7 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         do
         {
             await Task.Delay(200);
-            running = await api.WorkspaceScalarAsync<long>(database,
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%nap()%' AND state = 'active' AND pid <> pg_backend_pid()");
+            running = await api.RunningStatementsAsync(database, "nap()");
         }
         while (running > 0 && DateTime.UtcNow < deadline);
         Assert.Equal(0L, running);
@@ -225,20 +223,21 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
             END;
             $$;
             """);
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "two_things", "CREATE FUNCTION two_things() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\nCOPY (SELECT 1) TO PROGRAM 'id';");
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "misnamed", "CREATE FUNCTION other_name() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "two_things",
+            "CREATE FUNCTION two_things() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\nCOPY (SELECT 1) TO PROGRAM 'id';");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "misnamed",
+            "CREATE FUNCTION other_name() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "not_a_routine", "DROP SCHEMA tcstudio CASCADE");
 
-        var broken = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/broken/validate?env=dev", null));
-        Assert.False(broken.GetProperty("valid").GetBoolean());
-        var error = broken.GetProperty("errors")[0];
-        Assert.Equal(3, error.GetProperty("line").GetInt32());
-        Assert.StartsWith("42601:", error.GetProperty("message").GetString());
+        var broken = await ValidateAsync(admin, slug, "broken");
+        Assert.False(broken.Valid);
+        Assert.Equal(3, broken.Errors[0].Line);
+        Assert.StartsWith("42601:", broken.Errors[0].Message);
 
-        var two = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/two_things/validate?dialect=postgres", null));
-        Assert.Equal(2, two.GetProperty("errors")[0].GetProperty("line").GetInt32());
-        var misnamed = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/misnamed/validate?env=dev", null));
-        Assert.Contains("must match", misnamed.GetProperty("errors")[0].GetProperty("message").GetString());
+        var two = await ValidateAsync(admin, slug, "two_things", "dialect=postgres");
+        Assert.Equal(2, two.Errors[0].Line);
+        var misnamed = await ValidateAsync(admin, slug, "misnamed");
+        Assert.Contains("must match", misnamed.Errors[0].Message);
 
         foreach (var name in new[] { "broken", "two_things", "misnamed", "not_a_routine" })
         {
@@ -247,12 +246,15 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
             Assert.True(refused.GetProperty("errors").GetArrayLength() > 0);
         }
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM tcstudio.procedure_deployments"));
-        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_proc WHERE proname IN ('broken', 'two_things', 'other_name')"));
+        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database,
+            "SELECT count(*) FROM pg_proc WHERE proname IN ('broken', 'two_things', 'other_name')"));
         Assert.Equal("draft", await api.ScalarAsync<string>("SELECT status FROM stored_procedures WHERE name = 'broken'"));
 
         await HttpAssert.ValidationProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/broken/validate", null), "env");
-        await HttpAssert.ValidationProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/broken/validate?dialect=cobol", null), "dialect");
-        await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/broken/validate?env=nowhere", null), HttpStatusCode.NotFound);
+        await HttpAssert.ValidationProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/broken/validate?dialect=cobol", null),
+            "dialect");
+        await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/broken/validate?env=nowhere", null),
+            HttpStatusCode.NotFound);
     }
 
     [Fact]
@@ -260,21 +262,25 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
     {
         using var admin = await api.AdminAsync();
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "republish");
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
             new { name = "test", server = "local", databaseName = api.NewDatabaseName("republish_test"), create = true }), HttpStatusCode.Created);
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "greet", "CREATE FUNCTION greet(who text) RETURNS text LANGUAGE sql AS $$ SELECT 'hello ' || who $$;");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "greet",
+            "CREATE FUNCTION greet(who text) RETURNS text LANGUAGE sql AS $$ SELECT 'hello ' || who $$;");
         await PublishAsync(admin, slug, "greet");
 
-        await HttpAssert.JsonAsync(await admin.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/greet",
-            new { sql = "CREATE OR REPLACE FUNCTION greet(who text, punctuation text DEFAULT '!') RETURNS text LANGUAGE sql AS $$ SELECT 'hi ' || who || punctuation $$;" }));
-        var details = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/procedures/greet"));
-        var states = details.GetProperty("environments").EnumerateArray().ToDictionary(e => e.GetProperty("environment").GetString()!);
-        Assert.False(states["dev"].GetProperty("matchesDraft").GetBoolean());
-        Assert.Equal("not_deployed", states["test"].GetProperty("state").GetString());
+        await HttpAssert.ReadAsync<ProcedureDraft>(await admin.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/greet",
+            new
+            {
+                sql = "CREATE OR REPLACE FUNCTION greet(who text, punctuation text DEFAULT '!') RETURNS text LANGUAGE sql "
+                    + "AS $$ SELECT 'hi ' || who || punctuation $$;",
+            }));
+        var states = (await DetailsAsync(admin, slug, "greet")).Environments.ToDictionary(e => e.Environment);
+        Assert.False(states["dev"].MatchesDraft);
+        Assert.Equal("not_deployed", states["test"].State);
 
         await PublishAsync(admin, slug, "greet");
-        var greeting = await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "greet", new { parameters = new { who = "ana" } }));
-        Assert.Equal("hi ana!", greeting.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetString());
+        var greeting = await ExecutedAsync(admin, slug, "greet", new { parameters = new { who = "ana" } });
+        Assert.Equal("hi ana!", greeting.ResultSets[0].Cell(0, 0).GetString());
         // One name, one routine: the old signature is gone, and its definition is kept for compensation.
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_proc WHERE proname = 'greet'"));
         Assert.Contains("hello", await api.WorkspaceScalarAsync<string>(database,
@@ -292,26 +298,16 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
     {
         using var admin = await api.AdminAsync();
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "compensate");
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "price", "CREATE FUNCTION price() RETURNS numeric LANGUAGE sql AS $$ SELECT 10.0 $$;");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "price",
+            "CREATE FUNCTION price() RETURNS numeric LANGUAGE sql AS $$ SELECT 10.0 $$;");
         await PublishAsync(admin, slug, "price");
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "fresh", "CREATE FUNCTION fresh() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; -- fail-the-system-step");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "fresh",
+            "CREATE FUNCTION fresh() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; -- fail-the-system-step");
 
-        // Make the system database refuse to record publishes whose SQL carries a marker.
-        await api.ExecuteAsync("""
-            CREATE OR REPLACE FUNCTION test_refuse_publish() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.sql_published LIKE '%fail-the-system-step%' THEN
-                    RAISE EXCEPTION 'recording refused by the test' USING ERRCODE = 'P0001';
-                END IF;
-                RETURN NEW;
-            END;
-            $$;
-            DROP TRIGGER IF EXISTS test_refuse_publish ON stored_procedures;
-            CREATE TRIGGER test_refuse_publish BEFORE UPDATE ON stored_procedures FOR EACH ROW EXECUTE FUNCTION test_refuse_publish();
-            """);
-        try
+        // The system database refuses to record publishes whose SQL carries the marker.
+        await using (await api.RefuseRecordingPublishesAsync())
         {
-            await HttpAssert.JsonAsync(await admin.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/price",
+            await HttpAssert.ReadAsync<ProcedureDraft>(await admin.PutAsJsonAsync($"/api/workspaces/{slug}/procedures/price",
                 new { sql = "CREATE OR REPLACE FUNCTION price() RETURNS numeric LANGUAGE sql AS $$ SELECT 99.0 $$; -- fail-the-system-step" }));
 
             var replaced = await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/price/publish?env=dev", null),
@@ -319,19 +315,16 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
             Assert.Equal("system", replaced.GetProperty("failedSide").GetString());
             Assert.True(replaced.GetProperty("compensated").GetBoolean());
             Assert.Contains("previous definition was restored", replaced.GetProperty("detail").GetString());
-            var price = await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "price", new { }));
-            Assert.Equal(10.0m, price.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetDecimal());
-            Assert.Equal(1L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM tcstudio.procedure_deployments WHERE procedure = 'price'"));
+            var price = await ExecutedAsync(admin, slug, "price", new { });
+            Assert.Equal(10.0m, price.ResultSets[0].Cell(0, 0).GetDecimal());
+            Assert.Equal(1L, await api.WorkspaceScalarAsync<long>(database,
+                "SELECT count(*) FROM tcstudio.procedure_deployments WHERE procedure = 'price'"));
 
             var brandNew = await HttpAssert.ProblemAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/fresh/publish?env=dev", null),
                 HttpStatusCode.InternalServerError);
             Assert.Contains("new procedure was dropped", brandNew.GetProperty("detail").GetString());
             Assert.Equal(0L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM pg_proc WHERE proname = 'fresh'"));
             Assert.Equal("draft", await api.ScalarAsync<string>("SELECT status FROM stored_procedures WHERE name = 'fresh'"));
-        }
-        finally
-        {
-            await api.ExecuteAsync("DROP TRIGGER IF EXISTS test_refuse_publish ON stored_procedures");
         }
     }
 
@@ -340,10 +333,12 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
     {
         using var admin = await api.AdminAsync();
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "concurrent");
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "tick", "CREATE FUNCTION tick(n int) RETURNS int LANGUAGE sql AS $$ SELECT n + 1 $$;");
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "tick",
+            "CREATE FUNCTION tick(n int) RETURNS int LANGUAGE sql AS $$ SELECT n + 1 $$;");
 
-        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => admin.PostAsync($"/api/workspaces/{slug}/procedures/tick/publish?env=dev", null)));
-        foreach (var response in responses) await HttpAssert.JsonAsync(response);
+        var responses = await Task.WhenAll(Enumerable.Range(0, 6)
+            .Select(_ => admin.PostAsync($"/api/workspaces/{slug}/procedures/tick/publish?env=dev", null)));
+        foreach (var response in responses) await HttpAssert.ReadAsync<PublishResponse>(response);
         Assert.Equal(6L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM tcstudio.procedure_deployments"));
         // Serialized: each deploy saw the one before it as its previous definition.
         Assert.Equal(5L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(previous_definition) FROM tcstudio.procedure_deployments"));
@@ -356,22 +351,19 @@ public sealed class PublishAndExecuteTests(WorkspaceApiFixture api) : IClassFixt
         using var admin = await api.AdminAsync();
         var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "exec-rights", environment: "prod");
         // Production is the environment's attribute, not its name.
-        await HttpAssert.JsonAsync(await admin.PatchAsJsonAsync($"/api/workspaces/{slug}/environments/prod", new { isProduction = true }));
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await admin.PatchAsJsonAsync($"/api/workspaces/{slug}/environments/prod",
+            new { isProduction = true }));
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "one", "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
         await HttpAssert.ProblemAsync(await ExecuteAsync(admin, slug, "one", new { }, env: "prod"), HttpStatusCode.Conflict);
         await PublishAsync(admin, slug, "one", env: "prod");
 
-        using var member = await api.NewUserClientAsync("exec-member-" + Guid.NewGuid().ToString("N")[..6]);
-        var username = (await HttpAssert.JsonAsync(await member.GetAsync("/api/me"))).GetProperty("username").GetString();
-        await api.ExecuteAsync($"""
-            INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
-            SELECT w.id, u.id, 'Member', now() FROM workspaces w, users u WHERE w.slug = '{slug}' AND u.username = '{username}'
-            """);
+        using var member = await api.NewMemberClientAsync(slug, "Member", "exec-member");
         await HttpAssert.ProblemAsync(await ExecuteAsync(member, slug, "one", new { }, env: "prod"), HttpStatusCode.Forbidden);
-        await HttpAssert.ProblemAsync(await member.PostAsync($"/api/workspaces/{slug}/procedures/one/publish?env=prod", null), HttpStatusCode.Forbidden);
+        await HttpAssert.ProblemAsync(await member.PostAsync($"/api/workspaces/{slug}/procedures/one/publish?env=prod", null),
+            HttpStatusCode.Forbidden);
         await HttpAssert.ProblemAsync(await ExecuteAsync(admin, slug, "one", new { }, env: "staging"), HttpStatusCode.NotFound);
-        await HttpAssert.JsonAsync(await ExecuteAsync(admin, slug, "one", new { }, env: "prod"));
-        var noBody = await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/one/execute?env=prod", null));
-        Assert.Equal(1, noBody.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt32());
+        await ExecutedAsync(admin, slug, "one", new { }, env: "prod");
+        var noBody = await HttpAssert.ReadAsync<ExecutionResult>(await admin.PostAsync($"{Path(slug, "one")}/execute?env=prod", null));
+        Assert.Equal(1, noBody.ResultSets[0].Cell(0, 0).GetInt32());
     }
 }

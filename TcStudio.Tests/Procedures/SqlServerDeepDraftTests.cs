@@ -26,7 +26,8 @@ public sealed class SqlServerDeepDraftTests
         {
             "paren" => "SELECT " + new string('(', depth) + "1" + new string(')', depth) + ";",
             "begin" => string.Concat(Enumerable.Repeat("BEGIN ", depth)) + "SELECT 1; " + string.Concat(Enumerable.Repeat("END ", depth)),
-            "case" => "SELECT " + string.Concat(Enumerable.Repeat("CASE WHEN 1 = 1 THEN ", depth)) + "1" + string.Concat(Enumerable.Repeat(" END", depth)) + ";",
+            "case" => "SELECT " + string.Concat(Enumerable.Repeat("CASE WHEN 1 = 1 THEN ", depth)) + "1"
+            + string.Concat(Enumerable.Repeat(" END", depth)) + ";",
             "subquery" => "SELECT " + string.Concat(Enumerable.Repeat("(SELECT ", depth)) + "1" + new string(')', depth) + ";",
             _ => string.Concat(Enumerable.Repeat("IF 1 = 1 ", depth)) + "SELECT 1;",
         };

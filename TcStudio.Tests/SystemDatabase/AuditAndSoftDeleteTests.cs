@@ -77,7 +77,8 @@ public sealed class AuditAndSoftDeleteTests(SystemDatabaseFixture database) : IC
         db.AddRange(user, workspace);
         db.StoredProcedures.AddRange(
             new StoredProcedure { WorkspaceId = workspace.Id, Name = "get_invoices", SqlDraft = "SELECT * FROM invoices", CreatedBy = user.Id },
-            new StoredProcedure { WorkspaceId = workspace.Id, Name = "list_customers", SqlDraft = "SELECT name FROM customers", CreatedBy = user.Id });
+            new StoredProcedure { WorkspaceId = workspace.Id, Name = "list_customers", SqlDraft = "SELECT name FROM customers",
+                CreatedBy = user.Id });
         await db.SaveChangesAsync();
 
         var hits = await db.StoredProcedures

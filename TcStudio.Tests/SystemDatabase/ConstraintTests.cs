@@ -206,9 +206,15 @@ public sealed class ConstraintTests(SystemDatabaseFixture database) : IClassFixt
     {
         await using var db = database.CreateDbContext();
         var (_, _, workspace) = await ArrangeWorkspaceAsync(db);
-        db.WorkspaceEnvironments.Add(new WorkspaceEnvironment { WorkspaceId = workspace.Id, Name = "dev", Provider = "postgres", Server = "local", DatabaseName = "a" });
+        db.WorkspaceEnvironments.Add(new WorkspaceEnvironment
+        {
+            WorkspaceId = workspace.Id, Name = "dev", Provider = "postgres", Server = "local", DatabaseName = "a",
+        });
         await db.SaveChangesAsync();
-        db.WorkspaceEnvironments.Add(new WorkspaceEnvironment { WorkspaceId = workspace.Id, Name = "dev", Provider = "postgres", Server = "local", DatabaseName = "b" });
+        db.WorkspaceEnvironments.Add(new WorkspaceEnvironment
+        {
+            WorkspaceId = workspace.Id, Name = "dev", Provider = "postgres", Server = "local", DatabaseName = "b",
+        });
         Assert.Equal(PostgresErrorCodes.UniqueViolation, await SqlStateOfAsync(() => db.SaveChangesAsync()));
     }
 
@@ -228,7 +234,10 @@ public sealed class ConstraintTests(SystemDatabaseFixture database) : IClassFixt
         var (_, user, workspace) = await ArrangeWorkspaceAsync(db);
         db.WorkspaceMembers.Add(new WorkspaceMember { WorkspaceId = workspace.Id, UserId = user.Id, Role = WorkspaceRoles.Owner });
         db.StoredProcedures.Add(new StoredProcedure { WorkspaceId = workspace.Id, Name = "p", CreatedBy = user.Id });
-        db.WorkspaceEnvironments.Add(new WorkspaceEnvironment { WorkspaceId = workspace.Id, Name = "dev", Provider = "postgres", Server = "local", DatabaseName = "d" });
+        db.WorkspaceEnvironments.Add(new WorkspaceEnvironment
+        {
+            WorkspaceId = workspace.Id, Name = "dev", Provider = "postgres", Server = "local", DatabaseName = "d",
+        });
         db.Activities.Add(new Activity { WorkspaceId = workspace.Id, UserId = user.Id, Action = "workspace.created", EntityType = "workspace" });
         await db.SaveChangesAsync();
 

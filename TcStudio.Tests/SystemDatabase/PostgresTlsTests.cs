@@ -21,7 +21,8 @@ public sealed class TlsClusters : IAsyncLifetime
     public LocalPostgresCluster Plain { get; private set; } = null!;
 
     /// <summary>A CA of its own, which signed nothing any of these servers present.</summary>
-    public LocalPostgresTls OtherCa { get; } = new(Path.Combine(Path.GetTempPath(), "tcstudio-tests", "other-ca-" + Guid.NewGuid().ToString("N")[..8]));
+    public LocalPostgresTls OtherCa { get; } = new(Path.Combine(Path.GetTempPath(), "tcstudio-tests",
+        "other-ca-" + Guid.NewGuid().ToString("N")[..8]));
 
     public async ValueTask InitializeAsync()
     {
@@ -102,7 +103,8 @@ public sealed class PostgresTlsTests(TlsClusters clusters) : IClassFixture<TlsCl
 
         Assert.NotEqual(0, result.ExitCode);
         var line = Assert.Single(result.StandardError.Split('\n'), l => l.StartsWith("migrate failed: ", StringComparison.Ordinal));
-        Assert.Contains($"PostgreSQL at 127.0.0.1:{clusters.Verified.Port}/tls_worker as postgres: TLS failed: the server's certificate (CN=localhost, issued by CN=TC Studio local PostgreSQL CA", line);
+        Assert.Contains($"PostgreSQL at 127.0.0.1:{clusters.Verified.Port}/tls_worker as postgres: TLS failed: "
+            + "the server's certificate (CN=localhost, issued by CN=TC Studio local PostgreSQL CA", line);
         Assert.Contains($"is not signed by the CA in Root Certificate {clusters.OtherCa.CaCertificateFile} (SSL Mode=VerifyFull)", line);
         Assert.DoesNotContain(clusters.Verified.Password, result.StandardOutput + result.StandardError);
     }
@@ -138,7 +140,8 @@ public sealed class PostgresTlsTests(TlsClusters clusters) : IClassFixture<TlsCl
         }
         var failure = await StartupFailureAsync(required);
         Assert.Equal($"PostgreSQL at 127.0.0.1:{cluster.Port}/postgres as postgres: TLS failed: the server does not accept TLS "
-            + "connections and SSL Mode=Require requires TLS (turn ssl on at the server; Database:SslMode=Prefer or Disable only on a network you trust)",
+            + "connections and SSL Mode=Require requires TLS "
+            + "(turn ssl on at the server; Database:SslMode=Prefer or Disable only on a network you trust)",
             failure);
 
         await using (var connection = new NpgsqlConnection(

@@ -28,14 +28,16 @@ public sealed class ProductionAttributeMigrationTests(SystemDatabaseFixture data
             {
                 db.WorkspaceEnvironments.Add(new WorkspaceEnvironment
                 {
-                    WorkspaceId = workspace.Id, Name = name, Provider = WorkspaceProviders.Postgres, Server = "local", DatabaseName = "db_" + name.Replace('-', '_'),
+                    WorkspaceId = workspace.Id, Name = name, Provider = WorkspaceProviders.Postgres, Server = "local",
+                    DatabaseName = "db_" + name.Replace('-', '_'),
                 });
             }
             await db.SaveChangesAsync();
 
             // Back to the schema before the attribute existed, then forward again, as an upgrade runs it.
             var migrator = new SystemDatabaseMigrator(db);
-            var previous = migrator.AllMigrations[migrator.AllMigrations.ToList().FindIndex(m => m.EndsWith(Migration, StringComparison.Ordinal)) - 1];
+            var index = migrator.AllMigrations.ToList().FindIndex(m => m.EndsWith(Migration, StringComparison.Ordinal));
+            var previous = migrator.AllMigrations[index - 1];
             await migrator.RevertAsync(previous);
             Assert.Equal(0L, await database.ScalarAsync<long>(
                 "SELECT count(*) FROM information_schema.columns WHERE table_name = 'workspace_environments' AND column_name = 'is_production'"));

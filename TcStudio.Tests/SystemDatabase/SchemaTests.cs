@@ -9,7 +9,8 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
     public async Task Every_table_of_the_design_exists_with_the_history_table_named_migrations()
     {
         var tables = await database.ColumnAsync(
-            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition ORDER BY relname");
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition "
+            + "ORDER BY relname");
 
         Assert.Equal(
             ["activities", "database_size_samples", "idempotency_keys", "login_failures", "migrations", "roles", "stored_procedures", "users",
@@ -106,7 +107,8 @@ public sealed class SchemaTests(SystemDatabaseFixture database) : IClassFixture<
 
         Assert.Contains(indexes, i => i.StartsWith("ix_stored_procedures_workspace_id_updated_at ")
             && i.Contains("(workspace_id, updated_at)"));
-        Assert.Contains(indexes, i => i.StartsWith("ix_stored_procedures_workspace_id_search_vector ") && i.Contains("USING gin (workspace_id, search_vector)"));
+        Assert.Contains(indexes,
+            i => i.StartsWith("ix_stored_procedures_workspace_id_search_vector ") && i.Contains("USING gin (workspace_id, search_vector)"));
         Assert.Contains(indexes, i => i.StartsWith("ix_activities_workspace_id_created_at ")
             && i.Contains("(workspace_id, created_at DESC, id DESC)"));
         // No stand-alone workspace_id index duplicating the composite one.

@@ -6,7 +6,10 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using TcStudio.LocalPostgres;
+using TcStudio.Api.Environments;
+using TcStudio.Tests.Environments;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.Tests.Procedures;
 using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
@@ -30,7 +33,8 @@ public sealed class FailingServersFixture(PostgresServer server) : WorkspaceApiF
         new("WorkspaceServers:remote:Provider", "postgres"),
         new("WorkspaceServers:remote:ConnectionString", Remote.ConnectionString("postgres")),
         new("WorkspaceServers:hang:Provider", "postgres"),
-        new("WorkspaceServers:hang:ConnectionString", $"Host=127.0.0.1;Port={((IPEndPoint)_hanging.LocalEndpoint).Port};Username=nobody;Password=nothing;Database=postgres"),
+        new("WorkspaceServers:hang:ConnectionString",
+            $"Host=127.0.0.1;Port={((IPEndPoint)_hanging.LocalEndpoint).Port};Username=nobody;Password=nothing;Database=postgres"),
         new("Workspaces:ConnectTimeout", "00:00:01"),
         new("Workspaces:RetryAttempts", "1"),
         new("Workspaces:CircuitFailureThreshold", "2"),
@@ -76,14 +80,14 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
     public async Task The_circuit_opens_while_a_workspace_server_is_down_and_closes_once_it_is_back()
     {
         using var admin = await api.AdminAsync();
-        var slug = WorkspaceApiFixture.NewSlug("circuit");
-        await admin.PostAsJsonAsync("/api/workspaces", new { name = "circuit", slug });
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
+        var slug = (await ApiFixture.NewWorkspaceAsync(admin, "circuit")).Slug;
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
             new { name = "dev", server = "remote", databaseName = "circuit_dev", create = true }), HttpStatusCode.Created);
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "ping", "CREATE FUNCTION ping() RETURNS text LANGUAGE sql AS $$ SELECT 'pong' $$;");
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/ping/publish?env=dev", null));
-        Task<HttpResponseMessage> Ping() => admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/ping/execute?env=dev", new { });
-        await HttpAssert.JsonAsync(await Ping());
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "ping",
+            "CREATE FUNCTION ping() RETURNS text LANGUAGE sql AS $$ SELECT 'pong' $$;");
+        await ProcedureCalls.PublishAsync(admin, slug, "ping");
+        Task<HttpResponseMessage> Ping() => ProcedureCalls.ExecuteAsync(admin, slug, "ping", new { });
+        await HttpAssert.ReadAsync<ExecutionResult>(await Ping());
 
         using var metrics = new MetricsRecorder(api.Factory.Services);
         await api.Remote.StopAsync();
@@ -106,18 +110,20 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
             // While open, callers are answered at once without touching the server.
             var stopwatch = Stopwatch.StartNew();
             var fast = await HttpAssert.ProblemAsync(await Ping(), HttpStatusCode.ServiceUnavailable);
-            Assert.True(fast.GetProperty("circuit").GetString() == "open" && stopwatch.ElapsedMilliseconds < 500, $"{stopwatch.ElapsedMilliseconds} ms: {fast}");
+            Assert.True(fast.GetProperty("circuit").GetString() == "open" && stopwatch.ElapsedMilliseconds < 500,
+                $"{stopwatch.ElapsedMilliseconds} ms: {fast}");
             output.WriteLine($"503 while the circuit is open: {stopwatch.Elapsed.TotalMilliseconds:0.0} ms");
 
-            var status = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
-            Assert.False(status.GetProperty("reachable").GetBoolean());
-            Assert.Equal("unreachable", status.GetProperty("status").GetString());
-            Assert.Equal("open", status.GetProperty("circuit").GetString());
-            Assert.Equal("unreachable", await api.ScalarAsync<string>("SELECT status FROM workspace_environments WHERE database_name = 'circuit_dev'"));
+            var status = await EnvironmentCalls.StatusAsync(admin, slug);
+            Assert.False(status.Reachable);
+            Assert.Equal("unreachable", status.Status);
+            Assert.Equal("open", status.Circuit);
+            Assert.Equal("unreachable",
+                await api.ScalarAsync<string>("SELECT status FROM workspace_environments WHERE database_name = 'circuit_dev'"));
 
             // The system database and the procedure details still answer; the environment reports itself unavailable.
-            var details = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/procedures/ping"));
-            Assert.Equal("unavailable", details.GetProperty("environments")[0].GetProperty("state").GetString());
+            var details = await ProcedureCalls.DetailsAsync(admin, slug, "ping");
+            Assert.Equal("unavailable", details.Environments[0].State);
         }
         finally
         {
@@ -132,8 +138,8 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
             recovered = await Ping();
         }
         while (recovered.StatusCode != HttpStatusCode.OK && DateTime.UtcNow < deadline);
-        var pong = await HttpAssert.JsonAsync(recovered);
-        Assert.Equal("pong", pong.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetString());
+        var pong = await HttpAssert.ReadAsync<ExecutionResult>(recovered);
+        Assert.Equal("pong", pong.ResultSets[0].Cell(0, 0).GetString());
         var workspaceId = await api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
         Assert.Equal("closed", Cache.CircuitStateOf(workspaceId, "dev"));
 
@@ -147,12 +153,12 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
     {
         using var admin = await api.AdminAsync();
         var (healthySlug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "healthy");
-        await WorkspaceApiFixture.CreateProcedureAsync(admin, healthySlug, "fine", "CREATE FUNCTION fine() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{healthySlug}/procedures/fine/publish?env=dev", null));
+        await WorkspaceApiFixture.CreateProcedureAsync(admin, healthySlug, "fine",
+            "CREATE FUNCTION fine() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
+        await ProcedureCalls.PublishAsync(admin, healthySlug, "fine");
 
         // A workspace whose environment lives on a server that accepts connections and never answers.
-        var slug = WorkspaceApiFixture.NewSlug("hanging");
-        await admin.PostAsJsonAsync("/api/workspaces", new { name = "hanging", slug });
+        var slug = (await ApiFixture.NewWorkspaceAsync(admin, "hanging")).Slug;
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "stuck", "CREATE FUNCTION stuck() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
         await api.ExecuteAsync($"""
             INSERT INTO workspace_environments (id, workspace_id, name, provider, server, database_name, status, created_at, updated_at)
@@ -164,7 +170,7 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
         using var caller = await api.AdminAsync();
         var stopwatch = Stopwatch.StartNew();
         var hanging = Enumerable.Range(0, 24)
-            .Select(_ => caller.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/stuck/execute?env=dev", new { }))
+            .Select(_ => ProcedureCalls.ExecuteAsync(caller, slug, "stuck", new { }))
             .ToList();
         await Task.Delay(300); // let them reach the hanging server
 
@@ -174,17 +180,18 @@ public sealed class ConnectionCacheTests(FailingServersFixture api, ITestOutputH
         async Task Timed(string what, Func<Task<HttpResponseMessage>> request)
         {
             var started = Stopwatch.StartNew();
-            await HttpAssert.JsonAsync(await request());
+            Assert.Equal(HttpStatusCode.OK, (await request()).StatusCode);
             var stillHanging = hanging.All(h => !h.IsCompleted);
             if (stillHanging) answeredWhileAllHang++;
-            timings.Add($"{what} {started.ElapsedMilliseconds} ms at {stopwatch.ElapsedMilliseconds} ms{(stillHanging ? " (all 24 still hanging)" : "")}");
+            var note = stillHanging ? " (all 24 still hanging)" : "";
+            timings.Add($"{what} {started.ElapsedMilliseconds} ms at {stopwatch.ElapsedMilliseconds} ms{note}");
             if (started.Elapsed > slowest) slowest = started.Elapsed;
         }
         for (var i = 0; i < 15; i++)
         {
             await Timed("workspace", () => admin.GetAsync("/api/workspaces/twsbp"));
             await Timed("procedures", () => admin.GetAsync($"/api/workspaces/{slug}/procedures"));
-            await Timed("healthy execute", () => admin.PostAsJsonAsync($"/api/workspaces/{healthySlug}/procedures/fine/execute?env=dev", new { }));
+            await Timed("healthy execute", () => ProcedureCalls.ExecuteAsync(admin, healthySlug, "fine", new { }));
         }
         // Starvation would hold every other request until the hanging ones give up. Wall-clock thresholds are
         // meaningless on a loaded 2-core machine, so the test asserts the ordering instead: other requests keep
@@ -217,7 +224,7 @@ public sealed class LeastRecentlyUsedEvictionTests(BoundedCacheFixture api) : IC
         {
             var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, $"lru{i}");
             await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "one", "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
-            await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/one/publish?env=dev", null));
+            await ProcedureCalls.PublishAsync(admin, slug, "one");
             workspaces.Add((slug, database, await api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug))));
         }
         using var metrics = new MetricsRecorder(api.Factory.Services);
@@ -225,7 +232,7 @@ public sealed class LeastRecentlyUsedEvictionTests(BoundedCacheFixture api) : IC
         Assert.Equal(2, cache.Count);
         Assert.False(cache.Contains(workspaces[0].Id, "dev"));
 
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{workspaces[0].Slug}/procedures/one/execute?env=dev", new { }));
+        await ProcedureCalls.ExecutedAsync(admin, workspaces[0].Slug, "one", new { });
         Assert.True(cache.Contains(workspaces[0].Id, "dev"));
         Assert.True(cache.Contains(workspaces[2].Id, "dev"));
         Assert.False(cache.Contains(workspaces[1].Id, "dev"));
@@ -268,15 +275,15 @@ public sealed class IdleCleanupTests(IdleCacheFixture api) : IClassFixture<IdleC
         using var admin = await api.AdminAsync();
         var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "idle");
         var id = await api.ScalarAsync<Guid>("SELECT id FROM workspaces WHERE slug = @s", ("s", slug));
-        await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
+        await EnvironmentCalls.StatusAsync(admin, slug);
         Assert.True(cache.Contains(id, "dev"));
 
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (cache.Contains(id, "dev") && DateTime.UtcNow < deadline) await Task.Delay(200);
         Assert.False(cache.Contains(id, "dev"));
 
-        var status = await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{slug}/environments/dev/status"));
-        Assert.True(status.GetProperty("reachable").GetBoolean());
+        var status = await EnvironmentCalls.StatusAsync(admin, slug);
+        Assert.True(status.Reachable);
         Assert.True(cache.Contains(id, "dev"));
     }
 }
@@ -289,8 +296,8 @@ public sealed class IdleHealthCheckTests(IdleCacheFixture api) : IClassFixture<I
         using var admin = await api.AdminAsync();
         var (slug, _) = await api.NewWorkspaceWithEnvironmentAsync(admin, "health");
         await WorkspaceApiFixture.CreateProcedureAsync(admin, slug, "one", "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{slug}/procedures/one/publish?env=dev", null));
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/one/execute?env=dev", new { }));
+        await ProcedureCalls.PublishAsync(admin, slug, "one");
+        await ProcedureCalls.ExecutedAsync(admin, slug, "one", new { });
 
         // Every pooled connection of the workspace dies (as in a server restart); the pool does not know.
         var killed = await api.WorkspaceScalarAsync<long>("postgres",
@@ -298,8 +305,8 @@ public sealed class IdleHealthCheckTests(IdleCacheFixture api) : IClassFixture<I
         Assert.True(killed >= 1);
 
         // IdleHealthCheck is 0 here: every reuse is pinged, the dead connection is found and replaced.
-        var result = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/one/execute?env=dev", new { }));
-        Assert.Equal(1, result.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetInt32());
+        var result = await ProcedureCalls.ExecutedAsync(admin, slug, "one", new { });
+        Assert.Equal(1, result.ResultSets[0].Cell(0, 0).GetInt32());
     }
 }
 

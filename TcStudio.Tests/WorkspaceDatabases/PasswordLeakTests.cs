@@ -17,11 +17,17 @@ using Npgsql;
 using OpenTelemetry.Logs;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
+using TcStudio.Api.Auth;
+using TcStudio.Api.Environments;
+using TcStudio.Api.Procedures;
+using TcStudio.Api.Workspaces;
 using TcStudio.LocalPostgres;
 using TcStudio.SystemDatabase;
 using TcStudio.SystemDatabase.Seeding;
+using TcStudio.Tests.Environments;
 using TcStudio.Tests.Infrastructure;
 using TcStudio.Tests.Observability.Support;
+using TcStudio.Tests.Procedures;
 using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
@@ -191,23 +197,26 @@ public sealed class PasswordLeakTests(LeakHuntFixture hunt) : IClassFixture<Leak
     public async Task No_password_appears_in_server_logs_statistics_service_logs_or_traces()
     {
         using var admin = hunt.Api.CreateClient();
-        var token = await admin.PostAsJsonAsync("/api/auth/token", new { username = SystemSeeder.AdminUsername, password = LeakHuntFixture.AdminPassword });
+        var token = await admin.PostAsJsonAsync("/api/auth/token",
+            new { username = SystemSeeder.AdminUsername, password = LeakHuntFixture.AdminPassword });
         admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer",
-            (await HttpAssert.JsonAsync(token)).GetProperty("accessToken").GetString());
+            (await HttpAssert.ReadAsync<TokenResponse>(token)).AccessToken);
 
         const string Slug = "leak-hunt";
-        Assert.Equal(HttpStatusCode.Created, (await admin.PostAsJsonAsync("/api/workspaces", new { name = "Leak hunt", slug = Slug })).StatusCode);
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{Slug}/environments",
+        await HttpAssert.ReadAsync<WorkspaceDetails>(await admin.PostAsJsonAsync("/api/workspaces", new { name = "Leak hunt", slug = Slug }),
+            HttpStatusCode.Created);
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await admin.PostAsJsonAsync($"/api/workspaces/{Slug}/environments",
             new { name = "dev", server = "local", databaseName = "leak_hunt_dev" }), HttpStatusCode.Created);
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{Slug}/environments/dev/migrate", null));
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{Slug}/environments/dev/migrate", null)); // roles set again
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{Slug}/procedures",
-            new { name = "hello", sql = "CREATE FUNCTION hello(who text) RETURNS text LANGUAGE sql AS $$ SELECT 'hello ' || who $$;" }), HttpStatusCode.Created);
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{Slug}/procedures/hello/validate?env=dev", null));
-        await HttpAssert.JsonAsync(await admin.PostAsync($"/api/workspaces/{Slug}/procedures/hello/publish?env=dev", null));
-        await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{Slug}/procedures/hello/execute?env=dev", new { parameters = new { who = "world" } }));
-        await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{Slug}/environments/dev/status"));
-        await HttpAssert.JsonAsync(await admin.GetAsync($"/api/workspaces/{Slug}/procedures/hello"));
+        await EnvironmentCalls.MigrateAsync(admin, Slug);
+        await EnvironmentCalls.MigrateAsync(admin, Slug); // roles set again
+        await HttpAssert.ReadAsync<ProcedureDraft>(await admin.PostAsJsonAsync($"/api/workspaces/{Slug}/procedures",
+            new { name = "hello", sql = "CREATE FUNCTION hello(who text) RETURNS text LANGUAGE sql AS $$ SELECT 'hello ' || who $$;" }),
+            HttpStatusCode.Created);
+        await ProcedureCalls.ValidateAsync(admin, Slug, "hello");
+        await ProcedureCalls.PublishAsync(admin, Slug, "hello");
+        await ProcedureCalls.ExecutedAsync(admin, Slug, "hello", new { parameters = new { who = "world" } });
+        await EnvironmentCalls.StatusAsync(admin, Slug);
+        await ProcedureCalls.DetailsAsync(admin, Slug, "hello");
 
         // The roles' passwords, as the API keeps them (encrypted with its key).
         var passwords = new List<string> { hunt.ProvisionerPassword, hunt.Cluster.Password, LeakHuntFixture.AdminPassword };
@@ -303,6 +312,7 @@ public sealed class PasswordLeakTests(LeakHuntFixture hunt) : IClassFixture<Leak
         public string EnvironmentName { get; set; } = "Test";
         public string ApplicationName { get; set; } = "tests";
         public string ContentRootPath { get; set; } = Path.GetTempPath();
-        public Microsoft.Extensions.FileProviders.IFileProvider ContentRootFileProvider { get; set; } = new Microsoft.Extensions.FileProviders.NullFileProvider();
+        public Microsoft.Extensions.FileProviders.IFileProvider ContentRootFileProvider { get; set; } =
+            new Microsoft.Extensions.FileProviders.NullFileProvider();
     }
 }

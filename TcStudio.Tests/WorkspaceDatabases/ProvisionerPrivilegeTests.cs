@@ -37,7 +37,8 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
     {
         using var admin = await api.AdminAsync();
         var (_, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "priv");
-        return await api.WorkspaceScalarAsync<string>(database, "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()");
+        return await api.WorkspaceScalarAsync<string>(database,
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()");
     }
 
     [Fact]
@@ -78,7 +79,8 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
         await Refused("42501", $"CREATE ROLE \"{NewRoleName()}\"");
 
         const string Create = $"SELECT {PostgresProvisioning.Schema}.create_workspace_role($1, $2, $3, $4, $5, $6)";
-        foreach (var name in new[] { "evil", "postgres", api.ProvisionerLogin, "tcws_x_owner", NewRoleName("admin"), NewRoleName() + "\"; DROP ROLE postgres; --",
+        foreach (var name in new[] { "evil", "postgres", api.ProvisionerLogin, "tcws_x_owner", NewRoleName("admin"),
+            NewRoleName() + "\"; DROP ROLE postgres; --",
                      NewRoleName().ToUpperInvariant() })
         {
             await Refused("22023", Create, null, name, verifier, 5, 60_000, 1_048_576, 16_384);
@@ -102,7 +104,8 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
                 FROM pg_roles r WHERE rolname = '{made}'
                 """)).Replace("true", "t").Replace("false", "f"));
             Assert.True(await AsProvisioner<bool>($"SELECT pg_has_role(current_user, '{made}', 'MEMBER')"));
-            Assert.Equal("statement_timeout=60000ms temp_file_limit=1048576kB work_mem=16384kB", await api.WorkspaceScalarAsync<string>("postgres", $"""
+            Assert.Equal("statement_timeout=60000ms temp_file_limit=1048576kB work_mem=16384kB",
+                await api.WorkspaceScalarAsync<string>("postgres", $"""
                 SELECT string_agg(setting, ' ' ORDER BY setting) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole,
                        unnest(s.setconfig) AS setting WHERE r.rolname = '{made}' AND s.setdatabase = 0
                 """));
@@ -147,7 +150,8 @@ public sealed class ProvisionerPrivilegeTests(ProvisionerFixture api) : IClassFi
         await Refused("42501", $"ALTER DATABASE {foreign} OWNER TO \"{api.ProvisionerLogin}\"", "postgres");
         await Refused("42501", $"ALTER DATABASE {foreign} RENAME TO {foreign}_x", "postgres");
         await Refused("42501", $"CREATE DATABASE {foreign}_for_postgres OWNER postgres", "postgres");
-        Assert.Equal(2L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname IN ('{foreign}', '{api.DatabaseName}')"));
+        Assert.Equal(2L, await api.WorkspaceScalarAsync<long>("postgres",
+            $"SELECT count(*) FROM pg_database WHERE datname IN ('{foreign}', '{api.DatabaseName}')"));
 
         // And through the API, a drop never reaches a database whose marker does not name the environment.
         using var admin = await api.AdminAsync();

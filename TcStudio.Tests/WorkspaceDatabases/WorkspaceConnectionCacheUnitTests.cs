@@ -40,17 +40,19 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
     {
         public Task<WorkspaceOwnership> FindAsync(WorkspaceTarget target, WorkspaceServer server, CancellationToken cancellationToken) =>
             Task.FromResult(new WorkspaceOwnership(Guid.NewGuid(), target.WorkspaceId, target.EnvironmentId, server.Identity, target.Database,
-                new WorkspaceRoleSet(PostgresWorkspaceRoles.Owner(target.EnvironmentId), "p1", PostgresWorkspaceRoles.Execute(target.EnvironmentId), "p2")));
+                new WorkspaceRoleSet(PostgresWorkspaceRoles.Owner(target.EnvironmentId), "p1",
+                PostgresWorkspaceRoles.Execute(target.EnvironmentId), "p2")));
     }
 
     [Fact]
     public async Task Unknown_servers_and_bad_or_reserved_names_are_refused_without_connecting()
     {
         var cache = CreateCache(new WorkspacesOptions());
-        foreach (var (server, database) in new[] { ("elsewhere", "db"), ("broken", "db"), ("dead", "bad-name"), ("dead", "x; DROP"), ("dead", "postgres"),
-                     ("dead", "maintenance"), ("dead", "template1"), ("dead", new string('a', 64)) })
+        foreach (var (server, database) in new[] { ("elsewhere", "db"), ("broken", "db"), ("dead", "bad-name"), ("dead", "x; DROP"),
+                     ("dead", "postgres"), ("dead", "maintenance"), ("dead", "template1"), ("dead", new string('a', 64)) })
         {
-            var refused = await Assert.ThrowsAsync<WorkspaceTargetException>(() => cache.OpenAsync(Target(server, database), WorkspaceCredential.Deploy, CancellationToken.None));
+            var refused = await Assert.ThrowsAsync<WorkspaceTargetException>(() => cache.OpenAsync(Target(server, database),
+                WorkspaceCredential.Deploy, CancellationToken.None));
             Assert.Equal("dev", refused.Environment);
             Assert.InRange(TcStudio.Api.Infrastructure.ApiExceptionHandler.StatusOf(refused), 400, 499);
         }
@@ -62,11 +64,13 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
     {
         var cache = CreateCache(new WorkspacesOptions
         {
-            RetryAttempts = 2, RetryBaseDelay = TimeSpan.FromMilliseconds(20), CircuitFailureThreshold = 100, EvictAfterFailing = TimeSpan.FromSeconds(1), CleanupInterval = TimeSpan.FromHours(1),
+            RetryAttempts = 2, RetryBaseDelay = TimeSpan.FromMilliseconds(20), CircuitFailureThreshold = 100,
+            EvictAfterFailing = TimeSpan.FromSeconds(1), CleanupInterval = TimeSpan.FromHours(1),
         });
         var target = Target("dead", "gone_db");
         var stopwatch = Stopwatch.StartNew();
-        var failure = await Assert.ThrowsAsync<WorkspaceDatabaseUnavailableException>(() => cache.OpenAsync(target, WorkspaceCredential.Execute, CancellationToken.None));
+        var failure = await Assert.ThrowsAsync<WorkspaceDatabaseUnavailableException>(() => cache.OpenAsync(target, WorkspaceCredential.Execute,
+            CancellationToken.None));
         Assert.Equal("dev", failure.Environment);
         Assert.Contains("refused the connection", failure.Message);
         Assert.DoesNotContain(_closedPort.ToString(), failure.Message); // no host or port in what callers see
@@ -88,10 +92,12 @@ public sealed class WorkspaceConnectionCacheUnitTests : IAsyncDisposable
         var target = Target("dead", "gone_db");
         for (var i = 0; i < 2; i++)
         {
-            await Assert.ThrowsAsync<WorkspaceDatabaseUnavailableException>(() => cache.OpenAsync(target, WorkspaceCredential.Deploy, CancellationToken.None));
+            await Assert.ThrowsAsync<WorkspaceDatabaseUnavailableException>(() => cache.OpenAsync(target, WorkspaceCredential.Deploy,
+                CancellationToken.None));
         }
         var stopwatch = Stopwatch.StartNew();
-        var open = await Assert.ThrowsAsync<WorkspaceDatabaseUnavailableException>(() => cache.OpenAsync(target, WorkspaceCredential.Deploy, CancellationToken.None));
+        var open = await Assert.ThrowsAsync<WorkspaceDatabaseUnavailableException>(() => cache.OpenAsync(target, WorkspaceCredential.Deploy,
+            CancellationToken.None));
         Assert.True(open.CircuitOpen);
         Assert.InRange(open.RetryAfter.TotalSeconds, 20, 40); // 30 s ± 20 % jitter
         Assert.True(stopwatch.ElapsedMilliseconds < 100, $"{stopwatch.ElapsedMilliseconds} ms");

@@ -4,7 +4,9 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using TcStudio.Api.Environments;
 using TcStudio.Tests.Infrastructure;
+using TcStudio.Tests.Procedures;
 using TcStudio.WorkspaceDatabases;
 
 namespace TcStudio.Tests.WorkspaceDatabases;
@@ -23,24 +25,27 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
     private async Task<(HttpClient Client, string Slug)> AttackerAsync()
     {
         var client = await api.NewUserClientAsync($"mallory{Interlocked.Increment(ref _users)}");
-        var slug = WorkspaceApiFixture.NewSlug("attacker");
-        Assert.Equal(HttpStatusCode.Created, (await client.PostAsJsonAsync("/api/workspaces", new { name = "attacker", slug })).StatusCode);
-        return (client, slug);
+        return (client, (await ApiFixture.NewWorkspaceAsync(client, "attacker")).Slug);
     }
 
-    private static Task<HttpResponseMessage> CreateEnvironment(HttpClient client, string slug, string database, bool? create = true, string name = "dev") =>
+    private static Task<HttpResponseMessage> CreateEnvironment(HttpClient client, string slug, string database, bool? create = true,
+        string name = "dev") =>
         client.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
-            create is null ? new { name, server = "local", databaseName = database } : (object)new { name, server = "local", databaseName = database, create });
+            create is null
+                ? new { name, server = "local", databaseName = database }
+                : (object)new { name, server = "local", databaseName = database, create });
 
     private Task<string> OwnerOf(string database) =>
         api.WorkspaceScalarAsync<string>(database, "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()");
 
     private Task<Guid> EnvironmentIdAsync(string slug, string environment) =>
-        api.ScalarAsync<Guid>("SELECT e.id FROM workspace_environments e JOIN workspaces w ON w.id = e.workspace_id WHERE w.slug = @s AND e.name = @e",
+        api.ScalarAsync<Guid>(
+            "SELECT e.id FROM workspace_environments e JOIN workspaces w ON w.id = e.workspace_id WHERE w.slug = @s AND e.name = @e",
             ("s", slug), ("e", environment));
 
     private Task<long> EnvironmentCountAsync(string slug) =>
-        api.ScalarAsync<long>("SELECT count(*) FROM workspace_environments e JOIN workspaces w ON w.id = e.workspace_id WHERE w.slug = @s", ("s", slug));
+        api.ScalarAsync<long>(
+            "SELECT count(*) FROM workspace_environments e JOIN workspaces w ON w.id = e.workspace_id WHERE w.slug = @s", ("s", slug));
 
     /// <summary>Every attach a user could try: attach (create=false), create over it (a claimed name in any case), adopt.</summary>
     private async Task RefusedToUserAsync(HttpClient user, string slug, string database, bool claimed = true)
@@ -63,10 +68,12 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         using var admin = await api.AdminAsync();
         var (victim, victimDatabase) = await api.NewWorkspaceWithEnvironmentAsync(admin, "victim");
         var victimOwner = await OwnerOf(victimDatabase);
-        await api.WorkspaceExecuteAsync(victimDatabase, $"SET ROLE \"{victimOwner}\"; CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('the victim''s data'); RESET ROLE;");
+        await api.WorkspaceExecuteAsync(victimDatabase,
+            $"SET ROLE \"{victimOwner}\"; CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('the victim''s data'); RESET ROLE;");
         // The victim deletes the environment and keeps its database: detached, still claimed.
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{victim}/environments/dev")).StatusCode);
-        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d", ("d", victimDatabase)));
+        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d",
+            ("d", victimDatabase)));
 
         var (mallory, attacker) = await AttackerAsync();
         await RefusedToUserAsync(mallory, attacker, victimDatabase);
@@ -77,37 +84,45 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         var (softDeleted, softDatabase) = await api.NewWorkspaceWithEnvironmentAsync(admin, "soft");
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{softDeleted}")).StatusCode);
         await RefusedToUserAsync(mallory, attacker, softDatabase);
-        Assert.Equal("attached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d", ("d", softDatabase)));
+        Assert.Equal("attached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d",
+            ("d", softDatabase)));
         Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{softDeleted}?purge=true")).StatusCode);
-        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d", ("d", softDatabase)));
+        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d",
+            ("d", softDatabase)));
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{softDatabase}'"));
         await RefusedToUserAsync(mallory, attacker, softDatabase);
 
         // A system Admin may adopt the detached database (here into the attacker's workspace, to show what it does),
         // and it is recorded: new roles of the new environment take it over; the old ones are gone.
-        var adopted = await HttpAssert.JsonAsync(await admin.PostAsJsonAsync($"/api/workspaces/{attacker}/environments/dev/adopt",
+        var adopted = await HttpAssert.ReadAsync<EnvironmentDetails>(await admin.PostAsJsonAsync($"/api/workspaces/{attacker}/environments/dev/adopt",
             new { server = "local", databaseName = victimDatabase }), HttpStatusCode.Created);
-        var environmentId = adopted.GetProperty("id").GetGuid();
-        Assert.Equal("ready", adopted.GetProperty("status").GetString());
+        var environmentId = adopted.Id;
+        Assert.Equal("ready", adopted.Status);
         Assert.Equal($"tcws_{environmentId:N}_owner", await OwnerOf(victimDatabase));
-        Assert.Equal($"tcws_{environmentId:N}_owner", await api.WorkspaceScalarAsync<string>(victimDatabase, "SELECT tableowner::text FROM pg_tables WHERE tablename = 'secrets'"));
+        Assert.Equal($"tcws_{environmentId:N}_owner", await api.WorkspaceScalarAsync<string>(victimDatabase,
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'secrets'"));
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname = '{victimOwner}'"));
         Assert.Equal(environmentId, await api.WorkspaceScalarAsync<Guid>(victimDatabase, "SELECT environment_id FROM tcstudio_ownership.marker"));
-        Assert.Equal("attached adopted", await api.ScalarAsync<string>("SELECT state || ' ' || origin FROM workspace_databases WHERE database_name = @d", ("d", victimDatabase)));
+        Assert.Equal("attached adopted",
+            await api.ScalarAsync<string>("SELECT state || ' ' || origin FROM workspace_databases WHERE database_name = @d", ("d", victimDatabase)));
         Assert.Equal(1L, await api.ScalarAsync<long>(
-            "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'environment.adopted'", ("s", attacker)));
+            "SELECT count(*) FROM activities a JOIN workspaces w ON w.id = a.workspace_id WHERE w.slug = @s AND a.action = 'environment.adopted'",
+            ("s", attacker)));
 
         // Its data is reachable through the new environment's own roles.
-        await WorkspaceApiFixture.CreateProcedureAsync(mallory, attacker, "read_secrets", "CREATE FUNCTION read_secrets() RETURNS SETOF text LANGUAGE sql AS $$ SELECT v FROM secrets $$;");
-        await HttpAssert.JsonAsync(await mallory.PostAsync($"/api/workspaces/{attacker}/procedures/read_secrets/publish?env=dev", null));
-        var rows = await HttpAssert.JsonAsync(await mallory.PostAsJsonAsync($"/api/workspaces/{attacker}/procedures/read_secrets/execute?env=dev", new { }));
-        Assert.Equal("the victim's data", rows.GetProperty("resultSets")[0].GetProperty("rows")[0][0].GetString());
+        await WorkspaceApiFixture.CreateProcedureAsync(mallory, attacker, "read_secrets",
+            "CREATE FUNCTION read_secrets() RETURNS SETOF text LANGUAGE sql AS $$ SELECT v FROM secrets $$;");
+        await ProcedureCalls.PublishAsync(mallory, attacker, "read_secrets");
+        var rows = await ProcedureCalls.ExecutedAsync(mallory, attacker, "read_secrets", new { });
+        Assert.Equal("the victim's data", rows.ResultSets[0].Cell(0, 0).GetString());
 
         // The workspace's Owner may not drop a database a system Admin adopted; deleting keeps it, detached again.
-        var refused = await HttpAssert.ProblemAsync(await mallory.DeleteAsync($"/api/workspaces/{attacker}/environments/dev?dropDatabase=true"), HttpStatusCode.Forbidden);
+        var refused = await HttpAssert.ProblemAsync(await mallory.DeleteAsync($"/api/workspaces/{attacker}/environments/dev?dropDatabase=true"),
+            HttpStatusCode.Forbidden);
         Assert.Contains("adopted", refused.GetProperty("detail").GetString());
         Assert.Equal(HttpStatusCode.NoContent, (await mallory.DeleteAsync($"/api/workspaces/{attacker}/environments/dev")).StatusCode);
-        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d", ("d", victimDatabase)));
+        Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d",
+            ("d", victimDatabase)));
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>(victimDatabase, "SELECT count(*) FROM secrets"));
     }
 
@@ -118,11 +133,13 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         var (_, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "sealed-off");
 
         // The system database's app role reaches workspace databases only through their own roles, never itself.
-        Assert.False(await api.ScalarAsync<bool>("SELECT has_database_privilege(@role, @db, 'CONNECT')", ("role", api.RoleNames.App), ("db", database)));
+        Assert.False(await api.ScalarAsync<bool>("SELECT has_database_privilege(@role, @db, 'CONNECT')", ("role", api.RoleNames.App),
+            ("db", database)));
         // And the provisioner (the API's other credential) cannot read the system database's tables.
         Assert.False(await api.ScalarAsync<bool>("SELECT has_table_privilege(@role, 'public.users', 'SELECT')", ("role", api.ProvisionerLogin)));
         Assert.Equal("False False False False", await api.ScalarAsync<string>(
-            "SELECT initcap(rolsuper::text) || ' ' || initcap(rolbypassrls::text) || ' ' || initcap(rolcreatedb::text) || ' ' || initcap(rolcreaterole::text) "
+            "SELECT initcap(rolsuper::text) || ' ' || initcap(rolbypassrls::text) || ' ' "
+            + "|| initcap(rolcreatedb::text) || ' ' || initcap(rolcreaterole::text) "
             + "FROM pg_roles WHERE rolname = @role", ("role", api.RoleNames.App)));
     }
 
@@ -132,7 +149,8 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         var foreign = api.NewDatabaseName("billing_app");
         await api.Server.ExecuteAsync($"CREATE DATABASE {foreign}");
         await api.WorkspaceExecuteAsync(foreign, "CREATE TABLE invoices (id int); INSERT INTO invoices VALUES (1);");
-        var aclBefore = await api.WorkspaceScalarAsync<string>("postgres", $"SELECT coalesce(datacl::text, '') FROM pg_database WHERE datname = '{foreign}'");
+        var aclBefore = await api.WorkspaceScalarAsync<string>("postgres",
+            $"SELECT coalesce(datacl::text, '') FROM pg_database WHERE datname = '{foreign}'");
 
         var (mallory, attacker) = await AttackerAsync();
         var created = await HttpAssert.ProblemAsync(await CreateEnvironment(mallory, attacker, foreign), HttpStatusCode.Conflict);
@@ -140,8 +158,10 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         await RefusedToUserAsync(mallory, attacker, foreign, claimed: false);
 
         Assert.Equal("postgres", await OwnerOf(foreign));
-        Assert.Equal(aclBefore, await api.WorkspaceScalarAsync<string>("postgres", $"SELECT coalesce(datacl::text, '') FROM pg_database WHERE datname = '{foreign}'"));
-        Assert.False(await api.WorkspaceScalarAsync<bool>(foreign, "SELECT to_regnamespace('tcstudio_ownership') IS NOT NULL OR to_regnamespace('tcstudio') IS NOT NULL"));
+        Assert.Equal(aclBefore, await api.WorkspaceScalarAsync<string>("postgres",
+            $"SELECT coalesce(datacl::text, '') FROM pg_database WHERE datname = '{foreign}'"));
+        Assert.False(await api.WorkspaceScalarAsync<bool>(foreign,
+            "SELECT to_regnamespace('tcstudio_ownership') IS NOT NULL OR to_regnamespace('tcstudio') IS NOT NULL"));
         Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_databases WHERE database_name = @d", ("d", foreign)));
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>(foreign, "SELECT count(*) FROM invoices"));
     }
@@ -151,7 +171,7 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
     {
         var (mallory, slug) = await AttackerAsync();
         var database = api.NewDatabaseName("swapped");
-        await HttpAssert.JsonAsync(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Created);
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Created);
         await WorkspaceApiFixture.CreateProcedureAsync(mallory, slug, "one", "CREATE FUNCTION one() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;");
         Assert.Equal(HttpStatusCode.OK, (await mallory.PostAsync($"/api/workspaces/{slug}/procedures/one/publish?env=dev", null)).StatusCode);
         var environmentId = await EnvironmentIdAsync(slug, "dev");
@@ -166,10 +186,12 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         await api.WorkspaceExecuteAsync(database, "CREATE TABLE precious (id int); INSERT INTO precious VALUES (1);");
         try
         {
-            var unmarked = await HttpAssert.ProblemAsync(await mallory.GetAsync($"/api/workspaces/{slug}/environments/dev/status"), HttpStatusCode.Conflict);
+            var unmarked = await HttpAssert.ProblemAsync(await mallory.GetAsync($"/api/workspaces/{slug}/environments/dev/status"),
+                HttpStatusCode.Conflict);
             Assert.Contains("has no TC Studio marker", unmarked.GetProperty("detail").GetString());
             Assert.Contains(environmentId.ToString(), unmarked.GetProperty("detail").GetString());
-            var dropUnmarked = await HttpAssert.ProblemAsync(await mallory.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true"), HttpStatusCode.Conflict);
+            var dropUnmarked = await HttpAssert.ProblemAsync(await mallory.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true"),
+                HttpStatusCode.Conflict);
             Assert.Contains("has no TC Studio marker", dropUnmarked.GetProperty("detail").GetString());
             Assert.Equal(1L, await api.WorkspaceScalarAsync<long>(database, "SELECT count(*) FROM precious"));
             Assert.Equal(1L, await EnvironmentCountAsync(slug));
@@ -186,21 +208,24 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         var stranger = Guid.CreateVersion7();
         await api.WorkspaceExecuteAsync(database, $"UPDATE tcstudio_ownership.marker SET environment_id = '{stranger}'");
         cache.Evict(workspaceId, "dev");
-        var mismatch = await HttpAssert.ProblemAsync(await mallory.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/one/execute?env=dev", new { }), HttpStatusCode.Conflict);
+        var mismatch = await HttpAssert.ProblemAsync(await ProcedureCalls.ExecuteAsync(mallory, slug, "one", new { }),
+            HttpStatusCode.Conflict);
         var detail = mismatch.GetProperty("detail").GetString()!;
         Assert.Contains(stranger.ToString(), detail);
         Assert.Contains(environmentId.ToString(), detail);
         Assert.Equal("dev", mismatch.GetProperty("environment").GetString());
-        await HttpAssert.ProblemAsync(await mallory.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true"), HttpStatusCode.Conflict);
+        await HttpAssert.ProblemAsync(await mallory.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true"),
+            HttpStatusCode.Conflict);
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
 
         // Its own marker back: it is used again, and dropped with its roles and claim.
         await api.WorkspaceExecuteAsync(database, $"UPDATE tcstudio_ownership.marker SET environment_id = '{environmentId}'");
         cache.Evict(workspaceId, "dev");
-        await HttpAssert.JsonAsync(await mallory.PostAsJsonAsync($"/api/workspaces/{slug}/procedures/one/execute?env=dev", new { }));
+        await ProcedureCalls.ExecutedAsync(mallory, slug, "one", new { });
         Assert.Equal(HttpStatusCode.NoContent, (await mallory.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true")).StatusCode);
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
-        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tcws_{environmentId:N}%'"));
+        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres",
+            $"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tcws_{environmentId:N}%'"));
         Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_databases WHERE database_name = @d", ("d", database)));
     }
 
@@ -209,7 +234,7 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
     {
         var (mallory, slug) = await AttackerAsync();
         var database = api.NewDatabaseName("reused");
-        await HttpAssert.JsonAsync(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Created);
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Created);
         var first = await EnvironmentIdAsync(slug, "dev");
         Assert.Equal("t f f f f f f 10", await api.WorkspaceScalarAsync<string>("postgres", $"""
             SELECT concat_ws(' ', bool_and(rolcanlogin), bool_or(rolsuper), bool_or(rolcreatedb), bool_or(rolcreaterole), bool_or(rolinherit),
@@ -230,14 +255,16 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
                 Username = claim.ExecuteRole, Password = password,
             }.ConnectionString);
             await login.OpenAsync(); // the stored password is the role's
-            await using var wrong = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(login.ConnectionString) { Password = password + "x" }.ConnectionString);
+            await using var wrong = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(login.ConnectionString) { Password = password
+                + "x" }.ConnectionString);
             await Assert.ThrowsAsync<PostgresException>(() => wrong.OpenAsync());
         }
-        Assert.StartsWith("SCRAM-SHA-256$4096:", await api.WorkspaceScalarAsync<string>("postgres", $"SELECT rolpassword FROM pg_authid WHERE rolname = 'tcws_{first:N}_exec'"));
+        Assert.StartsWith("SCRAM-SHA-256$4096:", await api.WorkspaceScalarAsync<string>("postgres",
+            $"SELECT rolpassword FROM pg_authid WHERE rolname = 'tcws_{first:N}_exec'"));
 
         // Dropped with its database, the environment's roles go; the next environment on the same name gets new ones.
         Assert.Equal(HttpStatusCode.NoContent, (await mallory.DeleteAsync($"/api/workspaces/{slug}/environments/dev?dropDatabase=true")).StatusCode);
-        await HttpAssert.JsonAsync(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Created);
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Created);
         var second = await EnvironmentIdAsync(slug, "dev");
         Assert.NotEqual(first, second);
         Assert.Equal($"tcws_{second:N}_owner", await OwnerOf(database));
@@ -247,11 +274,12 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         Assert.Equal(HttpStatusCode.NoContent, (await mallory.DeleteAsync($"/api/workspaces/{slug}/environments/dev")).StatusCode);
         await HttpAssert.ProblemAsync(await CreateEnvironment(mallory, slug, database), HttpStatusCode.Conflict);
         var other = api.NewDatabaseName("reused_other");
-        await HttpAssert.JsonAsync(await CreateEnvironment(mallory, slug, other), HttpStatusCode.Created);
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await CreateEnvironment(mallory, slug, other), HttpStatusCode.Created);
         var third = await EnvironmentIdAsync(slug, "dev");
         Assert.Equal($"tcws_{third:N}_owner", await OwnerOf(other));
         Assert.Equal($"tcws_{second:N}_owner", await OwnerOf(database));
-        Assert.False(await api.WorkspaceScalarAsync<bool>(database, $"SELECT has_database_privilege('tcws_{third:N}_exec', current_database(), 'CONNECT')"));
+        Assert.False(await api.WorkspaceScalarAsync<bool>(database,
+            $"SELECT has_database_privilege('tcws_{third:N}_exec', current_database(), 'CONNECT')"));
     }
 
     [Fact]
@@ -261,16 +289,18 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         var (slug, database) = await api.NewWorkspaceWithEnvironmentAsync(admin, "purged");
         var environmentId = await EnvironmentIdAsync(slug, "dev");
         var second = api.NewDatabaseName("purged_test");
-        await HttpAssert.JsonAsync(await CreateEnvironment(admin, slug, second, name: "test"), HttpStatusCode.Created);
+        await HttpAssert.ReadAsync<EnvironmentDetails>(await CreateEnvironment(admin, slug, second, name: "test"), HttpStatusCode.Created);
         // The test environment's database was swapped for one that is not its own: the purge must leave it alone.
         await api.WorkspaceExecuteAsync(second, $"UPDATE tcstudio_ownership.marker SET environment_id = '{Guid.CreateVersion7()}'");
 
         await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/workspaces/{slug}?dropDatabases=true"), HttpStatusCode.BadRequest);
-        var refused = await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/workspaces/{slug}?purge=true&dropDatabases=true"), HttpStatusCode.Conflict);
+        var refused = await HttpAssert.ProblemAsync(await admin.DeleteAsync($"/api/workspaces/{slug}?purge=true&dropDatabases=true"),
+            HttpStatusCode.Conflict);
         Assert.Equal("test", refused.GetProperty("environment").GetString());
         // What was dropped before the refusal stays dropped, and the workspace is still there for another try.
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
-        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tcws_{environmentId:N}%'"));
+        Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres",
+            $"SELECT count(*) FROM pg_roles WHERE rolname LIKE 'tcws_{environmentId:N}%'"));
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{second}'"));
         Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync($"/api/workspaces/{slug}")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync($"/api/workspaces/{slug}/environments/dev")).StatusCode);
@@ -281,7 +311,8 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync($"/api/workspaces/{slug}")).StatusCode);
         Assert.Equal("detached", await api.ScalarAsync<string>("SELECT state FROM workspace_databases WHERE database_name = @d", ("d", second)));
         Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM workspace_databases WHERE database_name = @d", ("d", database)));
-        Assert.Equal(1L, await api.ScalarAsync<long>("SELECT count(*) FROM activities WHERE action = 'workspace.purged' AND details->>'slug' = @s", ("s", slug)));
+        Assert.Equal(1L,
+            await api.ScalarAsync<long>("SELECT count(*) FROM activities WHERE action = 'workspace.purged' AND details->>'slug' = @s", ("s", slug)));
     }
 
     private sealed class TestHostEnvironment : Microsoft.Extensions.Hosting.IHostEnvironment
@@ -289,6 +320,7 @@ public sealed class WorkspaceOwnershipTests(OwnershipFixture api) : IClassFixtur
         public string EnvironmentName { get; set; } = "Test";
         public string ApplicationName { get; set; } = "tests";
         public string ContentRootPath { get; set; } = Path.GetTempPath();
-        public Microsoft.Extensions.FileProviders.IFileProvider ContentRootFileProvider { get; set; } = new Microsoft.Extensions.FileProviders.NullFileProvider();
+        public Microsoft.Extensions.FileProviders.IFileProvider ContentRootFileProvider { get; set; } =
+            new Microsoft.Extensions.FileProviders.NullFileProvider();
     }
 }

@@ -63,7 +63,8 @@ public sealed class WorkspaceOwnershipUnitTests
             ["WorkspaceServers:local:ConnectionString"] = "Host=h;Database=tc_studio;Username=tcstudio_provisioner;Password=secret-2",
         }).Build());
         var local = registry.Find("local")!;
-        Assert.Equal(("postgres", "tcstudio_provisioner"), (local.Provider, new Npgsql.NpgsqlConnectionStringBuilder(local.ConnectionString).Username));
+        Assert.Equal(("postgres", "tcstudio_provisioner"),
+            (local.Provider, new Npgsql.NpgsqlConnectionStringBuilder(local.ConnectionString).Username));
         Assert.Empty(registry.ConfigurationErrors);
     }
 
@@ -85,13 +86,16 @@ public sealed class WorkspaceOwnershipUnitTests
         var salt = Convert.FromBase64String("W22ZaJ0SNY7soEsUEjb6gQ==");
         var verifier = TcStudio.SystemDatabase.Security.ScramVerifier.Compute("pencil", salt);
         Assert.True(TcStudio.SystemDatabase.Security.ScramVerifier.IsVerifier(verifier), verifier);
-        var (storedKey, serverKey) = (Convert.FromBase64String(verifier.Split('$')[2].Split(':')[0]), Convert.FromBase64String(verifier.Split(':')[2]));
-        const string AuthMessage = "n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
+        var (storedKey, serverKey) = (Convert.FromBase64String(verifier.Split('$')[2].Split(':')[0]),
+            Convert.FromBase64String(verifier.Split(':')[2]));
+        const string AuthMessage = "n=user,r=rOprNGfwEbeRWgbNEkqO,"
+            + "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,"
             + "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
         Assert.Equal("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
             Convert.ToBase64String(HMACSHA256.HashData(serverKey, Encoding.UTF8.GetBytes(AuthMessage))));
         var clientSignature = HMACSHA256.HashData(storedKey, Encoding.UTF8.GetBytes(AuthMessage));
-        var clientKey = Convert.FromBase64String("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").Zip(clientSignature, (a, b) => (byte)(a ^ b)).ToArray();
+        var clientKey = Convert.FromBase64String("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=").Zip(clientSignature,
+            (a, b) => (byte)(a ^ b)).ToArray();
         Assert.Equal(storedKey, SHA256.HashData(clientKey));
         Assert.DoesNotContain("pencil", verifier);
         Assert.NotEqual(verifier, TcStudio.SystemDatabase.Security.ScramVerifier.Compute("pencil")); // a fresh salt each time
@@ -113,7 +117,8 @@ public sealed class WorkspaceOwnershipUnitTests
         Assert.Equal(password, secrets.Unprotect(stored, "tcws_x_owner"));
         Assert.NotEqual(stored, secrets.Protect(password, "tcws_x_owner")); // a fresh nonce each time
         Assert.ThrowsAny<CryptographicException>(() => secrets.Unprotect(stored, "tcws_y_owner"));
-        Assert.ThrowsAny<CryptographicException>(() => Secrets(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))).Unprotect(stored, "tcws_x_owner"));
+        Assert.ThrowsAny<CryptographicException>(() => Secrets(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))).Unprotect(stored,
+            "tcws_x_owner"));
         stored[^1] ^= 1;
         Assert.ThrowsAny<CryptographicException>(() => secrets.Unprotect(stored, "tcws_x_owner"));
     }
@@ -121,7 +126,8 @@ public sealed class WorkspaceOwnershipUnitTests
     [Fact]
     public void The_secret_key_is_required_outside_Development_and_generated_once_in_it()
     {
-        var configuration = (string? key) => new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { [WorkspaceSecrets.KeyName] = key }).Build();
+        var configuration = (string? key) => new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string,
+            string?> { [WorkspaceSecrets.KeyName] = key }).Build();
         var missing = WorkspaceSecrets.FindConfigurationError(configuration(null), new Environment("Production", "/"));
         Assert.Contains("Workspaces:SecretKey", missing);
         Assert.Contains("Workspaces__SecretKey", missing);
@@ -153,7 +159,8 @@ public sealed class WorkspaceOwnershipUnitTests
         var values = Assert.Single(((ValuesInsertSource)insert.InsertSpecification.InsertSource).RowValues).ColumnValues;
         Assert.Equal(["@workspace_id", "@environment_id", "@database_id", "@server_identity"],
             values.Skip(1).Select(v => Assert.IsType<VariableReference>(v).Name));
-        var targets = Collect<NamedTableReference>(script).Select(t => $"{t.SchemaObject.SchemaIdentifier?.Value}.{t.SchemaObject.BaseIdentifier.Value}").Distinct();
+        var targets = Collect<NamedTableReference>(script).Select(t =>
+            $"{t.SchemaObject.SchemaIdentifier?.Value}.{t.SchemaObject.BaseIdentifier.Value}").Distinct();
         Assert.Equal(["tcstudio_ownership.marker"], targets);
         Assert.Contains("tcstudio_ownership.marker", SqlServerSql.ReadMarker);
     }
