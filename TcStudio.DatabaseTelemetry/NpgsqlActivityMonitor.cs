@@ -137,7 +137,7 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
         _slowQueries.Add(query);
         _metrics.SlowQueries.Add(1, new KeyValuePair<string, object?>(DatabaseMetrics.OperationKindTag, kind));
         LogSlowQuery(_slowQueryLogger, query.DurationMs, SlowQueryThreshold.TotalMilliseconds, query.Caller,
-            query.Database ?? "?", query.Sql);
+            query.Database ?? "?", $"{activity.GetTagItem("server.address") ?? "?"}:{activity.GetTagItem("server.port") ?? "?"}", query.Sql);
     }
 
     /// <summary>
@@ -258,9 +258,9 @@ public sealed partial class NpgsqlActivityMonitor : IHostedService, IDisposable
     }
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Warning,
-        Message = "Slow query: {DurationMs} ms (threshold {ThresholdMs} ms) from {Caller} in database {Database}: {Sql}")]
+        Message = "Slow query: {DurationMs} ms (threshold {ThresholdMs} ms) from {Caller} in database {Database} on {Server}: {Sql}")]
     private static partial void LogSlowQuery(ILogger logger, double durationMs, double thresholdMs, string caller,
-        string database, string sql);
+        string database, string server, string sql);
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Information,
         Message = "Opened a connection to PostgreSQL at {Where} in {ElapsedMs} ms")]
