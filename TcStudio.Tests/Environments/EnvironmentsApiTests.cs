@@ -235,9 +235,9 @@ public sealed class EnvironmentsApiTests(EnvironmentsApiFixture api) : IClassFix
         await HttpAssert.ReadAsync<EnvironmentDetails>(await admin.PostAsJsonAsync($"/api/workspaces/{slug}/environments",
             new { name = "test", server = "local", databaseName = second, create = true }), HttpStatusCode.Created);
 
-        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{slug}/environments/dev")).StatusCode);
+        await HttpAssert.NoContentAsync(await admin.DeleteAsync($"/api/workspaces/{slug}/environments/dev"));
         Assert.Equal(1L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{database}'"));
-        Assert.Equal(HttpStatusCode.NoContent, (await admin.DeleteAsync($"/api/workspaces/{slug}/environments/test?dropDatabase=true")).StatusCode);
+        await HttpAssert.NoContentAsync(await admin.DeleteAsync($"/api/workspaces/{slug}/environments/test?dropDatabase=true"));
         Assert.Equal(0L, await api.WorkspaceScalarAsync<long>("postgres", $"SELECT count(*) FROM pg_database WHERE datname = '{second}'"));
         var testId = await api.ScalarAsync<Guid>(
             "SELECT entity_id FROM activities WHERE action = 'environment.created' AND details->>'databaseName' = @d", ("d", second));

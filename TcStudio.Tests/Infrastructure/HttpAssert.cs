@@ -76,6 +76,13 @@ public static class HttpAssert
         UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
     };
 
+    /// <summary>A 204; anything else fails with the response's body (a problem says why).</summary>
+    public static async Task NoContentAsync(HttpResponseMessage response)
+    {
+        if (response.StatusCode == HttpStatusCode.NoContent) return;
+        Assert.Fail($"expected 204, got {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+    }
+
     public static async Task<JsonElement> JsonAsync(HttpResponseMessage response, HttpStatusCode status = HttpStatusCode.OK)
     {
         var body = await response.Content.ReadAsStringAsync();
