@@ -18,13 +18,6 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
 {
     private const string Migration = "PartitionedActivities";
 
-    private Task<(Guid Workspace, Guid User)> NewWorkspaceAsync(string name) => PartitionTestData.NewWorkspaceAsync(database, name);
-
-    private Task InsertAsync(Guid workspace, int count, string createdAtExpression) =>
-        PartitionTestData.InsertAsync(database, workspace, count, createdAtExpression);
-
-    private static DateOnly ThisMonth => PartitionTestData.ThisMonth;
-
     [Fact]
     public async Task The_log_is_partitioned_by_month_with_its_key_its_default_partition_and_the_seal_on_the_parent()
     {
@@ -35,7 +28,7 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
 
         var partitions = await database.ColumnAsync(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'activities'::regclass");
-        foreach (var ahead in new[] { 0, 1, 2 }) Assert.Contains(ActivityPartitions.NameOf(ThisMonth.AddMonths(ahead)), partitions);
+        foreach (var ahead in new[] { 0, 1, 2 }) Assert.Contains(ActivityPartitions.NameOf(PartitionTestData.ThisMonth.AddMonths(ahead)), partitions);
         Assert.Contains(ActivityPartitions.DefaultPartition, partitions);
 
         // The parent carries the seal; every partition has row-level security forced and no policy (no row for the app).
@@ -55,10 +48,10 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
     [Fact]
     public async Task A_role_subject_to_row_level_security_reads_a_partition_only_through_the_parent()
     {
-        var (workspace, _) = await NewWorkspaceAsync("sealed");
-        await InsertAsync(workspace, 3, "now()");
+        var (workspace, _) = await PartitionTestData.NewWorkspaceAsync(database, "sealed");
+        await PartitionTestData.InsertAsync(database, workspace, 3, "now()");
         var role = "partition_reader_" + Guid.NewGuid().ToString("N")[..8];
-        var partition = ActivityPartitions.NameOf(ThisMonth);
+        var partition = ActivityPartitions.NameOf(PartitionTestData.ThisMonth);
         // A role like the API's: DML granted on every table (partitions included, as a careless GRANT ON ALL TABLES
         // would), not BYPASSRLS. The seal then takes the partition's privileges back.
         await database.ExecuteAsync($"""
@@ -98,7 +91,7 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
     [Fact]
     public async Task The_conversion_keeps_every_row_and_its_stream_position_and_reverts_to_the_plain_table()
     {
-        var (workspace, _) = await NewWorkspaceAsync("converted");
+        var (workspace, _) = await PartitionTestData.NewWorkspaceAsync(database, "converted");
         await using var db = database.CreateDbContext();
         var migrator = new SystemDatabaseMigrator(db);
         var all = migrator.AllMigrations.ToList();
@@ -107,9 +100,9 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         await migrator.RevertAsync(previous);
         Assert.Equal("r", await database.ScalarAsync<string>("SELECT relkind::text FROM pg_class WHERE oid = 'activities'::regclass"));
         // Rows of this month, of 14 months ago and of far in the past (before 600 months: the default partition).
-        await InsertAsync(workspace, 40, "now() - i * interval '1 minute'");
-        await InsertAsync(workspace, 5, "now() - interval '14 months' - i * interval '1 minute'");
-        await InsertAsync(workspace, 2, "'1900-01-15'::timestamptz");
+        await PartitionTestData.InsertAsync(database, workspace, 40, "now() - i * interval '1 minute'");
+        await PartitionTestData.InsertAsync(database, workspace, 5, "now() - interval '14 months' - i * interval '1 minute'");
+        await PartitionTestData.InsertAsync(database, workspace, 2, "'1900-01-15'::timestamptz");
         var before = await database.ColumnAsync("SELECT id || ' ' || xid || ' ' || created_at FROM activities ORDER BY id");
 
         await migrator.MigrateAsync(null);
@@ -133,7 +126,7 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         Assert.Equal(before, await database.ColumnAsync("SELECT id || ' ' || xid || ' ' || created_at FROM activities ORDER BY id"));
         // A new row gets a transaction id above every copied one: the stream's order goes on.
         var newestCopied = await database.ScalarAsync<string>("SELECT max(xid)::text FROM activities");
-        await InsertAsync(workspace, 1, "now()");
+        await PartitionTestData.InsertAsync(database, workspace, 1, "now()");
         Assert.Equal(1L, await database.ScalarAsync<long>($"SELECT count(*) FROM activities WHERE xid > '{newestCopied}'::xid8"));
     }
 
@@ -154,17 +147,18 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
     [Fact]
     public async Task A_workspace_s_recent_page_reads_only_the_months_it_needs()
     {
-        var (workspace, _) = await NewWorkspaceAsync("pruned");
+        var (workspace, _) = await PartitionTestData.NewWorkspaceAsync(database, "pruned");
         // Three older months with partitions of their own, and this month: 2,000 rows in each (enough for the planner
         // to prefer each month's index to reading the month whole).
         for (var back = 1; back <= 3; back++)
         {
             await using var connection = await database.OpenConnectionAsync();
-            await using var create = new NpgsqlCommand(ActivityPartitions.CreateMonthSql(ThisMonth.AddMonths(-back)), connection);
+            await using var create = new NpgsqlCommand(ActivityPartitions.CreateMonthSql(PartitionTestData.ThisMonth.AddMonths(-back)), connection);
             await create.ExecuteNonQueryAsync();
-            await InsertAsync(workspace, 2000, $"'{ThisMonth.AddMonths(-back):yyyy-MM}-10 12:00:00+00'::timestamptz + i * interval '1 second'");
+            await PartitionTestData.InsertAsync(database, workspace, 2000,
+                $"'{PartitionTestData.ThisMonth.AddMonths(-back):yyyy-MM}-10 12:00:00+00'::timestamptz + i * interval '1 second'");
         }
-        await InsertAsync(workspace, 2000, "date_trunc('month', now()) + i * interval '1 millisecond'");
+        await PartitionTestData.InsertAsync(database, workspace, 2000, "date_trunc('month', now()) + i * interval '1 millisecond'");
         await database.ExecuteAsync("ANALYZE activities");
 
         await using var db = database.CreateDbContext();
@@ -176,7 +170,8 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         // The first page (50 + 1 rows) comes from this month alone; a page from a cursor in an older month starts there.
         // (Empty months ahead of this one are looked into too: one index probe each.)
         var cursorTwoMonthsBack = new ActivityCursor(
-            new DateTimeOffset(ThisMonth.AddMonths(-2).AddDays(9).ToDateTime(new TimeOnly(12, 0, 30)), TimeSpan.Zero), Guid.CreateVersion7());
+            new DateTimeOffset(PartitionTestData.ThisMonth.AddMonths(-2).AddDays(9).ToDateTime(new TimeOnly(12, 0, 30)), TimeSpan.Zero),
+            Guid.CreateVersion7());
         foreach (var (cursor, oldest, newest) in new (ActivityCursor?, int, int)[] { (null, 0, 0), (cursorTwoMonthsBack, -3, -2) })
         {
             var plan = await ExplainAnalyzeAsync(db, ActivitiesApi.PageQuery(db, workspace, cursor, 51, span));
@@ -188,9 +183,9 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
                 .Distinct().Order().ToList();
             var months = scanned.Select(name =>
                 ActivityPartitions.TryParseMonth(name, out var m) ? m : throw new InvalidOperationException(name)).ToList();
-            Assert.Equal(ThisMonth.AddMonths(oldest), months.Min());
-            if (cursor is null) Assert.Contains(ThisMonth, months);
-            else Assert.Equal(ThisMonth.AddMonths(newest), months.Max()); // months after the cursor are pruned
+            Assert.Equal(PartitionTestData.ThisMonth.AddMonths(oldest), months.Min());
+            if (cursor is null) Assert.Contains(PartitionTestData.ThisMonth, months);
+            else Assert.Equal(PartitionTestData.ThisMonth.AddMonths(newest), months.Max()); // months after the cursor are pruned
             Assert.DoesNotContain(plan, line => line.Contains("Seq Scan", StringComparison.Ordinal)
                 && !line.Contains(ActivityPartitions.DefaultPartition, StringComparison.Ordinal));
         }
@@ -221,28 +216,21 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
 /// </summary>
 public sealed class PartitionMaintenanceTests(SystemDatabaseFixture database) : IClassFixture<SystemDatabaseFixture>
 {
-    private Task<(Guid Workspace, Guid User)> NewWorkspaceAsync(string name) => PartitionTestData.NewWorkspaceAsync(database, name);
-
-    private Task InsertAsync(Guid workspace, int count, string createdAtExpression) =>
-        PartitionTestData.InsertAsync(database, workspace, count, createdAtExpression);
-
-    private static DateOnly ThisMonth => PartitionTestData.ThisMonth;
-
     [Fact]
     public async Task Maintenance_creates_months_ahead_moves_rows_out_of_the_default_partition_and_drops_old_months_after_a_backup()
     {
-        var (workspace, _) = await NewWorkspaceAsync("maintained");
+        var (workspace, _) = await PartitionTestData.NewWorkspaceAsync(database, "maintained");
         var now = DateTimeOffset.UtcNow;
         // A row five months ahead has no partition yet: it waits in the default partition.
-        await InsertAsync(workspace, 3, "date_trunc('month', now()) + interval '5 months' + interval '3 days'");
+        await PartitionTestData.InsertAsync(database, workspace, 3, "date_trunc('month', now()) + interval '5 months' + interval '3 days'");
         // An old month with a partition of its own, for retention to drop.
-        var old = ThisMonth.AddMonths(-30);
+        var old = PartitionTestData.ThisMonth.AddMonths(-30);
         await using (var connection = await database.OpenConnectionAsync())
         {
             await using var create = new NpgsqlCommand(ActivityPartitions.CreateMonthSql(old), connection);
             await create.ExecuteNonQueryAsync();
         }
-        await InsertAsync(workspace, 4, $"'{old:yyyy-MM}-10 12:00:00+00'::timestamptz");
+        await PartitionTestData.InsertAsync(database, workspace, 4, $"'{old:yyyy-MM}-10 12:00:00+00'::timestamptz");
         Assert.Equal(4L, await database.ScalarAsync<long>($"SELECT count(*) FROM {ActivityPartitions.NameOf(old)}"));
 
         var backedUp = new List<string>();
@@ -255,9 +243,9 @@ public sealed class PartitionMaintenanceTests(SystemDatabaseFixture database) : 
                 (partition, _) => { backedUp.Add(partition); return Task.CompletedTask; }, lines.Add, CancellationToken.None);
         }
 
-        var fiveAhead = ActivityPartitions.NameOf(ThisMonth.AddMonths(5));
+        var fiveAhead = ActivityPartitions.NameOf(PartitionTestData.ThisMonth.AddMonths(5));
         Assert.Contains(fiveAhead, report.Created);
-        Assert.Contains(ActivityPartitions.NameOf(ThisMonth.AddMonths(6)), report.Created);
+        Assert.Contains(ActivityPartitions.NameOf(PartitionTestData.ThisMonth.AddMonths(6)), report.Created);
         Assert.Equal(3L, await database.ScalarAsync<long>($"SELECT count(*) FROM {fiveAhead}"));
         // This workspace's rows all found their month; other tests of the class may leave rows of their own (1900) there.
         Assert.Equal(0L, await database.ScalarAsync<long>(

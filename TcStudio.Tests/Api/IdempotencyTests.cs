@@ -37,6 +37,41 @@ public sealed class IdempotencyTests(IdempotencyTests.Fixture api) : IClassFixtu
     private static bool Replayed(HttpResponseMessage response) =>
         response.Headers.TryGetValues(IdempotentRequests.ReplayedHeader, out var values) && values.Single() == "true";
 
+    /// <summary>
+    /// Only POSTs honour the key (the filter is not even built for other methods): a key sent with a GET or a PUT is
+    /// neither stored nor replayed, so an attacker cannot pin a stale answer or make a change skip its work.
+    /// </summary>
+    [Fact]
+    public async Task A_key_on_a_get_or_a_put_stores_nothing_and_replays_nothing()
+    {
+        using var owner = await api.UserAsync();
+        var (slug, workspaceId) = await ApiFixture.NewWorkspaceAsync(owner, "idem-other");
+        await HttpAssert.JsonAsync(await owner.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "p", sql = "select 1" }),
+            HttpStatusCode.Created);
+        var key = "other-" + Guid.NewGuid().ToString("N");
+        var keys = await CountAsync("SELECT count(*) FROM idempotency_keys");
+
+        foreach (var sql in new[] { "select 2", "select 3" })
+        {
+            using var put = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/p")
+            {
+                Content = JsonContent.Create(new { sql }),
+            };
+            put.Headers.TryAddWithoutValidation(IdempotentRequests.HeaderName, key);
+            using var response = await owner.SendAsync(put);
+            await HttpAssert.JsonAsync(response);
+            Assert.False(Replayed(response));
+            Assert.Equal(sql, await api.ScalarAsync<string>(
+                "SELECT sql_draft FROM stored_procedures WHERE workspace_id = @w AND name = 'p'", ("w", workspaceId)));
+        }
+        using var get = new HttpRequestMessage(HttpMethod.Get, $"/api/workspaces/{slug}");
+        get.Headers.TryAddWithoutValidation(IdempotentRequests.HeaderName, key);
+        using var read = await owner.SendAsync(get);
+        Assert.Equal(slug, (await HttpAssert.ReadAsync<TcStudio.Api.Workspaces.WorkspaceDetails>(read)).Slug);
+        Assert.False(Replayed(read));
+        Assert.Equal(keys, await CountAsync("SELECT count(*) FROM idempotency_keys"));
+    }
+
     [Fact]
     public async Task A_retry_with_the_same_key_and_body_gets_the_first_response_and_the_work_is_done_once()
     {
