@@ -54,14 +54,15 @@ public static class ReadRouting
         return context =>
         {
             var http = context.HttpContext;
-            return sources.HasStandbys && IsStandbyRoute(http.GetEndpoint(), http.Request.Method) ? OnStandbyAsync(context, next) : next(context);
+            return sources.HasStandbys && IsStandbyRoute(http.GetEndpoint(), http.Request.Method) ? OnStandbyAsync(context, next, sources)
+                : next(context);
         };
     });
 
-    private static async ValueTask<object?> OnStandbyAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    private static async ValueTask<object?> OnStandbyAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next,
+        SystemDatabaseSources sources)
     {
         var http = context.HttpContext;
-        var sources = http.RequestServices.GetRequiredService<SystemDatabaseSources>();
         var db = http.RequestServices.GetRequiredService<TcStudioDbContext>();
         db.Database.SetDbConnection(sources.Standby.CreateConnection(), contextOwnsConnection: true);
         try
