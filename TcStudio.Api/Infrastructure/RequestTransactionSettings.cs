@@ -30,8 +30,9 @@ public sealed class RequestTransactionSettings
         if (lockTimeout > TimeSpan.Zero) settings.Add(SetConfig("lock_timeout", lockTimeout));
         if (statementTimeout > TimeSpan.Zero) settings.Add(SetConfig("statement_timeout", statementTimeout));
         var timeouts = settings.Count == 0 ? "" : string.Join(", ", settings) + ", ";
-        Sql = $"{TcStudio.DatabaseTelemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {timeouts}"
-            + $"set_config('tcstudio.user_id', @{UserIdParameter}, true), set_config('tcstudio.workspace_id', @{WorkspaceIdParameter}, true)";
+        var start = $"{TcStudio.DatabaseTelemetry.SqlOperationKind.SettingsPrefixMarker} SELECT {timeouts}";
+        Sql = start + $"set_config('tcstudio.user_id', @{UserIdParameter}, true), set_config('tcstudio.workspace_id', @{WorkspaceIdParameter}, true)";
+        BatchSql = start + "set_config('tcstudio.user_id', $1, true), set_config('tcstudio.workspace_id', $2, true)";
     }
 
     /// <summary>The parameters carrying the row-level-security settings (the caller's and the workspace's id, or '').</summary>
@@ -43,10 +44,20 @@ public sealed class RequestTransactionSettings
     /// once; with the ids written into the text, every user and workspace made another statement to prepare) and the
     /// values of its two parameters.
     /// </summary>
-    public readonly record struct Statement(string Sql, string UserId, string WorkspaceId)
+    public readonly record struct Statement(string Sql, string BatchSql, string UserId, string WorkspaceId)
     {
         /// <summary>Which settings a transaction holds: applied again when it changes (the request entered a workspace).</summary>
         public string Key => UserId + "|" + WorkspaceId;
+
+        /// <summary>The statement as the first command of an Npgsql batch (positional parameters: no SQL rewriting per execution).</summary>
+        public Npgsql.NpgsqlBatchCommand ToBatchCommand() => new(BatchSql)
+        {
+            Parameters =
+            {
+                new Npgsql.NpgsqlParameter<string> { TypedValue = UserId },
+                new Npgsql.NpgsqlParameter<string> { TypedValue = WorkspaceId },
+            },
+        };
 
         public void AddParametersTo(DbCommand command)
         {
@@ -79,6 +90,9 @@ public sealed class RequestTransactionSettings
     /// </summary>
     public string Sql { get; }
 
+    /// <summary><see cref="Sql"/> with positional parameters ($1 the user, $2 the workspace), for a batch of its own.</summary>
+    public string BatchSql { get; }
+
     /// <summary>Sets them for the rest of <paramref name="transaction"/> (one round trip; Npgsql sends BEGIN with it).</summary>
     public static async Task ApplyAsync(Statement statement, DbConnection connection, DbTransaction? transaction, CancellationToken cancellationToken)
     {
@@ -110,7 +124,7 @@ public sealed class RequestTransactionSettings
     /// <summary>The statement to run first in this request's transactions (or in front of each statement outside one); null outside
     /// requests.</summary>
     public static Statement? CurrentStatement => CurrentRequest.Value is { } settings
-        ? new Statement(settings.Sql, (CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous).UserIdText,
+        ? new Statement(settings.Sql, settings.BatchSql, (CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous).UserIdText,
             (CurrentRowSecurity.Value ?? RequestRowSecurity.Anonymous).WorkspaceIdText)
         : null;
 

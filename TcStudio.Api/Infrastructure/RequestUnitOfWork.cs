@@ -80,6 +80,11 @@ public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSource
             {
                 await using var transaction = scope == SystemTransactionScope.Request ? await db.Database.BeginTransactionAsync(cancellationToken)
                     : null;
+                // No savepoint around each SaveChanges in the request's transaction: EF would send SAVEPOINT and RELEASE,
+                // two round trips per save, so that a failed save could be recovered from inside the transaction. Nothing
+                // here does that: a failure fails the request, and its transaction is rolled back whole (below). The pooled
+                // context gets the default back at the end (Save-scope routes manage transactions of their own).
+                db.Database.AutoSavepointsEnabled = transaction is null;
                 var result = await next(context);
                 if (transaction is not null)
                 {
@@ -90,6 +95,7 @@ public sealed class RequestUnitOfWork(TcStudioDbContext db, SystemDatabaseSource
             }
             finally
             {
+                db.Database.AutoSavepointsEnabled = true;
                 if (holdConnection) await db.Database.CloseConnectionAsync();
             }
         }, http.RequestAborted);

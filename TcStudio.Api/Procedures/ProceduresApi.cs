@@ -93,16 +93,27 @@ public static class ProceduresApi
         var search = string.IsNullOrWhiteSpace(request.Search) ? null : request.Search.Trim();
         if (request.Status is null)
         {
-            // The hot paths (a page, a search), compiled: the same SQL as below without building and looking up the
-            // LINQ query on every request.
-            var count = search is null
-                ? await CountAllQuery(db, workspace.Id, http.RequestAborted)
-                : await CountMatchingQuery(db, workspace.Id, search, http.RequestAborted);
-            var page = new List<ProcedureSummary>(paging.Size);
-            var rows = search is null
-                ? PageAllQuery(db, workspace.Id, paging.Skip, paging.Size)
-                : PageMatchingQuery(db, workspace.Id, search, paging.Skip, paging.Size);
-            await foreach (var row in rows.WithCancellation(http.RequestAborted)) page.Add(row);
+            // The hot paths (a page, a search): direct reads (no EF query pipeline) of the SQL EF writes below.
+            var ct = http.RequestAborted;
+            int count;
+            await using (var read = search is null ? await DirectRead.ExecuteAsync(db, CountAllSql, ct, workspace.Id)
+                : await DirectRead.ExecuteAsync(db, CountMatchingSql, ct, workspace.Id, search))
+            {
+                await read.Reader.ReadAsync(ct);
+                count = read.Reader.GetInt32(0);
+            }
+            var page = new List<ProcedureSummary>(Math.Clamp(count - paging.Skip, 0, paging.Size));
+            await using (var read = search is null ? await DirectRead.ExecuteAsync(db, PageAllSql, ct, workspace.Id, paging.Size, paging.Skip)
+                : await DirectRead.ExecuteAsync(db, PageMatchingSql, ct, workspace.Id, search, paging.Size, paging.Skip))
+            {
+                var reader = read.Reader;
+                while (await reader.ReadAsync(ct))
+                {
+                    page.Add(new ProcedureSummary(reader.GetGuid(0), reader.GetString(1), reader.GetString(2),
+                        reader.IsDBNull(3) ? null : reader.GetFieldValue<DateTimeOffset>(3), reader.GetFieldValue<DateTimeOffset>(4),
+                        reader.GetFieldValue<DateTimeOffset>(5)) { ETag = ETags.From(reader.GetFieldValue<uint>(6)) });
+                }
+            }
             return TypedResults.Ok(paging.ToPage(page, count, http.Request));
         }
 
@@ -130,28 +141,23 @@ public static class ProceduresApi
         return TypedResults.Ok(paging.ToPage(items, total, http.Request));
     }
 
-    private static readonly Func<TcStudioDbContext, Guid, CancellationToken, Task<int>> CountAllQuery =
-        EF.CompileAsyncQuery((TcStudioDbContext db, Guid workspaceId, CancellationToken ct) =>
-            db.StoredProcedures.Count(p => p.WorkspaceId == workspaceId));
+    private const string CountAllSql = "SELECT count(*)::int FROM stored_procedures AS s WHERE s.workspace_id = $1";
 
-    private static readonly Func<TcStudioDbContext, Guid, int, int, IAsyncEnumerable<ProcedureSummary>> PageAllQuery =
-        EF.CompileAsyncQuery((TcStudioDbContext db, Guid workspaceId, int skip, int take) => db.StoredProcedures.AsNoTracking()
-            .Where(p => p.WorkspaceId == workspaceId)
-            .OrderBy(p => p.Name.ToLower())
-            .Skip(skip).Take(take)
-            .Select(p => new ProcedureSummary(p.Id, p.Name, p.Status, p.PublishedAt, p.CreatedAt, p.UpdatedAt) { ETag = ETags.From(p.Version) }));
+    private const string PageAllSql = """
+        SELECT s.id, s.name, s.status, s.published_at, s.created_at, s.updated_at, s.xmin FROM stored_procedures AS s
+        WHERE s.workspace_id = $1 ORDER BY lower(s.name) LIMIT $2 OFFSET $3
+        """;
 
-    private static readonly Func<TcStudioDbContext, Guid, string, CancellationToken, Task<int>> CountMatchingQuery =
-        EF.CompileAsyncQuery((TcStudioDbContext db, Guid workspaceId, string search, CancellationToken ct) => db.StoredProcedures
-            .Count(p => p.WorkspaceId == workspaceId && p.SearchVector!.Matches(EF.Functions.WebSearchToTsQuery("simple", search))));
+    private const string CountMatchingSql = """
+        SELECT count(*)::int FROM stored_procedures AS s
+        WHERE s.workspace_id = $1 AND s.search_vector @@ websearch_to_tsquery('simple', $2)
+        """;
 
-    private static readonly Func<TcStudioDbContext, Guid, string, int, int, IAsyncEnumerable<ProcedureSummary>> PageMatchingQuery =
-        EF.CompileAsyncQuery((TcStudioDbContext db, Guid workspaceId, string search, int skip, int take) => db.StoredProcedures.AsNoTracking()
-            .Where(p => p.WorkspaceId == workspaceId && p.SearchVector!.Matches(EF.Functions.WebSearchToTsQuery("simple", search)))
-            .OrderByDescending(p => p.SearchVector!.Rank(EF.Functions.WebSearchToTsQuery("simple", search)))
-            .ThenBy(p => p.Name.ToLower())
-            .Skip(skip).Take(take)
-            .Select(p => new ProcedureSummary(p.Id, p.Name, p.Status, p.PublishedAt, p.CreatedAt, p.UpdatedAt) { ETag = ETags.From(p.Version) }));
+    private const string PageMatchingSql = """
+        SELECT s.id, s.name, s.status, s.published_at, s.created_at, s.updated_at, s.xmin FROM stored_procedures AS s
+        WHERE s.workspace_id = $1 AND s.search_vector @@ websearch_to_tsquery('simple', $2)
+        ORDER BY ts_rank(s.search_vector, websearch_to_tsquery('simple', $2)) DESC, lower(s.name) LIMIT $3 OFFSET $4
+        """;
 
     public static async Task<Results<Created<ProcedureDraft>, ValidationProblem>> CreateProcedure(
         CreateProcedureRequest request, CurrentWorkspace workspace, HttpContext http, TcStudioDbContext db)

@@ -29,11 +29,11 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
     {
         var userId = http.User.UserId();
         var isSystemAdmin = http.User.IsSystemAdmin();
-        var found = await FindAccess(db, slug, userId);
+        var found = await FindAccess(db, slug, userId, http.RequestAborted);
         if (found is null && isSystemAdmin && HttpMethods.IsDelete(http.Request.Method) && http.Request.Query["purge"] == "true")
         {
             // A system Admin may purge a workspace that is already soft-deleted.
-            found = await FindAccessIncludingDeleted(db, slug, userId);
+            found = await FindAccessIncludingDeleted(db, slug, userId, http.RequestAborted);
         }
         if (found is null || (found.MemberRole is null && !isSystemAdmin)) return NotFound(slug);
 
@@ -48,17 +48,33 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
 
     private sealed record AccessRow(Guid Id, string? MemberRole);
 
-    private static readonly Func<TcStudioDbContext, string, Guid, Task<AccessRow?>> FindAccess =
-        EF.CompileAsyncQuery((TcStudioDbContext db, string slug, Guid userId) => db.Workspaces
-            .Where(w => w.Slug == slug)
-            .Select(w => new AccessRow(w.Id, w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault()))
-            .FirstOrDefault());
+    // Every workspace route runs this first: a direct read (no EF query pipeline), the SQL EF wrote for it.
+    private const string AccessSql = """
+        SELECT w.id, (SELECT m.role FROM workspace_members AS m WHERE m.workspace_id = w.id AND m.user_id = $2 LIMIT 1)
+        FROM workspaces AS w WHERE w.deleted_at IS NULL AND w.slug = $1 LIMIT 1
+        """;
 
-    private static readonly Func<TcStudioDbContext, string, Guid, Task<AccessRow?>> FindAccessIncludingDeleted =
-        EF.CompileAsyncQuery((TcStudioDbContext db, string slug, Guid userId) => db.Workspaces.IgnoreQueryFilters()
-            .Where(w => w.Slug == slug)
-            .Select(w => new AccessRow(w.Id, w.Members.Where(m => m.UserId == userId).Select(m => m.Role).FirstOrDefault()))
-            .FirstOrDefault());
+    private const string AccessIncludingDeletedSql = """
+        SELECT w.id, (SELECT m.role FROM workspace_members AS m WHERE m.workspace_id = w.id AND m.user_id = $2 LIMIT 1)
+        FROM workspaces AS w WHERE w.slug = $1 LIMIT 1
+        """;
+
+    private static Task<AccessRow?> FindAccess(TcStudioDbContext db, string slug, Guid userId, CancellationToken cancellationToken) =>
+        ReadAccessAsync(db, AccessSql, slug, userId, cancellationToken);
+
+    private static Task<AccessRow?> FindAccessIncludingDeleted(TcStudioDbContext db, string slug, Guid userId,
+        CancellationToken cancellationToken) =>
+        ReadAccessAsync(db, AccessIncludingDeletedSql, slug, userId, cancellationToken);
+
+    private static async Task<AccessRow?> ReadAccessAsync(TcStudioDbContext db, string sql, string slug, Guid userId,
+        CancellationToken cancellationToken)
+    {
+        await using var read = await DirectRead.ExecuteAsync(db, sql, cancellationToken, slug, userId);
+        var reader = read.Reader;
+        return await reader.ReadAsync(cancellationToken)
+            ? new AccessRow(reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetString(1))
+            : null;
+    }
 }
 
 public static class WorkspaceScope

@@ -17,6 +17,9 @@ public sealed record BenchOptions
     public TimeSpan Warmup { get; init; } = TimeSpan.FromSeconds(3);
 
     public int[] Concurrency { get; init; } = [1, 16, 64];
+
+    /// <summary>Scenario 2's memory run (<c>--soak</c>): the product alone under sustained load; zero leaves it out.</summary>
+    public TimeSpan Soak { get; init; } = TimeSpan.Zero;
     public int SaturationClients { get; init; } = 1000;
     public int[] SaturationPoolSizes { get; init; } = [10, 50];
 
@@ -46,7 +49,8 @@ public sealed record BenchOptions
     public static readonly IReadOnlySet<int> QuickScenarios = new HashSet<int> { 1, 2, 3, 4, 5, 6, 7, 8, 9, 12 };
 
     public const string Usage = """
-        usage: TcStudio.Benchmarks [--quick] [--scenario N[,N...]] [--runs N] [--duration SECONDS] [--out DIR]
+        usage: TcStudio.Benchmarks [--quick] [--scenario N[,N...]] [--runs N] [--duration SECONDS] [--clients N,N]
+                                   [--soak SECONDS] [--out DIR]
                TcStudio.Benchmarks loadgen      (the HTTP load generator; started by the benchmark itself)
                TcStudio.Benchmarks events-probe (the live-events subscribers; started by the benchmark itself)
 
@@ -58,6 +62,8 @@ public sealed record BenchOptions
           --runs       runs per measurement (default 3; the table shows their median, min and max)
           --duration   measured seconds per load run (default 10; warm-up is a third of it, at most 3 s)
           --clients    the HTTP scenarios' concurrencies, e.g. 16,64 (default 1,16,64)
+          --soak       scenario 2 also runs the four reads mixed at the largest concurrency for this long, sampling
+                       the working set every 10 s (e.g. 300: is memory flat over 5 minutes?); off by default
           --out        where the JSON goes (default artifacts/bench under the repository)
         """;
 
@@ -90,6 +96,9 @@ public sealed record BenchOptions
                         Duration = TimeSpan.FromSeconds(seconds),
                         Warmup = TimeSpan.FromSeconds(Math.Min(3, seconds / 3)),
                     };
+                    break;
+                case "--soak":
+                    options = options with { Soak = TimeSpan.FromSeconds(PositiveInt(Next(), "--soak")) };
                     break;
                 case "--out":
                     options = options with { OutputDirectory = Next() };

@@ -110,6 +110,14 @@ public sealed class HttpReadsScenario : IScenario
             }
         }
         rows.AddRange(await WrkCheck.RunAsync(context, Number, api.BaseUrl, baseline.BaseUrl, token));
+        if (options.Soak > TimeSpan.Zero)
+        {
+            rows.Add(await HttpSoak.RunAsync(context, Number, new LoadCommand
+            {
+                BaseUrl = api.BaseUrl, BearerToken = token, Clients = options.Concurrency.Max(), WarmupMs = 0, DurationMs = 0,
+                Requests = endpoints.Select(e => e.Request).ToList(), Pages = pages, Terms = terms,
+            }));
+        }
         return new ScenarioOutcome(rows, workload);
     }
 

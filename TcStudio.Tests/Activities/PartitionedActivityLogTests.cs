@@ -174,7 +174,8 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
             Guid.CreateVersion7());
         foreach (var (cursor, oldest, newest) in new (ActivityCursor?, int, int)[] { (null, 0, 0), (cursorTwoMonthsBack, -3, -2) })
         {
-            var plan = await ExplainAnalyzeAsync(db, ActivitiesApi.PageQuery(db, workspace, cursor, 51, span));
+            var plan = await ActivityPageCommands.ExplainAsync(db, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)", workspace, cursor, 51,
+                span);
             TestContext.Current.TestOutputHelper?.WriteLine(string.Join('\n', plan));
             var scanned = plan.Where(line => !line.Contains("never executed", StringComparison.Ordinal)
                 && line.Contains(" on activities_", StringComparison.Ordinal))
@@ -191,22 +192,10 @@ public sealed class PartitionedActivityLogTests(SystemDatabaseFixture database) 
         }
 
         // And the page is right: newest first, across months, the same as the plain ORDER BY over the whole log.
-        var page = await ActivitiesApi.PageQuery(db, workspace, cursorTwoMonthsBack, 51, span).Select(r => r.Id).ToListAsync();
-        var expected = await ActivitiesApi.PageQuery(db, workspace, cursorTwoMonthsBack, 51).Select(r => r.Id).ToListAsync();
+        var page = await ActivityPageCommands.IdsAsync(db, workspace, cursorTwoMonthsBack, 51, span);
+        var expected = await ActivityPageCommands.IdsAsync(db, workspace, cursorTwoMonthsBack, 51, months: null);
         Assert.Equal(51, page.Count);
         Assert.Equal(expected, page);
-    }
-
-    /// <summary>EXPLAIN ANALYZE of the query EF sends, with its parameter values.</summary>
-    private static async Task<List<string>> ExplainAnalyzeAsync<T>(TcStudioDbContext db, IQueryable<T> query)
-    {
-        await using var command = query.CreateDbCommand();
-        command.CommandText = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + command.CommandText;
-        await db.Database.OpenConnectionAsync();
-        var plan = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync();
-        while (await reader.ReadAsync()) plan.Add(reader.GetString(0));
-        return plan;
     }
 }
 

@@ -115,6 +115,40 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         Assert.InRange(small, 1, 3);
     }
 
+    [Fact]
+    public async Task A_write_sends_no_savepoints_and_a_failed_one_leaves_the_next_request_unharmed()
+    {
+        using var user = await api.UserAsync();
+        var slug = (await ApiFixture.NewWorkspaceAsync(user, "roundtrips")).Slug;
+        await user.GetAsync($"/api/workspaces/{slug}"); // the session check is cached from here on
+
+        using var counter = new DatabaseCommandCounter(api.DatabaseName);
+        var created = await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "counted", sql = "select 1" });
+        await HttpAssert.ReadAsync<ProcedureDraft>(created, HttpStatusCode.Created);
+        var update = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/counted")
+        {
+            Content = JsonContent.Create(new { sql = "select 2" }),
+        };
+        update.Headers.IfMatch.Add(created.Headers.ETag!);
+        await HttpAssert.ReadAsync<ProcedureDraft>(await user.SendAsync(update));
+        var commands = counter.Commands;
+        TestContext.Current.TestOutputHelper?.WriteLine(string.Join("\n---\n", commands));
+
+        // EF's automatic savepoint around each save (SAVEPOINT, then RELEASE) would be two more round trips per write:
+        // the request's transaction is rolled back whole on any failure instead.
+        Assert.DoesNotContain(commands, c => c.Contains("SAVEPOINT", StringComparison.OrdinalIgnoreCase));
+        // Create: the access check, the workspace's settings, the two inserts; update: the access check, the find, the update.
+        Assert.InRange(commands.Count, 4, 6);
+
+        // A save that fails (the name is taken) fails its request only: nothing half-done, and the next write works.
+        await HttpAssert.ProblemAsync(await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "COUNTED", sql = "x" }),
+            HttpStatusCode.Conflict);
+        await HttpAssert.ReadAsync<ProcedureDraft>(await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures",
+            new { name = "after", sql = "select 3" }), HttpStatusCode.Created);
+        Assert.Equal(1, await ActivitiesAsync(slug, "procedure.updated"));
+        Assert.Equal(2, await ActivitiesAsync(slug, "procedure.created"));
+    }
+
     public static TheoryData<string, string> BadBodies => new()
     {
         { """{"name":"1bad","sql":"x"}""", "name" },

@@ -9,6 +9,9 @@ public sealed record ExportedSpan(
     public const int ClientKind = 3;
 }
 
+/// <summary>A log record as an OTLP collector received it: its attributes and its raw text (to search).</summary>
+public sealed record ExportedLogRecord(IReadOnlyDictionary<string, string> Attributes, string Text);
+
 /// <summary>
 /// Reads the few fields of an OTLP ExportTraceServiceRequest (protobuf wire format) that the tests need, by hand:
 /// ExportTraceServiceRequest.resource_spans(1) → ResourceSpans{resource(1){attributes(1)}, scope_spans(2)} →
@@ -64,6 +67,17 @@ public static class OtlpTraceDecoder
             }
         }
     }
+
+    /// <summary>
+    /// The log records of an OTLP ExportLogsServiceRequest, each with its attributes and its raw text:
+    /// resource_logs(1) → ResourceLogs{scope_logs(2)} → ScopeLogs{log_records(2)} → LogRecord{attributes(6)}.
+    /// </summary>
+    public static IEnumerable<ExportedLogRecord> DecodeLogs(byte[] request) =>
+        from resourceLogs in Fields(request).Where(f => f.Number == 1)
+        from scopeLogs in Fields(resourceLogs.Bytes).Where(f => f.Number == 2)
+        from record in Fields(scopeLogs.Bytes).Where(f => f.Number == 2)
+        select new ExportedLogRecord(Fields(record.Bytes).Where(f => f.Number == 6).Select(f => ReadKeyValue(f.Bytes))
+            .GroupBy(a => a.Key).ToDictionary(g => g.Key, g => g.Last().Value ?? ""), Utf8(record.Bytes));
 
     private static (string Key, string? Value) ReadKeyValue(ReadOnlyMemory<byte> keyValue)
     {
