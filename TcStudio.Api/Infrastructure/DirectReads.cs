@@ -37,8 +37,24 @@ public readonly struct DirectRead : IAsyncDisposable
     public NpgsqlDataReader Reader { get; }
 
     /// <summary>Runs <paramref name="sql"/> with <paramref name="values"/> as $1, $2, …; dispose the result to release the connection.</summary>
-    public static async Task<DirectRead> ExecuteAsync(TcStudioDbContext db, string sql, CancellationToken cancellationToken,
-        params object[] values)
+    public static Task<DirectRead> ExecuteAsync(TcStudioDbContext db, string sql, CancellationToken cancellationToken,
+        params object[] values) =>
+        ExecuteAsync(db, [Command(sql, values)], cancellationToken);
+
+    /// <summary>A statement of a batch, with <paramref name="values"/> as its $1, $2, ….</summary>
+    public static NpgsqlBatchCommand Command(string sql, params object[] values)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var value in values) command.Parameters.Add(new NpgsqlParameter { Value = value });
+        return command;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="commands"/> in one batch after the settings statement; the reader is at the first one's
+    /// rows (<see cref="NpgsqlDataReader.NextResultAsync(CancellationToken)"/> moves to the next).
+    /// </summary>
+    public static async Task<DirectRead> ExecuteAsync(TcStudioDbContext db, IReadOnlyList<NpgsqlBatchCommand> commands,
+        CancellationToken cancellationToken)
     {
         await db.Database.OpenConnectionAsync(cancellationToken);
         NpgsqlBatch? batch = null;
@@ -51,9 +67,7 @@ public readonly struct DirectRead : IAsyncDisposable
             };
             var settings = RequestTransactionSettings.CurrentStatement;
             if (settings is { } statement) batch.BatchCommands.Add(statement.ToBatchCommand());
-            var query = new NpgsqlBatchCommand(sql);
-            foreach (var value in values) query.Parameters.Add(new NpgsqlParameter { Value = value });
-            batch.BatchCommands.Add(query);
+            foreach (var command in commands) batch.BatchCommands.Add(command);
 
             reader = await batch.ExecuteReaderAsync(CommandBehavior.Default, cancellationToken);
             if (settings is not null) await reader.NextResultAsync(cancellationToken);

@@ -192,6 +192,15 @@ public sealed class RequestTransactionSettingsInterceptor : DbCommandInterceptor
         return true;
     }
 
+    /// <summary>
+    /// Records that the request's current settings hold in <paramref name="transaction"/> already (a direct read set
+    /// them in its batch), so the next EF command sends no statement of its own for them.
+    /// </summary>
+    public static void RecordApplied(DbTransaction transaction)
+    {
+        if (RequestTransactionSettings.CurrentStatement is { } statement) MarkApplied(transaction, statement.Key);
+    }
+
     public override DbDataReader ReaderExecuted(DbCommand command, CommandExecutedEventData eventData, DbDataReader result)
     {
         if (Prefixed.Remove(command)) result.NextResult();

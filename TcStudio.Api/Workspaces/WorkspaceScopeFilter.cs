@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore.Storage;
 using TcStudio.Api.Auth;
 
 namespace TcStudio.Api.Workspaces;
@@ -29,7 +30,9 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
     {
         var userId = http.User.UserId();
         var isSystemAdmin = http.User.IsSystemAdmin();
-        var found = await FindAccess(db, slug, userId, http.RequestAborted);
+        var transaction = db.Database.CurrentTransaction?.GetDbTransaction();
+        var found = transaction is null ? await FindAccess(db, slug, userId, http.RequestAborted)
+            : await FindAccessAndEnterAsync(db, slug, userId, isSystemAdmin, http.RequestAborted);
         if (found is null && isSystemAdmin && HttpMethods.IsDelete(http.Request.Method) && http.Request.Query["purge"] == "true")
         {
             // A system Admin may purge a workspace that is already soft-deleted.
@@ -40,13 +43,15 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
         current.Set(new WorkspaceAccess(found.Id, slug, userId, found.MemberRole, isSystemAdmin));
         // Row-level security: from the next statement on (in this transaction too), this workspace's rows only.
         rowSecurity.EnterWorkspace(found.Id);
+        if (transaction is not null && found.EnteredInTransaction) RequestTransactionSettingsInterceptor.RecordApplied(transaction);
         return current.Can(permission) ? null
             : Problems.Forbidden($"Your role in workspace '{slug}' ({found.MemberRole}) does not allow this.");
     }
 
     private static ProblemHttpResult NotFound(string slug) => Problems.NotFound($"Workspace '{slug}'");
 
-    private sealed record AccessRow(Guid Id, string? MemberRole);
+    /// <param name="EnteredInTransaction">The batch also set this workspace's row-level-security setting in the request's transaction.</param>
+    private sealed record AccessRow(Guid Id, string? MemberRole, bool EnteredInTransaction = false);
 
     // Every workspace route runs this first: a direct read (no EF query pipeline), the SQL EF wrote for it.
     private const string AccessSql = """
@@ -61,6 +66,29 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
 
     private static Task<AccessRow?> FindAccess(TcStudioDbContext db, string slug, Guid userId, CancellationToken cancellationToken) =>
         ReadAccessAsync(db, AccessSql, slug, userId, cancellationToken);
+
+    // In a write's transaction the same batch also enters the workspace, under the rule AuthorizeAsync applies (a
+    // member, or a system Admin), so the write's first save needs no settings statement of its own: a create is then
+    // three round trips (access, save, commit), not four. It answers the id it set; the request records the setting as
+    // applied only when that is the workspace it resolved. A refused request (404, 403) is rolled back with it.
+    private const string EnterWorkspaceSql = """
+        SELECT set_config('tcstudio.workspace_id', COALESCE((
+            SELECT w.id::text FROM workspaces AS w WHERE w.deleted_at IS NULL AND w.slug = $1
+              AND ($3 OR EXISTS (SELECT 1 FROM workspace_members AS m WHERE m.workspace_id = w.id AND m.user_id = $2))), ''), true)
+        """;
+
+    private static async Task<AccessRow?> FindAccessAndEnterAsync(TcStudioDbContext db, string slug, Guid userId, bool isSystemAdmin,
+        CancellationToken cancellationToken)
+    {
+        await using var read = await DirectRead.ExecuteAsync(db,
+            [DirectRead.Command(AccessSql, slug, userId), DirectRead.Command(EnterWorkspaceSql, slug, userId, isSystemAdmin)], cancellationToken);
+        var reader = read.Reader;
+        if (!await reader.ReadAsync(cancellationToken)) return null;
+        var found = new AccessRow(reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetString(1));
+        await reader.NextResultAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return found with { EnteredInTransaction = reader.GetString(0) == found.Id.ToString("D") };
+    }
 
     private static Task<AccessRow?> FindAccessIncludingDeleted(TcStudioDbContext db, string slug, Guid userId,
         CancellationToken cancellationToken) =>
