@@ -196,7 +196,7 @@ public sealed class ActivitiesApiTests(ApiFixture api) : IClassFixture<ApiFixtur
             """);
         await owner.GetAsync($"/api/workspaces/{slug}/activities"); // warm up: session cache, prepared plans
 
-        using var counter = new DatabaseCommandCounter(api.DatabaseName);
+        using var counter = new DatabaseCommandCounter(api.DatabaseName, requestsOnly: true);
         var defaultPage = await PageAsync(owner, $"/api/workspaces/{slug}/activities");
         Assert.Equal(50, defaultPage.Items.Count);
         var atDefault = counter.Commands.Count;

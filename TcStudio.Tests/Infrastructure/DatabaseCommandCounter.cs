@@ -11,7 +11,11 @@ public sealed class DatabaseCommandCounter : IDisposable
     private readonly ActivityListener _listener;
     private readonly List<string> _commands = [];
 
-    public DatabaseCommandCounter(string databaseName)
+    /// <param name="requestsOnly">
+    /// Count only commands sent for an HTTP request (an ASP.NET Core request activity above them), leaving out what
+    /// the API's background services send meanwhile (the event listener's ping, cleanups, the size sampler).
+    /// </param>
+    public DatabaseCommandCounter(string databaseName, bool requestsOnly = false)
     {
         _listener = new ActivityListener
         {
@@ -20,6 +24,7 @@ public sealed class DatabaseCommandCounter : IDisposable
             ActivityStopped = activity =>
             {
                 if (!activity.TagObjects.Any(t => t.Value as string == databaseName)) return;
+                if (requestsOnly && !UnderRequest(activity)) return;
                 // Physical connection opens are traced too; only commands carry their SQL.
                 var text = activity.GetTagItem("db.query.text") as string ?? activity.GetTagItem("db.statement") as string;
                 if (text is null) return;
@@ -27,6 +32,15 @@ public sealed class DatabaseCommandCounter : IDisposable
             },
         };
         ActivitySource.AddActivityListener(_listener);
+    }
+
+    private static bool UnderRequest(Activity activity)
+    {
+        for (var parent = activity.Parent; parent is not null; parent = parent.Parent)
+        {
+            if (parent.OperationName == "Microsoft.AspNetCore.Hosting.HttpRequestIn") return true;
+        }
+        return false;
     }
 
     public IReadOnlyList<string> Commands

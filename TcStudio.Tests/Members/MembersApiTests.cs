@@ -269,7 +269,7 @@ public sealed class MembersApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Empty(beyond.Items);
         Assert.All([first, second, beyond], p => Assert.Equal(6, p.TotalCount));
 
-        using var counter = new DatabaseCommandCounter(api.DatabaseName);
+        using var counter = new DatabaseCommandCounter(api.DatabaseName, requestsOnly: true);
         await MembersAsync(owner, slug, "pageSize=1");
         var small = counter.Commands.Count;
         counter.Reset();

@@ -106,7 +106,7 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         for (var i = 0; i < 6; i++) await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = $"p{i}", sql = "select 1" });
         await user.GetAsync($"/api/workspaces/{slug}/procedures?search=select");
 
-        using var counter = new DatabaseCommandCounter(api.DatabaseName);
+        using var counter = new DatabaseCommandCounter(api.DatabaseName, requestsOnly: true);
         await ListAsync(user, slug, "pageSize=1&search=select");
         var small = counter.Commands.Count;
         counter.Reset();
@@ -122,7 +122,7 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         var slug = (await ApiFixture.NewWorkspaceAsync(user, "roundtrips")).Slug;
         await user.GetAsync($"/api/workspaces/{slug}"); // the session check is cached from here on
 
-        using var counter = new DatabaseCommandCounter(api.DatabaseName);
+        using var counter = new DatabaseCommandCounter(api.DatabaseName, requestsOnly: true);
         var created = await user.PostAsJsonAsync($"/api/workspaces/{slug}/procedures", new { name = "counted", sql = "select 1" });
         await HttpAssert.ReadAsync<ProcedureDraft>(created, HttpStatusCode.Created);
         var update = new HttpRequestMessage(HttpMethod.Put, $"/api/workspaces/{slug}/procedures/counted")
