@@ -84,7 +84,7 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
             [DirectRead.Command(AccessSql, slug, userId), DirectRead.Command(EnterWorkspaceSql, slug, userId, isSystemAdmin)], cancellationToken);
         var reader = read.Reader;
         if (!await reader.ReadAsync(cancellationToken)) return null;
-        var found = new AccessRow(reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetString(1));
+        var found = ReadAccessRow(reader);
         await reader.NextResultAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);
         return found with { EnteredInTransaction = reader.GetString(0) == found.Id.ToString("D") };
@@ -99,10 +99,11 @@ public sealed class WorkspaceScopeFilter(TcStudioDbContext db, CurrentWorkspace 
     {
         await using var read = await DirectRead.ExecuteAsync(db, sql, cancellationToken, slug, userId);
         var reader = read.Reader;
-        return await reader.ReadAsync(cancellationToken)
-            ? new AccessRow(reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetString(1))
-            : null;
+        return await reader.ReadAsync(cancellationToken) ? ReadAccessRow(reader) : null;
     }
+
+    private static AccessRow ReadAccessRow(Npgsql.NpgsqlDataReader reader) =>
+        new(reader.GetGuid(0), reader.IsDBNull(1) ? null : reader.GetString(1));
 }
 
 public static class WorkspaceScope
