@@ -152,6 +152,48 @@ public sealed class ProceduresApiTests(ApiFixture api) : IClassFixture<ApiFixtur
         Assert.Equal(2, await ActivitiesAsync(slug, "procedure.created"));
     }
 
+    [Fact]
+    public async Task The_direct_reads_and_the_write_access_check_stay_in_the_callers_workspace_whatever_the_payload()
+    {
+        using var alice = await api.NewUserClientAsync("direct-alice");
+        using var carol = await api.NewUserClientAsync("direct-carol");
+        using var mallory = await api.NewUserClientAsync("direct-mallory");
+        var aliceSlug = (await ApiFixture.NewWorkspaceAsync(alice, "direct-alice")).Slug;
+        var (carolSlug, carolId) = await ApiFixture.NewWorkspaceAsync(carol, "direct-carol");
+        var mallorySlug = (await ApiFixture.NewWorkspaceAsync(mallory, "direct-mallory")).Slug;
+        await api.AddMemberByHandAsync(carolSlug, "direct-mallory", "Member");
+        await HttpAssert.ReadAsync<ProcedureDraft>(await alice.PostAsJsonAsync($"/api/workspaces/{aliceSlug}/procedures",
+            new { name = "secret_payroll", sql = "select 'payroll secret'" }), HttpStatusCode.Created);
+
+        // Search payloads in her own workspace find nothing of anyone else's and break nothing.
+        foreach (var term in new[] { "secret_payroll", "payroll secret", "' OR 1=1 --", "x'); DROP TABLE stored_procedures; --",
+            "$1 $2", "Ωmega 🚀 \"quoted\"", "payroll | secret & !x", new string('p', ProceduresApi.MaxSearchLength) })
+        {
+            var page = await ListAsync(mallory, mallorySlug, "search=" + Uri.EscapeDataString(term));
+            Assert.Empty(page.Items);
+            Assert.Equal(0, page.TotalCount);
+        }
+        await HttpAssert.ValidationProblemAsync(await mallory.GetAsync($"/api/workspaces/{mallorySlug}/procedures?search="
+            + new string('p', ProceduresApi.MaxSearchLength + 1)), "search");
+        await HttpAssert.ValidationProblemAsync(await mallory.GetAsync($"/api/workspaces/{mallorySlug}/procedures?pageSize=1000000"), "pageSize");
+        await HttpAssert.ValidationProblemAsync(await mallory.GetAsync($"/api/workspaces/{mallorySlug}/activities?cursor=%27%3B--"), "cursor");
+
+        // Alice's workspace does not exist for her, on every direct read and on a write (nothing written).
+        foreach (var path in new[] { "", "/procedures", "/procedures?search=payroll", "/activities" })
+        {
+            await HttpAssert.ProblemAsync(await mallory.GetAsync($"/api/workspaces/{aliceSlug}{path}"), HttpStatusCode.NotFound);
+        }
+        await HttpAssert.ProblemAsync(await mallory.PostAsJsonAsync($"/api/workspaces/{aliceSlug}/procedures",
+            new { name = "planted", sql = "select 1" }), HttpStatusCode.NotFound);
+        Assert.Equal(0L, await api.ScalarAsync<long>("SELECT count(*) FROM stored_procedures WHERE name = 'planted'"));
+
+        // As a Member of Carol's, her write lands in Carol's workspace (the one the access check entered) and nowhere else.
+        await HttpAssert.ReadAsync<ProcedureDraft>(await mallory.PostAsJsonAsync($"/api/workspaces/{carolSlug}/procedures",
+            new { name = "from_member", sql = "select 'ünïcödé; --'" }), HttpStatusCode.Created);
+        Assert.Equal(carolId, await api.ScalarAsync<Guid>("SELECT workspace_id FROM stored_procedures WHERE name = 'from_member'"));
+        Assert.Empty((await ListAsync(mallory, carolSlug, "search=payroll")).Items);
+    }
+
     public static TheoryData<string, string> BadBodies => new()
     {
         { """{"name":"1bad","sql":"x"}""", "name" },
